@@ -1,0 +1,231 @@
+//! Traffic checks through the tunnel: ICMP echo and UDP echo, with sockets
+//! opened inside the sending and answering nodes. ICMP's checksum has no
+//! pseudo-header while UDP's covers the IP addresses, so a NAT can break one
+//! and not the other; scenarios use both.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::{timeout_at, Instant};
+
+use crate::netns::Netns;
+use crate::scenario::cell::{Check, CheckExpect, CheckKind};
+
+/// How long after the last probe replies are awaited.
+pub const REPLY_WAIT: Duration = Duration::from_millis(1000);
+/// Gap between probes, so they are not all in flight at once.
+const PROBE_GAP: Duration = Duration::from_millis(10);
+
+/// The observed result of one check.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CheckResult {
+    /// Check name.
+    pub name: String,
+    /// Ping or UDP.
+    pub kind: CheckKind,
+    /// `src -> dst[:port]`.
+    pub path: String,
+    /// Probes sent.
+    pub sent: u32,
+    /// Answers received.
+    pub received: u32,
+    /// Pass when every probe was answered.
+    pub result: CheckExpect,
+    /// Why the check could not run at all (socket errors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Run one check between two namespaces.
+pub async fn run(check: &Check, from: &Netns, to: &Netns) -> CheckResult {
+    let path = match check.port {
+        Some(p) => format!("{} -> {}:{p}", check.src, check.dst),
+        None => format!("{} -> {}", check.src, check.dst),
+    };
+    let res = match check.kind {
+        CheckKind::Ping => ping(from, check.src, check.dst, check.count).await,
+        CheckKind::Udp => udp_echo(from, to, check.src, check.dst, check.port.unwrap_or(7), check.count).await,
+    };
+    let (received, error) = match res {
+        Ok(n) => (n, None),
+        Err(e) => (0, Some(e.to_string())),
+    };
+    CheckResult {
+        name: check.name.clone(),
+        kind: check.kind,
+        path,
+        sent: if error.is_some() { 0 } else { check.count },
+        received,
+        result: if error.is_none() && received == check.count {
+            CheckExpect::Pass
+        } else {
+            CheckExpect::Fail
+        },
+        error,
+    }
+}
+
+/// Internet checksum (RFC 1071).
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An ICMP echo request.
+pub fn echo_request(id: u16, seq: u16) -> Vec<u8> {
+    let mut p = vec![8, 0, 0, 0];
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(b"vpnlab-check-payload");
+    let c = checksum(&p);
+    p[2..4].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// If `pkt` (IPv4 header + ICMP) is an echo reply from `from` with `id`,
+/// its sequence number.
+pub fn parse_echo_reply(pkt: &[u8], from: Ipv4Addr, id: u16) -> Option<u16> {
+    let ihl = usize::from(pkt.first()? & 0x0f) * 4;
+    let src = Ipv4Addr::new(*pkt.get(12)?, pkt[13], pkt[14], pkt[15]);
+    let icmp = pkt.get(ihl..)?;
+    if src != from || icmp.len() < 8 || icmp[0] != 0 || icmp[1] != 0 {
+        return None;
+    }
+    (u16::from_be_bytes([icmp[4], icmp[5]]) == id).then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
+}
+
+async fn ping(from: &Netns, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> std::io::Result<u32> {
+    let fd: OwnedFd = from.icmp_socket(src)?;
+    // A raw socket has no tokio wrapper; the exchange is short and bounded,
+    // so it runs on a blocking thread.
+    tokio::task::spawn_blocking(move || ping_blocking(fd, src, dst, count))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn ping_blocking(fd: OwnedFd, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> std::io::Result<u32> {
+    use nix::sys::socket::{recv, sendto, MsgFlags, SockaddrIn};
+    use std::time::Instant;
+    // Distinct per process and check so concurrent checks never mix replies.
+    let id = (std::process::id() as u16) ^ (u16::from(src.octets()[3]) << 8);
+    let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut buf = [0u8; 2048];
+    let raw = fd.as_raw_fd();
+    let mut wait_until = |seen: &mut std::collections::BTreeSet<u16>, deadline: Instant| -> std::io::Result<()> {
+        let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        while (seen.len() as u32) < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms))? == 0 {
+                continue;
+            }
+            match recv(raw, &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => {
+                    if let Some(seq) = parse_echo_reply(&buf[..n], dst, id) {
+                        seen.insert(seq);
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    };
+    for seq in 1..=count as u16 {
+        sendto(raw, &echo_request(id, seq), &to, MsgFlags::empty())?;
+        wait_until(&mut seen, Instant::now() + PROBE_GAP)?;
+    }
+    wait_until(&mut seen, Instant::now() + REPLY_WAIT)?;
+    Ok(seen.len() as u32)
+}
+
+async fn udp_echo(
+    from: &Netns,
+    to: &Netns,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    port: u16,
+    count: u32,
+) -> std::io::Result<u32> {
+    let server = to.udp_socket(SocketAddrV4::new(dst, port))?;
+    let responder = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, peer)) = server.recv_from(&mut buf).await {
+            let _ = server.send_to(&buf[..n], peer).await;
+        }
+    });
+    let client = from.udp_socket(SocketAddrV4::new(src, 0))?;
+    let target = SocketAddrV4::new(dst, port);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut buf = [0u8; 2048];
+    for seq in 1..=count {
+        client.send_to(format!("vpnlab-udp-{seq}").as_bytes(), target).await?;
+        recv_echoes(&client, target, &mut seen, &mut buf, count, Instant::now() + PROBE_GAP).await;
+    }
+    recv_echoes(&client, target, &mut seen, &mut buf, count, Instant::now() + REPLY_WAIT).await;
+    responder.abort();
+    Ok(seen.len() as u32)
+}
+
+async fn recv_echoes(
+    client: &tokio::net::UdpSocket,
+    target: SocketAddrV4,
+    seen: &mut std::collections::BTreeSet<u32>,
+    buf: &mut [u8],
+    count: u32,
+    deadline: Instant,
+) {
+    while (seen.len() as u32) < count {
+        match timeout_at(deadline, client.recv_from(buf)).await {
+            Ok(Ok((n, peer))) if peer == std::net::SocketAddr::V4(target) => {
+                if let Some(seq) = std::str::from_utf8(&buf[..n])
+                    .ok()
+                    .and_then(|s| s.strip_prefix("vpnlab-udp-"))
+                    .and_then(|s| s.parse().ok())
+                {
+                    seen.insert(seq);
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_request_checksum_verifies() {
+        let p = echo_request(0x1234, 7);
+        assert_eq!(checksum(&p), 0, "a packet including its checksum sums to zero");
+        assert_eq!(&p[4..8], &[0x12, 0x34, 0, 7]);
+    }
+
+    #[test]
+    fn echo_reply_is_matched_by_source_and_id() {
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 10, 10, 2, 1, 10, 10, 1, 1];
+        let mut icmp = echo_request(42, 3);
+        icmp[0] = 0;
+        ip.extend_from_slice(&icmp);
+        let from = Ipv4Addr::new(10, 10, 2, 1);
+        assert_eq!(parse_echo_reply(&ip, from, 42), Some(3));
+        assert_eq!(parse_echo_reply(&ip, from, 43), None);
+        assert_eq!(parse_echo_reply(&ip, Ipv4Addr::new(10, 10, 2, 2), 42), None);
+        ip[20] = 8; // a request, not a reply
+        assert_eq!(parse_echo_reply(&ip, from, 42), None);
+    }
+}

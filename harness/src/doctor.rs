@@ -1,0 +1,94 @@
+//! `vpnlab doctor`: is this machine ready, and if not, the exact command
+//! that fixes each missing piece.
+
+use std::path::Path;
+
+use crate::stack::strongswan;
+
+/// One finding.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// What was checked.
+    pub what: String,
+    /// Whether it is usable.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it (empty when ok).
+    pub fix: String,
+}
+
+fn finding(what: &str, ok: bool, detail: impl Into<String>, fix: &str) -> Finding {
+    Finding {
+        what: what.into(),
+        ok,
+        detail: detail.into(),
+        fix: if ok { String::new() } else { fix.into() },
+    }
+}
+
+fn which(bin: &str) -> Option<String> {
+    std::env::var("PATH")
+        .unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
+/// Run every check. `esp` is the result of the kernel ESP probe (it needs
+/// privileges, so the caller runs it when it can).
+pub fn findings(esp: Option<bool>) -> Vec<Finding> {
+    let mut f = Vec::new();
+    let root = nix::unistd::geteuid().is_root();
+    f.push(finding(
+        "privileges",
+        root,
+        if root { "running as root" } else { "not root" },
+        "sudo vpnlab ... (namespaces, veth and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)",
+    ));
+    let tun = Path::new("/dev/net/tun").exists();
+    f.push(finding("TUN device", tun, if tun { "/dev/net/tun" } else { "missing" }, "modprobe tun"));
+    match esp {
+        Some(true) => f.push(finding("kernel ESP", true, "ESP states can be installed: backend kernel-netlink", "")),
+        Some(false) => f.push(Finding {
+            what: "kernel ESP".into(),
+            ok: true,
+            detail: "no ESP in this kernel: strongSwan uses kernel-libipsec (userspace ESP, always UDP-encapsulated)".into(),
+            fix: String::new(),
+        }),
+        None => f.push(finding("kernel ESP", false, "not probed (needs root)", "sudo vpnlab doctor")),
+    }
+    let nft = which("nft");
+    f.push(finding("nftables", nft.is_some(), nft.clone().unwrap_or_else(|| "nft not found".into()), "apt-get install -y nftables"));
+    let ip = which("ip");
+    f.push(finding("iproute2 (ESP probe only)", ip.is_some(), ip.unwrap_or_else(|| "ip not found".into()), "apt-get install -y iproute2"));
+    let charon = strongswan::charon_path();
+    let version = std::process::Command::new(&charon).arg("--version").output().ok().and_then(|o| {
+        let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        (!s.is_empty()).then_some(s)
+    });
+    f.push(finding(
+        "strongSwan charon",
+        charon.is_file(),
+        match (&version, charon.is_file()) {
+            (Some(v), true) => format!("{} ({v})", charon.display()),
+            (None, true) => charon.display().to_string(),
+            _ => format!("{} not found (set VPNLAB_CHARON to use another)", charon.display()),
+        },
+        "apt-get install -y strongswan-charon",
+    ));
+    let plugdir = Path::new("/usr/lib/ipsec/plugins");
+    let missing: Vec<&str> = strongswan::plugins(crate::stack::Backend::KernelLibipsec)
+        .into_iter()
+        .filter(|p| !plugdir.join(format!("libstrongswan-{p}.so")).is_file())
+        .collect();
+    f.push(finding(
+        "strongSwan plugins",
+        missing.is_empty(),
+        if missing.is_empty() { "all present".to_string() } else { format!("missing: {}", missing.join(", ")) },
+        "apt-get install -y strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins",
+    ));
+    f
+}

@@ -1,0 +1,149 @@
+//! Error types of the library. Every variant names the file, node, link or
+//! daemon it is about; the binary wraps them with `anyhow` at the edge.
+
+use std::path::PathBuf;
+
+/// A problem in a scenario file, found before anything is created.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// One or more problems at known positions in the file.
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+    /// A directory held no scenario files.
+    #[error("{path}: no scenario files (*.toml) found")]
+    Empty {
+        /// Directory path.
+        path: PathBuf,
+    },
+}
+
+/// One validation finding: `file:line:column: field: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// File the finding is in.
+    pub path: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted path of the offending field, e.g. `links[1].b.node`.
+    pub field: String,
+    /// What is wrong, and how to fix it where that is clear.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.field,
+            self.message
+        )
+    }
+}
+
+/// A problem while building or tearing down a cell's namespaces and links.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// A namespace-level operation failed.
+    #[error("node {node}: cannot {op}: {source}")]
+    Netns {
+        /// Node name.
+        node: String,
+        /// What was attempted.
+        op: &'static str,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A netlink request failed.
+    #[error("node {node}: {op}: {source}")]
+    Netlink {
+        /// Node name.
+        node: String,
+        /// What was attempted, e.g. `add address 192.0.2.1/24 on to-gw`.
+        op: String,
+        /// Netlink error.
+        source: rtnetlink::Error,
+    },
+    /// A sysctl could not be written.
+    #[error("node {node}: sysctl {key}: {source}")]
+    Sysctl {
+        /// Node name.
+        node: String,
+        /// Sysctl key.
+        key: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The NAT ruleset was rejected by nft.
+    #[error("node {node}: nft rejected the {profile} ruleset: {message}")]
+    Nat {
+        /// Gateway node.
+        node: String,
+        /// NAT profile name.
+        profile: String,
+        /// nft's stderr.
+        message: String,
+    },
+}
+
+/// A problem with a VPN stack (daemon start-up, control channel).
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// The daemon could not be started.
+    #[error("node {node}: cannot start {daemon}: {source}")]
+    Spawn {
+        /// Node name.
+        node: String,
+        /// Daemon binary.
+        daemon: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The daemon did not become ready in time.
+    #[error("node {node}: {daemon} not ready after {waited_ms} ms: {detail}")]
+    NotReady {
+        /// Node name.
+        node: String,
+        /// Daemon binary.
+        daemon: String,
+        /// How long vpnlab waited.
+        waited_ms: u128,
+        /// Last error seen, and the daemon's log tail.
+        detail: String,
+    },
+    /// A control-channel request failed.
+    #[error("node {node}: {daemon} {request}: {detail}")]
+    Control {
+        /// Node name.
+        node: String,
+        /// Daemon binary.
+        daemon: String,
+        /// The request, e.g. `load-conn`.
+        request: String,
+        /// Error text.
+        detail: String,
+    },
+    /// Writing a generated config file failed.
+    #[error("node {node}: cannot write {path}: {source}")]
+    Config {
+        /// Node name.
+        node: String,
+        /// File path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+}

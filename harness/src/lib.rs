@@ -1,0 +1,22 @@
+//! vpnlab: a network-emulation test harness for IPsec VPNs.
+//!
+//! Data flows one way: [`scenario`] (file → validated cells) → [`topology`]
+//! (namespaces, links, NAT) → [`stack`] (daemons) → [`check`] (traffic) →
+//! [`outcome`] (normalized observation, verdict) → [`report`].
+//! [`run`] orchestrates one cell; [`sandbox`] makes sure a run leaves nothing
+//! behind; [`sys`] holds the raw syscalls.
+
+pub mod check;
+pub mod doctor;
+pub mod error;
+pub mod link;
+pub mod nat;
+pub mod netns;
+pub mod outcome;
+pub mod report;
+pub mod run;
+pub mod sandbox;
+pub mod scenario;
+pub mod stack;
+pub mod sys;
+pub mod topology;

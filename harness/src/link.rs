@@ -1,0 +1,106 @@
+//! Links, addresses and routes through rtnetlink, each request sent on the
+//! netlink socket of the namespace it concerns.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+
+use crate::error::TopologyError;
+use crate::netns::Netns;
+
+fn nl(ns: &Netns, op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> TopologyError {
+    let node = ns.node.clone();
+    let op = op.into();
+    move |source| TopologyError::Netlink { node, op, source }
+}
+
+/// Index of interface `name` in `ns`.
+pub async fn index(ns: &Netns, name: &str) -> Result<u32, TopologyError> {
+    let mut links = ns.rtnl.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await.map_err(nl(ns, format!("look up {name}")))? {
+        Some(msg) => Ok(msg.header.index),
+        None => unreachable!("netlink answers a name lookup with an error, not an empty list"),
+    }
+}
+
+/// Create a veth pair whose ends are born inside `a` and `b`: the request is
+/// sent on `a`'s socket and carries `b`'s namespace descriptor for the peer,
+/// so no interface ever appears in the namespace vpnlab runs in.
+pub async fn veth(
+    a: &Netns,
+    a_name: &str,
+    b: &Netns,
+    b_name: &str,
+    mtu: Option<u32>,
+) -> Result<(), TopologyError> {
+    let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(b_name.to_string())
+        .setns_by_fd(b.fd().as_raw_fd());
+    let mut builder = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+        .name(a_name.to_string());
+    if let Some(m) = mtu {
+        peer = peer.mtu(m);
+        builder = builder.mtu(m);
+    }
+    let msg = builder
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+        .build();
+    a.rtnl
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl(a, format!("create veth {a_name} <-> {}:{b_name}", b.node)))
+}
+
+/// Bring interface `index` up.
+pub async fn up(ns: &Netns, index: u32, name: &str) -> Result<(), TopologyError> {
+    ns.rtnl
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(nl(ns, format!("set {name} up")))
+}
+
+/// Add `addr` to interface `index`.
+pub async fn address(ns: &Netns, index: u32, name: &str, addr: Ipv4Net) -> Result<(), TopologyError> {
+    ns.rtnl
+        .address()
+        .add(index, IpAddr::V4(addr.addr()), addr.prefix_len())
+        .execute()
+        .await
+        .map_err(nl(ns, format!("add address {addr} on {name}")))
+}
+
+/// Add a route to `dst` via `via`.
+pub async fn route(ns: &Netns, dst: Ipv4Net, via: Ipv4Addr) -> Result<(), TopologyError> {
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst.network(), dst.prefix_len())
+        .gateway(via)
+        .build();
+    ns.rtnl
+        .route()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl(ns, format!("add route {dst} via {via}")))
+}
+
+/// Names of all interfaces in `ns` (for leak checks and `--keep` hints).
+pub async fn names(ns: &Netns) -> Result<Vec<String>, TopologyError> {
+    let mut out = Vec::new();
+    let mut links = ns.rtnl.link().get().execute();
+    while let Some(msg) = links.try_next().await.map_err(nl(ns, "list links"))? {
+        for attr in msg.attributes {
+            if let LinkAttribute::IfName(n) = attr {
+                out.push(n);
+            }
+        }
+    }
+    Ok(out)
+}

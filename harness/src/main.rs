@@ -1,0 +1,234 @@
+//! The `vpnlab` command line. Library errors are turned into messages here
+//! (anyhow at the binary edge only).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+
+use vpnlab::run::{run_cell, CellReport, RunOptions};
+use vpnlab::scenario::{self, Cell};
+use vpnlab::{doctor, outcome::Verdict, report, sandbox};
+
+/// Network-emulation test harness for IPsec VPNs.
+///
+/// vpnlab builds throwaway network namespaces from a scenario file (hosts, a
+/// NAT gateway, links, routes), runs real IKE daemons in them, sends ping and
+/// UDP checks through the tunnel and compares what happened with the file's
+/// `expect`. Every run is sandboxed: when it ends — even by SIGKILL — no
+/// namespace, interface, mount or daemon is left behind.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenario cells and print expected vs observed per cell.
+    ///
+    /// Exits 1 if any cell fails or errors; unsupported cells are listed but
+    /// do not fail the run. Needs root.
+    ///
+    /// Examples:
+    ///   vpnlab run                                  # the bundled topologies/
+    ///   vpnlab run topologies/seed.toml --jobs 2
+    ///   vpnlab run --filter nat=block-4500 --keep   # inspect a failure
+    #[command(verbatim_doc_comment)]
+    Run {
+        /// Scenario files or directories (default: the bundled topologies/).
+        paths: Vec<PathBuf>,
+        /// Run only cells whose name contains this text (repeatable: any match).
+        #[arg(long, short)]
+        filter: Vec<String>,
+        /// Run only the cell with exactly this name (repeatable).
+        #[arg(long)]
+        cell: Vec<String>,
+        /// Cells run in parallel; each has its own namespaces.
+        #[arg(long, short, default_value_t = 1)]
+        jobs: usize,
+        /// Write every outcome as JSON to FILE (`-` for stdout; the table then goes to stderr).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Keep a failed cell's topology up, print how to enter each node, and wait for Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Validate scenario files without creating anything; list their cells.
+    Check {
+        /// Scenario files or directories (default: the bundled topologies/).
+        paths: Vec<PathBuf>,
+    },
+    /// List cell names, one per line.
+    List {
+        /// Scenario files or directories (default: the bundled topologies/).
+        paths: Vec<PathBuf>,
+    },
+    /// Check this machine: privileges, kernel ESP and TUN, nftables,
+    /// strongSwan and its plugins; print the command that installs anything missing.
+    Doctor,
+}
+
+/// The bundled topologies: `VPNLAB_TOPOLOGIES`, else `./topologies`, else
+/// the source tree's copy.
+fn default_paths() -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("VPNLAB_TOPOLOGIES") {
+        return vec![PathBuf::from(p)];
+    }
+    let local = PathBuf::from("topologies");
+    if local.is_dir() {
+        return vec![local];
+    }
+    vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../topologies"))]
+}
+
+fn load_cells(paths: Vec<PathBuf>) -> Result<Vec<Cell>> {
+    let paths = if paths.is_empty() { default_paths() } else { paths };
+    let files = scenario::discover(&paths)?;
+    let mut cells = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match scenario::load(&f) {
+            Ok(s) => cells.extend(s.cells),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(cells)
+}
+
+fn select(cells: Vec<Cell>, filter: &[String], exact: &[String]) -> Result<Vec<Cell>> {
+    let picked: Vec<Cell> = cells
+        .into_iter()
+        .filter(|c| filter.is_empty() || filter.iter().any(|f| c.id.contains(f.as_str())))
+        .filter(|c| exact.is_empty() || exact.iter().any(|e| &c.id == e))
+        .collect();
+    if picked.is_empty() {
+        bail!("no cell matches the selection (see `vpnlab list`)");
+    }
+    Ok(picked)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vpnlab: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Check { paths } => {
+            let cells = load_cells(paths)?;
+            for c in &cells {
+                println!("ok  {}", c.id);
+            }
+            println!("{} cells valid", cells.len());
+            Ok(0)
+        }
+        Command::List { paths } => {
+            for c in load_cells(paths)? {
+                println!("{}", c.id);
+            }
+            Ok(0)
+        }
+        Command::Doctor => doctor_cmd(),
+        Command::Run { paths, filter, cell, jobs, report, keep } => {
+            // Validate before anything is created.
+            let cells = select(load_cells(paths)?, &filter, &cell)?;
+            if !sandbox::is_inner() {
+                return sandbox::run_outer().map_err(anyhow::Error::msg);
+            }
+            sandbox::enter_inner().map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            rt.block_on(run_cmd(cells, jobs.max(1), report, keep))
+        }
+    }
+}
+
+async fn run_cmd(cells: Vec<Cell>, jobs: usize, report: Option<PathBuf>, keep: bool) -> Result<i32> {
+    let backend = vpnlab::run::probe_backend().await;
+    let opts = RunOptions {
+        backend,
+        keep,
+        workdir: PathBuf::from(sandbox::WORKDIR),
+    };
+    let total = cells.len();
+    let mut done: Vec<(usize, CellReport)> = futures::stream::iter(cells.iter().enumerate())
+        .map(|(i, c)| {
+            let opts = &opts;
+            async move {
+                let r = run_cell(c, i, opts).await;
+                eprintln!(
+                    "[{}/{total}] {:<11} {} ({:.2}s)",
+                    i + 1,
+                    r.outcome.verdict.label(),
+                    r.outcome.cell,
+                    r.elapsed_ms as f64 / 1000.0
+                );
+                (i, r)
+            }
+        })
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    done.sort_by_key(|(i, _)| *i);
+    let reports: Vec<CellReport> = done.into_iter().map(|(_, r)| r).collect();
+
+    let to_stdout = report.as_deref() == Some(std::path::Path::new("-"));
+    let mut table = Vec::new();
+    report::table(&mut table, &reports)?;
+    if to_stdout {
+        std::io::stderr().write_all(&table)?;
+    } else {
+        std::io::stdout().write_all(&table)?;
+    }
+    if let Some(path) = report {
+        let json = serde_json::to_string_pretty(&report::Report {
+            vpnlab: env!("CARGO_PKG_VERSION"),
+            cells: &reports,
+        })?;
+        if to_stdout {
+            println!("{json}");
+        } else {
+            std::fs::write(&path, json + "\n")
+                .with_context(|| format!("cannot write report {}", path.display()))?;
+        }
+    }
+    let failed = reports
+        .iter()
+        .any(|r| matches!(r.outcome.verdict, Verdict::Fail | Verdict::Error));
+    Ok(i32::from(failed))
+}
+
+fn doctor_cmd() -> Result<i32> {
+    let esp = if nix::unistd::geteuid().is_root() {
+        let rt = tokio::runtime::Runtime::new()?;
+        Some(rt.block_on(vpnlab::run::kernel_has_esp()))
+    } else {
+        None
+    };
+    let findings = doctor::findings(esp);
+    let mut bad = 0;
+    for f in &findings {
+        println!("{} {:<28} {}", if f.ok { "ok  " } else { "MISSING" }, f.what, f.detail);
+        if !f.ok {
+            println!("        fix: {}", f.fix);
+            bad += 1;
+        }
+    }
+    if bad == 0 {
+        println!("\nready: `vpnlab run` can run the bundled scenarios");
+    }
+    Ok(i32::from(bad > 0))
+}

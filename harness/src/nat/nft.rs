@@ -1,0 +1,40 @@
+//! Applying a ruleset inside a gateway with `nft -f -`.
+
+use tokio::io::AsyncWriteExt;
+
+use crate::error::TopologyError;
+use crate::nat::NatProfile;
+use crate::netns::Netns;
+
+/// Load `ruleset` into the gateway's namespace (never the host's: the nft
+/// process enters the node before it starts).
+pub async fn apply(ns: &Netns, profile: NatProfile, ruleset: &str) -> Result<(), TopologyError> {
+    if ruleset.is_empty() {
+        return Ok(());
+    }
+    let fail = |message: String| TopologyError::Nat {
+        node: ns.node.clone(),
+        profile: profile.to_string(),
+        message,
+    };
+    let mut child = ns
+        .command("nft", None)
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run nft ({e}); install it: apt-get install nftables")))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(ruleset.as_bytes())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    drop(stdin);
+    let out = child.wait_with_output().await.map_err(|e| fail(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    }
+}

@@ -1,0 +1,292 @@
+//! The observed result of a cell and its verdict against `expect`.
+//!
+//! An [`Outcome`] holds only facts that are the same on every run of the
+//! cell (no SPIs, PIDs, timestamps or NAT-chosen ports), so it can be
+//! snapshotted byte for byte. The verdict is computed from the expectation
+//! independently of any snapshot.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::check::CheckResult;
+use crate::scenario::cell::{Encapsulation, Expectation, TunnelExpect};
+use crate::stack::{Backend, EndpointState, Initiation};
+
+/// How a cell ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Everything observed matches `expect`.
+    Pass,
+    /// Something observed differs from `expect` (see `mismatches`).
+    Fail,
+    /// A stack cannot express this cell; nothing was run.
+    Unsupported,
+    /// vpnlab could not run the cell (see `error`).
+    Error,
+}
+
+impl Verdict {
+    /// Upper-case label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Unsupported => "UNSUPPORTED",
+            Verdict::Error => "ERROR",
+        }
+    }
+}
+
+/// One endpoint in the outcome.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EndpointOutcome {
+    /// Node.
+    pub node: String,
+    /// Initiator or responder.
+    pub role: String,
+    /// Stack and version.
+    pub stack: String,
+    /// NAT-T mode asked for.
+    pub nat_t: String,
+    /// SAs as reported by the daemon.
+    #[serde(flatten)]
+    pub state: EndpointState,
+}
+
+/// A gateway's NAT in the outcome.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NatOutcome {
+    /// Profile name.
+    pub profile: String,
+    /// The nftables ruleset applied inside the gateway.
+    pub ruleset: String,
+}
+
+/// Everything observed in one cell.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Outcome {
+    /// Cell name.
+    pub cell: String,
+    /// Matrix values.
+    pub axes: BTreeMap<String, String>,
+    /// Verdict against `expect`.
+    pub verdict: Verdict,
+    /// Each way the observation differs from `expect`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<String>,
+    /// Why the cell is unsupported, or why it could not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// ESP backend used.
+    pub backend: Backend,
+    /// What was expected.
+    pub expected: Expectation,
+    /// Observed tunnel state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelExpect>,
+    /// Observed ESP encapsulation (when the tunnel is up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encapsulation: Option<Encapsulation>,
+    /// The initiator's account of the exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initiation: Option<Initiation>,
+    /// Per-endpoint SA state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointOutcome>,
+    /// Check results.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
+    /// NAT per forwarding node.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nat: BTreeMap<String, NatOutcome>,
+}
+
+impl Outcome {
+    /// A cell that never ran.
+    pub fn not_run(
+        cell: &crate::scenario::Cell,
+        backend: Backend,
+        verdict: Verdict,
+        reason: String,
+    ) -> Self {
+        Outcome {
+            cell: cell.id.clone(),
+            axes: cell.axes.iter().cloned().collect(),
+            verdict,
+            mismatches: vec![],
+            reason: Some(reason),
+            backend,
+            expected: cell.expect.clone(),
+            tunnel: None,
+            encapsulation: None,
+            initiation: None,
+            endpoints: vec![],
+            checks: vec![],
+            nat: BTreeMap::new(),
+        }
+    }
+
+    /// Derive tunnel state and encapsulation from the endpoints: up when
+    /// every endpoint has an established IKE SA and an installed CHILD SA.
+    pub fn observe_tunnel(&mut self) {
+        let up = !self.endpoints.is_empty()
+            && self.endpoints.iter().all(|e| {
+                e.state.ike.as_ref().is_some_and(|i| i.state == "ESTABLISHED")
+                    && e.state.child.as_ref().is_some_and(|c| c.state == "INSTALLED")
+            });
+        self.tunnel = Some(if up { TunnelExpect::Up } else { TunnelExpect::Down });
+        self.encapsulation = up.then(|| {
+            if self.endpoints.iter().all(|e| e.state.child.as_ref().is_some_and(|c| c.udp_encap)) {
+                Encapsulation::Udp
+            } else {
+                Encapsulation::None
+            }
+        });
+    }
+
+    /// Compare the observation with the expectation and set the verdict.
+    pub fn judge(&mut self) {
+        let mut m = Vec::new();
+        let exp = &self.expected;
+        if self.tunnel != Some(exp.tunnel) {
+            m.push(format!(
+                "tunnel: expected {}, observed {}",
+                word(&exp.tunnel),
+                self.tunnel.map_or("nothing".into(), |t| word(&t))
+            ));
+        }
+        if let (Some(want), TunnelExpect::Up) = (exp.encapsulation, exp.tunnel) {
+            if self.tunnel == Some(TunnelExpect::Up) && self.encapsulation != Some(want) {
+                m.push(format!(
+                    "encapsulation: expected {}, observed {}",
+                    word(&want),
+                    self.encapsulation.map_or("nothing".into(), |e| word(&e))
+                ));
+            }
+        }
+        for (name, want) in &exp.checks {
+            match self.checks.iter().find(|c| &c.name == name) {
+                Some(c) if c.result == *want => {}
+                Some(c) => m.push(format!(
+                    "check {name}: expected {}, observed {} ({}/{} answered)",
+                    word(want),
+                    word(&c.result),
+                    c.received,
+                    c.sent
+                )),
+                None => m.push(format!("check {name}: expected {}, not run", word(want))),
+            }
+        }
+        self.verdict = if m.is_empty() { Verdict::Pass } else { Verdict::Fail };
+        self.mismatches = m;
+    }
+
+    /// One-line summary of what was observed, for tables.
+    pub fn observed_summary(&self) -> String {
+        match self.verdict {
+            Verdict::Unsupported => return "unsupported".into(),
+            Verdict::Error => return "error".into(),
+            _ => {}
+        }
+        let mut s = self.tunnel.map_or("?".into(), |t| word(&t));
+        if let Some(e) = self.encapsulation {
+            s.push_str(&format!(" encap={}", word(&e)));
+        }
+        for c in &self.checks {
+            s.push_str(&format!(" {}={}/{}", c.name, c.received, c.sent));
+        }
+        s
+    }
+}
+
+/// Expected state as a one-line summary.
+pub fn expected_summary(e: &Expectation) -> String {
+    let mut s = word(&e.tunnel);
+    if let (Some(x), TunnelExpect::Up) = (e.encapsulation, e.tunnel) {
+        s.push_str(&format!(" encap={}", word(&x)));
+    }
+    for (n, r) in &e.checks {
+        s.push_str(&format!(" {n}={}", word(r)));
+    }
+    s
+}
+
+/// The serde name of a unit enum value.
+fn word<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::CheckResult;
+    use crate::scenario::cell::CheckKind;
+    use crate::stack::{ChildState, IkeState};
+
+    fn outcome(up: bool, encap: bool, ping: u32) -> Outcome {
+        let ep = |node: &str| EndpointOutcome {
+            node: node.into(),
+            role: "initiator".into(),
+            stack: "strongSwan".into(),
+            nat_t: "auto".into(),
+            state: EndpointState {
+                ike: Some(IkeState { state: if up { "ESTABLISHED" } else { "CONNECTING" }.into(), ..Default::default() }),
+                child: up.then(|| ChildState { state: "INSTALLED".into(), udp_encap: encap, ..Default::default() }),
+            },
+        };
+        let mut o = Outcome {
+            cell: "t".into(),
+            axes: BTreeMap::new(),
+            verdict: Verdict::Error,
+            mismatches: vec![],
+            reason: None,
+            backend: Backend::KernelLibipsec,
+            expected: Expectation {
+                tunnel: TunnelExpect::Up,
+                encapsulation: Some(Encapsulation::Udp),
+                checks: [("ping".to_string(), CheckExpect::Pass)].into(),
+            },
+            tunnel: None,
+            encapsulation: None,
+            initiation: None,
+            endpoints: vec![ep("a"), ep("b")],
+            checks: vec![CheckResult {
+                name: "ping".into(),
+                kind: CheckKind::Ping,
+                path: String::new(),
+                sent: 3,
+                received: ping,
+                result: if ping == 3 { CheckExpect::Pass } else { CheckExpect::Fail },
+                error: None,
+            }],
+            nat: BTreeMap::new(),
+        };
+        o.observe_tunnel();
+        o.judge();
+        o
+    }
+
+    #[test]
+    fn matching_observation_passes() {
+        let o = outcome(true, true, 3);
+        assert_eq!(o.verdict, Verdict::Pass, "{:?}", o.mismatches);
+    }
+
+    #[test]
+    fn each_difference_is_a_named_mismatch() {
+        let o = outcome(true, false, 3);
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert_eq!(o.mismatches, vec!["encapsulation: expected udp, observed none"]);
+        let o = outcome(true, true, 2);
+        assert_eq!(o.mismatches, vec!["check ping: expected pass, observed fail (2/3 answered)"]);
+        let o = outcome(false, true, 0);
+        assert_eq!(o.tunnel, Some(TunnelExpect::Down));
+        assert_eq!(o.mismatches.len(), 2);
+        assert!(o.mismatches[0].starts_with("tunnel: expected up, observed down"));
+    }
+}

@@ -1,0 +1,86 @@
+//! Human and machine views of a run: the per-cell table and the JSON report.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::outcome::{expected_summary, Verdict};
+use crate::run::CellReport;
+
+/// The JSON report written by `--report`.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    /// vpnlab version.
+    pub vpnlab: &'static str,
+    /// Every cell, in scenario order.
+    pub cells: &'a [CellReport],
+}
+
+/// Print the results table: one row per cell, then the details of every
+/// cell that did not pass.
+pub fn table(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {
+    let rows: Vec<[String; 5]> = cells
+        .iter()
+        .map(|c| {
+            [
+                c.outcome.cell.clone(),
+                expected_summary(&c.outcome.expected),
+                c.outcome.observed_summary(),
+                c.outcome.verdict.label().to_string(),
+                format!("{:.2}s", c.elapsed_ms as f64 / 1000.0),
+            ]
+        })
+        .collect();
+    let head = ["CELL", "EXPECTED", "OBSERVED", "VERDICT", "TIME"];
+    let mut w = head.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |out: &mut dyn Write, r: &[String]| {
+        writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>w4$}",
+            r[0], r[1], r[2], r[3], r[4],
+            w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4]
+        )
+    };
+    line(out, &head.map(String::from))?;
+    for r in &rows {
+        line(out, r)?;
+    }
+    for c in cells {
+        let o = &c.outcome;
+        match o.verdict {
+            Verdict::Pass => {}
+            Verdict::Unsupported | Verdict::Error => {
+                writeln!(out, "\n{} {}: {}", o.verdict.label(), o.cell, o.reason.as_deref().unwrap_or(""))?;
+            }
+            Verdict::Fail => {
+                writeln!(out, "\nFAIL {} ({})", o.cell, c.file.display())?;
+                for m in &o.mismatches {
+                    writeln!(out, "  - {m}")?;
+                }
+                if let Some(i) = &o.initiation {
+                    for l in &i.log {
+                        writeln!(out, "  initiator log: {l}")?;
+                    }
+                    if let Some(e) = &i.error {
+                        writeln!(out, "  initiator error: {e}")?;
+                    }
+                }
+            }
+        }
+    }
+    let count = |v: Verdict| cells.iter().filter(|c| c.outcome.verdict == v).count();
+    writeln!(
+        out,
+        "\n{} cells: {} passed, {} failed, {} unsupported, {} errors",
+        cells.len(),
+        count(Verdict::Pass),
+        count(Verdict::Fail),
+        count(Verdict::Unsupported),
+        count(Verdict::Error)
+    )
+}

@@ -1,0 +1,249 @@
+//! Orchestration of one cell: topology → stacks → checks → outcome →
+//! teardown, with bounded waits and teardown on every path.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde::Serialize;
+
+use crate::check;
+use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, Verdict};
+use crate::scenario::cell::Role;
+use crate::scenario::Cell;
+use crate::stack::{self, Backend, Stack, Workdir};
+use crate::topology::Topology;
+
+/// Options shared by every cell of a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// ESP backend (probed once per run).
+    pub backend: Backend,
+    /// Keep a failed cell's topology up until Ctrl-C.
+    pub keep: bool,
+    /// Directory for per-cell files (inside the run's private tmpfs).
+    pub workdir: PathBuf,
+}
+
+/// A finished cell with its timing.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellReport {
+    /// Scenario file.
+    pub file: PathBuf,
+    /// The normalized outcome (what snapshots hold).
+    pub outcome: Outcome,
+    /// Wall time of the cell, set-up to teardown.
+    pub elapsed_ms: u64,
+}
+
+/// Run one cell to completion. Never panics on system errors: they become
+/// an outcome with verdict `error`.
+pub async fn run_cell(cell: &Cell, index: usize, opts: &RunOptions) -> CellReport {
+    let started = Instant::now();
+    let outcome = run_inner(cell, index, opts).await;
+    CellReport {
+        file: cell.file.clone(),
+        outcome,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions) -> Outcome {
+    // Cells a stack cannot express are decided before anything is created.
+    let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
+    for e in &cell.endpoints {
+        if let Some(r) = stack::unsupported(e, opts.backend) {
+            match reasons.iter_mut().find(|(x, _)| *x == r) {
+                Some((_, nodes)) => nodes.push(&e.node),
+                None => reasons.push((r, vec![&e.node])),
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        let text = reasons
+            .iter()
+            .map(|(r, nodes)| format!("{r} (endpoints on {})", nodes.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Outcome::not_run(cell, opts.backend, Verdict::Unsupported, text);
+    }
+
+    let topo = match Topology::build(cell).await {
+        Ok(t) => t,
+        Err(e) => return Outcome::not_run(cell, opts.backend, Verdict::Error, e.to_string()),
+    };
+    let celldir = opts.workdir.join(format!("cell-{index}"));
+    let mut stacks: Vec<Box<dyn Stack>> = cell
+        .endpoints
+        .iter()
+        .map(|e| {
+            stack::driver(
+                e,
+                opts.backend,
+                Workdir {
+                    dir: celldir.join(&e.node),
+                },
+            )
+        })
+        .collect();
+
+    let result = exercise(cell, &topo, &mut stacks).await;
+    let mut outcome = match result {
+        Ok(o) => o,
+        Err(e) => Outcome::not_run(cell, opts.backend, Verdict::Error, e),
+    };
+    outcome.backend = opts.backend;
+    if opts.keep && outcome.verdict != Verdict::Pass {
+        keep_until_interrupted(cell, &topo, &celldir).await;
+    }
+    join_all(stacks.iter_mut().map(|s| s.stop())).await;
+    drop(topo);
+    let _ = std::fs::remove_dir_all(&celldir);
+    outcome
+}
+
+/// Start the daemons, bring the tunnel up, run the checks, observe.
+async fn exercise(cell: &Cell, topo: &Topology, stacks: &mut [Box<dyn Stack>]) -> Result<Outcome, String> {
+    let starts = stacks
+        .iter_mut()
+        .zip(&cell.endpoints)
+        .map(|(s, e)| s.start(topo.node(&e.node)));
+    for r in join_all(starts).await {
+        r.map_err(|e| e.to_string())?;
+    }
+    for r in join_all(stacks.iter_mut().map(|s| s.load())).await {
+        r.map_err(|e| e.to_string())?;
+    }
+    let mut initiation = None;
+    let inits = stacks
+        .iter_mut()
+        .zip(&cell.endpoints)
+        .filter(|(_, e)| e.role == Role::Initiator)
+        .map(|(s, _)| s.initiate());
+    for r in join_all(inits).await {
+        initiation = Some(r.map_err(|e| e.to_string())?);
+    }
+
+    let checks = join_all(
+        cell.checks
+            .iter()
+            .map(|c| check::run(c, topo.node(&c.from), topo.node(&c.to))),
+    )
+    .await;
+
+    let mut endpoints = Vec::new();
+    for (s, e) in stacks.iter_mut().zip(&cell.endpoints) {
+        let state = s.state().await.map_err(|e| e.to_string())?;
+        endpoints.push(EndpointOutcome {
+            node: e.node.clone(),
+            role: match e.role {
+                Role::Initiator => "initiator".into(),
+                Role::Responder => "responder".into(),
+            },
+            stack: s.version(),
+            nat_t: e.nat_t.as_str().into(),
+            state,
+        });
+    }
+    let nat: BTreeMap<String, NatOutcome> = topo
+        .nat
+        .iter()
+        .map(|(n, (p, r))| {
+            (
+                n.clone(),
+                NatOutcome {
+                    profile: p.to_string(),
+                    ruleset: r.clone(),
+                },
+            )
+        })
+        .collect();
+    let mut o = Outcome {
+        cell: cell.id.clone(),
+        axes: cell.axes.iter().cloned().collect(),
+        verdict: Verdict::Error,
+        mismatches: vec![],
+        reason: None,
+        backend: Backend::KernelLibipsec,
+        expected: cell.expect.clone(),
+        tunnel: None,
+        encapsulation: None,
+        initiation,
+        endpoints,
+        checks,
+        nat,
+    };
+    o.observe_tunnel();
+    o.judge();
+    Ok(o)
+}
+
+/// `--keep`: leave the failed topology up, say how to enter each node, and
+/// wait for Ctrl-C (the run's PID namespace ends with vpnlab, so nothing can
+/// outlive it by accident).
+async fn keep_until_interrupted(cell: &Cell, topo: &Topology, celldir: &Path) {
+    let pid = host_pid();
+    eprintln!("\n--keep: cell {} failed; its topology stays up until Ctrl-C.", cell.id);
+    for (name, ns) in &topo.nodes {
+        eprintln!(
+            "  {name:<10} nsenter --net=/proc/{pid}/fd/{} bash",
+            ns.fd().as_raw_fd()
+        );
+    }
+    eprintln!("  daemon files: /proc/{pid}/root{}", celldir.display());
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("tearing down {}", cell.id);
+}
+
+/// This process's PID as the host sees it (we may be PID 1 of the run's
+/// PID namespace): the first `NSpid` field of /proc/self/status.
+pub fn host_pid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|v| v.split_whitespace().next().and_then(|p| p.parse().ok()))
+        })
+        .unwrap_or_else(std::process::id)
+}
+
+/// Decide the ESP backend: kernel-netlink if this kernel accepts an ESP
+/// state (tried in a scratch namespace), else kernel-libipsec.
+/// `VPNLAB_BACKEND` overrides the probe.
+pub async fn probe_backend() -> Backend {
+    match std::env::var("VPNLAB_BACKEND").as_deref() {
+        Ok("kernel-netlink") => return Backend::KernelNetlink,
+        Ok("kernel-libipsec") => return Backend::KernelLibipsec,
+        _ => {}
+    }
+    if kernel_has_esp().await {
+        Backend::KernelNetlink
+    } else {
+        Backend::KernelLibipsec
+    }
+}
+
+/// Try to install an ESP SA in a throwaway namespace.
+pub async fn kernel_has_esp() -> bool {
+    let Ok(ns) = crate::netns::Netns::create("esp-probe") else {
+        return false;
+    };
+    let out = ns
+        .command("ip", None)
+        .args([
+            "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi",
+            "0x100", "mode", "tunnel", "enc", "cbc(aes)", "0x00112233445566778899aabbccddeeff",
+            "auth", "hmac(sha256)",
+            "0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), out).await,
+        Ok(Ok(s)) if s.success()
+    )
+}

@@ -1,0 +1,168 @@
+//! A cell: one fully resolved, validated combination of a scenario's matrix
+//! axes. Everything downstream (topology, stacks, checks) consumes only this.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::nat::NatProfile;
+pub use crate::scenario::model::{
+    CheckExpect, CheckKind, Encapsulation, Mode, NatT, Role, TunnelExpect,
+};
+
+/// One runnable cell.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Unique name, e.g. `seed/nat=masquerade,nat_t=auto`.
+    pub id: String,
+    /// Scenario name (file stem unless the file sets `name`).
+    pub scenario: String,
+    /// The file the cell came from.
+    pub file: PathBuf,
+    /// Matrix axis values of this cell, in file order.
+    pub axes: Vec<(String, String)>,
+    /// Nodes, sorted by name.
+    pub nodes: Vec<Node>,
+    /// Veth pairs.
+    pub links: Vec<Link>,
+    /// Static routes.
+    pub routes: Vec<Route>,
+    /// VPN endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Traffic checks.
+    pub checks: Vec<Check>,
+    /// What must be observed.
+    pub expect: Expectation,
+}
+
+/// A node (network namespace).
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Name.
+    pub name: String,
+    /// NAT profile (`none` for hosts and plain routers).
+    pub nat: NatProfile,
+    /// Interface on the public side, when `nat` is not `none`.
+    pub nat_outside: Option<String>,
+    /// Whether the node forwards packets (it has a NAT entry or routes for others).
+    pub forwarding: bool,
+    /// Extra `net.*` sysctls.
+    pub sysctl: Vec<(String, String)>,
+}
+
+/// One end of a veth pair.
+#[derive(Debug, Clone)]
+pub struct LinkEnd {
+    /// Node name.
+    pub node: String,
+    /// Interface name inside the node.
+    pub iface: String,
+    /// Address and prefix.
+    pub addr: Ipv4Net,
+}
+
+/// A veth pair.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// First end.
+    pub a: LinkEnd,
+    /// Second end.
+    pub b: LinkEnd,
+    /// MTU of both ends.
+    pub mtu: Option<u32>,
+}
+
+/// A static route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Node.
+    pub node: String,
+    /// Destination.
+    pub dst: Ipv4Net,
+    /// Next hop.
+    pub via: Ipv4Addr,
+}
+
+/// A VPN endpoint with everything its driver needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    /// Node the daemon runs in.
+    pub node: String,
+    /// Stack name (`strongswan`).
+    pub stack: String,
+    /// Initiator or responder.
+    pub role: Role,
+    /// Peer endpoint's node.
+    pub peer: String,
+    /// Where IKE is sent (initiator only).
+    pub remote_addr: Option<Ipv4Addr>,
+    /// Own identity.
+    pub id: String,
+    /// Peer identity.
+    pub peer_id: String,
+    /// Pre-shared key.
+    #[serde(skip)]
+    pub psk: String,
+    /// Own inner address (tunnel mode traffic selector).
+    pub inner: Option<Ipv4Addr>,
+    /// Peer's inner address.
+    pub peer_inner: Option<Ipv4Addr>,
+    /// IKE version.
+    pub ike: u8,
+    /// NAT-T mode.
+    pub nat_t: NatT,
+    /// IPsec mode.
+    pub mode: Mode,
+}
+
+/// A resolved traffic check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Name.
+    pub name: String,
+    /// Ping or UDP echo.
+    pub kind: CheckKind,
+    /// Sending node.
+    pub from: String,
+    /// Answering node.
+    pub to: String,
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// UDP port.
+    pub port: Option<u16>,
+    /// Probes to send.
+    pub count: u32,
+}
+
+/// The merged expectation of a cell.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Expectation {
+    /// Tunnel up or down.
+    pub tunnel: TunnelExpect,
+    /// ESP encapsulation, when stated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encapsulation: Option<Encapsulation>,
+    /// Check name → expected result.
+    pub checks: BTreeMap<String, CheckExpect>,
+}
+
+impl Cell {
+    /// Look up a node by name.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The cell's matrix values as `a=b,c=d` (empty without a matrix).
+    pub fn axes_label(&self) -> String {
+        self.axes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}

@@ -1,0 +1,286 @@
+//! The scenario file as written (TOML, via serde). Unknown fields are
+//! rejected; fields that later validation may complain about are `Spanned`
+//! so the error can point at their line and column.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// A whole scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Name used as the prefix of every cell; defaults to the file stem.
+    pub name: Option<String>,
+    /// Free text shown by `vpnlab check`.
+    #[serde(default)]
+    pub description: String,
+    /// Nodes by name; each becomes a network namespace.
+    pub nodes: BTreeMap<String, Spanned<NodeSpec>>,
+    /// Veth pairs between nodes.
+    #[serde(default)]
+    pub links: Vec<Spanned<LinkSpec>>,
+    /// Static routes.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteSpec>>,
+    /// VPN endpoints (one initiator and one responder per tunnel).
+    #[serde(default)]
+    pub endpoints: Vec<Spanned<EndpointSpec>>,
+    /// Traffic sent through the tunnel once it is up (or tried when it is not).
+    #[serde(default)]
+    pub checks: Vec<Spanned<CheckSpec>>,
+    /// Axes that expand this file into cells.
+    #[serde(default)]
+    pub matrix: MatrixSpec,
+    /// Expectations; later entries whose `when` matches override earlier ones.
+    #[serde(default)]
+    pub expect: Vec<Spanned<ExpectSpec>>,
+}
+
+/// A node: a host or, with `nat`, a gateway.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// NAT profile applied to traffic leaving toward `nat_outside`.
+    pub nat: Option<Spanned<String>>,
+    /// The neighbour node on the gateway's public side.
+    pub nat_outside: Option<Spanned<String>>,
+    /// Extra per-namespace sysctls (`net.*` only).
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, Spanned<String>>,
+}
+
+/// One end of a link.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEnd {
+    /// Node name.
+    pub node: Spanned<String>,
+    /// Address with prefix length, e.g. `192.168.1.2/24`.
+    pub addr: Spanned<String>,
+    /// Interface name inside the node; defaults to `to-<other node>`.
+    pub iface: Option<Spanned<String>>,
+}
+
+/// A veth pair.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// First end.
+    pub a: LinkEnd,
+    /// Second end.
+    pub b: LinkEnd,
+    /// MTU of both ends (default: the kernel's 1500).
+    pub mtu: Option<Spanned<u32>>,
+}
+
+/// A static route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Node the route is installed in.
+    pub node: Spanned<String>,
+    /// Destination prefix, or `default`.
+    pub to: Spanned<String>,
+    /// Next-hop address (must be on one of the node's links).
+    pub via: Spanned<String>,
+}
+
+/// A VPN endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Node the daemon runs in.
+    pub node: Spanned<String>,
+    /// Which implementation: `strongswan`.
+    pub stack: Spanned<String>,
+    /// `initiator` or `responder`.
+    pub role: Spanned<Role>,
+    /// Node of the peer endpoint.
+    pub peer: Spanned<String>,
+    /// Address the initiator sends IKE to (default: the peer node's only address).
+    pub peer_addr: Option<Spanned<String>>,
+    /// IKE identity.
+    pub id: Spanned<String>,
+    /// Pre-shared key (both ends must agree).
+    pub psk: Spanned<String>,
+    /// Inner address (put on the node's loopback; the tunnel's traffic selector).
+    pub inner: Option<Spanned<String>>,
+    /// IKE version, 1 or 2.
+    #[serde(default = "default_ike")]
+    pub ike: Spanned<u8>,
+    /// NAT traversal: `auto`, `force` or `off`.
+    #[serde(default = "default_nat_t")]
+    pub nat_t: Spanned<NatT>,
+    /// IPsec mode.
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<Mode>,
+}
+
+fn default_ike() -> Spanned<u8> {
+    Spanned::new(0..0, 2)
+}
+fn default_nat_t() -> Spanned<NatT> {
+    Spanned::new(0..0, NatT::Auto)
+}
+fn default_mode() -> Spanned<Mode> {
+    Spanned::new(0..0, Mode::Tunnel)
+}
+
+/// Who starts the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Sends IKE_SA_INIT.
+    Initiator,
+    /// Waits for it.
+    Responder,
+}
+
+/// NAT traversal mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatT {
+    /// Detect NAT (RFC 3947/7296 NAT-D) and encapsulate only if found.
+    Auto,
+    /// Always encapsulate ESP in UDP 4500, faking NAT detection.
+    Force,
+    /// Never encapsulate; raw ESP even through NAT.
+    Off,
+}
+
+impl NatT {
+    /// The name used in files and cell names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatT::Auto => "auto",
+            NatT::Force => "force",
+            NatT::Off => "off",
+        }
+    }
+}
+
+/// IPsec mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Inner packets wrapped in a new IP header.
+    Tunnel,
+    /// Host-to-host, the original IP header kept.
+    Transport,
+}
+
+/// A traffic check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Unique name, referenced from `expect.checks`.
+    pub name: Spanned<String>,
+    /// `ping` or `udp`.
+    pub kind: Spanned<CheckKind>,
+    /// Sending node (uses its endpoint's inner address unless `src` is set).
+    pub from: Spanned<String>,
+    /// Receiving node (its endpoint's inner address unless `dst` is set).
+    pub to: Spanned<String>,
+    /// Explicit source address.
+    pub src: Option<Spanned<String>>,
+    /// Explicit destination address.
+    pub dst: Option<Spanned<String>>,
+    /// UDP port of the echo responder (udp only).
+    pub port: Option<Spanned<u16>>,
+    /// How many probes; all must be answered for the check to pass.
+    #[serde(default = "default_count")]
+    pub count: Spanned<u32>,
+}
+
+fn default_count() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+
+/// Kinds of check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// ICMP echo (no pseudo-header in its checksum).
+    Ping,
+    /// UDP echo on `port` (its checksum covers the IP addresses).
+    Udp,
+}
+
+/// Matrix axes.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixSpec {
+    /// Gateway node → NAT profiles to try.
+    #[serde(default)]
+    pub nat: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    /// NAT-T modes to try (applied to every endpoint).
+    pub nat_t: Option<Spanned<Vec<Spanned<NatT>>>>,
+}
+
+/// One expectation entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSpec {
+    /// Axis → value (or list of values) this entry applies to; absent = all cells.
+    #[serde(default)]
+    pub when: BTreeMap<String, Spanned<OneOrMany>>,
+    /// Tunnel state.
+    pub tunnel: Option<Spanned<TunnelExpect>>,
+    /// ESP encapsulation on the wire.
+    pub encapsulation: Option<Spanned<Encapsulation>>,
+    /// Check name → pass/fail.
+    #[serde(default)]
+    pub checks: BTreeMap<String, Spanned<CheckExpect>>,
+}
+
+/// A `when` value.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// Any of these values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a slice-like vector.
+    pub fn values(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Expected tunnel state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TunnelExpect {
+    /// IKE and CHILD SAs established.
+    Up,
+    /// Not established.
+    Down,
+}
+
+/// ESP encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encapsulation {
+    /// ESP in UDP 4500 (RFC 3948).
+    Udp,
+    /// Raw ESP (IP protocol 50).
+    None,
+}
+
+/// Expected check result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckExpect {
+    /// Every probe answered.
+    Pass,
+    /// Not every probe answered.
+    Fail,
+}

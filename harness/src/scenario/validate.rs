@@ -1,0 +1,654 @@
+//! Semantic validation and matrix expansion. Each finding points at the
+//! offending field; all findings of a file are reported together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use toml::Spanned;
+
+use super::cell::{self, Cell, Expectation};
+use super::model::{self, NatT, Role, ScenarioFile};
+use super::{line_col, Scenario};
+use crate::error::{Diagnostic, ScenarioError};
+use crate::nat::NatProfile;
+use crate::stack;
+
+/// Longest interface name Linux accepts.
+const IFNAMSIZ: usize = 15;
+/// Node names stay short so default interface names (`to-<node>`) fit.
+const MAX_NODE_NAME: usize = 12;
+
+struct Diags<'a> {
+    path: &'a Path,
+    text: &'a str,
+    out: Vec<Diagnostic>,
+}
+
+impl Diags<'_> {
+    fn err(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, span.start);
+        let d = Diagnostic {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        };
+        // The same problem found in several cells is reported once.
+        if !self.out.contains(&d) {
+            self.out.push(d);
+        }
+    }
+}
+
+fn sp<T>(s: &Spanned<T>) -> Range<usize> {
+    s.span()
+}
+
+/// An address on a node, with where it was declared.
+#[derive(Clone)]
+struct Iface {
+    node: String,
+    name: String,
+    net: Ipv4Net,
+    peer_node: String,
+    peer_addr: Ipv4Addr,
+}
+
+pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scenario, ScenarioError> {
+    let mut d = Diags {
+        path,
+        text,
+        out: Vec::new(),
+    };
+    let name = f.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".into())
+    });
+
+    // --- nodes
+    let nodes: BTreeSet<String> = f.nodes.keys().cloned().collect();
+    for (n, spec) in &f.nodes {
+        let ok = !n.is_empty()
+            && n.len() <= MAX_NODE_NAME
+            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            d.err(
+                sp(spec),
+                format!("nodes.{n}"),
+                format!("node names must be 1-{MAX_NODE_NAME} characters of a-z, 0-9 and '-'"),
+            );
+        }
+        if let Some(p) = &spec.get_ref().nat {
+            if NatProfile::parse(p.get_ref()).is_none() {
+                d.err(
+                    sp(p),
+                    format!("nodes.{n}.nat"),
+                    format!("unknown NAT profile `{}` (known: {})", p.get_ref(), NatProfile::names()),
+                );
+            }
+        }
+        for (k, v) in &spec.get_ref().sysctl {
+            if !k.starts_with("net.") {
+                d.err(
+                    sp(v),
+                    format!("nodes.{n}.sysctl.{k}"),
+                    "only per-namespace net.* sysctls may be set",
+                );
+            }
+        }
+    }
+    let node_ref = |d: &mut Diags, s: &Spanned<String>, field: String| -> bool {
+        if nodes.contains(s.get_ref()) {
+            true
+        } else {
+            d.err(
+                sp(s),
+                field,
+                format!(
+                    "unknown node `{}` (known: {})",
+                    s.get_ref(),
+                    nodes.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            false
+        }
+    };
+
+    // --- links
+    let mut ifaces: Vec<Iface> = Vec::new();
+    let mut seen_addr: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+    let mut nets: Vec<(Ipv4Net, String)> = Vec::new();
+    let mut links = Vec::new();
+    for (i, l) in f.links.iter().enumerate() {
+        let l = l.get_ref();
+        let mut ends = Vec::new();
+        for (side, end, other) in [("a", &l.a, &l.b), ("b", &l.b, &l.a)] {
+            let field = format!("links[{i}].{side}");
+            let known = node_ref(&mut d, &end.node, format!("{field}.node"));
+            let addr = match end.addr.get_ref().parse::<Ipv4Net>() {
+                Ok(a) if a.prefix_len() < 31 && (a.addr() == a.network() || a.addr() == a.broadcast()) => {
+                    d.err(sp(&end.addr), format!("{field}.addr"), format!("{} is the network or broadcast address of its subnet", a));
+                    None
+                }
+                Ok(a) => Some(a),
+                Err(_) => {
+                    d.err(
+                        sp(&end.addr),
+                        format!("{field}.addr"),
+                        format!("`{}` is not an IPv4 address with prefix length (e.g. 192.0.2.1/24)", end.addr.get_ref()),
+                    );
+                    None
+                }
+            };
+            let iface = match &end.iface {
+                Some(i) => {
+                    if i.get_ref().is_empty() || i.get_ref().len() > IFNAMSIZ || i.get_ref().contains(['/', ' ']) {
+                        d.err(sp(i), format!("{field}.iface"), format!("interface names are 1-{IFNAMSIZ} characters without '/' or spaces"));
+                    }
+                    i.get_ref().clone()
+                }
+                None => format!("to-{}", other.node.get_ref()),
+            };
+            if let Some(a) = addr {
+                if let Some(prev) = seen_addr.insert(a.addr(), field.clone()) {
+                    d.err(sp(&end.addr), format!("{field}.addr"), format!("duplicate address {} (also at {prev})", a.addr()));
+                }
+            }
+            ends.push((known, end, iface, addr));
+        }
+        if l.a.node.get_ref() == l.b.node.get_ref() {
+            d.err(sp(&l.b.node), format!("links[{i}].b.node"), "a link must join two different nodes");
+        }
+        if let (Some(a), Some(b)) = (ends[0].3, ends[1].3) {
+            if a.network() != b.network() || a.prefix_len() != b.prefix_len() {
+                d.err(sp(&l.b.addr), format!("links[{i}].b.addr"), format!("{b} is not in the same subnet as the other end {a}"));
+            } else {
+                for (net, other) in &nets {
+                    if net.contains(&a.network()) || a.contains(&net.network()) {
+                        d.err(sp(&l.a.addr), format!("links[{i}].a.addr"), format!("subnet {} overlaps {net} of {other}", a.trunc()));
+                    }
+                }
+                nets.push((a.trunc(), format!("links[{i}]")));
+            }
+        }
+        if let Some(m) = &l.mtu {
+            if !(576..=9000).contains(m.get_ref()) {
+                d.err(sp(m), format!("links[{i}].mtu"), "MTU must be between 576 and 9000");
+            }
+        }
+        if let [(true, ea, ia, Some(aa)), (true, eb, ib, Some(ab))] = &ends[..] {
+            for (n, iface, net, pn, pa) in [
+                (ea.node.get_ref(), ia, *aa, eb.node.get_ref(), ab.addr()),
+                (eb.node.get_ref(), ib, *ab, ea.node.get_ref(), aa.addr()),
+            ] {
+                if ifaces.iter().any(|x| &x.node == n && &x.name == iface) {
+                    d.err(sp(&l.a.node), format!("links[{i}]"), format!("node {n} already has an interface `{iface}`; set `iface` on one of the links"));
+                }
+                ifaces.push(Iface {
+                    node: n.clone(),
+                    name: iface.clone(),
+                    net,
+                    peer_node: pn.clone(),
+                    peer_addr: pa,
+                });
+            }
+            links.push(cell::Link {
+                a: cell::LinkEnd { node: ea.node.get_ref().clone(), iface: ia.clone(), addr: *aa },
+                b: cell::LinkEnd { node: eb.node.get_ref().clone(), iface: ib.clone(), addr: *ab },
+                mtu: l.mtu.as_ref().map(|m| *m.get_ref()),
+            });
+        }
+    }
+
+    // --- routes
+    let mut routes = Vec::new();
+    for (i, r) in f.routes.iter().enumerate() {
+        let r = r.get_ref();
+        let field = format!("routes[{i}]");
+        let known = node_ref(&mut d, &r.node, format!("{field}.node"));
+        let dst = if r.to.get_ref() == "default" {
+            Some(Ipv4Net::default())
+        } else {
+            match r.to.get_ref().parse::<Ipv4Net>() {
+                Ok(n) => Some(n.trunc()),
+                Err(_) => {
+                    d.err(sp(&r.to), format!("{field}.to"), format!("`{}` is not a prefix (e.g. 10.0.0.0/8) or `default`", r.to.get_ref()));
+                    None
+                }
+            }
+        };
+        let via = match r.via.get_ref().parse::<Ipv4Addr>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                d.err(sp(&r.via), format!("{field}.via"), format!("`{}` is not an IPv4 address", r.via.get_ref()));
+                None
+            }
+        };
+        if let (true, Some(dst), Some(via)) = (known, dst, via) {
+            let on_link = ifaces.iter().any(|x| &x.node == r.node.get_ref() && x.net.contains(&via) && x.peer_addr == via);
+            if !on_link {
+                d.err(sp(&r.via), format!("{field}.via"), format!("next hop {via} is not the address of a neighbour of {}", r.node.get_ref()));
+            } else {
+                routes.push(cell::Route { node: r.node.get_ref().clone(), dst, via });
+            }
+        }
+    }
+
+    // --- gateways' outside side
+    let mut outside: BTreeMap<String, Option<(String, Range<usize>)>> = BTreeMap::new();
+    for (n, spec) in &f.nodes {
+        let o = spec.get_ref().nat_outside.as_ref().and_then(|o| {
+            match ifaces.iter().find(|x| &x.node == n && &x.peer_node == o.get_ref()) {
+                Some(x) => Some((x.name.clone(), sp(o))),
+                None => {
+                    d.err(sp(o), format!("nodes.{n}.nat_outside"), format!("`{}` is not a neighbour of {n}", o.get_ref()));
+                    None
+                }
+            }
+        });
+        outside.insert(n.clone(), o);
+    }
+
+    // --- endpoints
+    let mut inner_seen: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+    let mut inner_of: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
+    for (i, e) in f.endpoints.iter().enumerate() {
+        let e = e.get_ref();
+        let field = format!("endpoints[{i}]");
+        node_ref(&mut d, &e.node, format!("{field}.node"));
+        node_ref(&mut d, &e.peer, format!("{field}.peer"));
+        if !stack::KNOWN.contains(&e.stack.get_ref().as_str()) {
+            d.err(sp(&e.stack), format!("{field}.stack"), format!("unknown stack `{}` (known: {})", e.stack.get_ref(), stack::KNOWN.join(", ")));
+        }
+        if ![1u8, 2].contains(e.ike.get_ref()) {
+            d.err(sp(&e.ike), format!("{field}.ike"), "IKE version must be 1 or 2");
+        }
+        if let Some(inner) = &e.inner {
+            match inner.get_ref().parse::<Ipv4Addr>() {
+                Ok(a) => {
+                    if let Some(prev) = inner_seen.insert(a, field.clone()).or_else(|| seen_addr.get(&a).cloned()) {
+                        d.err(sp(inner), format!("{field}.inner"), format!("duplicate address {a} (also at {prev})"));
+                    } else if let Some((net, l)) = nets.iter().find(|(n, _)| n.contains(&a)) {
+                        d.err(sp(inner), format!("{field}.inner"), format!("inner address {a} lies in link subnet {net} of {l}"));
+                    }
+                    inner_of.insert(e.node.get_ref().clone(), a);
+                }
+                Err(_) => d.err(sp(inner), format!("{field}.inner"), format!("`{}` is not an IPv4 address", inner.get_ref())),
+            }
+        }
+    }
+    let ep_of = |n: &str| f.endpoints.iter().map(|e| e.get_ref()).find(|e| e.node.get_ref() == n);
+    for (i, e) in f.endpoints.iter().enumerate() {
+        let e = e.get_ref();
+        let field = format!("endpoints[{i}]");
+        if f.endpoints.iter().filter(|x| x.get_ref().node.get_ref() == e.node.get_ref()).count() > 1 {
+            d.err(sp(&e.node), format!("{field}.node"), format!("node {} has more than one endpoint", e.node.get_ref()));
+        }
+        let Some(p) = ep_of(e.peer.get_ref()) else {
+            if nodes.contains(e.peer.get_ref()) {
+                d.err(sp(&e.peer), format!("{field}.peer"), format!("node {} has no endpoint", e.peer.get_ref()));
+            }
+            continue;
+        };
+        if p.peer.get_ref() != e.node.get_ref() {
+            d.err(sp(&e.peer), format!("{field}.peer"), format!("{}'s peer is {}, not {}", p.node.get_ref(), p.peer.get_ref(), e.node.get_ref()));
+        }
+        if p.role.get_ref() == e.role.get_ref() {
+            d.err(sp(&e.role), format!("{field}.role"), format!("both {} and {} are {:?}s; one must be the initiator, the other the responder", e.node.get_ref(), p.node.get_ref(), e.role.get_ref()));
+        }
+        if p.psk.get_ref() != e.psk.get_ref() {
+            d.err(sp(&e.psk), format!("{field}.psk"), format!("differs from the psk of {}", p.node.get_ref()));
+        }
+        if p.ike.get_ref() != e.ike.get_ref() {
+            d.err(sp(&e.ike), format!("{field}.ike"), format!("differs from the IKE version of {}", p.node.get_ref()));
+        }
+        if p.mode.get_ref() != e.mode.get_ref() {
+            d.err(sp(&e.mode), format!("{field}.mode"), format!("differs from the mode of {}", p.node.get_ref()));
+        }
+        if *e.mode.get_ref() == model::Mode::Tunnel && e.inner.is_none() {
+            d.err(sp(&e.node), format!("{field}.inner"), "tunnel mode needs an inner address (the traffic selector)");
+        }
+        if let Some(pa) = &e.peer_addr {
+            if *e.role.get_ref() != Role::Initiator {
+                d.err(sp(pa), format!("{field}.peer_addr"), "only the initiator sends IKE to a peer address");
+            }
+            match pa.get_ref().parse::<Ipv4Addr>() {
+                Ok(a) if !ifaces.iter().any(|x| &x.node == e.peer.get_ref() && x.net.addr() == a) => {
+                    d.err(sp(pa), format!("{field}.peer_addr"), format!("{a} is not an address of {}", e.peer.get_ref()));
+                }
+                Ok(_) => {}
+                Err(_) => d.err(sp(pa), format!("{field}.peer_addr"), format!("`{}` is not an IPv4 address", pa.get_ref())),
+            }
+        } else if *e.role.get_ref() == Role::Initiator {
+            let n = ifaces.iter().filter(|x| &x.node == e.peer.get_ref()).count();
+            if n != 1 {
+                d.err(sp(&e.peer), format!("{field}.peer_addr"), format!("{} has {n} addresses; say which one IKE goes to with `peer_addr`", e.peer.get_ref()));
+            }
+        }
+    }
+
+    // --- checks
+    let mut check_names = BTreeSet::new();
+    let mut checks = Vec::new();
+    for (i, c) in f.checks.iter().enumerate() {
+        let c = c.get_ref();
+        let field = format!("checks[{i}]");
+        if !check_names.insert(c.name.get_ref().clone()) {
+            d.err(sp(&c.name), format!("{field}.name"), format!("duplicate check name `{}`", c.name.get_ref()));
+        }
+        let kf = node_ref(&mut d, &c.from, format!("{field}.from"));
+        let kt = node_ref(&mut d, &c.to, format!("{field}.to"));
+        let addr = |d: &mut Diags, explicit: &Option<Spanned<String>>, node: &Spanned<String>, which: &str| -> Option<Ipv4Addr> {
+            match explicit {
+                Some(s) => match s.get_ref().parse::<Ipv4Addr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        d.err(sp(s), format!("{field}.{which}"), format!("`{}` is not an IPv4 address", s.get_ref()));
+                        None
+                    }
+                },
+                None => {
+                    let a = inner_of.get(node.get_ref()).copied();
+                    if a.is_none() && nodes.contains(node.get_ref()) {
+                        d.err(sp(node), format!("{field}.{which}"), format!("node {} has no endpoint inner address; set `{which}`", node.get_ref()));
+                    }
+                    a
+                }
+            }
+        };
+        let src = addr(&mut d, &c.src, &c.from, "src");
+        let dst = addr(&mut d, &c.dst, &c.to, "dst");
+        match (*c.kind.get_ref(), &c.port) {
+            (model::CheckKind::Udp, None) => d.err(sp(&c.kind), format!("{field}.port"), "a udp check needs a port"),
+            (model::CheckKind::Udp, Some(p)) if *p.get_ref() == 0 => d.err(sp(p), format!("{field}.port"), "port must be 1-65535"),
+            (model::CheckKind::Ping, Some(p)) => d.err(sp(p), format!("{field}.port"), "a ping check has no port"),
+            _ => {}
+        }
+        if !(1..=100).contains(c.count.get_ref()) {
+            d.err(sp(&c.count), format!("{field}.count"), "count must be 1-100");
+        }
+        if let (true, true, Some(src), Some(dst)) = (kf, kt, src, dst) {
+            checks.push(cell::Check {
+                name: c.name.get_ref().clone(),
+                kind: *c.kind.get_ref(),
+                from: c.from.get_ref().clone(),
+                to: c.to.get_ref().clone(),
+                src,
+                dst,
+                port: c.port.as_ref().map(|p| *p.get_ref()),
+                count: *c.count.get_ref(),
+            });
+        }
+    }
+
+    // --- matrix axes
+    let mut axes: Vec<(String, Vec<String>, Range<usize>)> = Vec::new();
+    let single_nat = f.matrix.nat.len() == 1;
+    for (n, values) in &f.matrix.nat {
+        let axis = if single_nat { "nat".to_string() } else { format!("nat.{n}") };
+        if !nodes.contains(n) {
+            d.err(sp(values), format!("matrix.nat.{n}"), format!("unknown node `{n}`"));
+        }
+        if values.get_ref().is_empty() {
+            d.err(sp(values), format!("matrix.nat.{n}"), "an axis needs at least one value");
+        }
+        for v in values.get_ref() {
+            if NatProfile::parse(v.get_ref()).is_none() {
+                d.err(sp(v), format!("matrix.nat.{n}"), format!("unknown NAT profile `{}` (known: {})", v.get_ref(), NatProfile::names()));
+            }
+        }
+        axes.push((axis, values.get_ref().iter().map(|v| v.get_ref().clone()).collect(), sp(values)));
+    }
+    if let Some(v) = &f.matrix.nat_t {
+        if v.get_ref().is_empty() {
+            d.err(sp(v), "matrix.nat_t", "an axis needs at least one value");
+        }
+        axes.push(("nat_t".into(), v.get_ref().iter().map(|x| x.get_ref().as_str().to_string()).collect(), sp(v)));
+    }
+
+    // --- expectations refer to known axes, values and checks
+    for (i, e) in f.expect.iter().enumerate() {
+        for (k, v) in &e.get_ref().when {
+            match axes.iter().find(|(a, _, _)| a == k) {
+                None => d.err(sp(v), format!("expect[{i}].when.{k}"), format!("no matrix axis `{k}` (axes: {})", axes.iter().map(|a| a.0.as_str()).collect::<Vec<_>>().join(", "))),
+                Some((_, vals, _)) => {
+                    for x in v.get_ref().values() {
+                        if !vals.iter().any(|y| y == x) {
+                            d.err(sp(v), format!("expect[{i}].when.{k}"), format!("`{x}` is not a value of axis {k} ({})", vals.join(", ")));
+                        }
+                    }
+                }
+            }
+        }
+        for (c, v) in &e.get_ref().checks {
+            if !check_names.contains(c) {
+                d.err(sp(v), format!("expect[{i}].checks.{c}"), format!("no check named `{c}`"));
+            }
+        }
+    }
+    if f.endpoints.is_empty() {
+        d.err(0..0, "endpoints", "a scenario needs at least one initiator/responder pair");
+    }
+
+    if !d.out.is_empty() {
+        return Err(ScenarioError::Invalid(d.out));
+    }
+
+    // --- expand the matrix
+    let mut combos: Vec<Vec<(String, String)>> = vec![vec![]];
+    for (axis, vals, _) in &axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                vals.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((axis.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    let mut cells = Vec::new();
+    for combo in combos {
+        let value = |axis: &str| combo.iter().find(|(a, _)| a == axis).map(|(_, v)| v.as_str());
+        let id = if combo.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}/{}", combo.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(","))
+        };
+        // nodes with this cell's NAT profiles
+        let mut cnodes = Vec::new();
+        for (n, spec) in &f.nodes {
+            let axis = if single_nat { "nat".to_string() } else { format!("nat.{n}") };
+            let from_axis = f.matrix.nat.contains_key(n).then(|| value(&axis)).flatten();
+            let prof_name = from_axis.map(str::to_string).or_else(|| spec.get_ref().nat.as_ref().map(|p| p.get_ref().clone()));
+            let nat = prof_name.as_deref().and_then(NatProfile::parse).unwrap_or(NatProfile::None);
+            let out = outside.get(n).cloned().flatten();
+            if nat != NatProfile::None && out.is_none() {
+                let span = spec.get_ref().nat.as_ref().map(sp).unwrap_or_else(|| sp(spec));
+                d.err(span, format!("nodes.{n}.nat_outside"), format!("NAT profile {nat} needs `nat_outside` (the neighbour on the public side)"));
+            }
+            let forwarding = prof_name.is_some() || f.matrix.nat.contains_key(n) || routes.iter().any(|r| &r.node != n && r.via_owner(&ifaces) == Some(n.as_str()));
+            cnodes.push(cell::Node {
+                name: n.clone(),
+                nat,
+                nat_outside: out.map(|o| o.0),
+                forwarding,
+                sysctl: spec.get_ref().sysctl.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
+            });
+        }
+        // endpoints with this cell's NAT-T mode
+        let mut endpoints = Vec::new();
+        for e in &f.endpoints {
+            let e = e.get_ref();
+            let p = ep_of(e.peer.get_ref()).expect("validated peer");
+            let remote_addr = (*e.role.get_ref() == Role::Initiator).then(|| {
+                e.peer_addr
+                    .as_ref()
+                    .and_then(|a| a.get_ref().parse().ok())
+                    .or_else(|| ifaces.iter().find(|x| &x.node == e.peer.get_ref()).map(|x| x.net.addr()))
+                    .expect("validated peer address")
+            });
+            let nat_t = value("nat_t").and_then(|v| [NatT::Auto, NatT::Force, NatT::Off].into_iter().find(|m| m.as_str() == v)).unwrap_or(*e.nat_t.get_ref());
+            endpoints.push(cell::Endpoint {
+                node: e.node.get_ref().clone(),
+                stack: e.stack.get_ref().clone(),
+                role: *e.role.get_ref(),
+                peer: e.peer.get_ref().clone(),
+                remote_addr,
+                id: e.id.get_ref().clone(),
+                peer_id: p.id.get_ref().clone(),
+                psk: e.psk.get_ref().clone(),
+                inner: inner_of.get(e.node.get_ref()).copied(),
+                peer_inner: inner_of.get(e.peer.get_ref()).copied(),
+                ike: *e.ike.get_ref(),
+                nat_t,
+                mode: *e.mode.get_ref(),
+            });
+        }
+        // IKE must be routable both ways, through this cell's NAT.
+        for (i, e) in endpoints.iter().enumerate() {
+            if let Some(dst) = e.remote_addr {
+                if let Err(msg) = reachable(&e.node, dst, &ifaces, &routes, &cnodes) {
+                    d.err(sp(&f.endpoints[i].get_ref().peer), format!("endpoints[{i}].peer"), format!("in cell {id}: IKE from {} to {dst}: {msg}", e.node));
+                }
+            }
+        }
+        // expectation
+        let mut tunnel = None;
+        let mut encapsulation = None;
+        let mut cexp = BTreeMap::new();
+        for e in &f.expect {
+            let e = e.get_ref();
+            let applies = e.when.iter().all(|(k, v)| value(k).is_some_and(|x| v.get_ref().values().contains(&x)));
+            if applies {
+                if let Some(t) = &e.tunnel {
+                    tunnel = Some(*t.get_ref());
+                }
+                if let Some(x) = &e.encapsulation {
+                    encapsulation = Some(*x.get_ref());
+                }
+                for (c, v) in &e.checks {
+                    cexp.insert(c.clone(), *v.get_ref());
+                }
+            }
+        }
+        let espan = f.expect.first().map(sp).unwrap_or(0..0);
+        let Some(tunnel) = tunnel else {
+            d.err(espan, "expect.tunnel", format!("no expectation sets `tunnel` for cell {id}"));
+            continue;
+        };
+        for c in &checks {
+            if !cexp.contains_key(&c.name) {
+                d.err(espan.clone(), format!("expect.checks.{}", c.name), format!("no expectation for check `{}` in cell {id}", c.name));
+            }
+        }
+        cells.push(Cell {
+            id,
+            scenario: name.clone(),
+            file: path.to_path_buf(),
+            axes: combo.clone(),
+            nodes: cnodes,
+            links: links.clone(),
+            routes: routes.clone(),
+            endpoints,
+            checks: checks.clone(),
+            expect: Expectation { tunnel, encapsulation, checks: cexp },
+        });
+    }
+    if !d.out.is_empty() {
+        return Err(ScenarioError::Invalid(d.out));
+    }
+    Ok(Scenario {
+        name,
+        path: path.to_path_buf(),
+        description: f.description,
+        cells,
+    })
+}
+
+impl cell::Route {
+    fn via_owner<'a>(&self, ifaces: &'a [Iface]) -> Option<&'a str> {
+        ifaces.iter().find(|x| x.net.addr() == self.via).map(|x| x.node.as_str())
+    }
+}
+
+/// Where a node sends a packet for `dst`: the interface and the next node.
+fn next_hop<'a>(node: &str, dst: Ipv4Addr, ifaces: &'a [Iface], routes: &[cell::Route]) -> Option<&'a Iface> {
+    let connected = ifaces
+        .iter()
+        .filter(|x| x.node == node && x.net.contains(&dst))
+        .max_by_key(|x| x.net.prefix_len());
+    let routed = routes
+        .iter()
+        .filter(|r| r.node == node && r.dst.contains(&dst))
+        .max_by_key(|r| r.dst.prefix_len());
+    match (connected, routed) {
+        (Some(c), Some(r)) if r.dst.prefix_len() > c.net.prefix_len() => {
+            ifaces.iter().find(|x| x.node == node && x.peer_addr == r.via)
+        }
+        (Some(c), _) => (c.peer_addr == dst).then_some(c),
+        (None, Some(r)) => ifaces.iter().find(|x| x.node == node && x.peer_addr == r.via),
+        (None, None) => None,
+    }
+}
+
+/// Walk the forward path from `from` to `dst`, applying source NAT on the
+/// way, then the reply path back to the (translated) source.
+fn reachable(
+    from: &str,
+    dst: Ipv4Addr,
+    ifaces: &[Iface],
+    routes: &[cell::Route],
+    nodes: &[cell::Node],
+) -> Result<(), String> {
+    let owns = |n: &str, a: Ipv4Addr| ifaces.iter().any(|x| x.node == n && x.net.addr() == a);
+    let Some(first) = next_hop(from, dst, ifaces, routes) else {
+        return Err(format!("{from} has no route to {dst}"));
+    };
+    let mut src = first.net.addr();
+    let mut nats: Vec<(String, Ipv4Addr)> = Vec::new();
+    let mut at = from.to_string();
+    for _ in 0..16 {
+        if owns(&at, dst) {
+            // reply path: back to what the responder saw as source, undoing NATs
+            let mut back_at = at.clone();
+            let mut target = src;
+            for _ in 0..32 {
+                if owns(&back_at, target) {
+                    match nats.pop() {
+                        Some((gw, orig)) if gw == back_at => target = orig,
+                        Some(_) => return Err("inconsistent NAT path".into()),
+                        None => return Ok(()),
+                    }
+                    if owns(&back_at, target) {
+                        continue;
+                    }
+                }
+                let Some(hop) = next_hop(&back_at, target, ifaces, routes) else {
+                    return Err(format!("replies cannot return: {back_at} has no route to {target}"));
+                };
+                back_at = hop.peer_node.clone();
+            }
+            return Err("reply path loops".into());
+        }
+        let Some(hop) = next_hop(&at, dst, ifaces, routes) else {
+            return Err(format!("{at} has no route to {dst}"));
+        };
+        if let Some(n) = nodes.iter().find(|n| n.name == at) {
+            if n.nat != NatProfile::None && n.nat_outside.as_deref() == Some(hop.name.as_str()) {
+                nats.push((at.clone(), src));
+                src = hop.net.addr();
+            } else if at != from && !n.forwarding {
+                return Err(format!("{at} would have to forward, but is not a router"));
+            }
+        }
+        at = hop.peer_node.clone();
+    }
+    Err("path loops".into())
+}

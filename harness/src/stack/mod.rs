@@ -1,0 +1,155 @@
+//! VPN stacks: one driver per implementation behind [`Stack`], created by
+//! [`driver`]. A driver runs one endpoint's daemon inside its node and maps
+//! what the daemon reports onto the common [`EndpointState`].
+
+pub mod strongswan;
+mod vici;
+
+use std::path::PathBuf;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::error::StackError;
+use crate::netns::Netns;
+use crate::scenario::cell::Endpoint;
+
+/// Stack names a scenario may use.
+pub const KNOWN: &[&str] = &["strongswan"];
+
+/// How ESP is processed on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// Kernel XFRM (real ESP states in the kernel).
+    KernelNetlink,
+    /// strongSwan's userspace ESP over a TUN device; always UDP-encapsulates.
+    KernelLibipsec,
+}
+
+impl Backend {
+    /// Name as shown in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::KernelNetlink => "kernel-netlink",
+            Backend::KernelLibipsec => "kernel-libipsec",
+        }
+    }
+}
+
+/// Where a driver puts an endpoint's files. The directory is mounted on
+/// `/run` inside the daemon's private mount namespace, so the daemon sees its
+/// configs, pid file and sockets under `/run` while vpnlab reaches the same
+/// files (the control socket among them) under `dir`.
+#[derive(Debug, Clone)]
+pub struct Workdir {
+    /// The directory, as vpnlab sees it.
+    pub dir: PathBuf,
+}
+
+impl Workdir {
+    /// Host-side path of a file the daemon sees as `/run/<name>`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// IKE SA as observed, normalized.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct IkeState {
+    /// e.g. `ESTABLISHED`, `CONNECTING`.
+    pub state: String,
+    /// 1 or 2.
+    pub version: u8,
+    /// Local address:port (non-IKE ports normalized to `ephemeral`).
+    pub local: String,
+    /// Remote address:port.
+    pub remote: String,
+    /// This end is behind NAT.
+    pub nat_local: bool,
+    /// The peer is behind NAT.
+    pub nat_remote: bool,
+    /// NAT faked to force UDP encapsulation.
+    pub nat_fake: bool,
+}
+
+/// CHILD SA as observed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct ChildState {
+    /// e.g. `INSTALLED`.
+    pub state: String,
+    /// `tunnel` or `transport`.
+    pub mode: String,
+    /// `esp` or `ah`.
+    pub protocol: String,
+    /// ESP in UDP.
+    pub udp_encap: bool,
+    /// Local traffic selectors.
+    pub local_ts: Vec<String>,
+    /// Remote traffic selectors.
+    pub remote_ts: Vec<String>,
+}
+
+/// What one endpoint reports after the exchange.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct EndpointState {
+    /// The IKE SA, if any exists.
+    pub ike: Option<IkeState>,
+    /// The CHILD SA, if one is installed.
+    pub child: Option<ChildState>,
+}
+
+/// Result of asking the initiator to bring the tunnel up.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct Initiation {
+    /// The daemon reported success.
+    pub success: bool,
+    /// Notable, normalized facts from the daemon's log of the exchange
+    /// (NAT detection, retransmits, why it gave up).
+    pub log: Vec<String>,
+    /// The daemon's error message on failure.
+    pub error: Option<String>,
+}
+
+/// One VPN implementation. All methods are called from the orchestrator in
+/// order: `start`, `load`, (`initiate` on the initiator), `state`, `stop`.
+pub trait Stack: Send {
+    /// Implementation and version, e.g. `strongSwan 5.9.8`.
+    fn version(&self) -> String;
+    /// Start the daemon in `ns` and wait until its control channel answers.
+    fn start<'a>(&'a mut self, ns: &'a Netns) -> BoxFuture<'a, Result<(), StackError>>;
+    /// Load the connection and credentials.
+    fn load(&mut self) -> BoxFuture<'_, Result<(), StackError>>;
+    /// Bring the tunnel up and wait until it is up or has failed.
+    fn initiate(&mut self) -> BoxFuture<'_, Result<Initiation, StackError>>;
+    /// Observe the SAs.
+    fn state(&mut self) -> BoxFuture<'_, Result<EndpointState, StackError>>;
+    /// Stop the daemon and reap it.
+    fn stop(&mut self) -> BoxFuture<'_, ()>;
+}
+
+/// Why `stack` cannot express `ep` on `backend`, if it cannot. Checked before
+/// anything is created, so such a cell is reported as unsupported.
+pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
+    match ep.stack.as_str() {
+        "strongswan" => strongswan::unsupported(ep, backend),
+        other => Some(format!("unknown stack {other}")),
+    }
+}
+
+/// Create the driver for an endpoint.
+pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir) -> Box<dyn Stack> {
+    match ep.stack.as_str() {
+        "strongswan" => Box::new(strongswan::StrongSwan::new(ep.clone(), backend, work)),
+        other => unreachable!("stack {other} passed validation"),
+    }
+}
+
+/// Normalize an address:port for snapshots: IKE's own ports are kept, any
+/// other (NAT-chosen) port becomes `ephemeral`.
+pub fn endpoint_label(addr: &str, port: &str) -> String {
+    match port {
+        "500" | "4500" => format!("{addr}:{port}"),
+        _ => format!("{addr}:ephemeral"),
+    }
+}

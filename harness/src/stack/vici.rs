@@ -1,0 +1,172 @@
+//! Typed VICI messages (strongSwan's control protocol) for rsvici.
+//!
+//! VICI encodes values as byte strings, so responses are deserialized into
+//! typed structs with `String` fields (not `serde_json::Value`), with `Option`
+//! for keys charon leaves out.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Generic command reply.
+#[derive(Debug, Deserialize)]
+pub struct Reply {
+    /// `yes`/`no`.
+    pub success: bool,
+    /// Error text on failure.
+    pub errmsg: Option<String>,
+}
+
+/// `version` reply.
+#[derive(Debug, Deserialize)]
+pub struct Version {
+    /// Daemon name (`charon`).
+    pub daemon: String,
+    /// e.g. `5.9.8`.
+    pub version: String,
+}
+
+/// An authentication round (`local`/`remote` sections of `load-conn`).
+#[derive(Debug, Serialize)]
+pub struct AuthSection {
+    /// `psk`.
+    pub auth: String,
+    /// IKE identity.
+    pub id: String,
+}
+
+/// A CHILD_SA config.
+#[derive(Debug, Serialize)]
+pub struct ChildConfig {
+    /// Local traffic selectors.
+    pub local_ts: Vec<String>,
+    /// Remote traffic selectors.
+    pub remote_ts: Vec<String>,
+    /// `tunnel` or `transport`.
+    pub mode: String,
+    /// What to do when the config is loaded (`none`: wait for `initiate`).
+    pub start_action: String,
+}
+
+/// An IKE_SA config as `load-conn` takes it (swanctl.conf key names).
+#[derive(Debug, Serialize)]
+pub struct ConnConfig {
+    /// `1` or `2`.
+    pub version: String,
+    /// Local addresses (`%any`).
+    pub local_addrs: Vec<String>,
+    /// Remote addresses.
+    pub remote_addrs: Vec<String>,
+    /// Force UDP encapsulation.
+    pub encap: String,
+    /// MOBIKE (off: IKE stays on port 500 unless NAT is detected).
+    pub mobike: String,
+    /// Local authentication round.
+    pub local: AuthSection,
+    /// Remote authentication round.
+    pub remote: AuthSection,
+    /// CHILD_SA configs by name.
+    pub children: BTreeMap<String, ChildConfig>,
+}
+
+/// `load-shared` request.
+#[derive(Debug, Serialize)]
+pub struct SharedKey {
+    /// `IKE`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The secret.
+    pub data: String,
+    /// Identities the key belongs to.
+    pub owners: Vec<String>,
+}
+
+/// `initiate` request.
+#[derive(Debug, Serialize)]
+pub struct Initiate {
+    /// CHILD_SA config to initiate.
+    pub child: String,
+    /// IKE_SA config it belongs to.
+    pub ike: String,
+    /// Milliseconds charon waits before returning (0 = until done).
+    pub timeout: String,
+    /// Log level of the streamed `control-log` events.
+    pub loglevel: String,
+}
+
+/// One `control-log` event.
+#[derive(Debug, Deserialize)]
+pub struct ControlLog {
+    /// The log message.
+    pub msg: String,
+}
+
+/// `list-sas` request (no filter).
+#[derive(Debug, Serialize)]
+pub struct ListSas {
+    /// Do not block on busy SAs.
+    pub noblock: String,
+}
+
+/// An IKE_SA as `list-sas` reports it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IkeSa {
+    /// e.g. `ESTABLISHED`.
+    pub state: String,
+    /// IKE version.
+    pub version: String,
+    /// Local address.
+    pub local_host: Option<String>,
+    /// Local port.
+    pub local_port: Option<String>,
+    /// Remote address.
+    pub remote_host: Option<String>,
+    /// Remote port.
+    pub remote_port: Option<String>,
+    /// `yes` when this end is behind NAT.
+    pub nat_local: Option<String>,
+    /// `yes` when the peer is behind NAT.
+    pub nat_remote: Option<String>,
+    /// `yes` when NAT is faked.
+    pub nat_fake: Option<String>,
+    /// CHILD_SAs by unique name.
+    pub child_sas: Option<BTreeMap<String, ChildSa>>,
+}
+
+/// A CHILD_SA as `list-sas` reports it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ChildSa {
+    /// e.g. `INSTALLED`.
+    pub state: String,
+    /// `TUNNEL`/`TRANSPORT`.
+    pub mode: Option<String>,
+    /// `ESP`/`AH`.
+    pub protocol: Option<String>,
+    /// `yes` when ESP is UDP-encapsulated.
+    pub encap: Option<String>,
+    /// Local traffic selectors.
+    pub local_ts: Option<Vec<String>>,
+    /// Remote traffic selectors.
+    pub remote_ts: Option<Vec<String>>,
+}
+
+/// Connect to a VICI socket, retrying until `deadline` while the daemon
+/// starts up (the socket appears once charon has loaded its plugins).
+pub async fn connect(path: &Path, deadline: Instant) -> Result<rsvici::Client, String> {
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match rsvici::unix::connect(path).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+            Err(_) => {
+                // Bounded back-off while the socket does not exist yet.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        }
+    }
+}
