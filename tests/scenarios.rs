@@ -1,1 +1,79 @@
-fn main(){}
+//! The scenario suite: one named test per cell of every file in topologies/,
+//! plus the safety and CLI tests. A `harness = false` target on libtest-mimic
+//! so cargo-nextest can list, filter, retry and partition the cells.
+//!
+//! Each cell test runs the real `vpnlab` binary on that one cell, then
+//! 1. checks the verdict against the file's `expect` (independently of any
+//!    snapshot, so an accepted snapshot can never hide a broken expectation);
+//! 2. compares the normalized outcome with its insta snapshot in
+//!    tests/snapshots/ (review changes with `cargo insta review`; CI never
+//!    writes snapshots).
+//!
+//! Privileged tests are ignored when not running as root, with the reason
+//! printed; `VPNLAB_REQUIRE_PRIVILEGED=1` turns that into failures.
+
+mod support;
+
+use libtest_mimic::{Arguments, Trial};
+use support::{privileged, run_vpnlab, topologies_dir};
+
+fn main() {
+    let args = Arguments::from_args();
+    let privilege = privileged();
+    let backend = support::backend(&privilege);
+    let mut trials = Vec::new();
+
+    let files = vpnlab::scenario::discover(&[topologies_dir()]).expect("topologies/ is readable");
+    for file in files {
+        let scenario = match vpnlab::scenario::load(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                let msg = e.to_string();
+                trials.push(Trial::test(format!("load::{}", file.display()), move || Err(msg.into())));
+                continue;
+            }
+        };
+        for cell in scenario.cells {
+            let unsupported: Vec<String> = backend
+                .and_then(|b| {
+                    let r: Vec<String> = cell
+                        .endpoints
+                        .iter()
+                        .filter_map(|e| vpnlab::stack::unsupported(e, b))
+                        .collect();
+                    (!r.is_empty()).then_some(r)
+                })
+                .unwrap_or_default();
+            let id = cell.id.clone();
+            let file = file.clone();
+            let trial = Trial::test(id.clone(), move || support::run_cell_test(&file, &id));
+            if !unsupported.is_empty() {
+                // Visible as `ignored`, never as a pass; the run itself
+                // reports it UNSUPPORTED (tested by cli::unsupported_cells_*).
+                eprintln!("unsupported cell {}: {}", cell.id, unsupported[0]);
+                trials.push(trial.with_ignored_flag(true));
+            } else {
+                trials.push(privilege.gate(trial));
+            }
+        }
+    }
+
+    trials.push(privilege.gate(Trial::test("safety::sigkill_mid_cell_leaves_nothing", support::sigkill_leaves_nothing)));
+    trials.push(privilege.gate(Trial::test("safety::host_namespace_untouched_by_a_run", support::host_untouched)));
+    trials.push(privilege.gate(Trial::test("cli::unsupported_cells_are_reported_not_passed", support::unsupported_reported)));
+    trials.push(privilege.gate(Trial::test("cli::failing_expectation_fails_the_run", support::wrong_expectation_fails)));
+    trials.push(Trial::test("cli::invalid_scenario_is_rejected_with_position", support::invalid_rejected));
+    trials.push(Trial::test("cli::check_lists_every_bundled_cell", || {
+        let out = run_vpnlab(&["check"])?;
+        if !out.status.success() {
+            return Err(format!("vpnlab check failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains("seed/nat=masquerade,nat_t=auto") {
+            return Err(format!("cell list misses the seed cells:\n{text}").into());
+        }
+        Ok(())
+    }));
+
+    libtest_mimic::run(&args, trials).exit();
+}

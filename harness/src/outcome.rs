@@ -60,8 +60,8 @@ pub struct EndpointOutcome {
 pub struct NatOutcome {
     /// Profile name.
     pub profile: String,
-    /// The nftables ruleset applied inside the gateway.
-    pub ruleset: String,
+    /// The nftables ruleset applied inside the gateway, line by line.
+    pub ruleset: Vec<String>,
 }
 
 /// Everything observed in one cell.
@@ -225,7 +225,7 @@ fn word<T: Serialize>(v: &T) -> String {
 mod tests {
     use super::*;
     use crate::check::CheckResult;
-    use crate::scenario::cell::CheckKind;
+    use crate::scenario::cell::{CheckExpect, CheckKind};
     use crate::stack::{ChildState, IkeState};
 
     fn outcome(up: bool, encap: bool, ping: u32) -> Outcome {

@@ -155,7 +155,7 @@ async fn exercise(cell: &Cell, topo: &Topology, stacks: &mut [Box<dyn Stack>]) -
                 n.clone(),
                 NatOutcome {
                     profile: p.to_string(),
-                    ruleset: r.clone(),
+                    ruleset: r.lines().map(str::to_string).collect(),
                 },
             )
         })

@@ -558,7 +558,12 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
             routes: routes.clone(),
             endpoints,
             checks: checks.clone(),
-            expect: Expectation { tunnel, encapsulation, checks: cexp },
+            // Encapsulation only means something for a tunnel that is up.
+            expect: Expectation {
+                tunnel,
+                encapsulation: encapsulation.filter(|_| tunnel == cell::TunnelExpect::Up),
+                checks: cexp,
+            },
         });
     }
     if !d.out.is_empty() {
