@@ -29,7 +29,10 @@ fn main() {
             Ok(s) => s,
             Err(e) => {
                 let msg = e.to_string();
-                trials.push(Trial::test(format!("load::{}", file.display()), move || Err(msg.into())));
+                trials.push(Trial::test(
+                    format!("load::{}", file.display()),
+                    move || Err(msg.into()),
+                ));
                 continue;
             }
         };
@@ -58,15 +61,34 @@ fn main() {
         }
     }
 
-    trials.push(privilege.gate(Trial::test("safety::sigkill_mid_cell_leaves_nothing", support::sigkill_leaves_nothing)));
-    trials.push(privilege.gate(Trial::test("safety::host_namespace_untouched_by_a_run", support::host_untouched)));
-    trials.push(privilege.gate(Trial::test("cli::unsupported_cells_are_reported_not_passed", support::unsupported_reported)));
-    trials.push(privilege.gate(Trial::test("cli::failing_expectation_fails_the_run", support::wrong_expectation_fails)));
-    trials.push(Trial::test("cli::invalid_scenario_is_rejected_with_position", support::invalid_rejected));
+    trials.push(privilege.gate(Trial::test(
+        "safety::sigkill_mid_cell_leaves_nothing",
+        support::sigkill_leaves_nothing,
+    )));
+    trials.push(privilege.gate(Trial::test(
+        "safety::host_namespace_untouched_by_a_run",
+        support::host_untouched,
+    )));
+    trials.push(privilege.gate(Trial::test(
+        "cli::unsupported_cells_are_reported_not_passed",
+        support::unsupported_reported,
+    )));
+    trials.push(privilege.gate(Trial::test(
+        "cli::failing_expectation_fails_the_run",
+        support::wrong_expectation_fails,
+    )));
+    trials.push(Trial::test(
+        "cli::invalid_scenario_is_rejected_with_position",
+        support::invalid_rejected,
+    ));
     trials.push(Trial::test("cli::check_lists_every_bundled_cell", || {
         let out = run_vpnlab(&["check"])?;
         if !out.status.success() {
-            return Err(format!("vpnlab check failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+            return Err(format!(
+                "vpnlab check failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
         }
         let text = String::from_utf8_lossy(&out.stdout);
         if !text.contains("seed/nat=masquerade,nat_t=auto") {

@@ -46,7 +46,17 @@ pub async fn run(check: &Check, from: &Netns, to: &Netns) -> CheckResult {
     };
     let res = match check.kind {
         CheckKind::Ping => ping(from, check.src, check.dst, check.count).await,
-        CheckKind::Udp => udp_echo(from, to, check.src, check.dst, check.port.unwrap_or(7), check.count).await,
+        CheckKind::Udp => {
+            udp_echo(
+                from,
+                to,
+                check.src,
+                check.dst,
+                check.port.unwrap_or(7),
+                check.count,
+            )
+            .await
+        }
     };
     let (received, error) = match res {
         Ok(n) => (n, None),
@@ -120,29 +130,33 @@ fn ping_blocking(fd: OwnedFd, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> std::
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = [0u8; 2048];
     let raw = fd.as_raw_fd();
-    let mut wait_until = |seen: &mut std::collections::BTreeSet<u16>, deadline: Instant| -> std::io::Result<()> {
-        let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
-        while (seen.len() as u32) < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-            if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms))? == 0 {
-                continue;
-            }
-            match recv(raw, &mut buf, MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => {
-                    if let Some(seq) = parse_echo_reply(&buf[..n], dst, id) {
-                        seen.insert(seq);
-                    }
+    let mut wait_until =
+        |seen: &mut std::collections::BTreeSet<u16>, deadline: Instant| -> std::io::Result<()> {
+            let mut pfd = [nix::poll::PollFd::new(
+                fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            while (seen.len() as u32) < count {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
                 }
-                Err(nix::errno::Errno::EAGAIN) => {}
-                Err(e) => return Err(e.into()),
+                let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+                if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms))? == 0 {
+                    continue;
+                }
+                match recv(raw, &mut buf, MsgFlags::MSG_DONTWAIT) {
+                    Ok(n) => {
+                        if let Some(seq) = parse_echo_reply(&buf[..n], dst, id) {
+                            seen.insert(seq);
+                        }
+                    }
+                    Err(nix::errno::Errno::EAGAIN) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for seq in 1..=count as u16 {
         sendto(raw, &echo_request(id, seq), &to, MsgFlags::empty())?;
         wait_until(&mut seen, Instant::now() + PROBE_GAP)?;
@@ -171,10 +185,28 @@ async fn udp_echo(
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = [0u8; 2048];
     for seq in 1..=count {
-        client.send_to(format!("vpnlab-udp-{seq}").as_bytes(), target).await?;
-        recv_echoes(&client, target, &mut seen, &mut buf, count, Instant::now() + PROBE_GAP).await;
+        client
+            .send_to(format!("vpnlab-udp-{seq}").as_bytes(), target)
+            .await?;
+        recv_echoes(
+            &client,
+            target,
+            &mut seen,
+            &mut buf,
+            count,
+            Instant::now() + PROBE_GAP,
+        )
+        .await;
     }
-    recv_echoes(&client, target, &mut seen, &mut buf, count, Instant::now() + REPLY_WAIT).await;
+    recv_echoes(
+        &client,
+        target,
+        &mut seen,
+        &mut buf,
+        count,
+        Instant::now() + REPLY_WAIT,
+    )
+    .await;
     responder.abort();
     Ok(seen.len() as u32)
 }
@@ -211,13 +243,19 @@ mod tests {
     #[test]
     fn echo_request_checksum_verifies() {
         let p = echo_request(0x1234, 7);
-        assert_eq!(checksum(&p), 0, "a packet including its checksum sums to zero");
+        assert_eq!(
+            checksum(&p),
+            0,
+            "a packet including its checksum sums to zero"
+        );
         assert_eq!(&p[4..8], &[0x12, 0x34, 0, 7]);
     }
 
     #[test]
     fn echo_reply_is_matched_by_source_and_id() {
-        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 10, 10, 2, 1, 10, 10, 1, 1];
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 10, 10, 2, 1, 10, 10, 1, 1,
+        ];
         let mut icmp = echo_request(42, 3);
         icmp[0] = 0;
         ip.extend_from_slice(&icmp);

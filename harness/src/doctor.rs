@@ -49,7 +49,12 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
         "sudo vpnlab ... (namespaces, veth and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)",
     ));
     let tun = Path::new("/dev/net/tun").exists();
-    f.push(finding("TUN device", tun, if tun { "/dev/net/tun" } else { "missing" }, "modprobe tun"));
+    f.push(finding(
+        "TUN device",
+        tun,
+        if tun { "/dev/net/tun" } else { "missing" },
+        "modprobe tun",
+    ));
     match esp {
         Some(true) => f.push(finding("kernel ESP", true, "ESP states can be installed: backend kernel-netlink", "")),
         Some(false) => f.push(Finding {
@@ -61,21 +66,38 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
         None => f.push(finding("kernel ESP", false, "not probed (needs root)", "sudo vpnlab doctor")),
     }
     let nft = which("nft");
-    f.push(finding("nftables", nft.is_some(), nft.clone().unwrap_or_else(|| "nft not found".into()), "apt-get install -y nftables"));
+    f.push(finding(
+        "nftables",
+        nft.is_some(),
+        nft.clone().unwrap_or_else(|| "nft not found".into()),
+        "apt-get install -y nftables",
+    ));
     let ip = which("ip");
-    f.push(finding("iproute2 (ESP probe only)", ip.is_some(), ip.unwrap_or_else(|| "ip not found".into()), "apt-get install -y iproute2"));
+    f.push(finding(
+        "iproute2 (ESP probe only)",
+        ip.is_some(),
+        ip.unwrap_or_else(|| "ip not found".into()),
+        "apt-get install -y iproute2",
+    ));
     let charon = strongswan::charon_path();
-    let version = std::process::Command::new(&charon).arg("--version").output().ok().and_then(|o| {
-        let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        (!s.is_empty()).then_some(s)
-    });
+    let version = std::process::Command::new(&charon)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            (!s.is_empty()).then_some(s)
+        });
     f.push(finding(
         "strongSwan charon",
         charon.is_file(),
         match (&version, charon.is_file()) {
             (Some(v), true) => format!("{} ({v})", charon.display()),
             (None, true) => charon.display().to_string(),
-            _ => format!("{} not found (set VPNLAB_CHARON to use another)", charon.display()),
+            _ => format!(
+                "{} not found (set VPNLAB_CHARON to use another)",
+                charon.display()
+            ),
         },
         "apt-get install -y strongswan-charon",
     ));

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::TopologyError;
@@ -21,7 +21,11 @@ fn nl(ns: &Netns, op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Top
 /// Index of interface `name` in `ns`.
 pub async fn index(ns: &Netns, name: &str) -> Result<u32, TopologyError> {
     let mut links = ns.rtnl.link().get().match_name(name.to_string()).execute();
-    match links.try_next().await.map_err(nl(ns, format!("look up {name}")))? {
+    match links
+        .try_next()
+        .await
+        .map_err(nl(ns, format!("look up {name}")))?
+    {
         Some(msg) => Ok(msg.header.index),
         None => unreachable!("netlink answers a name lookup with an error, not an empty list"),
     }
@@ -49,12 +53,10 @@ pub async fn veth(
     let msg = builder
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
         .build();
-    a.rtnl
-        .link()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(nl(a, format!("create veth {a_name} <-> {}:{b_name}", b.node)))
+    a.rtnl.link().add(msg).execute().await.map_err(nl(
+        a,
+        format!("create veth {a_name} <-> {}:{b_name}", b.node),
+    ))
 }
 
 /// Bring interface `index` up.
@@ -68,7 +70,12 @@ pub async fn up(ns: &Netns, index: u32, name: &str) -> Result<(), TopologyError>
 }
 
 /// Add `addr` to interface `index`.
-pub async fn address(ns: &Netns, index: u32, name: &str, addr: Ipv4Net) -> Result<(), TopologyError> {
+pub async fn address(
+    ns: &Netns,
+    index: u32,
+    name: &str,
+    addr: Ipv4Net,
+) -> Result<(), TopologyError> {
     ns.rtnl
         .address()
         .add(index, IpAddr::V4(addr.addr()), addr.prefix_len())
@@ -89,18 +96,4 @@ pub async fn route(ns: &Netns, dst: Ipv4Net, via: Ipv4Addr) -> Result<(), Topolo
         .execute()
         .await
         .map_err(nl(ns, format!("add route {dst} via {via}")))
-}
-
-/// Names of all interfaces in `ns` (for leak checks and `--keep` hints).
-pub async fn names(ns: &Netns) -> Result<Vec<String>, TopologyError> {
-    let mut out = Vec::new();
-    let mut links = ns.rtnl.link().get().execute();
-    while let Some(msg) = links.try_next().await.map_err(nl(ns, "list links"))? {
-        for attr in msg.attributes {
-            if let LinkAttribute::IfName(n) = attr {
-                out.push(n);
-            }
-        }
-    }
-    Ok(out)
 }

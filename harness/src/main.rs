@@ -82,11 +82,18 @@ fn default_paths() -> Vec<PathBuf> {
     if local.is_dir() {
         return vec![local];
     }
-    vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../topologies"))]
+    vec![PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../topologies"
+    ))]
 }
 
 fn load_cells(paths: Vec<PathBuf>) -> Result<Vec<Cell>> {
-    let paths = if paths.is_empty() { default_paths() } else { paths };
+    let paths = if paths.is_empty() {
+        default_paths()
+    } else {
+        paths
+    };
     let files = scenario::discover(&paths)?;
     let mut cells = Vec::new();
     let mut errors = Vec::new();
@@ -143,7 +150,14 @@ fn real_main(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Doctor => doctor_cmd(),
-        Command::Run { paths, filter, cell, jobs, report, keep } => {
+        Command::Run {
+            paths,
+            filter,
+            cell,
+            jobs,
+            report,
+            keep,
+        } => {
             // Validate before anything is created.
             let cells = select(load_cells(paths)?, &filter, &cell)?;
             if !sandbox::is_inner() {
@@ -156,7 +170,12 @@ fn real_main(cli: Cli) -> Result<i32> {
     }
 }
 
-async fn run_cmd(cells: Vec<Cell>, jobs: usize, report: Option<PathBuf>, keep: bool) -> Result<i32> {
+async fn run_cmd(
+    cells: Vec<Cell>,
+    jobs: usize,
+    report: Option<PathBuf>,
+    keep: bool,
+) -> Result<i32> {
     let backend = vpnlab::run::probe_backend().await;
     let opts = RunOptions {
         backend,
@@ -221,7 +240,12 @@ fn doctor_cmd() -> Result<i32> {
     let findings = doctor::findings(esp);
     let mut bad = 0;
     for f in &findings {
-        println!("{} {:<28} {}", if f.ok { "ok  " } else { "MISSING" }, f.what, f.detail);
+        println!(
+            "{} {:<28} {}",
+            if f.ok { "ok  " } else { "MISSING" },
+            f.what,
+            f.detail
+        );
         if !f.ok {
             println!("        fix: {}", f.fix);
             bad += 1;

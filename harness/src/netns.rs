@@ -99,7 +99,9 @@ impl Netns {
     /// A raw ICMP socket inside this namespace, bound to `src`.
     pub fn icmp_socket(&self, src: Ipv4Addr) -> std::io::Result<OwnedFd> {
         self.run_in(move || {
-            use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn};
+            use nix::sys::socket::{
+                bind, socket, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
+            };
             let fd = socket(
                 AddressFamily::Inet,
                 SockType::Raw,

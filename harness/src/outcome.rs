@@ -133,12 +133,26 @@ impl Outcome {
     pub fn observe_tunnel(&mut self) {
         let up = !self.endpoints.is_empty()
             && self.endpoints.iter().all(|e| {
-                e.state.ike.as_ref().is_some_and(|i| i.state == "ESTABLISHED")
-                    && e.state.child.as_ref().is_some_and(|c| c.state == "INSTALLED")
+                e.state
+                    .ike
+                    .as_ref()
+                    .is_some_and(|i| i.state == "ESTABLISHED")
+                    && e.state
+                        .child
+                        .as_ref()
+                        .is_some_and(|c| c.state == "INSTALLED")
             });
-        self.tunnel = Some(if up { TunnelExpect::Up } else { TunnelExpect::Down });
+        self.tunnel = Some(if up {
+            TunnelExpect::Up
+        } else {
+            TunnelExpect::Down
+        });
         self.encapsulation = up.then(|| {
-            if self.endpoints.iter().all(|e| e.state.child.as_ref().is_some_and(|c| c.udp_encap)) {
+            if self
+                .endpoints
+                .iter()
+                .all(|e| e.state.child.as_ref().is_some_and(|c| c.udp_encap))
+            {
                 Encapsulation::Udp
             } else {
                 Encapsulation::None
@@ -179,7 +193,11 @@ impl Outcome {
                 None => m.push(format!("check {name}: expected {}, not run", word(want))),
             }
         }
-        self.verdict = if m.is_empty() { Verdict::Pass } else { Verdict::Fail };
+        self.verdict = if m.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
         self.mismatches = m;
     }
 
@@ -235,8 +253,15 @@ mod tests {
             stack: "strongSwan".into(),
             nat_t: "auto".into(),
             state: EndpointState {
-                ike: Some(IkeState { state: if up { "ESTABLISHED" } else { "CONNECTING" }.into(), ..Default::default() }),
-                child: up.then(|| ChildState { state: "INSTALLED".into(), udp_encap: encap, ..Default::default() }),
+                ike: Some(IkeState {
+                    state: if up { "ESTABLISHED" } else { "CONNECTING" }.into(),
+                    ..Default::default()
+                }),
+                child: up.then(|| ChildState {
+                    state: "INSTALLED".into(),
+                    udp_encap: encap,
+                    ..Default::default()
+                }),
             },
         };
         let mut o = Outcome {
@@ -261,7 +286,11 @@ mod tests {
                 path: String::new(),
                 sent: 3,
                 received: ping,
-                result: if ping == 3 { CheckExpect::Pass } else { CheckExpect::Fail },
+                result: if ping == 3 {
+                    CheckExpect::Pass
+                } else {
+                    CheckExpect::Fail
+                },
                 error: None,
             }],
             nat: BTreeMap::new(),
@@ -281,9 +310,15 @@ mod tests {
     fn each_difference_is_a_named_mismatch() {
         let o = outcome(true, false, 3);
         assert_eq!(o.verdict, Verdict::Fail);
-        assert_eq!(o.mismatches, vec!["encapsulation: expected udp, observed none"]);
+        assert_eq!(
+            o.mismatches,
+            vec!["encapsulation: expected udp, observed none"]
+        );
         let o = outcome(true, true, 2);
-        assert_eq!(o.mismatches, vec!["check ping: expected pass, observed fail (2/3 answered)"]);
+        assert_eq!(
+            o.mismatches,
+            vec!["check ping: expected pass, observed fail (2/3 answered)"]
+        );
         let o = outcome(false, true, 0);
         assert_eq!(o.tunnel, Some(TunnelExpect::Down));
         assert_eq!(o.mismatches.len(), 2);

@@ -42,8 +42,16 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {
         writeln!(
             out,
             "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>w4$}",
-            r[0], r[1], r[2], r[3], r[4],
-            w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4]
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
         )
     };
     line(out, &head.map(String::from))?;
@@ -55,7 +63,13 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {
         match o.verdict {
             Verdict::Pass => {}
             Verdict::Unsupported | Verdict::Error => {
-                writeln!(out, "\n{} {}: {}", o.verdict.label(), o.cell, o.reason.as_deref().unwrap_or(""))?;
+                writeln!(
+                    out,
+                    "\n{} {}: {}",
+                    o.verdict.label(),
+                    o.cell,
+                    o.reason.as_deref().unwrap_or("")
+                )?;
             }
             Verdict::Fail => {
                 writeln!(out, "\nFAIL {} ({})", o.cell, c.file.display())?;

@@ -105,7 +105,11 @@ async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions) -> Outcome {
 }
 
 /// Start the daemons, bring the tunnel up, run the checks, observe.
-async fn exercise(cell: &Cell, topo: &Topology, stacks: &mut [Box<dyn Stack>]) -> Result<Outcome, String> {
+async fn exercise(
+    cell: &Cell,
+    topo: &Topology,
+    stacks: &mut [Box<dyn Stack>],
+) -> Result<Outcome, String> {
     let starts = stacks
         .iter_mut()
         .zip(&cell.endpoints)
@@ -185,7 +189,10 @@ async fn exercise(cell: &Cell, topo: &Topology, stacks: &mut [Box<dyn Stack>]) -
 /// outlive it by accident).
 async fn keep_until_interrupted(cell: &Cell, topo: &Topology, celldir: &Path) {
     let pid = host_pid();
-    eprintln!("\n--keep: cell {} failed; its topology stays up until Ctrl-C.", cell.id);
+    eprintln!(
+        "\n--keep: cell {} failed; its topology stays up until Ctrl-C.",
+        cell.id
+    );
     for (name, ns) in &topo.nodes {
         eprintln!(
             "  {name:<10} nsenter --net=/proc/{pid}/fd/{} bash",
@@ -234,9 +241,24 @@ pub async fn kernel_has_esp() -> bool {
     let out = ns
         .command("ip", None)
         .args([
-            "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi",
-            "0x100", "mode", "tunnel", "enc", "cbc(aes)", "0x00112233445566778899aabbccddeeff",
-            "auth", "hmac(sha256)",
+            "xfrm",
+            "state",
+            "add",
+            "src",
+            "192.0.2.1",
+            "dst",
+            "192.0.2.2",
+            "proto",
+            "esp",
+            "spi",
+            "0x100",
+            "mode",
+            "tunnel",
+            "enc",
+            "cbc(aes)",
+            "0x00112233445566778899aabbccddeeff",
+            "auth",
+            "hmac(sha256)",
             "0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
         ])
         .stdout(std::process::Stdio::null())

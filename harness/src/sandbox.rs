@@ -34,10 +34,14 @@ pub fn run_outer() -> Result<i32, String> {
     // this one reports its status.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe {
-        nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, nix::sys::signal::SigHandler::SigIgn)
-            .map_err(|e| e.to_string())?;
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGINT,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+        .map_err(|e| e.to_string())?;
     }
-    let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot find own binary: {e}"))?;
+    let exe =
+        std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot find own binary: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1)).env(INNER_ENV, "1");
     // SAFETY: runs between fork and exec; only raw syscalls.
@@ -45,8 +49,11 @@ pub fn run_outer() -> Result<i32, String> {
         cmd.pre_exec(|| {
             sys::set_pdeathsig_kill()?;
             // Restore Ctrl-C for the inner process (SIG_IGN is inherited).
-            nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl)
-                .map_err(std::io::Error::from)?;
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+            .map_err(std::io::Error::from)?;
             Ok(())
         });
     }

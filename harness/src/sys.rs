@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -128,10 +128,4 @@ pub fn write_net_sysctl(ns: BorrowedFd<'_>, key: &str, value: &str) -> io::Resul
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
     let value = value.to_string();
     in_netns(ns, move || std::fs::write(&path, value.as_bytes()))
-}
-
-/// The inode number of a namespace descriptor, for messages and leak checks.
-pub fn ns_inode(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
-    Ok(st.st_ino)
 }

@@ -4,7 +4,6 @@
 //! namespace (the kernel then removes their interfaces, rules and routes).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
@@ -41,10 +40,12 @@ impl Topology {
                 nat::nft::apply(topo.node(&n.name), p, &ruleset).await?;
                 topo.nat.insert(n.name.clone(), (p, ruleset));
             } else {
-                topo.nat.insert(n.name.clone(), (NatProfile::None, String::new()));
+                topo.nat
+                    .insert(n.name.clone(), (NatProfile::None, String::new()));
             }
         }
-        topo.nat.retain(|name, _| cell.node(name).is_some_and(|n| n.forwarding));
+        topo.nat
+            .retain(|name, _| cell.node(name).is_some_and(|n| n.forwarding));
         Ok(topo)
     }
 
@@ -89,20 +90,5 @@ impl Topology {
             }
         }
         Ok(())
-    }
-
-    /// Which node owns `addr` (used by checks to find the answering side).
-    pub fn owner<'a>(cell: &'a Cell, addr: Ipv4Addr) -> Option<&'a str> {
-        cell.links
-            .iter()
-            .flat_map(|l| [&l.a, &l.b])
-            .find(|e| e.addr.addr() == addr)
-            .map(|e| e.node.as_str())
-            .or_else(|| {
-                cell.endpoints
-                    .iter()
-                    .find(|e| e.inner == Some(addr))
-                    .map(|e| e.node.as_str())
-            })
     }
 }

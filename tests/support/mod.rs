@@ -80,7 +80,14 @@ pub fn run_vpnlab(args: &[&str]) -> Result<Output, Failed> {
 
 /// Run one cell through the CLI and return its report entry.
 fn run_cell_json(file: &Path, id: &str) -> Result<(serde_json::Value, String), Failed> {
-    let out = run_vpnlab(&["run", &file.to_string_lossy(), "--cell", id, "--report", "-"])?;
+    let out = run_vpnlab(&[
+        "run",
+        &file.to_string_lossy(),
+        "--cell",
+        id,
+        "--report",
+        "-",
+    ])?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("no JSON report from vpnlab ({e}); stderr:\n{stderr}"))?;
@@ -104,13 +111,24 @@ pub fn run_cell_test(file: &Path, id: &str) -> Result<(), Failed> {
     if verdict != "pass" {
         return Err(format!("cell {id}: verdict {verdict}, expected pass\n{stderr}").into());
     }
-    snapshot.map_err(|_| Failed::from(format!("cell {id}: outcome differs from its snapshot (see above; `cargo insta review`)")))
+    snapshot.map_err(|_| {
+        Failed::from(format!(
+            "cell {id}: outcome differs from its snapshot (see above; `cargo insta review`)"
+        ))
+    })
 }
 
 /// `vpnlab run` on the NAT-T off cells: listed as UNSUPPORTED with the
 /// reason, not as a pass, and they do not fail the run.
 pub fn unsupported_reported() -> Result<(), Failed> {
-    let out = run_vpnlab(&["run", "topologies/seed.toml", "--filter", "nat_t=off", "--report", "-"])?;
+    let out = run_vpnlab(&[
+        "run",
+        "topologies/seed.toml",
+        "--filter",
+        "nat_t=off",
+        "--report",
+        "-",
+    ])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         return Err(format!("unsupported cells must not fail the run:\n{stderr}").into());
@@ -123,7 +141,11 @@ pub fn unsupported_reported() -> Result<(), Failed> {
     for c in cells {
         let o = &c["outcome"];
         if o["verdict"] != "unsupported" {
-            return Err(format!("{}: verdict {}, expected unsupported", o["cell"], o["verdict"]).into());
+            return Err(format!(
+                "{}: verdict {}, expected unsupported",
+                o["cell"], o["verdict"]
+            )
+            .into());
         }
         let reason = o["reason"].as_str().unwrap_or("");
         if !reason.contains("cannot disable NAT traversal") {
@@ -149,7 +171,12 @@ pub fn wrong_expectation_fails() -> Result<(), Failed> {
     let dir = tempdir()?;
     let file = dir.join("wrong.toml");
     std::fs::write(&file, wrong)?;
-    let out = run_vpnlab(&["run", &file.to_string_lossy(), "--filter", "nat=block-4500,nat_t=auto"])?;
+    let out = run_vpnlab(&[
+        "run",
+        &file.to_string_lossy(),
+        "--filter",
+        "nat=block-4500,nat_t=auto",
+    ])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let _ = std::fs::remove_dir_all(&dir);
     if out.status.code() != Some(1) {
@@ -168,15 +195,24 @@ pub fn wrong_expectation_fails() -> Result<(), Failed> {
 pub fn invalid_rejected() -> Result<(), Failed> {
     let dir = tempdir()?;
     let file = dir.join("bad.toml");
-    let text = std::fs::read_to_string(topologies_dir().join("seed.toml"))?
-        .replace("b = { node = \"gw\", addr = \"192.168.1.1/24\" }", "b = { node = \"gw2\", addr = \"192.168.1.1/24\" }");
+    let text = std::fs::read_to_string(topologies_dir().join("seed.toml"))?.replace(
+        "b = { node = \"gw\", addr = \"192.168.1.1/24\" }",
+        "b = { node = \"gw2\", addr = \"192.168.1.1/24\" }",
+    );
     std::fs::write(&file, &text)?;
-    let line = text.lines().position(|l| l.contains("gw2")).ok_or("edit failed")? + 1;
+    let line = text
+        .lines()
+        .position(|l| l.contains("gw2"))
+        .ok_or("edit failed")?
+        + 1;
     for cmd in ["check", "run"] {
         let out = run_vpnlab(&[cmd, &file.to_string_lossy()])?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         let want = format!("bad.toml:{line}:");
-        if out.status.code() != Some(2) || !stderr.contains(&want) || !stderr.contains("links[0].b.node: unknown node `gw2`") {
+        if out.status.code() != Some(2)
+            || !stderr.contains(&want)
+            || !stderr.contains("links[0].b.node: unknown node `gw2`")
+        {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(format!("vpnlab {cmd}: expected exit 2 and `{want}... links[0].b.node: unknown node`, got {:?}:\n{stderr}", out.status.code()).into());
         }
@@ -186,7 +222,11 @@ pub fn invalid_rejected() -> Result<(), Failed> {
 }
 
 fn tempdir() -> Result<PathBuf, Failed> {
-    let dir = std::env::temp_dir().join(format!("vpnlab-test-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "vpnlab-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -230,21 +270,34 @@ fn holders(pidns: &str, mntns: &str, netns: &BTreeSet<String>) -> Vec<String> {
     let mut found = Vec::new();
     for pid in pids() {
         if ns_of(&pid, "pid").as_deref() == Some(pidns) {
-            found.push(format!("process {pid} ({}) in the run's PID namespace", comm(&pid)));
+            found.push(format!(
+                "process {pid} ({}) in the run's PID namespace",
+                comm(&pid)
+            ));
         }
         if ns_of(&pid, "mnt").as_deref() == Some(mntns) {
-            found.push(format!("process {pid} ({}) in the run's mount namespace", comm(&pid)));
+            found.push(format!(
+                "process {pid} ({}) in the run's mount namespace",
+                comm(&pid)
+            ));
         }
         if let Some(n) = ns_of(&pid, "net") {
             if netns.contains(&n) {
-                found.push(format!("process {pid} ({}) in node namespace {n}", comm(&pid)));
+                found.push(format!(
+                    "process {pid} ({}) in node namespace {n}",
+                    comm(&pid)
+                ));
             }
         }
         if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
             for fd in fds.filter_map(Result::ok) {
                 if let Ok(t) = std::fs::read_link(fd.path()) {
                     if netns.contains(&t.to_string_lossy().into_owned()) {
-                        found.push(format!("process {pid} ({}) holds {}", comm(&pid), t.display()));
+                        found.push(format!(
+                            "process {pid} ({}) holds {}",
+                            comm(&pid),
+                            t.display()
+                        ));
                     }
                 }
             }
@@ -253,7 +306,10 @@ fn holders(pidns: &str, mntns: &str, netns: &BTreeSet<String>) -> Vec<String> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for n in netns {
         let ino = n.trim_start_matches("net:[").trim_end_matches(']');
-        if mounts.lines().any(|l| l.contains("nsfs") && l.contains(&format!("net:[{ino}]"))) {
+        if mounts
+            .lines()
+            .any(|l| l.contains("nsfs") && l.contains(&format!("net:[{ino}]")))
+        {
             found.push(format!("network namespace {n} is bind-mounted"));
         }
     }
@@ -279,7 +335,12 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
 pub fn sigkill_leaves_nothing() -> Result<(), Failed> {
     let host_links_before = host_links();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vpnlab"))
-        .args(["run", "topologies/seed.toml", "--cell", "seed/nat=block-4500,nat_t=auto"])
+        .args([
+            "run",
+            "topologies/seed.toml",
+            "--cell",
+            "seed/nat=block-4500,nat_t=auto",
+        ])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -287,22 +348,35 @@ pub fn sigkill_leaves_nothing() -> Result<(), Failed> {
         .spawn()?;
     let outer = child.id().to_string();
     // The sandboxed inner process is the outer one's only child.
-    let inner = wait_for("the sandboxed run to start", Duration::from_secs(10), || {
-        std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_string))
-    })?;
+    let inner = wait_for(
+        "the sandboxed run to start",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        },
+    )?;
+    // The inner process is PID 1 of the run's PID namespace from birth.
     let pidns = ns_of(&inner, "pid").ok_or("inner process vanished")?;
-    let mntns = ns_of(&inner, "mnt").ok_or("inner process vanished")?;
     // Mid-cell: both charons are running (the block-4500 cell then spends
     // about 1.5 s retransmitting before it gives up).
-    wait_for("two charon daemons in the run", Duration::from_secs(10), || {
-        let n = pids()
-            .into_iter()
-            .filter(|p| ns_of(p, "pid").as_deref() == Some(&pidns) && comm(p) == "charon")
-            .count();
-        (n >= 2).then_some(())
-    })?;
+    wait_for(
+        "two charon daemons in the run",
+        Duration::from_secs(10),
+        || {
+            let n = pids()
+                .into_iter()
+                .filter(|p| ns_of(p, "pid").as_deref() == Some(&pidns) && comm(p) == "charon")
+                .count();
+            (n >= 2).then_some(())
+        },
+    )?;
+    // By now the inner process has its private mount namespace.
+    let mntns = ns_of(&inner, "mnt").ok_or("inner process vanished")?;
+    if Some(&mntns) == ns_of("self", "mnt").as_ref() {
+        return Err("the run did not take a private mount namespace".into());
+    }
     let netns: BTreeSet<String> = std::fs::read_dir(format!("/proc/{inner}/fd"))?
         .filter_map(Result::ok)
         .filter_map(|e| std::fs::read_link(e.path()).ok())
@@ -310,16 +384,25 @@ pub fn sigkill_leaves_nothing() -> Result<(), Failed> {
         .filter(|t| t.starts_with("net:["))
         .collect();
     if netns.len() < 3 {
-        return Err(format!("expected the 3 node namespaces to be held by the run, found {netns:?}").into());
+        return Err(format!(
+            "expected the 3 node namespaces to be held by the run, found {netns:?}"
+        )
+        .into());
     }
 
     child.kill()?; // SIGKILL
     child.wait()?;
-    let left = wait_for("the run's processes and namespaces to disappear", Duration::from_secs(10), || {
-        holders(&pidns, &mntns, &netns).is_empty().then_some(())
-    });
+    let left = wait_for(
+        "the run's processes and namespaces to disappear",
+        Duration::from_secs(10),
+        || holders(&pidns, &mntns, &netns).is_empty().then_some(()),
+    );
     if left.is_err() {
-        return Err(format!("left behind after SIGKILL:\n{}", holders(&pidns, &mntns, &netns).join("\n")).into());
+        return Err(format!(
+            "left behind after SIGKILL:\n{}",
+            holders(&pidns, &mntns, &netns).join("\n")
+        )
+        .into());
     }
     if host_links() != host_links_before {
         return Err("the host's interfaces changed".into());
@@ -329,7 +412,11 @@ pub fn sigkill_leaves_nothing() -> Result<(), Failed> {
 
 fn host_links() -> BTreeSet<String> {
     std::fs::read_dir("/sys/class/net")
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -359,7 +446,8 @@ fn host_state() -> String {
         "net/ipv4/ping_group_range",
         "net/netfilter/nf_conntrack_udp_timeout",
     ] {
-        let v = std::fs::read_to_string(format!("/proc/sys/{key}")).unwrap_or_else(|_| "(absent)\n".into());
+        let v = std::fs::read_to_string(format!("/proc/sys/{key}"))
+            .unwrap_or_else(|_| "(absent)\n".into());
         s.push_str(&format!("{key} = {v}"));
     }
     s.push_str(&format!("links: {:?}\n", host_links()));
@@ -370,7 +458,12 @@ fn host_state() -> String {
 /// namespace are identical before and after a full cell.
 pub fn host_untouched() -> Result<(), Failed> {
     let before = host_state();
-    let out = run_vpnlab(&["run", "topologies/seed.toml", "--cell", "seed/nat=masquerade,nat_t=auto"])?;
+    let out = run_vpnlab(&[
+        "run",
+        "topologies/seed.toml",
+        "--cell",
+        "seed/nat=masquerade,nat_t=auto",
+    ])?;
     if !out.status.success() {
         return Err(format!("the cell failed:\n{}", String::from_utf8_lossy(&out.stdout)).into());
     }
@@ -380,7 +473,12 @@ pub fn host_untouched() -> Result<(), Failed> {
             .lines()
             .filter(|l| !before.lines().any(|b| b == *l))
             .map(|l| format!("+ {l}"))
-            .chain(before.lines().filter(|l| !after.lines().any(|a| a == *l)).map(|l| format!("- {l}")))
+            .chain(
+                before
+                    .lines()
+                    .filter(|l| !after.lines().any(|a| a == *l))
+                    .map(|l| format!("- {l}")),
+            )
             .collect();
         return Err(format!("host namespace changed:\n{}", diff.join("\n")).into());
     }

@@ -24,17 +24,26 @@ pub async fn apply(ns: &Netns, profile: NatProfile, ruleset: &str) -> Result<(),
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run nft ({e}); install it: apt-get install nftables")))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot run nft ({e}); install it: apt-get install nftables"
+            ))
+        })?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     stdin
         .write_all(ruleset.as_bytes())
         .await
         .map_err(|e| fail(e.to_string()))?;
     drop(stdin);
-    let out = child.wait_with_output().await.map_err(|e| fail(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }

@@ -1,0 +1,219 @@
+//! Parsing, validation and matrix expansion, without touching the system.
+
+use std::path::Path;
+
+use super::parse;
+use crate::error::ScenarioError;
+use crate::nat::NatProfile;
+use crate::scenario::cell::{CheckExpect, NatT, TunnelExpect};
+
+const SEED: &str = include_str!("../../../topologies/seed.toml");
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(Path::new("t.toml"), text) {
+        Ok(_) => panic!("expected a validation error"),
+        Err(ScenarioError::Invalid(d)) => d.iter().map(|d| d.to_string()).collect(),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
+}
+
+#[test]
+fn seed_expands_into_twelve_named_cells() {
+    let s = parse(Path::new("topologies/seed.toml"), SEED).unwrap();
+    assert_eq!(s.name, "seed");
+    assert_eq!(s.cells.len(), 12);
+    assert_eq!(s.cells[0].id, "seed/nat=none,nat_t=auto");
+    assert_eq!(s.cells[11].id, "seed/nat=block-4500,nat_t=off");
+    let c = s
+        .cells
+        .iter()
+        .find(|c| c.id == "seed/nat=no-esp,nat_t=force")
+        .unwrap();
+    assert_eq!(c.node("gw").unwrap().nat, NatProfile::NoEsp);
+    assert_eq!(
+        c.node("gw").unwrap().nat_outside.as_deref(),
+        Some("to-server")
+    );
+    assert!(c.node("gw").unwrap().forwarding);
+    assert!(!c.node("client").unwrap().forwarding);
+    assert!(c.endpoints.iter().all(|e| e.nat_t == NatT::Force));
+    let init = c.endpoints.iter().find(|e| e.node == "client").unwrap();
+    assert_eq!(init.remote_addr, Some("203.0.113.2".parse().unwrap()));
+    assert_eq!(init.peer_id, "server.vpnlab.test");
+}
+
+#[test]
+fn later_expectations_override_earlier_ones() {
+    let s = parse(Path::new("seed.toml"), SEED).unwrap();
+    let blocked = s
+        .cells
+        .iter()
+        .find(|c| c.id == "seed/nat=block-4500,nat_t=auto")
+        .unwrap();
+    assert_eq!(blocked.expect.tunnel, TunnelExpect::Down);
+    assert_eq!(
+        blocked.expect.encapsulation, None,
+        "no encapsulation for a tunnel that is down"
+    );
+    assert_eq!(blocked.expect.checks["ping"], CheckExpect::Fail);
+    let up = s
+        .cells
+        .iter()
+        .find(|c| c.id == "seed/nat=masquerade,nat_t=auto")
+        .unwrap();
+    assert_eq!(up.expect.tunnel, TunnelExpect::Up);
+    assert_eq!(up.expect.checks["udp-1701"], CheckExpect::Pass);
+}
+
+#[test]
+fn unknown_field_is_reported_with_its_position() {
+    let text = SEED.replace(
+        "nat_outside = \"server\"",
+        "nat_outside = \"server\"\nnatt = \"x\"",
+    );
+    let e = errors(&text);
+    let line = line_of(&text, "natt = ");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!("t.toml:{line}:1: natt: unknown field `natt`")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_node_names_the_field_and_the_known_nodes() {
+    let text = SEED.replace(
+        "b = { node = \"gw\", addr = \"192.168.1.1/24\" }",
+        "b = { node = \"gw2\", addr = \"192.168.1.1/24\" }",
+    );
+    let e = errors(&text);
+    let line = line_of(&text, "gw2");
+    assert!(
+        e.iter().any(|m| m.starts_with(&format!("t.toml:{line}:"))
+            && m.contains("links[0].b.node: unknown node `gw2` (known: client, gw, server)")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn duplicate_and_overlapping_addresses_are_rejected() {
+    let dup = SEED.replace("addr = \"203.0.113.2/24\"", "addr = \"203.0.113.1/24\"");
+    assert!(
+        errors(&dup)
+            .iter()
+            .any(|m| m
+                .contains("links[1].b.addr: duplicate address 203.0.113.1 (also at links[1].a)"))
+    );
+    let overlap = SEED
+        .replace("\"203.0.113.1/24\"", "\"192.168.1.5/24\"")
+        .replace("\"203.0.113.2/24\"", "\"192.168.1.6/24\"");
+    assert!(
+        errors(&overlap)
+            .iter()
+            .any(|m| m.contains("overlaps 192.168.1.0/24")),
+        "{:?}",
+        errors(&overlap)
+    );
+    let inner = SEED.replace("inner = \"10.10.2.1\"", "inner = \"10.10.1.1\"");
+    assert!(errors(&inner)
+        .iter()
+        .any(|m| m.contains("endpoints[1].inner: duplicate address 10.10.1.1")));
+}
+
+#[test]
+fn unknown_nat_profile_lists_the_known_ones() {
+    let text = SEED.replace("\"no-esp\", \"block-4500\"]", "\"no-esp\", \"full-cone\"]");
+    let e = errors(&text);
+    assert!(
+        e.iter().any(|m| m.contains("matrix.nat.gw: unknown NAT profile `full-cone` (known: none, masquerade, no-esp, block-4500)")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn endpoint_without_a_route_to_its_peer_is_rejected() {
+    let text = SEED.replace("to = \"default\"", "to = \"198.51.100.0/24\"");
+    let e = errors(&text);
+    assert!(
+        e == vec![format!("t.toml:{}:8: endpoints[0].peer: IKE from client to 203.0.113.2: client has no route to 203.0.113.2", line_of(&text, "peer = \"server\""))],
+        "{e:?}"
+    );
+}
+
+#[test]
+fn replies_need_a_route_back_when_nothing_translates() {
+    // Without the server's route back, only the nat=none cells break.
+    let text = SEED.replace("to = \"192.168.1.0/24\"", "to = \"198.51.100.0/24\"");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("in cells t/nat=none,nat_t=auto, t/nat=none,nat_t=force, t/nat=none,nat_t=off: IKE from client to 203.0.113.2: replies cannot return: server has no route to 192.168.1.2"), "{e:?}");
+}
+
+#[test]
+fn nat_needs_an_outside_interface() {
+    let text = SEED.replace("nat_outside = \"server\"\n", "");
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("nodes.gw.nat_outside: NAT profile masquerade needs `nat_outside`")));
+}
+
+#[test]
+fn expectations_must_cover_every_check_and_name_real_axes() {
+    let text = SEED.replace(
+        "checks = { ping = \"pass\", udp-1701 = \"pass\" }",
+        "checks = { ping = \"pass\" }",
+    );
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("no expectation for check `udp-1701`")));
+    let text = SEED.replace(
+        "when = { nat = \"block-4500\" }",
+        "when = { natt = \"block-4500\" }",
+    );
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("expect[1].when.natt: no matrix axis `natt` (axes: nat, nat_t)")));
+    let text = SEED.replace(
+        "when = { nat = \"block-4500\" }",
+        "when = { nat = \"block-500\" }",
+    );
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("`block-500` is not a value of axis nat")));
+}
+
+#[test]
+fn mismatched_peers_are_rejected() {
+    let text = SEED.replacen("role = \"responder\"", "role = \"initiator\"", 1);
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("one must be the initiator, the other the responder")));
+    let text = SEED.replacen("psk = \"vpnlab-seed-psk\"", "psk = \"other\"", 1);
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("endpoints[0].psk: differs from the psk of server")));
+}
+
+#[test]
+fn host_sysctls_are_refused() {
+    let text = SEED.replace(
+        "[nodes.server]",
+        "[nodes.server]\nsysctl = { \"kernel.pid_max\" = \"1\" }",
+    );
+    assert!(errors(&text).iter().any(|m| m.contains(
+        "nodes.server.sysctl.kernel.pid_max: only per-namespace net.* sysctls may be set"
+    )));
+}
+
+#[test]
+fn syntax_errors_carry_a_position() {
+    let e = errors("name = \"x\"\n[nodes.a\n");
+    assert!(e[0].starts_with("t.toml:2:"), "{e:?}");
+}

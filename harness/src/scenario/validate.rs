@@ -58,7 +58,11 @@ struct Iface {
     peer_addr: Ipv4Addr,
 }
 
-pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scenario, ScenarioError> {
+pub(super) fn validate(
+    path: &Path,
+    text: &str,
+    f: ScenarioFile,
+) -> Result<Scenario, ScenarioError> {
     let mut d = Diags {
         path,
         text,
@@ -75,7 +79,8 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
     for (n, spec) in &f.nodes {
         let ok = !n.is_empty()
             && n.len() <= MAX_NODE_NAME
-            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
             d.err(
                 sp(spec),
@@ -88,7 +93,11 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
                 d.err(
                     sp(p),
                     format!("nodes.{n}.nat"),
-                    format!("unknown NAT profile `{}` (known: {})", p.get_ref(), NatProfile::names()),
+                    format!(
+                        "unknown NAT profile `{}` (known: {})",
+                        p.get_ref(),
+                        NatProfile::names()
+                    ),
                 );
             }
         }
@@ -131,8 +140,15 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
             let field = format!("links[{i}].{side}");
             let known = node_ref(&mut d, &end.node, format!("{field}.node"));
             let addr = match end.addr.get_ref().parse::<Ipv4Net>() {
-                Ok(a) if a.prefix_len() < 31 && (a.addr() == a.network() || a.addr() == a.broadcast()) => {
-                    d.err(sp(&end.addr), format!("{field}.addr"), format!("{} is the network or broadcast address of its subnet", a));
+                Ok(a)
+                    if a.prefix_len() < 31
+                        && (a.addr() == a.network() || a.addr() == a.broadcast()) =>
+                {
+                    d.err(
+                        sp(&end.addr),
+                        format!("{field}.addr"),
+                        format!("{} is the network or broadcast address of its subnet", a),
+                    );
                     None
                 }
                 Ok(a) => Some(a),
@@ -140,15 +156,27 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
                     d.err(
                         sp(&end.addr),
                         format!("{field}.addr"),
-                        format!("`{}` is not an IPv4 address with prefix length (e.g. 192.0.2.1/24)", end.addr.get_ref()),
+                        format!(
+                            "`{}` is not an IPv4 address with prefix length (e.g. 192.0.2.1/24)",
+                            end.addr.get_ref()
+                        ),
                     );
                     None
                 }
             };
             let iface = match &end.iface {
                 Some(i) => {
-                    if i.get_ref().is_empty() || i.get_ref().len() > IFNAMSIZ || i.get_ref().contains(['/', ' ']) {
-                        d.err(sp(i), format!("{field}.iface"), format!("interface names are 1-{IFNAMSIZ} characters without '/' or spaces"));
+                    if i.get_ref().is_empty()
+                        || i.get_ref().len() > IFNAMSIZ
+                        || i.get_ref().contains(['/', ' '])
+                    {
+                        d.err(
+                            sp(i),
+                            format!("{field}.iface"),
+                            format!(
+                                "interface names are 1-{IFNAMSIZ} characters without '/' or spaces"
+                            ),
+                        );
                     }
                     i.get_ref().clone()
                 }
@@ -156,21 +184,37 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
             };
             if let Some(a) = addr {
                 if let Some(prev) = seen_addr.insert(a.addr(), field.clone()) {
-                    d.err(sp(&end.addr), format!("{field}.addr"), format!("duplicate address {} (also at {prev})", a.addr()));
+                    d.err(
+                        sp(&end.addr),
+                        format!("{field}.addr"),
+                        format!("duplicate address {} (also at {prev})", a.addr()),
+                    );
                 }
             }
             ends.push((known, end, iface, addr));
         }
         if l.a.node.get_ref() == l.b.node.get_ref() {
-            d.err(sp(&l.b.node), format!("links[{i}].b.node"), "a link must join two different nodes");
+            d.err(
+                sp(&l.b.node),
+                format!("links[{i}].b.node"),
+                "a link must join two different nodes",
+            );
         }
         if let (Some(a), Some(b)) = (ends[0].3, ends[1].3) {
             if a.network() != b.network() || a.prefix_len() != b.prefix_len() {
-                d.err(sp(&l.b.addr), format!("links[{i}].b.addr"), format!("{b} is not in the same subnet as the other end {a}"));
+                d.err(
+                    sp(&l.b.addr),
+                    format!("links[{i}].b.addr"),
+                    format!("{b} is not in the same subnet as the other end {a}"),
+                );
             } else {
                 for (net, other) in &nets {
                     if net.contains(&a.network()) || a.contains(&net.network()) {
-                        d.err(sp(&l.a.addr), format!("links[{i}].a.addr"), format!("subnet {} overlaps {net} of {other}", a.trunc()));
+                        d.err(
+                            sp(&l.a.addr),
+                            format!("links[{i}].a.addr"),
+                            format!("subnet {} overlaps {net} of {other}", a.trunc()),
+                        );
                     }
                 }
                 nets.push((a.trunc(), format!("links[{i}]")));
@@ -178,7 +222,11 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         }
         if let Some(m) = &l.mtu {
             if !(576..=9000).contains(m.get_ref()) {
-                d.err(sp(m), format!("links[{i}].mtu"), "MTU must be between 576 and 9000");
+                d.err(
+                    sp(m),
+                    format!("links[{i}].mtu"),
+                    "MTU must be between 576 and 9000",
+                );
             }
         }
         if let [(true, ea, ia, Some(aa)), (true, eb, ib, Some(ab))] = &ends[..] {
@@ -198,8 +246,16 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
                 });
             }
             links.push(cell::Link {
-                a: cell::LinkEnd { node: ea.node.get_ref().clone(), iface: ia.clone(), addr: *aa },
-                b: cell::LinkEnd { node: eb.node.get_ref().clone(), iface: ib.clone(), addr: *ab },
+                a: cell::LinkEnd {
+                    node: ea.node.get_ref().clone(),
+                    iface: ia.clone(),
+                    addr: *aa,
+                },
+                b: cell::LinkEnd {
+                    node: eb.node.get_ref().clone(),
+                    iface: ib.clone(),
+                    addr: *ab,
+                },
                 mtu: l.mtu.as_ref().map(|m| *m.get_ref()),
             });
         }
@@ -217,7 +273,14 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
             match r.to.get_ref().parse::<Ipv4Net>() {
                 Ok(n) => Some(n.trunc()),
                 Err(_) => {
-                    d.err(sp(&r.to), format!("{field}.to"), format!("`{}` is not a prefix (e.g. 10.0.0.0/8) or `default`", r.to.get_ref()));
+                    d.err(
+                        sp(&r.to),
+                        format!("{field}.to"),
+                        format!(
+                            "`{}` is not a prefix (e.g. 10.0.0.0/8) or `default`",
+                            r.to.get_ref()
+                        ),
+                    );
                     None
                 }
             }
@@ -225,16 +288,33 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         let via = match r.via.get_ref().parse::<Ipv4Addr>() {
             Ok(v) => Some(v),
             Err(_) => {
-                d.err(sp(&r.via), format!("{field}.via"), format!("`{}` is not an IPv4 address", r.via.get_ref()));
+                d.err(
+                    sp(&r.via),
+                    format!("{field}.via"),
+                    format!("`{}` is not an IPv4 address", r.via.get_ref()),
+                );
                 None
             }
         };
         if let (true, Some(dst), Some(via)) = (known, dst, via) {
-            let on_link = ifaces.iter().any(|x| &x.node == r.node.get_ref() && x.net.contains(&via) && x.peer_addr == via);
+            let on_link = ifaces
+                .iter()
+                .any(|x| &x.node == r.node.get_ref() && x.net.contains(&via) && x.peer_addr == via);
             if !on_link {
-                d.err(sp(&r.via), format!("{field}.via"), format!("next hop {via} is not the address of a neighbour of {}", r.node.get_ref()));
+                d.err(
+                    sp(&r.via),
+                    format!("{field}.via"),
+                    format!(
+                        "next hop {via} is not the address of a neighbour of {}",
+                        r.node.get_ref()
+                    ),
+                );
             } else {
-                routes.push(cell::Route { node: r.node.get_ref().clone(), dst, via });
+                routes.push(cell::Route {
+                    node: r.node.get_ref().clone(),
+                    dst,
+                    via,
+                });
             }
         }
     }
@@ -243,10 +323,17 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
     let mut outside: BTreeMap<String, Option<(String, Range<usize>)>> = BTreeMap::new();
     for (n, spec) in &f.nodes {
         let o = spec.get_ref().nat_outside.as_ref().and_then(|o| {
-            match ifaces.iter().find(|x| &x.node == n && &x.peer_node == o.get_ref()) {
+            match ifaces
+                .iter()
+                .find(|x| &x.node == n && &x.peer_node == o.get_ref())
+            {
                 Some(x) => Some((x.name.clone(), sp(o))),
                 None => {
-                    d.err(sp(o), format!("nodes.{n}.nat_outside"), format!("`{}` is not a neighbour of {n}", o.get_ref()));
+                    d.err(
+                        sp(o),
+                        format!("nodes.{n}.nat_outside"),
+                        format!("`{}` is not a neighbour of {n}", o.get_ref()),
+                    );
                     None
                 }
             }
@@ -263,71 +350,176 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         node_ref(&mut d, &e.node, format!("{field}.node"));
         node_ref(&mut d, &e.peer, format!("{field}.peer"));
         if !stack::KNOWN.contains(&e.stack.get_ref().as_str()) {
-            d.err(sp(&e.stack), format!("{field}.stack"), format!("unknown stack `{}` (known: {})", e.stack.get_ref(), stack::KNOWN.join(", ")));
+            d.err(
+                sp(&e.stack),
+                format!("{field}.stack"),
+                format!(
+                    "unknown stack `{}` (known: {})",
+                    e.stack.get_ref(),
+                    stack::KNOWN.join(", ")
+                ),
+            );
         }
         if ![1u8, 2].contains(e.ike.get_ref()) {
-            d.err(sp(&e.ike), format!("{field}.ike"), "IKE version must be 1 or 2");
+            d.err(
+                sp(&e.ike),
+                format!("{field}.ike"),
+                "IKE version must be 1 or 2",
+            );
         }
         if let Some(inner) = &e.inner {
             match inner.get_ref().parse::<Ipv4Addr>() {
                 Ok(a) => {
-                    if let Some(prev) = inner_seen.insert(a, field.clone()).or_else(|| seen_addr.get(&a).cloned()) {
-                        d.err(sp(inner), format!("{field}.inner"), format!("duplicate address {a} (also at {prev})"));
+                    if let Some(prev) = inner_seen
+                        .insert(a, field.clone())
+                        .or_else(|| seen_addr.get(&a).cloned())
+                    {
+                        d.err(
+                            sp(inner),
+                            format!("{field}.inner"),
+                            format!("duplicate address {a} (also at {prev})"),
+                        );
                     } else if let Some((net, l)) = nets.iter().find(|(n, _)| n.contains(&a)) {
-                        d.err(sp(inner), format!("{field}.inner"), format!("inner address {a} lies in link subnet {net} of {l}"));
+                        d.err(
+                            sp(inner),
+                            format!("{field}.inner"),
+                            format!("inner address {a} lies in link subnet {net} of {l}"),
+                        );
                     }
                     inner_of.insert(e.node.get_ref().clone(), a);
                 }
-                Err(_) => d.err(sp(inner), format!("{field}.inner"), format!("`{}` is not an IPv4 address", inner.get_ref())),
+                Err(_) => d.err(
+                    sp(inner),
+                    format!("{field}.inner"),
+                    format!("`{}` is not an IPv4 address", inner.get_ref()),
+                ),
             }
         }
     }
-    let ep_of = |n: &str| f.endpoints.iter().map(|e| e.get_ref()).find(|e| e.node.get_ref() == n);
+    let ep_of = |n: &str| {
+        f.endpoints
+            .iter()
+            .map(|e| e.get_ref())
+            .find(|e| e.node.get_ref() == n)
+    };
     for (i, e) in f.endpoints.iter().enumerate() {
         let e = e.get_ref();
         let field = format!("endpoints[{i}]");
-        if f.endpoints.iter().filter(|x| x.get_ref().node.get_ref() == e.node.get_ref()).count() > 1 {
-            d.err(sp(&e.node), format!("{field}.node"), format!("node {} has more than one endpoint", e.node.get_ref()));
+        if f.endpoints
+            .iter()
+            .filter(|x| x.get_ref().node.get_ref() == e.node.get_ref())
+            .count()
+            > 1
+        {
+            d.err(
+                sp(&e.node),
+                format!("{field}.node"),
+                format!("node {} has more than one endpoint", e.node.get_ref()),
+            );
         }
         let Some(p) = ep_of(e.peer.get_ref()) else {
             if nodes.contains(e.peer.get_ref()) {
-                d.err(sp(&e.peer), format!("{field}.peer"), format!("node {} has no endpoint", e.peer.get_ref()));
+                d.err(
+                    sp(&e.peer),
+                    format!("{field}.peer"),
+                    format!("node {} has no endpoint", e.peer.get_ref()),
+                );
             }
             continue;
         };
         if p.peer.get_ref() != e.node.get_ref() {
-            d.err(sp(&e.peer), format!("{field}.peer"), format!("{}'s peer is {}, not {}", p.node.get_ref(), p.peer.get_ref(), e.node.get_ref()));
+            d.err(
+                sp(&e.peer),
+                format!("{field}.peer"),
+                format!(
+                    "{}'s peer is {}, not {}",
+                    p.node.get_ref(),
+                    p.peer.get_ref(),
+                    e.node.get_ref()
+                ),
+            );
         }
         if p.role.get_ref() == e.role.get_ref() {
-            d.err(sp(&e.role), format!("{field}.role"), format!("both {} and {} are {:?}s; one must be the initiator, the other the responder", e.node.get_ref(), p.node.get_ref(), e.role.get_ref()));
+            d.err(
+                sp(&e.role),
+                format!("{field}.role"),
+                format!(
+                    "both {} and {} are {:?}s; one must be the initiator, the other the responder",
+                    e.node.get_ref(),
+                    p.node.get_ref(),
+                    e.role.get_ref()
+                ),
+            );
         }
         if p.psk.get_ref() != e.psk.get_ref() {
-            d.err(sp(&e.psk), format!("{field}.psk"), format!("differs from the psk of {}", p.node.get_ref()));
+            d.err(
+                sp(&e.psk),
+                format!("{field}.psk"),
+                format!("differs from the psk of {}", p.node.get_ref()),
+            );
         }
         if p.ike.get_ref() != e.ike.get_ref() {
-            d.err(sp(&e.ike), format!("{field}.ike"), format!("differs from the IKE version of {}", p.node.get_ref()));
+            d.err(
+                sp(&e.ike),
+                format!("{field}.ike"),
+                format!("differs from the IKE version of {}", p.node.get_ref()),
+            );
         }
         if p.mode.get_ref() != e.mode.get_ref() {
-            d.err(sp(&e.mode), format!("{field}.mode"), format!("differs from the mode of {}", p.node.get_ref()));
+            d.err(
+                sp(&e.mode),
+                format!("{field}.mode"),
+                format!("differs from the mode of {}", p.node.get_ref()),
+            );
         }
         if *e.mode.get_ref() == model::Mode::Tunnel && e.inner.is_none() {
-            d.err(sp(&e.node), format!("{field}.inner"), "tunnel mode needs an inner address (the traffic selector)");
+            d.err(
+                sp(&e.node),
+                format!("{field}.inner"),
+                "tunnel mode needs an inner address (the traffic selector)",
+            );
         }
         if let Some(pa) = &e.peer_addr {
             if *e.role.get_ref() != Role::Initiator {
-                d.err(sp(pa), format!("{field}.peer_addr"), "only the initiator sends IKE to a peer address");
+                d.err(
+                    sp(pa),
+                    format!("{field}.peer_addr"),
+                    "only the initiator sends IKE to a peer address",
+                );
             }
             match pa.get_ref().parse::<Ipv4Addr>() {
-                Ok(a) if !ifaces.iter().any(|x| &x.node == e.peer.get_ref() && x.net.addr() == a) => {
-                    d.err(sp(pa), format!("{field}.peer_addr"), format!("{a} is not an address of {}", e.peer.get_ref()));
+                Ok(a)
+                    if !ifaces
+                        .iter()
+                        .any(|x| &x.node == e.peer.get_ref() && x.net.addr() == a) =>
+                {
+                    d.err(
+                        sp(pa),
+                        format!("{field}.peer_addr"),
+                        format!("{a} is not an address of {}", e.peer.get_ref()),
+                    );
                 }
                 Ok(_) => {}
-                Err(_) => d.err(sp(pa), format!("{field}.peer_addr"), format!("`{}` is not an IPv4 address", pa.get_ref())),
+                Err(_) => d.err(
+                    sp(pa),
+                    format!("{field}.peer_addr"),
+                    format!("`{}` is not an IPv4 address", pa.get_ref()),
+                ),
             }
         } else if *e.role.get_ref() == Role::Initiator {
-            let n = ifaces.iter().filter(|x| &x.node == e.peer.get_ref()).count();
+            let n = ifaces
+                .iter()
+                .filter(|x| &x.node == e.peer.get_ref())
+                .count();
             if n != 1 {
-                d.err(sp(&e.peer), format!("{field}.peer_addr"), format!("{} has {n} addresses; say which one IKE goes to with `peer_addr`", e.peer.get_ref()));
+                d.err(
+                    sp(&e.peer),
+                    format!("{field}.peer_addr"),
+                    format!(
+                        "{} has {n} addresses; say which one IKE goes to with `peer_addr`",
+                        e.peer.get_ref()
+                    ),
+                );
             }
         }
     }
@@ -339,23 +531,42 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         let c = c.get_ref();
         let field = format!("checks[{i}]");
         if !check_names.insert(c.name.get_ref().clone()) {
-            d.err(sp(&c.name), format!("{field}.name"), format!("duplicate check name `{}`", c.name.get_ref()));
+            d.err(
+                sp(&c.name),
+                format!("{field}.name"),
+                format!("duplicate check name `{}`", c.name.get_ref()),
+            );
         }
         let kf = node_ref(&mut d, &c.from, format!("{field}.from"));
         let kt = node_ref(&mut d, &c.to, format!("{field}.to"));
-        let addr = |d: &mut Diags, explicit: &Option<Spanned<String>>, node: &Spanned<String>, which: &str| -> Option<Ipv4Addr> {
+        let addr = |d: &mut Diags,
+                    explicit: &Option<Spanned<String>>,
+                    node: &Spanned<String>,
+                    which: &str|
+         -> Option<Ipv4Addr> {
             match explicit {
                 Some(s) => match s.get_ref().parse::<Ipv4Addr>() {
                     Ok(a) => Some(a),
                     Err(_) => {
-                        d.err(sp(s), format!("{field}.{which}"), format!("`{}` is not an IPv4 address", s.get_ref()));
+                        d.err(
+                            sp(s),
+                            format!("{field}.{which}"),
+                            format!("`{}` is not an IPv4 address", s.get_ref()),
+                        );
                         None
                     }
                 },
                 None => {
                     let a = inner_of.get(node.get_ref()).copied();
                     if a.is_none() && nodes.contains(node.get_ref()) {
-                        d.err(sp(node), format!("{field}.{which}"), format!("node {} has no endpoint inner address; set `{which}`", node.get_ref()));
+                        d.err(
+                            sp(node),
+                            format!("{field}.{which}"),
+                            format!(
+                                "node {} has no endpoint inner address; set `{which}`",
+                                node.get_ref()
+                            ),
+                        );
                     }
                     a
                 }
@@ -364,13 +575,25 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         let src = addr(&mut d, &c.src, &c.from, "src");
         let dst = addr(&mut d, &c.dst, &c.to, "dst");
         match (*c.kind.get_ref(), &c.port) {
-            (model::CheckKind::Udp, None) => d.err(sp(&c.kind), format!("{field}.port"), "a udp check needs a port"),
-            (model::CheckKind::Udp, Some(p)) if *p.get_ref() == 0 => d.err(sp(p), format!("{field}.port"), "port must be 1-65535"),
-            (model::CheckKind::Ping, Some(p)) => d.err(sp(p), format!("{field}.port"), "a ping check has no port"),
+            (model::CheckKind::Udp, None) => d.err(
+                sp(&c.kind),
+                format!("{field}.port"),
+                "a udp check needs a port",
+            ),
+            (model::CheckKind::Udp, Some(p)) if *p.get_ref() == 0 => {
+                d.err(sp(p), format!("{field}.port"), "port must be 1-65535")
+            }
+            (model::CheckKind::Ping, Some(p)) => {
+                d.err(sp(p), format!("{field}.port"), "a ping check has no port")
+            }
             _ => {}
         }
         if !(1..=100).contains(c.count.get_ref()) {
-            d.err(sp(&c.count), format!("{field}.count"), "count must be 1-100");
+            d.err(
+                sp(&c.count),
+                format!("{field}.count"),
+                "count must be 1-100",
+            );
         }
         if let (true, true, Some(src), Some(dst)) = (kf, kt, src, dst) {
             checks.push(cell::Check {
@@ -390,36 +613,85 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
     let mut axes: Vec<(String, Vec<String>, Range<usize>)> = Vec::new();
     let single_nat = f.matrix.nat.len() == 1;
     for (n, values) in &f.matrix.nat {
-        let axis = if single_nat { "nat".to_string() } else { format!("nat.{n}") };
+        let axis = if single_nat {
+            "nat".to_string()
+        } else {
+            format!("nat.{n}")
+        };
         if !nodes.contains(n) {
-            d.err(sp(values), format!("matrix.nat.{n}"), format!("unknown node `{n}`"));
+            d.err(
+                sp(values),
+                format!("matrix.nat.{n}"),
+                format!("unknown node `{n}`"),
+            );
         }
         if values.get_ref().is_empty() {
-            d.err(sp(values), format!("matrix.nat.{n}"), "an axis needs at least one value");
+            d.err(
+                sp(values),
+                format!("matrix.nat.{n}"),
+                "an axis needs at least one value",
+            );
         }
         for v in values.get_ref() {
             if NatProfile::parse(v.get_ref()).is_none() {
-                d.err(sp(v), format!("matrix.nat.{n}"), format!("unknown NAT profile `{}` (known: {})", v.get_ref(), NatProfile::names()));
+                d.err(
+                    sp(v),
+                    format!("matrix.nat.{n}"),
+                    format!(
+                        "unknown NAT profile `{}` (known: {})",
+                        v.get_ref(),
+                        NatProfile::names()
+                    ),
+                );
             }
         }
-        axes.push((axis, values.get_ref().iter().map(|v| v.get_ref().clone()).collect(), sp(values)));
+        axes.push((
+            axis,
+            values
+                .get_ref()
+                .iter()
+                .map(|v| v.get_ref().clone())
+                .collect(),
+            sp(values),
+        ));
     }
     if let Some(v) = &f.matrix.nat_t {
         if v.get_ref().is_empty() {
             d.err(sp(v), "matrix.nat_t", "an axis needs at least one value");
         }
-        axes.push(("nat_t".into(), v.get_ref().iter().map(|x| x.get_ref().as_str().to_string()).collect(), sp(v)));
+        axes.push((
+            "nat_t".into(),
+            v.get_ref()
+                .iter()
+                .map(|x| x.get_ref().as_str().to_string())
+                .collect(),
+            sp(v),
+        ));
     }
 
     // --- expectations refer to known axes, values and checks
     for (i, e) in f.expect.iter().enumerate() {
         for (k, v) in &e.get_ref().when {
             match axes.iter().find(|(a, _, _)| a == k) {
-                None => d.err(sp(v), format!("expect[{i}].when.{k}"), format!("no matrix axis `{k}` (axes: {})", axes.iter().map(|a| a.0.as_str()).collect::<Vec<_>>().join(", "))),
+                None => d.err(
+                    sp(v),
+                    format!("expect[{i}].when.{k}"),
+                    format!(
+                        "no matrix axis `{k}` (axes: {})",
+                        axes.iter()
+                            .map(|a| a.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
                 Some((_, vals, _)) => {
                     for x in v.get_ref().values() {
                         if !vals.iter().any(|y| y == x) {
-                            d.err(sp(v), format!("expect[{i}].when.{k}"), format!("`{x}` is not a value of axis {k} ({})", vals.join(", ")));
+                            d.err(
+                                sp(v),
+                                format!("expect[{i}].when.{k}"),
+                                format!("`{x}` is not a value of axis {k} ({})", vals.join(", ")),
+                            );
                         }
                     }
                 }
@@ -427,12 +699,20 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         }
         for (c, v) in &e.get_ref().checks {
             if !check_names.contains(c) {
-                d.err(sp(v), format!("expect[{i}].checks.{c}"), format!("no check named `{c}`"));
+                d.err(
+                    sp(v),
+                    format!("expect[{i}].checks.{c}"),
+                    format!("no check named `{c}`"),
+                );
             }
         }
     }
     if f.endpoints.is_empty() {
-        d.err(0..0, "endpoints", "a scenario needs at least one initiator/responder pair");
+        d.err(
+            0..0,
+            "endpoints",
+            "a scenario needs at least one initiator/responder pair",
+        );
     }
 
     if !d.out.is_empty() {
@@ -454,32 +734,76 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
             .collect();
     }
     let mut cells = Vec::new();
+    let ncombos = combos.len();
+    // Routing problems, with the cells they occur in (often all of them).
+    let mut unreachable: Vec<(Range<usize>, String, String, Vec<String>)> = Vec::new();
     for combo in combos {
-        let value = |axis: &str| combo.iter().find(|(a, _)| a == axis).map(|(_, v)| v.as_str());
+        let value = |axis: &str| {
+            combo
+                .iter()
+                .find(|(a, _)| a == axis)
+                .map(|(_, v)| v.as_str())
+        };
         let id = if combo.is_empty() {
             name.clone()
         } else {
-            format!("{name}/{}", combo.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(","))
+            format!(
+                "{name}/{}",
+                combo
+                    .iter()
+                    .map(|(a, v)| format!("{a}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         };
         // nodes with this cell's NAT profiles
         let mut cnodes = Vec::new();
         for (n, spec) in &f.nodes {
-            let axis = if single_nat { "nat".to_string() } else { format!("nat.{n}") };
+            let axis = if single_nat {
+                "nat".to_string()
+            } else {
+                format!("nat.{n}")
+            };
             let from_axis = f.matrix.nat.contains_key(n).then(|| value(&axis)).flatten();
-            let prof_name = from_axis.map(str::to_string).or_else(|| spec.get_ref().nat.as_ref().map(|p| p.get_ref().clone()));
-            let nat = prof_name.as_deref().and_then(NatProfile::parse).unwrap_or(NatProfile::None);
+            let prof_name = from_axis
+                .map(str::to_string)
+                .or_else(|| spec.get_ref().nat.as_ref().map(|p| p.get_ref().clone()));
+            let nat = prof_name
+                .as_deref()
+                .and_then(NatProfile::parse)
+                .unwrap_or(NatProfile::None);
             let out = outside.get(n).cloned().flatten();
             if nat != NatProfile::None && out.is_none() {
-                let span = spec.get_ref().nat.as_ref().map(sp).unwrap_or_else(|| sp(spec));
-                d.err(span, format!("nodes.{n}.nat_outside"), format!("NAT profile {nat} needs `nat_outside` (the neighbour on the public side)"));
+                let span = spec
+                    .get_ref()
+                    .nat
+                    .as_ref()
+                    .map(sp)
+                    .unwrap_or_else(|| sp(spec));
+                d.err(
+                    span,
+                    format!("nodes.{n}.nat_outside"),
+                    format!(
+                        "NAT profile {nat} needs `nat_outside` (the neighbour on the public side)"
+                    ),
+                );
             }
-            let forwarding = prof_name.is_some() || f.matrix.nat.contains_key(n) || routes.iter().any(|r| &r.node != n && r.via_owner(&ifaces) == Some(n.as_str()));
+            let forwarding = prof_name.is_some()
+                || f.matrix.nat.contains_key(n)
+                || routes
+                    .iter()
+                    .any(|r| &r.node != n && r.via_owner(&ifaces) == Some(n.as_str()));
             cnodes.push(cell::Node {
                 name: n.clone(),
                 nat,
                 nat_outside: out.map(|o| o.0),
                 forwarding,
-                sysctl: spec.get_ref().sysctl.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
+                sysctl: spec
+                    .get_ref()
+                    .sysctl
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                    .collect(),
             });
         }
         // endpoints with this cell's NAT-T mode
@@ -491,10 +815,21 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
                 e.peer_addr
                     .as_ref()
                     .and_then(|a| a.get_ref().parse().ok())
-                    .or_else(|| ifaces.iter().find(|x| &x.node == e.peer.get_ref()).map(|x| x.net.addr()))
+                    .or_else(|| {
+                        ifaces
+                            .iter()
+                            .find(|x| &x.node == e.peer.get_ref())
+                            .map(|x| x.net.addr())
+                    })
                     .expect("validated peer address")
             });
-            let nat_t = value("nat_t").and_then(|v| [NatT::Auto, NatT::Force, NatT::Off].into_iter().find(|m| m.as_str() == v)).unwrap_or(*e.nat_t.get_ref());
+            let nat_t = value("nat_t")
+                .and_then(|v| {
+                    [NatT::Auto, NatT::Force, NatT::Off]
+                        .into_iter()
+                        .find(|m| m.as_str() == v)
+                })
+                .unwrap_or(*e.nat_t.get_ref());
             endpoints.push(cell::Endpoint {
                 node: e.node.get_ref().clone(),
                 stack: e.stack.get_ref().clone(),
@@ -515,7 +850,17 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         for (i, e) in endpoints.iter().enumerate() {
             if let Some(dst) = e.remote_addr {
                 if let Err(msg) = reachable(&e.node, dst, &ifaces, &routes, &cnodes) {
-                    d.err(sp(&f.endpoints[i].get_ref().peer), format!("endpoints[{i}].peer"), format!("in cell {id}: IKE from {} to {dst}: {msg}", e.node));
+                    let msg = format!("IKE from {} to {dst}: {msg}", e.node);
+                    let field = format!("endpoints[{i}].peer");
+                    match unreachable.iter_mut().find(|u| u.1 == field && u.2 == msg) {
+                        Some(u) => u.3.push(id.clone()),
+                        None => unreachable.push((
+                            sp(&f.endpoints[i].get_ref().peer),
+                            field,
+                            msg,
+                            vec![id.clone()],
+                        )),
+                    }
                 }
             }
         }
@@ -525,7 +870,10 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         let mut cexp = BTreeMap::new();
         for e in &f.expect {
             let e = e.get_ref();
-            let applies = e.when.iter().all(|(k, v)| value(k).is_some_and(|x| v.get_ref().values().contains(&x)));
+            let applies = e
+                .when
+                .iter()
+                .all(|(k, v)| value(k).is_some_and(|x| v.get_ref().values().contains(&x)));
             if applies {
                 if let Some(t) = &e.tunnel {
                     tunnel = Some(*t.get_ref());
@@ -540,12 +888,20 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
         }
         let espan = f.expect.first().map(sp).unwrap_or(0..0);
         let Some(tunnel) = tunnel else {
-            d.err(espan, "expect.tunnel", format!("no expectation sets `tunnel` for cell {id}"));
+            d.err(
+                espan,
+                "expect.tunnel",
+                format!("no expectation sets `tunnel` for cell {id}"),
+            );
             continue;
         };
         for c in &checks {
             if !cexp.contains_key(&c.name) {
-                d.err(espan.clone(), format!("expect.checks.{}", c.name), format!("no expectation for check `{}` in cell {id}", c.name));
+                d.err(
+                    espan.clone(),
+                    format!("expect.checks.{}", c.name),
+                    format!("no expectation for check `{}` in cell {id}", c.name),
+                );
             }
         }
         cells.push(Cell {
@@ -566,6 +922,17 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
             },
         });
     }
+    for (span, field, msg, in_cells) in unreachable {
+        if in_cells.len() == ncombos {
+            d.err(span, field, msg);
+        } else {
+            d.err(
+                span,
+                field,
+                format!("in cells {}: {msg}", in_cells.join(", ")),
+            );
+        }
+    }
     if !d.out.is_empty() {
         return Err(ScenarioError::Invalid(d.out));
     }
@@ -579,12 +946,20 @@ pub(super) fn validate(path: &Path, text: &str, f: ScenarioFile) -> Result<Scena
 
 impl cell::Route {
     fn via_owner<'a>(&self, ifaces: &'a [Iface]) -> Option<&'a str> {
-        ifaces.iter().find(|x| x.net.addr() == self.via).map(|x| x.node.as_str())
+        ifaces
+            .iter()
+            .find(|x| x.net.addr() == self.via)
+            .map(|x| x.node.as_str())
     }
 }
 
 /// Where a node sends a packet for `dst`: the interface and the next node.
-fn next_hop<'a>(node: &str, dst: Ipv4Addr, ifaces: &'a [Iface], routes: &[cell::Route]) -> Option<&'a Iface> {
+fn next_hop<'a>(
+    node: &str,
+    dst: Ipv4Addr,
+    ifaces: &'a [Iface],
+    routes: &[cell::Route],
+) -> Option<&'a Iface> {
     let connected = ifaces
         .iter()
         .filter(|x| x.node == node && x.net.contains(&dst))
@@ -594,11 +969,13 @@ fn next_hop<'a>(node: &str, dst: Ipv4Addr, ifaces: &'a [Iface], routes: &[cell::
         .filter(|r| r.node == node && r.dst.contains(&dst))
         .max_by_key(|r| r.dst.prefix_len());
     match (connected, routed) {
-        (Some(c), Some(r)) if r.dst.prefix_len() > c.net.prefix_len() => {
-            ifaces.iter().find(|x| x.node == node && x.peer_addr == r.via)
-        }
+        (Some(c), Some(r)) if r.dst.prefix_len() > c.net.prefix_len() => ifaces
+            .iter()
+            .find(|x| x.node == node && x.peer_addr == r.via),
         (Some(c), _) => (c.peer_addr == dst).then_some(c),
-        (None, Some(r)) => ifaces.iter().find(|x| x.node == node && x.peer_addr == r.via),
+        (None, Some(r)) => ifaces
+            .iter()
+            .find(|x| x.node == node && x.peer_addr == r.via),
         (None, None) => None,
     }
 }
@@ -636,7 +1013,9 @@ fn reachable(
                     }
                 }
                 let Some(hop) = next_hop(&back_at, target, ifaces, routes) else {
-                    return Err(format!("replies cannot return: {back_at} has no route to {target}"));
+                    return Err(format!(
+                        "replies cannot return: {back_at} has no route to {target}"
+                    ));
                 };
                 back_at = hop.peer_node.clone();
             }

@@ -10,7 +10,9 @@ use futures::future::BoxFuture;
 use futures::{pin_mut, FutureExt, StreamExt};
 
 use super::vici;
-use super::{endpoint_label, Backend, ChildState, EndpointState, IkeState, Initiation, Stack, Workdir};
+use super::{
+    endpoint_label, Backend, ChildState, EndpointState, IkeState, Initiation, Stack, Workdir,
+};
 use crate::error::StackError;
 use crate::netns::Netns;
 use crate::scenario::cell::{Endpoint, Mode, NatT, Role};
@@ -38,8 +40,23 @@ pub fn plugins(backend: Backend) -> Vec<&'static str> {
         p.push("kernel-libipsec");
     }
     p.extend([
-        "kernel-netlink", "socket-default", "vici", "random", "nonce", "openssl", "aes", "sha1",
-        "sha2", "hmac", "kdf", "gmp", "curve25519", "x509", "pubkey", "pem", "pkcs1",
+        "kernel-netlink",
+        "socket-default",
+        "vici",
+        "random",
+        "nonce",
+        "openssl",
+        "aes",
+        "sha1",
+        "sha2",
+        "hmac",
+        "kdf",
+        "gmp",
+        "curve25519",
+        "x509",
+        "pubkey",
+        "pem",
+        "pkcs1",
     ]);
     p
 }
@@ -286,9 +303,9 @@ impl StrongSwan {
             loglevel: "1".into(),
         };
         let mut out = Initiation::default();
-        let stream = self
-            .client()
-            .stream_request::<_, vici::ControlLog>("initiate", "control-log", req);
+        let stream =
+            self.client()
+                .stream_request::<_, vici::ControlLog>("initiate", "control-log", req);
         pin_mut!(stream);
         let drive = async {
             while let Some(item) = stream.next().await {
@@ -320,7 +337,9 @@ impl StrongSwan {
             .stream_request::<_, BTreeMap<String, vici::IkeSa>>(
                 "list-sas",
                 "list-sa",
-                vici::ListSas { noblock: "yes".into() },
+                vici::ListSas {
+                    noblock: "yes".into(),
+                },
             );
         pin_mut!(stream);
         let mut state = EndpointState::default();
@@ -392,5 +411,74 @@ impl Stack for StrongSwan {
     }
     fn stop(&mut self) -> BoxFuture<'_, ()> {
         self.do_stop().boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn endpoints(nat_t: &str) -> Vec<Endpoint> {
+        let text = include_str!("../../../topologies/seed.toml");
+        let s = crate::scenario::parse(Path::new("seed.toml"), text).unwrap();
+        let id = format!("seed/nat=masquerade,nat_t={nat_t}");
+        s.cells.into_iter().find(|c| c.id == id).unwrap().endpoints
+    }
+
+    #[test]
+    fn libipsec_is_loaded_before_kernel_netlink_and_kdf_is_present() {
+        let p = plugins(Backend::KernelLibipsec);
+        assert_eq!(&p[..2], &["kernel-libipsec", "kernel-netlink"]);
+        assert!(p.contains(&"kdf"));
+        assert!(!plugins(Backend::KernelNetlink).contains(&"kernel-libipsec"));
+        let conf = strongswan_conf(Backend::KernelLibipsec);
+        assert!(conf.contains("load = kernel-libipsec kernel-netlink"));
+        assert!(conf.contains("retransmit_tries = 2"));
+        assert!(conf.contains("socket = unix:///run/charon.vici"));
+    }
+
+    #[test]
+    fn conn_config_maps_roles_selectors_and_nat_t() {
+        let eps = endpoints("force");
+        let client = conn_config(&eps[0]);
+        let c = &client[CONN];
+        assert_eq!(c.remote_addrs, vec!["203.0.113.2"]);
+        assert_eq!(c.encap, "yes");
+        assert_eq!(c.mobike, "no");
+        assert_eq!(c.local.id, "client.vpnlab.test");
+        assert_eq!(c.remote.id, "server.vpnlab.test");
+        assert_eq!(c.children[CONN].local_ts, vec!["10.10.1.1/32"]);
+        assert_eq!(c.children[CONN].remote_ts, vec!["10.10.2.1/32"]);
+        let server = conn_config(&eps[1]);
+        assert_eq!(server[CONN].remote_addrs, vec!["%any"]);
+        assert_eq!(conn_config(&endpoints("auto")[0])[CONN].encap, "no");
+    }
+
+    #[test]
+    fn nat_t_off_and_libipsec_transport_are_unsupported() {
+        let off = &endpoints("off")[0];
+        assert!(unsupported(off, Backend::KernelNetlink)
+            .unwrap()
+            .contains("cannot disable NAT traversal"));
+        let mut t = endpoints("auto")[0].clone();
+        assert_eq!(unsupported(&t, Backend::KernelLibipsec), None);
+        t.mode = Mode::Transport;
+        assert!(unsupported(&t, Backend::KernelLibipsec)
+            .unwrap()
+            .contains("tunnel mode only"));
+        assert_eq!(unsupported(&t, Backend::KernelNetlink), None);
+    }
+
+    #[test]
+    fn only_stable_log_lines_are_kept() {
+        assert!(notable("remote host is behind NAT"));
+        assert!(notable("giving up after 2 retransmits"));
+        assert!(!notable(
+            "sending retransmit 1 of request message ID 1, seq 1"
+        ));
+        assert!(!notable(
+            "CHILD_SA vpnlab{1} established with SPIs c1a2b3c4_i failed"
+        ));
     }
 }
