@@ -21,6 +21,7 @@ NAT=${1:-masquerade}
 MODE=${2:-auto}
 case $NAT in masquerade|none|no-esp|block-4500) ;; *) echo "unknown NAT profile: $NAT" >&2; exit 2;; esac
 case $MODE in auto) ENCAP=no ;; force) ENCAP=yes ;; *) echo "unknown NAT-T mode: $MODE" >&2; exit 2;; esac
+[ "$EUID" = 0 ] || { echo "needs root" >&2; exit 2; }
 CHARON=/usr/lib/ipsec/charon
 PY=/usr/bin/python3; [ -x "$PY" ] || PY=$(command -v python3 || true)  # avoid slow pyenv shims
 for t in ip nft swanctl ping "$PY" unshare "$CHARON"; do
@@ -30,15 +31,15 @@ done
 TAG=vlb$$                                   # unique namespace prefix
 NODES=(client gw server)
 DIR=$(mktemp -d /tmp/vpnlab-baseline.XXXXXX) # per-node config, logs, private /run
-PIDS=()     # charons
+declare -A CHARON_PID
 UDP_SRV=    # UDP echo server
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   # charon needs ~1 s for a graceful SIGTERM shutdown; the namespaces are discarded anyway.
-  for p in "${PIDS[@]}" $UDP_SRV; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}" $UDP_SRV; do wait "$p" 2>/dev/null || true; done
+  for p in "${CHARON_PID[@]}" $UDP_SRV; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${CHARON_PID[@]}" $UDP_SRV; do wait "$p" 2>/dev/null || true; done
   for n in "${NODES[@]}"; do ip netns del "$TAG-$n" 2>/dev/null || true; done
   rm -rf "$DIR"
   exit "$rc"
@@ -67,22 +68,35 @@ poll() {
 
 in_ns() { local n=$1; shift; ip netns exec "$TAG-$n" "$@"; }
 
-# --- topology: veth pairs are created inside the namespaces, never in the caller's ---------
-for n in "${NODES[@]}"; do ip netns add "$TAG-$n"; ip -n "$TAG-$n" link set lo up; done
-ip -n "$TAG-client" link add eth0 type veth peer name lan netns "$TAG-gw"
-ip -n "$TAG-server" link add eth0 type veth peer name wan netns "$TAG-gw"
-ip -n "$TAG-client" addr add 192.168.1.2/24 dev eth0
-ip -n "$TAG-client" addr add 10.10.1.1/32 dev lo
-ip -n "$TAG-gw"     addr add 192.168.1.1/24 dev lan
-ip -n "$TAG-gw"     addr add 203.0.113.1/24 dev wan
-ip -n "$TAG-server" addr add 203.0.113.2/24 dev eth0
-ip -n "$TAG-server" addr add 10.10.2.1/32 dev lo
-ip -n "$TAG-client" link set eth0 up
-ip -n "$TAG-server" link set eth0 up
-ip -n "$TAG-gw"     link set lan up
-ip -n "$TAG-gw"     link set wan up
-ip -n "$TAG-client" route add default via 192.168.1.1
-in_ns gw sysctl -qw net.ipv4.ip_forward=1
+# --- topology: one `ip -batch` per node; veth pairs are created inside the namespaces, never
+# in the caller's. client and server create the veths, so gw goes last.
+ip -batch - <<EOF
+netns add $TAG-client
+netns add $TAG-gw
+netns add $TAG-server
+EOF
+ip -n "$TAG-client" -batch - <<EOF
+link set lo up
+link add eth0 type veth peer name lan netns $TAG-gw
+addr add 192.168.1.2/24 dev eth0
+addr add 10.10.1.1/32 dev lo
+link set eth0 up
+route add default via 192.168.1.1
+EOF
+ip -n "$TAG-server" -batch - <<EOF
+link set lo up
+link add eth0 type veth peer name wan netns $TAG-gw
+addr add 203.0.113.2/24 dev eth0
+addr add 10.10.2.1/32 dev lo
+link set eth0 up
+EOF
+ip -n "$TAG-gw" -batch - <<EOF
+link set lo up
+addr add 192.168.1.1/24 dev lan
+addr add 203.0.113.1/24 dev wan
+link set lan up
+link set wan up
+EOF
 
 # --- NAT profile: an nftables ruleset applied inside gw -------------------------------------
 {
@@ -97,7 +111,7 @@ in_ns gw sysctl -qw net.ipv4.ip_forward=1
   echo "  }"
   echo "}"
 } > "$DIR/gw.nft"
-in_ns gw nft -f "$DIR/gw.nft"
+in_ns gw sh -c "sysctl -qw net.ipv4.ip_forward=1 && nft -f '$DIR/gw.nft'"   # per-netns sysctl
 # without NAT the server needs a way back to the client's private network
 [ "$NAT" = none ] && ip -n "$TAG-server" route add 192.168.1.0/24 via 203.0.113.1
 
@@ -105,12 +119,15 @@ in_ns gw nft -f "$DIR/gw.nft"
 # conf NODE LOCAL_TS REMOTE_TS REMOTE_ADDRS LOCAL_ID REMOTE_ID
 conf() {
   local d=$DIR/$1
-  mkdir -p "$d/run"
+  # run/ becomes charon's /run; swanctl --load-all --file also scans x509/, private/ ...
+  # next to the file, so give it empty ones
+  mkdir -p "$d"/{run,x509,x509ca,x509ocsp,x509aa,x509ac,x509crl,pubkey,private,rsa,ecdsa,bliss,pkcs8,pkcs12}
   cat > "$d/strongswan.conf" <<EOF
 charon {
-  # explicit plugin list: kernel-libipsec (userspace ESP) must come before kernel-netlink,
-  # kdf provides KDF_PRF/KDF_PRF_PLUS for the IKE key derivation
-  load = random nonce openssl kdf kernel-libipsec kernel-netlink socket-default vici
+  # Explicit, minimal plugin list. kernel-libipsec (userspace ESP over TUN) must come before
+  # kernel-netlink, or the kernel XFRM backend wins (no ESP here: CHILD_SA fails, ENOSYS);
+  # kernel-netlink still provides routes/addresses; kdf provides KDF_PRF(+) for IKE keys.
+  load = nonce openssl kdf kernel-libipsec kernel-netlink socket-default vici
   # fail fast: 0.5 s + 0.5 s + 0.5 s, i.e. a lost exchange gives up after 1.5 s
   retransmit_timeout = 0.5
   retransmit_base = 1.0
@@ -163,14 +180,15 @@ for n in client server; do
   STRONGSWAN_CONF=$DIR/$n/strongswan.conf ip netns exec "$TAG-$n" \
     unshare -m sh -c "mount --bind '$DIR/$n/run' /run && exec $CHARON" \
     >"$DIR/$n/charon.out" 2>&1 &
-  PIDS+=($!)
+  CHARON_PID[$n]=$!
 done
 
 vici() { local n=$1; shift; STRONGSWAN_CONF=$DIR/$n/strongswan.conf swanctl "$@" --uri "unix://$DIR/$n/run/charon.vici"; }
+# ready = VICI answers (stop polling early if charon died)
+vici_ready() { ! kill -0 "${CHARON_PID[$1]}" 2>/dev/null || vici "$1" --stats >/dev/null 2>&1; }
 for n in client server; do
-  poll 5 vici "$n" --stats >/dev/null 2>&1 || fail "charon ($n) did not open its VICI socket"
-  # --load-all --file also scans x509/, private/ ... next to the file: give it empty ones
-  mkdir -p "$DIR/$n"/{x509,x509ca,x509ocsp,x509aa,x509ac,x509crl,pubkey,private,rsa,ecdsa,bliss,pkcs8,pkcs12}
+  poll 5 vici_ready "$n" || fail "charon ($n): no VICI socket after 5 s"
+  kill -0 "${CHARON_PID[$n]}" 2>/dev/null || fail "charon ($n) exited"
   vici "$n" --load-all --file "$DIR/$n/swanctl.conf" >"$DIR/$n/load.log" 2>&1 \
     || fail "swanctl --load-all ($n)"
 done
@@ -186,17 +204,25 @@ d, peer = s.recvfrom(2048); s.sendto(b"echo:" + d, peer)' &
   UDP_SRV=$!
 fi
 
-# --- bring the tunnel up from the client ------------------------------------------------------
-vici client --initiate --ike cell --child cell --timeout 10 >"$DIR/client/initiate.log" 2>&1 \
-  || fail "initiate (NAT=$NAT mode=$MODE): $(tail -n 1 "$DIR/client/initiate.log")"
+show() { # BASELINE_VERBOSE=1: SAs of both ends, their table 220, gw's counters
+  for n in client server; do echo "== $n list-sas"; vici "$n" --list-sas --raw || true; done
+  for n in client server; do echo "== $n table 220"; ip -n "$TAG-$n" route show table 220 2>&1 || true; done
+  echo "== gw ruleset"; in_ns gw nft list ruleset || true
+}
 
-if [ "${BASELINE_VERBOSE:-0}" = 1 ]; then
-  for n in client server; do echo "== $n"; vici "$n" --list-sas --raw; done
-  for n in client server; do echo "== $n table 220"; ip -n "$TAG-$n" route show table 220; done
+# --- bring the tunnel up from the client ------------------------------------------------------
+# (in the background + wait, so that INT/TERM interrupt it at once and run the cleanup)
+t0=${EPOCHREALTIME/./}
+vici client --initiate --ike cell --child cell --timeout 10 >"$DIR/client/initiate.log" 2>&1 &
+if ! wait $!; then
+  [ "${BASELINE_VERBOSE:-0}" = 1 ] && show
+  fail "initiate (NAT=$NAT mode=$MODE) after $(( (${EPOCHREALTIME/./} - t0) / 1000 )) ms: $(grep -h "^initiate" "$DIR/client/initiate.log")"
 fi
+[ "${BASELINE_VERBOSE:-0}" = 1 ] && show
 
 # --- checks through the tunnel: ICMP (no pseudo-header) and UDP/1701 (pseudo-header) ---------
-in_ns client ping -q -c 3 -i 0.01 -W 1 -I 10.10.1.1 10.10.2.1 >"$DIR/client/ping.log" 2>&1 \
+# (-w: with a deadline, ping exits non-zero unless all 3 replies arrive)
+in_ns client ping -q -c 3 -i 0.01 -w 3 -I 10.10.1.1 10.10.2.1 >"$DIR/client/ping.log" 2>&1 \
   || fail "ping 10.10.1.1 -> 10.10.2.1: $(grep loss "$DIR/client/ping.log")"
 
 if [ "$UDP" = 1 ]; then

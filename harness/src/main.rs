@@ -123,6 +123,11 @@ fn select(cells: Vec<Cell>, filter: &[String], exact: &[String]) -> Result<Vec<C
 
 fn main() {
     let cli = Cli::parse();
+    // Diagnostics on stderr, off unless RUST_LOG asks (e.g. RUST_LOG=vpnlab=debug).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let code = match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -215,6 +220,8 @@ async fn run_cmd(
     if let Some(path) = report {
         let json = serde_json::to_string_pretty(&report::Report {
             vpnlab: env!("CARGO_PKG_VERSION"),
+            backend,
+            peak_rss_kib: report::peak_rss_kib(),
             cells: &reports,
         })?;
         if to_stdout {

@@ -12,8 +12,24 @@ use crate::run::CellReport;
 pub struct Report<'a> {
     /// vpnlab version.
     pub vpnlab: &'static str,
+    /// ESP backend of the run.
+    pub backend: crate::stack::Backend,
+    /// Peak resident memory of the vpnlab process running the cells, in KiB
+    /// (its daemons not included).
+    pub peak_rss_kib: Option<u64>,
     /// Every cell, in scenario order.
     pub cells: &'a [CellReport],
+}
+
+/// This process's peak resident memory (VmHWM), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        })
 }
 
 /// Print the results table: one row per cell, then the details of every

@@ -36,21 +36,49 @@ pub struct CellReport {
     pub outcome: Outcome,
     /// Wall time of the cell, set-up to teardown.
     pub elapsed_ms: u64,
+    /// Wall time of each phase (not part of the outcome: it varies).
+    pub phases: Phases,
+}
+
+/// Milliseconds spent in each phase of a cell.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phases {
+    /// Namespaces, links, addresses, routes, sysctls, NAT.
+    pub topology_ms: f64,
+    /// Daemons started and answering, configs loaded.
+    pub daemons_ms: f64,
+    /// IKE exchange until up or given up.
+    pub ike_ms: f64,
+    /// Traffic checks and SA observation.
+    pub checks_ms: f64,
+    /// Daemons stopped, namespaces released.
+    pub teardown_ms: f64,
+}
+
+/// Milliseconds since `t`, reset `t`.
+fn lap(t: &mut Instant) -> f64 {
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    *t = Instant::now();
+    (ms * 100.0).round() / 100.0
 }
 
 /// Run one cell to completion. Never panics on system errors: they become
 /// an outcome with verdict `error`.
 pub async fn run_cell(cell: &Cell, index: usize, opts: &RunOptions) -> CellReport {
     let started = Instant::now();
-    let outcome = run_inner(cell, index, opts).await;
+    let mut phases = Phases::default();
+    tracing::debug!(cell = %cell.id, backend = opts.backend.as_str(), "cell start");
+    let outcome = run_inner(cell, index, opts, &mut phases).await;
+    tracing::debug!(cell = %cell.id, verdict = outcome.verdict.label(), ?phases, "cell done");
     CellReport {
         file: cell.file.clone(),
         outcome,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        phases,
     }
 }
 
-async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions) -> Outcome {
+async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions, phases: &mut Phases) -> Outcome {
     // Cells a stack cannot express are decided before anything is created.
     let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
     for e in &cell.endpoints {
@@ -70,6 +98,7 @@ async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions) -> Outcome {
         return Outcome::not_run(cell, opts.backend, Verdict::Unsupported, text);
     }
 
+    let mut t = Instant::now();
     let topo = match Topology::build(cell).await {
         Ok(t) => t,
         Err(e) => return Outcome::not_run(cell, opts.backend, Verdict::Error, e.to_string()),
@@ -89,7 +118,8 @@ async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions) -> Outcome {
         })
         .collect();
 
-    let result = exercise(cell, &topo, &mut stacks).await;
+    phases.topology_ms = lap(&mut t);
+    let result = exercise(cell, &topo, &mut stacks, phases, &mut t).await;
     let mut outcome = match result {
         Ok(o) => o,
         Err(e) => Outcome::not_run(cell, opts.backend, Verdict::Error, e),
@@ -98,9 +128,11 @@ async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions) -> Outcome {
     if opts.keep && outcome.verdict != Verdict::Pass {
         keep_until_interrupted(cell, &topo, &celldir).await;
     }
+    let mut t = Instant::now();
     join_all(stacks.iter_mut().map(|s| s.stop())).await;
     drop(topo);
     let _ = std::fs::remove_dir_all(&celldir);
+    phases.teardown_ms = lap(&mut t);
     outcome
 }
 
@@ -109,6 +141,8 @@ async fn exercise(
     cell: &Cell,
     topo: &Topology,
     stacks: &mut [Box<dyn Stack>],
+    phases: &mut Phases,
+    t: &mut Instant,
 ) -> Result<Outcome, String> {
     let starts = stacks
         .iter_mut()
@@ -120,6 +154,7 @@ async fn exercise(
     for r in join_all(stacks.iter_mut().map(|s| s.load())).await {
         r.map_err(|e| e.to_string())?;
     }
+    phases.daemons_ms = lap(t);
     let mut initiation = None;
     let inits = stacks
         .iter_mut()
@@ -130,6 +165,7 @@ async fn exercise(
         initiation = Some(r.map_err(|e| e.to_string())?);
     }
 
+    phases.ike_ms = lap(t);
     let checks = join_all(
         cell.checks
             .iter()
@@ -151,6 +187,7 @@ async fn exercise(
             state,
         });
     }
+    phases.checks_ms = lap(t);
     let nat: BTreeMap<String, NatOutcome> = topo
         .nat
         .iter()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install everything vpnlab needs on a Debian/Ubuntu machine (run as root).
+# Idempotent: packages already present are left alone.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "ci/setup.sh: run as root (it installs packages): sudo $0" >&2
+  exit 2
+fi
+
+# strongSwan's charon with the plugins vpnlab loads (kernel-libipsec is in
+# libcharon-extra-plugins, vici in strongswan-swanctl, openssl in the standard
+# plugins, curve25519 in the extra plugins); nftables for NAT; iproute2 for
+# the kernel ESP probe and the safety tests; time for the benchmark's memory
+# figure.
+PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
+          libstrongswan-standard-plugins libstrongswan-extra-plugins
+          nftables iproute2 time)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "ci/setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The strongswan-starter/charon-systemd services are not wanted: vpnlab
+  # starts its own charons inside namespaces. policy-rc.d keeps apt from
+  # starting daemons on the host.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.vpnlab
+  chmod +x /usr/sbin/policy-rc.d.vpnlab
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    cp /usr/sbin/policy-rc.d.vpnlab /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d /usr/sbin/policy-rc.d.vpnlab' EXIT
+  else
+    rm -f /usr/sbin/policy-rc.d.vpnlab
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+    [ -x "$d/cargo" ] && export PATH="$d:$PATH"
+  done
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "ci/setup.sh: Rust is missing: install Rust 1.85 or newer with rustup (https://rustup.rs), then run this again" >&2
+  exit 2
+fi

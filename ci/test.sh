@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: install prerequisites, then run every test — unit tests,
+# one test per scenario cell (with snapshots), the safety and CLI tests.
+# Run as root; privileged tests are ignored otherwise (VPNLAB_REQUIRE_PRIVILEGED=1
+# makes that a failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ci/setup.sh
+
+# Snapshots are compared, never written, by this script.
+export INSTA_UPDATE=no
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --profile ci "$@"
+  # nextest does not run doctests; there are none to run besides these.
+else
+  cargo test --workspace "$@"
+fi
