@@ -11,7 +11,8 @@
 # Usage: ci/baseline-cell.sh [NAT profile] [NAT-T mode]
 #   NAT profile: masquerade (default) | none | no-esp | block-4500
 #   NAT-T mode:  auto (default) | force   (force = swanctl `encap = yes`)
-# Env: BASELINE_UDP=0 skips the UDP check; BASELINE_VERBOSE=1 prints both ends' list-sas.
+# Env: BASELINE_UDP=0 skips the UDP check; BASELINE_VERBOSE=1 prints both ends' list-sas --raw,
+# their routing table 220 and gw's nft ruleset with counters.
 # Needs root, iproute2, nftables, iputils-ping, python3, strongswan-charon, strongswan-swanctl,
 # libcharon-extra-plugins (kernel-libipsec). Touches nothing outside the namespaces it creates.
 # Exit 0 only if the tunnel came up and every check passed.
@@ -177,6 +178,7 @@ conf server 10.10.2.1/32 10.10.1.1/32 %any        server client
 for n in client server; do
   # charon writes /run/charon.pid: give it a private /run (bind of $DIR/$n/run) in its own
   # mount namespace, inside the node's network namespace. STRONGSWAN_CONF selects the config.
+  # (ip netns exec already gives a private, slave mount namespace; unshare -m makes it explicit.)
   STRONGSWAN_CONF=$DIR/$n/strongswan.conf ip netns exec "$TAG-$n" \
     unshare -m sh -c "mount --bind '$DIR/$n/run' /run && exec $CHARON" \
     >"$DIR/$n/charon.out" 2>&1 &

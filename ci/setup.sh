@@ -11,11 +11,11 @@ fi
 # strongSwan's charon with the plugins vpnlab loads (kernel-libipsec is in
 # libcharon-extra-plugins, vici in strongswan-swanctl, openssl in the standard
 # plugins, curve25519 in the extra plugins); nftables for NAT; iproute2 for
-# the kernel ESP probe and the safety tests; time for the benchmark's memory
-# figure.
+# the kernel ESP probe and the safety tests;
+# ping and python3 for the hand-written benchmark baseline.
 PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           libstrongswan-standard-plugins libstrongswan-extra-plugins
-          nftables iproute2 time)
+          nftables iproute2 iputils-ping python3)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# vpnlab benchmark: prints figures and ratios against a baseline measured in
+# the same run. Nothing here is asserted; compare the printed numbers with the
+# targets in the README.
+#
+#   1. the masquerade/auto cell end to end: vpnlab vs ci/baseline-cell.sh (a
+#      hand-written ip/nft/charon/swanctl script doing the same work), runs
+#      alternated A B A B ..., medians and the median of the pairwise ratios;
+#   2. vpnlab's own phase timings for that cell (topology bring-up etc.);
+#   3. the block-4500 cell: time until the failure is decided;
+#   4. the whole seed matrix with --jobs 2, wall time;
+#   5. vpnlab's peak memory (its own process, daemons excluded).
+#
+# Usage: sudo ci/bench.sh [RUNS]   (default 10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ci/setup.sh
+RUNS=${1:-10}
+cargo build --release --quiet
+VPNLAB=target/release/vpnlab
+CELL=seed/nat=masquerade,nat_t=auto
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+now_ns() { date +%s%N; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Warm-up (page cache, first charon start).
+$VPNLAB run topologies/seed.toml --cell "$CELL" >/dev/null 2>&1
+BASELINE_UDP=1 bash ci/baseline-cell.sh masquerade auto >/dev/null 2>&1
+
+: >"$TMP/a"; : >"$TMP/b"; : >"$TMP/ratio"; : >"$TMP/phases"
+for i in $(seq "$RUNS"); do
+  t0=$(now_ns)
+  $VPNLAB run topologies/seed.toml --cell "$CELL" --report "$TMP/r.json" >/dev/null 2>&1
+  t1=$(now_ns)
+  bash ci/baseline-cell.sh masquerade auto >/dev/null 2>&1
+  t2=$(now_ns)
+  a=$(( (t1 - t0) / 1000 )); b=$(( (t2 - t1) / 1000 ))
+  echo "$a" >>"$TMP/a"; echo "$b" >>"$TMP/b"
+  awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f\n", a/b}' >>"$TMP/ratio"
+  grep -o '"[a-z]*_ms": [0-9.]*' "$TMP/r.json" | tr -d '"' >>"$TMP/phases"
+  peak=$(grep -o '"peak_rss_kib": [0-9]*' "$TMP/r.json" | grep -o '[0-9]*$')
+  echo "$peak" >>"$TMP/peak"
+done
+
+ms() { awk '{printf "%.1f ms", $1/1000}'; }
+echo "== masquerade/auto cell, end to end ($RUNS runs each, alternated)"
+echo "vpnlab   median $(median <"$TMP/a" | ms)  (min $(sort -g "$TMP/a" | head -1 | ms), max $(sort -g "$TMP/a" | tail -1 | ms))"
+echo "baseline median $(median <"$TMP/b" | ms)  (min $(sort -g "$TMP/b" | head -1 | ms), max $(sort -g "$TMP/b" | tail -1 | ms))"
+echo "ratio vpnlab/baseline: median $(median <"$TMP/ratio")  (target <= 1.0)"
+echo
+echo "== vpnlab phases of that cell (medians)"
+for p in topology_ms daemons_ms ike_ms checks_ms teardown_ms; do
+  printf "%-12s %s ms\n" "$p" "$(grep "^$p:" "$TMP/phases" | awk '{print $2}' | median)"
+done
+echo "(target: topology <= 20 ms)"
+echo
+echo "== block-4500 cell: failure decided in"
+: >"$TMP/fail"
+for i in $(seq 3); do
+  $VPNLAB run topologies/seed.toml --cell seed/nat=block-4500,nat_t=auto --report "$TMP/f.json" >/dev/null 2>&1 || true
+  grep -o '"ike_ms": [0-9.]*' "$TMP/f.json" | awk '{print $2}' >>"$TMP/fail"
+  grep -o '"elapsed_ms": [0-9]*' "$TMP/f.json" | awk '{print $2}' >>"$TMP/fail_total"
+done
+echo "IKE given up after: median $(median <"$TMP/fail") ms; whole cell incl. checks: median $(median <"$TMP/fail_total") ms (target <= 3000)"
+echo
+echo "== whole seed matrix, --jobs 2"
+: >"$TMP/matrix"
+for i in $(seq 3); do
+  t0=$(now_ns); $VPNLAB run topologies/seed.toml --jobs 2 >/dev/null 2>&1; t1=$(now_ns)
+  echo $(( (t1 - t0) / 1000 )) >>"$TMP/matrix"
+done
+echo "wall: median $(median <"$TMP/matrix" | ms) (target <= 5000 ms)"
+echo
+echo "== vpnlab peak memory (the process running the cells)"
+echo "median $(median <"$TMP/peak") KiB (target <= 30720 KiB)"
