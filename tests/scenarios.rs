@@ -61,22 +61,27 @@ fn main() {
         }
     }
 
-    trials.push(privilege.gate(Trial::test(
-        "safety::sigkill_mid_cell_leaves_nothing",
-        support::sigkill_leaves_nothing,
-    )));
-    trials.push(privilege.gate(Trial::test(
-        "safety::host_namespace_untouched_by_a_run",
-        support::host_untouched,
-    )));
-    trials.push(privilege.gate(Trial::test(
-        "cli::unsupported_cells_are_reported_not_passed",
-        support::unsupported_reported,
-    )));
-    trials.push(privilege.gate(Trial::test(
-        "cli::failing_expectation_fails_the_run",
-        support::wrong_expectation_fails,
-    )));
+    let privileged_tests: [(&str, support::TestFn); 4] = [
+        (
+            "safety::sigkill_mid_cell_leaves_nothing",
+            support::sigkill_leaves_nothing,
+        ),
+        (
+            "safety::host_namespace_untouched_by_a_run",
+            support::host_untouched,
+        ),
+        (
+            "cli::unsupported_cells_are_reported_not_passed",
+            support::unsupported_reported,
+        ),
+        (
+            "cli::failing_expectation_fails_the_run",
+            support::wrong_expectation_fails,
+        ),
+    ];
+    for (name, test) in privileged_tests {
+        trials.push(privilege.gate(Trial::test(name, test)));
+    }
     trials.push(Trial::test(
         "cli::invalid_scenario_is_rejected_with_position",
         support::invalid_rejected,

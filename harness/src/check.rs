@@ -157,11 +157,15 @@ fn ping_blocking(fd: OwnedFd, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> std::
             }
             Ok(())
         };
-    for seq in 1..=count as u16 {
-        sendto(raw, &echo_request(id, seq), &to, MsgFlags::empty())?;
-        wait_until(&mut seen, Instant::now() + PROBE_GAP)?;
+    for seq in 1..=count as u16 + 1 {
+        let wait = if u32::from(seq) <= count {
+            sendto(raw, &echo_request(id, seq), &to, MsgFlags::empty())?;
+            PROBE_GAP
+        } else {
+            REPLY_WAIT
+        };
+        wait_until(&mut seen, Instant::now() + wait)?;
     }
-    wait_until(&mut seen, Instant::now() + REPLY_WAIT)?;
     Ok(seen.len() as u32)
 }
 
@@ -184,29 +188,25 @@ async fn udp_echo(
     let target = SocketAddrV4::new(dst, port);
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = [0u8; 2048];
-    for seq in 1..=count {
-        client
-            .send_to(format!("vpnlab-udp-{seq}").as_bytes(), target)
-            .await?;
+    // Probe, drain for a short gap, repeat; then wait for stragglers.
+    for seq in 1..=count + 1 {
+        let wait = if seq <= count {
+            let probe = format!("vpnlab-udp-{seq}");
+            client.send_to(probe.as_bytes(), target).await?;
+            PROBE_GAP
+        } else {
+            REPLY_WAIT
+        };
         recv_echoes(
             &client,
             target,
             &mut seen,
             &mut buf,
             count,
-            Instant::now() + PROBE_GAP,
+            Instant::now() + wait,
         )
         .await;
     }
-    recv_echoes(
-        &client,
-        target,
-        &mut seen,
-        &mut buf,
-        count,
-        Instant::now() + REPLY_WAIT,
-    )
-    .await;
     responder.abort();
     Ok(seen.len() as u32)
 }

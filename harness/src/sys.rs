@@ -56,15 +56,7 @@ pub fn enter_node(ns: BorrowedFd<'_>, run_dir: Option<&Path>) -> io::Result<()> 
     set_pdeathsig_kill()?;
     setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
     if let Some(run_dir) = run_dir {
-        unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(io::Error::from)?;
+        private_mount_ns()?;
         mount(
             Some(run_dir),
             "/run",
@@ -75,6 +67,20 @@ pub fn enter_node(ns: BorrowedFd<'_>, run_dir: Option<&Path>) -> io::Result<()> 
         .map_err(io::Error::from)?;
     }
     Ok(())
+}
+
+/// Take a new mount namespace whose mounts do not propagate back to the
+/// host's.
+fn private_mount_ns() -> io::Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Ask the kernel to SIGKILL this process when its parent thread dies.
@@ -97,15 +103,7 @@ pub fn unshare_pid_ns() -> io::Result<()> {
 /// `/run`: every file vpnlab writes for a run (configs, sockets) lives there
 /// and vanishes with the run's last process, even on SIGKILL.
 pub fn private_run_tmpfs() -> io::Result<()> {
-    unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(io::Error::from)?;
+    private_mount_ns()?;
     mount(
         Some("vpnlab"),
         "/run",

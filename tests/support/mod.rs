@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Failed, Trial};
 use vpnlab::stack::Backend;
 
+/// A plain test function.
+pub type TestFn = fn() -> Result<(), Failed>;
+
 /// Whether privileged tests can run here.
 pub enum Privilege {
     /// Root: run them.

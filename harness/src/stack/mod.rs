@@ -153,3 +153,18 @@ pub fn endpoint_label(addr: &str, port: &str) -> String {
         _ => format!("{addr}:ephemeral"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_label;
+
+    #[test]
+    fn only_ike_ports_survive_normalization() {
+        assert_eq!(endpoint_label("203.0.113.1", "4500"), "203.0.113.1:4500");
+        assert_eq!(endpoint_label("203.0.113.1", "500"), "203.0.113.1:500");
+        assert_eq!(
+            endpoint_label("203.0.113.1", "61023"),
+            "203.0.113.1:ephemeral"
+        );
+    }
+}
