@@ -12,10 +12,11 @@ fi
 # libcharon-extra-plugins, vici in strongswan-swanctl, openssl in the standard
 # plugins, curve25519 in the extra plugins); nftables for NAT; iproute2 for
 # the kernel ESP probe and the safety tests;
-# ping and python3 for the hand-written benchmark baseline.
+# ping and python3 for the hand-written benchmark baseline; tshark for the
+# test that reads vpnlab's pcap files with Wireshark's dissectors.
 PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           libstrongswan-standard-plugins libstrongswan-extra-plugins
-          nftables iproute2 iputils-ping python3)
+          nftables iproute2 iputils-ping python3 tshark)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -61,7 +61,11 @@ fn main() {
         }
     }
 
-    let privileged_tests: [(&str, support::TestFn); 4] = [
+    let privileged_tests: [(&str, support::TestFn); 5] = [
+        (
+            "capture::pcap_files_agree_with_tshark",
+            support::pcap_agrees_with_tshark,
+        ),
         (
             "safety::sigkill_mid_cell_leaves_nothing",
             support::sigkill_leaves_nothing,

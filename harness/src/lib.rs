@@ -6,6 +6,7 @@
 //! [`run`] orchestrates one cell; [`sandbox`] makes sure a run leaves nothing
 //! behind; [`sys`] holds the raw syscalls.
 
+pub mod capture;
 pub mod check;
 pub mod doctor;
 pub mod error;

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::TopologyError;
@@ -96,4 +96,20 @@ pub async fn route(ns: &Netns, dst: Ipv4Net, via: Ipv4Addr) -> Result<(), Topolo
         .execute()
         .await
         .map_err(nl(ns, format!("add route {dst} via {via}")))
+}
+
+/// Every interface of `ns` as (index, name).
+pub async fn all(ns: &Netns) -> Result<Vec<(u32, String)>, TopologyError> {
+    let mut out = Vec::new();
+    let mut links = ns.rtnl.link().get().execute();
+    while let Some(msg) = links.try_next().await.map_err(nl(ns, "list links"))? {
+        let name = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        });
+        if let Some(name) = name {
+            out.push((msg.header.index, name));
+        }
+    }
+    Ok(out)
 }

@@ -56,6 +56,30 @@ enum Command {
         /// Keep a failed cell's topology up, print how to enter each node, and wait for Ctrl-C.
         #[arg(long)]
         keep: bool,
+        /// Write one pcap file per interface under DIR/<cell>/ (node-iface.pcap).
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
+        /// Print every cell's packet path and diagnosis, not only failed cells'.
+        #[arg(long)]
+        explain: bool,
+        /// Do not capture packets (no path or diagnosis in the outcome).
+        #[arg(long)]
+        no_capture: bool,
+    },
+    /// Run cells and print, hop by hop, what crossed each link and where
+    /// packets stopped (same as `run --explain`).
+    ///
+    /// Example: vpnlab explain seed/nat=block-4500,nat_t=auto
+    Explain {
+        /// Cell names (see `vpnlab list`).
+        #[arg(required = true)]
+        cells: Vec<String>,
+        /// Scenario files or directories (default: the bundled topologies/).
+        #[arg(long = "in", value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Write one pcap file per interface under DIR/<cell>/.
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
     },
     /// Validate scenario files without creating anything; list their cells.
     Check {
@@ -162,17 +186,51 @@ fn real_main(cli: Cli) -> Result<i32> {
             jobs,
             report,
             keep,
+            pcap,
+            explain,
+            no_capture,
         } => {
             // Validate before anything is created.
             let cells = select(load_cells(paths)?, &filter, &cell)?;
-            if !sandbox::is_inner() {
-                return sandbox::run_outer().map_err(anyhow::Error::msg);
-            }
-            sandbox::enter_inner().map_err(anyhow::Error::msg)?;
-            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            rt.block_on(run_cmd(cells, jobs.max(1), report, keep))
+            let view = View {
+                explain,
+                capture: !no_capture,
+                pcap,
+            };
+            sandboxed(|| run_cmd(cells, jobs.max(1), report, keep, view))
+        }
+        Command::Explain { cells, paths, pcap } => {
+            let cells = select(load_cells(paths)?, &[], &cells)?;
+            let view = View {
+                explain: true,
+                capture: true,
+                pcap,
+            };
+            sandboxed(|| run_cmd(cells, 1, None, false, view))
         }
     }
+}
+
+/// How much of each cell to show and record.
+struct View {
+    explain: bool,
+    capture: bool,
+    pcap: Option<PathBuf>,
+}
+
+/// Re-run this command in the run sandbox (see `sandbox`), or, inside it,
+/// run `f` on a tokio runtime.
+fn sandboxed<F, Fut>(f: F) -> Result<i32>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<i32>>,
+{
+    if !sandbox::is_inner() {
+        return sandbox::run_outer().map_err(anyhow::Error::msg);
+    }
+    sandbox::enter_inner().map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(f())
 }
 
 async fn run_cmd(
@@ -180,12 +238,17 @@ async fn run_cmd(
     jobs: usize,
     report: Option<PathBuf>,
     keep: bool,
+    view: View,
 ) -> Result<i32> {
     let backend = vpnlab::run::probe_backend().await;
+    // Resolved now, relative to where vpnlab was started.
+    let pcap_dir = view.pcap.map(|p| std::path::absolute(&p)).transpose()?;
     let opts = RunOptions {
         backend,
         keep,
         workdir: PathBuf::from(sandbox::WORKDIR),
+        capture: view.capture,
+        pcap_dir,
     };
     let total = cells.len();
     let mut done: Vec<(usize, CellReport)> = futures::stream::iter(cells.iter().enumerate())
@@ -211,7 +274,7 @@ async fn run_cmd(
 
     let to_stdout = report.as_deref() == Some(std::path::Path::new("-"));
     let mut table = Vec::new();
-    report::table(&mut table, &reports)?;
+    report::table(&mut table, &reports, view.explain)?;
     if to_stdout {
         std::io::stderr().write_all(&table)?;
     } else {

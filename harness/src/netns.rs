@@ -96,6 +96,24 @@ impl Netns {
         tokio::net::UdpSocket::from_std(std_sock)
     }
 
+    /// An AF_PACKET socket seeing every interface of this namespace (IP
+    /// packets without link-layer header), non-blocking.
+    pub fn packet_socket(&self, rcvbuf: usize) -> std::io::Result<OwnedFd> {
+        self.run_in(move || {
+            use nix::sys::socket::{
+                setsockopt, socket, sockopt, AddressFamily, SockFlag, SockProtocol, SockType,
+            };
+            let fd = socket(
+                AddressFamily::Packet,
+                SockType::Datagram,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                SockProtocol::EthAll,
+            )?;
+            setsockopt(&fd, sockopt::RcvBufForce, &rcvbuf)?;
+            Ok(fd)
+        })
+    }
+
     /// A raw ICMP socket inside this namespace, bound to `src`.
     pub fn icmp_socket(&self, src: Ipv4Addr) -> std::io::Result<OwnedFd> {
         self.run_in(move || {

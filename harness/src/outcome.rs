@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::capture::path::PathReport;
 use crate::check::CheckResult;
 use crate::scenario::cell::{Encapsulation, Expectation, TunnelExpect};
 use crate::stack::{Backend, EndpointState, Initiation};
@@ -101,6 +102,9 @@ pub struct Outcome {
     /// NAT per forwarding node.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub nat: BTreeMap<String, NatOutcome>,
+    /// What crossed each link, and where packets stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathReport>,
 }
 
 impl Outcome {
@@ -125,6 +129,7 @@ impl Outcome {
             endpoints: vec![],
             checks: vec![],
             nat: BTreeMap::new(),
+            path: None,
         }
     }
 
@@ -294,6 +299,7 @@ mod tests {
                 error: None,
             }],
             nat: BTreeMap::new(),
+            path: None,
         };
         o.observe_tunnel();
         o.judge();

@@ -33,8 +33,8 @@ pub fn peak_rss_kib() -> Option<u64> {
 }
 
 /// Print the results table: one row per cell, then the details of every
-/// cell that did not pass.
-pub fn table(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {
+/// cell that did not pass (and, with `explain`, the path of every cell).
+pub fn table(out: &mut dyn Write, cells: &[CellReport], explain: bool) -> std::io::Result<()> {
     let rows: Vec<[String; 5]> = cells
         .iter()
         .map(|c| {
@@ -77,6 +77,10 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {
     for c in cells {
         let o = &c.outcome;
         match o.verdict {
+            Verdict::Pass if explain => {
+                writeln!(out, "\nPASS {}", o.cell)?;
+                path(out, c)?;
+            }
             Verdict::Pass => {}
             Verdict::Unsupported | Verdict::Error => {
                 writeln!(
@@ -100,7 +104,16 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {
                         writeln!(out, "  initiator error: {e}")?;
                     }
                 }
+                path(out, c)?;
             }
+        }
+    }
+    for c in cells {
+        for f in &c.pcap_files {
+            if f == &c.pcap_files[0] {
+                writeln!(out, "\npcap files of {}:", c.outcome.cell)?;
+            }
+            writeln!(out, "  {}", f.display())?;
         }
     }
     let count = |v: Verdict| cells.iter().filter(|c| c.outcome.verdict == v).count();
@@ -113,4 +126,61 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {
         count(Verdict::Unsupported),
         count(Verdict::Error)
     )
+}
+
+/// The compact per-hop view of a cell: what crossed each link direction,
+/// then the diagnosis.
+fn path(out: &mut dyn Write, c: &CellReport) -> std::io::Result<()> {
+    let Some(p) = &c.outcome.path else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "  path (packets seen arriving; `seen`: count varies with timing):"
+    )?;
+    let w = p.hops.iter().map(|h| h.hop.len()).max().unwrap_or(0);
+    for h in &p.hops {
+        let classes: Vec<String> = h
+            .packets
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    k.as_str(),
+                    serde_json::to_string(v)
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                )
+            })
+            .collect();
+        writeln!(out, "    {:<w$}  {}", h.hop, classes.join(" "))?;
+        for (k, v) in &h.lost {
+            writeln!(
+                out,
+                "    {:<w$}  lost on the link: {}={}",
+                "",
+                k.as_str(),
+                serde_json::to_string(v).unwrap_or_default()
+            )?;
+        }
+    }
+    for t in &p.tunnels {
+        writeln!(
+            out,
+            "    {:<w$}  into tunnel {}, out of tunnel {}",
+            t.at, t.into_tunnel, t.out_of_tunnel
+        )?;
+    }
+    if p.diagnosis.is_empty() {
+        writeln!(out, "  diagnosis: no packet stopped on the way")?;
+    } else {
+        writeln!(out, "  diagnosis:")?;
+        for d in &p.diagnosis {
+            writeln!(out, "    - {d}")?;
+        }
+    }
+    for n in &p.capture_notes {
+        writeln!(out, "  capture: {n}")?;
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde::Serialize;
 
+use crate::capture::{path, pcap, Capture, Flow, IfaceCapture};
 use crate::check;
 use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, Verdict};
 use crate::scenario::cell::Role;
@@ -25,6 +26,10 @@ pub struct RunOptions {
     pub keep: bool,
     /// Directory for per-cell files (inside the run's private tmpfs).
     pub workdir: PathBuf,
+    /// Capture packets on every interface (the path and diagnosis).
+    pub capture: bool,
+    /// Write one pcap file per interface under this directory.
+    pub pcap_dir: Option<PathBuf>,
 }
 
 /// A finished cell with its timing.
@@ -38,6 +43,12 @@ pub struct CellReport {
     pub elapsed_ms: u64,
     /// Wall time of each phase (not part of the outcome: it varies).
     pub phases: Phases,
+    /// Raw per-interface packet counts (not normalized).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capture: Vec<IfaceCapture>,
+    /// pcap files written for this cell.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pcap_files: Vec<PathBuf>,
 }
 
 /// Milliseconds spent in each phase of a cell.
@@ -66,19 +77,28 @@ fn lap(t: &mut Instant) -> f64 {
 /// an outcome with verdict `error`.
 pub async fn run_cell(cell: &Cell, index: usize, opts: &RunOptions) -> CellReport {
     let started = Instant::now();
-    let mut phases = Phases::default();
-    tracing::debug!(cell = %cell.id, backend = opts.backend.as_str(), "cell start");
-    let outcome = run_inner(cell, index, opts, &mut phases).await;
-    tracing::debug!(cell = %cell.id, verdict = outcome.verdict.label(), ?phases, "cell done");
-    CellReport {
+    let mut report = CellReport {
         file: cell.file.clone(),
-        outcome,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        phases,
-    }
+        outcome: Outcome::not_run(cell, opts.backend, Verdict::Error, String::new()),
+        elapsed_ms: 0,
+        phases: Phases::default(),
+        capture: vec![],
+        pcap_files: vec![],
+    };
+    tracing::debug!(cell = %cell.id, backend = opts.backend.as_str(), "cell start");
+    report.outcome = run_inner(cell, index, opts, &mut report).await;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::debug!(cell = %cell.id, verdict = report.outcome.verdict.label(), phases = ?report.phases, "cell done");
+    report
 }
 
-async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions, phases: &mut Phases) -> Outcome {
+async fn run_inner(
+    cell: &Cell,
+    index: usize,
+    opts: &RunOptions,
+    report: &mut CellReport,
+) -> Outcome {
+    let phases = &mut report.phases;
     // Cells a stack cannot express are decided before anything is created.
     let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
     for e in &cell.endpoints {
@@ -118,6 +138,23 @@ async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions, phases: &mut Ph
         })
         .collect();
 
+    // Capture starts before the daemons so the first IKE packet is seen.
+    let flows = cell
+        .checks
+        .iter()
+        .map(|c| Flow {
+            src: c.src,
+            dst: c.dst,
+        })
+        .collect();
+    let capture = if opts.capture {
+        match Capture::start(&topo, flows) {
+            Ok(c) => Some(c),
+            Err(e) => return Outcome::not_run(cell, opts.backend, Verdict::Error, e.to_string()),
+        }
+    } else {
+        None
+    };
     phases.topology_ms = lap(&mut t);
     let result = exercise(cell, &topo, &mut stacks, phases, &mut t).await;
     let mut outcome = match result {
@@ -125,6 +162,22 @@ async fn run_inner(cell: &Cell, index: usize, opts: &RunOptions, phases: &mut Ph
         Err(e) => Outcome::not_run(cell, opts.backend, Verdict::Error, e),
     };
     outcome.backend = opts.backend;
+    if let Some(capture) = capture {
+        let captured = capture.stop(&topo).await;
+        outcome.path = Some(path::build(cell, &captured));
+        report.capture = captured.raw();
+        if let Some(dir) = &opts.pcap_dir {
+            let celldir = dir.join(&cell.id);
+            match pcap::write(&captured, &celldir) {
+                Ok(files) => report.pcap_files = files,
+                Err(e) => eprintln!(
+                    "vpnlab: cannot write pcap files to {}: {e}",
+                    celldir.display()
+                ),
+            }
+        }
+    }
+    let phases = &mut report.phases;
     if opts.keep && outcome.verdict != Verdict::Pass {
         keep_until_interrupted(cell, &topo, &celldir).await;
     }
@@ -215,6 +268,7 @@ async fn exercise(
         endpoints,
         checks,
         nat,
+        path: None,
     };
     o.observe_tunnel();
     o.judge();

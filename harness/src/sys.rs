@@ -127,3 +127,29 @@ pub fn write_net_sysctl(ns: BorrowedFd<'_>, key: &str, value: &str) -> io::Resul
     let value = value.to_string();
     in_netns(ns, move || std::fs::write(&path, value.as_bytes()))
 }
+
+/// Frames an AF_PACKET socket lost because its buffer was full
+/// (`PACKET_STATISTICS`; reading it resets the kernel's counters).
+pub fn packet_drops(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: `stats` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(u64::from(stats.tp_drops))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -55,6 +55,14 @@ impl Topology {
     }
 
     async fn wire(&self, cell: &Cell) -> Result<(), TopologyError> {
+        // Scenarios are IPv4; IPv6 autoconfiguration would only add
+        // timing-dependent noise to captures. Set before any veth exists.
+        if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            for ns in self.nodes.values() {
+                ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+                ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
+            }
+        }
         // Loopback first: inner addresses live on it, and charon talks to
         // itself over it.
         for ns in self.nodes.values() {

@@ -487,3 +487,137 @@ pub fn host_untouched() -> Result<(), Failed> {
     }
     Ok(())
 }
+
+/// Wireshark's own classification of one frame, from `tshark -T fields`.
+fn tshark_class(protocols: &str, udp_ports: &str, ip_proto: &str) -> &'static str {
+    let udp: Vec<&str> = udp_ports.split(',').collect();
+    let on = |p: &str| udp.contains(&p);
+    if protocols.contains("isakmp") && on("500") {
+        "ike-500"
+    } else if protocols.contains("isakmp") && on("4500") {
+        "ike-4500"
+    } else if protocols.contains("esp") && on("4500") {
+        "esp-in-udp"
+    } else if on("4500") {
+        "natt-keepalive"
+    } else if ip_proto == "50" {
+        "esp"
+    } else {
+        "rest"
+    }
+}
+
+/// Run cells with `--pcap`, read every file with tshark, and compare the
+/// per-class counts Wireshark finds with the counts in vpnlab's report.
+pub fn pcap_agrees_with_tshark() -> Result<(), Failed> {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        return Err("tshark is not installed: apt-get install tshark (ci/setup.sh does)".into());
+    }
+    let dir = tempdir()?;
+    let out = run_vpnlab(&[
+        "run",
+        "topologies/seed.toml",
+        "--cell",
+        "seed/nat=masquerade,nat_t=auto",
+        "--cell",
+        "seed/nat=block-4500,nat_t=auto",
+        "--pcap",
+        &dir.to_string_lossy(),
+        "--report",
+        "-",
+    ])?;
+    let result = compare_pcaps(&out, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn compare_pcaps(out: &Output, dir: &Path) -> Result<(), Failed> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)))?;
+    let mut compared = 0;
+    for cell in report["cells"].as_array().ok_or("no cells")? {
+        let id = cell["outcome"]["cell"].as_str().unwrap_or_default();
+        for ifc in cell["capture"]
+            .as_array()
+            .ok_or("no capture in the report")?
+        {
+            let (node, iface) = (
+                ifc["node"].as_str().unwrap_or(""),
+                ifc["iface"].as_str().unwrap_or(""),
+            );
+            let file = dir.join(id).join(format!("{node}-{iface}.pcap"));
+            let t = Command::new("tshark")
+                .args([
+                    "-r",
+                    &file.to_string_lossy(),
+                    "-T",
+                    "fields",
+                    "-E",
+                    "separator=;",
+                    "-e",
+                    "frame.protocols",
+                    "-e",
+                    "udp.port",
+                    "-e",
+                    "ip.proto",
+                ])
+                .output()?;
+            if !t.status.success() {
+                return Err(format!(
+                    "tshark cannot read {}: {}",
+                    file.display(),
+                    String::from_utf8_lossy(&t.stderr)
+                )
+                .into());
+            }
+            let mut theirs: std::collections::BTreeMap<&str, u64> = Default::default();
+            let text = String::from_utf8_lossy(&t.stdout).into_owned();
+            let mut frames = 0;
+            for line in text.lines() {
+                let f: Vec<&str> = line.split(';').collect();
+                *theirs
+                    .entry(tshark_class(
+                        f[0],
+                        f.get(1).unwrap_or(&""),
+                        f.get(2).unwrap_or(&""),
+                    ))
+                    .or_default() += 1;
+                frames += 1;
+            }
+            let mut ours: std::collections::BTreeMap<&str, u64> = Default::default();
+            let mut total = 0;
+            for dirn in ["out", "in"] {
+                if let Some(m) = ifc[dirn].as_object() {
+                    for (k, v) in m {
+                        let n = v.as_u64().unwrap_or(0);
+                        total += n;
+                        let k = match k.as_str() {
+                            "ike-500" => "ike-500",
+                            "ike-4500" => "ike-4500",
+                            "esp-in-udp" => "esp-in-udp",
+                            "natt-keepalive" => "natt-keepalive",
+                            "esp" => "esp",
+                            _ => "rest",
+                        };
+                        *ours.entry(k).or_default() += n;
+                    }
+                }
+            }
+            if frames != total || theirs != ours {
+                return Err(format!(
+                    "{}: tshark finds {frames} frames {theirs:?}, vpnlab reported {total} {ours:?}",
+                    file.display()
+                )
+                .into());
+            }
+            compared += 1;
+        }
+    }
+    if compared < 8 {
+        return Err(format!(
+            "only {compared} pcap files compared; expected every interface of both cells"
+        )
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Per-node packet capture for the life of a cell, in-process: one AF_PACKET
+//! socket per node namespace sees every interface of that node (veths and the
+//! TUN device kernel-libipsec creates later), both directions. Each frame is
+//! classified as it arrives ([`classify`]); the first frames of each
+//! interface are kept for pcap files, up to a cap.
+
+pub mod classify;
+pub mod path;
+pub mod pcap;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::error::TopologyError;
+use crate::netns::Netns;
+use crate::sys;
+use crate::topology::Topology;
+pub use classify::{Class, Flow};
+
+/// Frames kept per interface for pcap files; beyond it only counts grow.
+pub const FRAMES_PER_IFACE: usize = 10_000;
+/// Bytes kept of each frame (headers and the first payload bytes).
+pub const SNAPLEN: usize = 256;
+/// Kernel receive buffer per capture socket.
+const RCVBUF: usize = 4 << 20;
+
+/// Which way a frame crossed the interface, seen from the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dir {
+    /// Sent by the node.
+    Out,
+    /// Received by the node.
+    In,
+}
+
+/// A kept frame (truncated to [`SNAPLEN`]).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Interface index in the node.
+    pub ifindex: u32,
+    /// Direction.
+    pub dir: Dir,
+    /// Wall-clock time of capture.
+    pub ts: Duration,
+    /// Length on the wire.
+    pub len: u32,
+    /// The first bytes (an IPv4 packet).
+    pub data: Vec<u8>,
+}
+
+/// What one node's socket saw.
+#[derive(Debug, Default)]
+pub struct NodeFrames {
+    /// (ifindex, direction, class) → packets.
+    pub counts: BTreeMap<(u32, Dir, Class), u64>,
+    /// Kept frames, in capture order.
+    pub frames: Vec<Frame>,
+    /// Frames not kept because an interface reached its cap, per ifindex.
+    pub over_cap: BTreeMap<u32, u64>,
+    /// Interfaces that are TUN devices (no link layer).
+    pub tun: Vec<u32>,
+    /// Frames the kernel dropped because the socket buffer was full.
+    pub kernel_drops: u64,
+}
+
+/// Raw per-interface counts of a cell (for the JSON report and tools).
+#[derive(Debug, Clone, Serialize)]
+pub struct IfaceCapture {
+    /// Node.
+    pub node: String,
+    /// Interface name.
+    pub iface: String,
+    /// Class → packets sent by the node on this interface.
+    pub out: BTreeMap<Class, u64>,
+    /// Class → packets received.
+    #[serde(rename = "in")]
+    pub inbound: BTreeMap<Class, u64>,
+    /// Frames seen but not kept for the pcap file (cap reached).
+    pub over_cap: u64,
+}
+
+struct Running {
+    node: String,
+    stop: OwnedFd,
+    thread: JoinHandle<std::io::Result<NodeFrames>>,
+}
+
+/// Capture running on every node of a cell.
+pub struct Capture {
+    running: Vec<Running>,
+}
+
+/// The stopped capture of a cell, interfaces named.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// Node → (ifindex → name).
+    pub names: BTreeMap<String, BTreeMap<u32, String>>,
+    /// Node → what it saw.
+    pub nodes: BTreeMap<String, NodeFrames>,
+}
+
+impl Capture {
+    /// Start capturing on every node; `flows` are the checks' address pairs.
+    pub fn start(topo: &Topology, flows: Vec<Flow>) -> Result<Self, TopologyError> {
+        let flows = Arc::new(flows);
+        let mut running = Vec::new();
+        for (name, ns) in &topo.nodes {
+            let sock = ns
+                .packet_socket(RCVBUF)
+                .map_err(|source| TopologyError::Netns {
+                    node: name.clone(),
+                    op: "open a capture socket",
+                    source,
+                })?;
+            let (wake_rx, wake_tx) = nix::unistd::pipe().map_err(|e| TopologyError::Netns {
+                node: name.clone(),
+                op: "create a pipe",
+                source: e.into(),
+            })?;
+            let flows = flows.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("capture-{name}"))
+                .spawn(move || read_loop(sock, wake_rx, &flows))
+                .map_err(|source| TopologyError::Netns {
+                    node: name.clone(),
+                    op: "start a capture thread",
+                    source,
+                })?;
+            running.push(Running {
+                node: name.clone(),
+                stop: wake_tx,
+                thread,
+            });
+        }
+        Ok(Capture { running })
+    }
+
+    /// Stop, collect, and name the interfaces (while they still exist).
+    pub async fn stop(self, topo: &Topology) -> Captured {
+        let mut out = Captured::default();
+        for r in self.running {
+            let _ = nix::unistd::write(&r.stop, &[1]);
+            let frames = tokio::task::spawn_blocking(move || r.thread.join())
+                .await
+                .ok()
+                .and_then(|j| j.ok())
+                .and_then(|res| res.ok())
+                .unwrap_or_default();
+            let names = iface_names(topo.node(&r.node)).await;
+            out.names.insert(r.node.clone(), names);
+            out.nodes.insert(r.node, frames);
+        }
+        out
+    }
+}
+
+async fn iface_names(ns: &Netns) -> BTreeMap<u32, String> {
+    crate::link::all(ns)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Read frames until the wake pipe says stop, then drain what is queued.
+fn read_loop(sock: OwnedFd, wake: OwnedFd, flows: &[Flow]) -> std::io::Result<NodeFrames> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::socket::{recvfrom, LinkAddr};
+    let mut nf = NodeFrames::default();
+    let mut per_iface: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut stopping = false;
+    loop {
+        if !stopping {
+            let mut fds = [
+                PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+            ];
+            poll(&mut fds, PollTimeout::NONE)?;
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                stopping = true;
+            }
+        }
+        let (n, addr) = match recvfrom::<LinkAddr>(sock.as_raw_fd(), &mut buf) {
+            Ok(x) => x,
+            Err(nix::errno::Errno::EAGAIN) if stopping => break,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(addr) = addr else { continue };
+        // IPv4 only (vpnlab's scenarios are IPv4); ARP and the like are not counted.
+        if addr.protocol() != (libc::ETH_P_IP as u16).to_be() {
+            continue;
+        }
+        if addr.hatype() == libc::ARPHRD_LOOPBACK {
+            continue;
+        }
+        let ifindex = addr.ifindex() as u32;
+        let tun = addr.hatype() == libc::ARPHRD_NONE;
+        if tun && !nf.tun.contains(&ifindex) {
+            nf.tun.push(ifindex);
+        }
+        let dir = if addr.pkttype() == libc::PACKET_OUTGOING {
+            Dir::Out
+        } else {
+            Dir::In
+        };
+        let pkt = &buf[..n];
+        let class = classify::classify(pkt, tun, flows);
+        *nf.counts.entry((ifindex, dir, class)).or_default() += 1;
+        let kept = per_iface.entry(ifindex).or_default();
+        if *kept < FRAMES_PER_IFACE {
+            *kept += 1;
+            nf.frames.push(Frame {
+                ifindex,
+                dir,
+                ts: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default(),
+                len: n as u32,
+                data: pkt[..n.min(SNAPLEN)].to_vec(),
+            });
+        } else {
+            *nf.over_cap.entry(ifindex).or_default() += 1;
+        }
+    }
+    nf.kernel_drops = sys::packet_drops(sock.as_fd()).unwrap_or(0);
+    Ok(nf)
+}
+
+impl Captured {
+    /// Raw counts per interface, for the JSON report.
+    pub fn raw(&self) -> Vec<IfaceCapture> {
+        let mut out = Vec::new();
+        for (node, nf) in &self.nodes {
+            let names = &self.names[node];
+            let mut by_if: BTreeMap<u32, IfaceCapture> = BTreeMap::new();
+            for ((ifindex, dir, class), n) in &nf.counts {
+                let e = by_if.entry(*ifindex).or_insert_with(|| IfaceCapture {
+                    node: node.clone(),
+                    iface: names
+                        .get(ifindex)
+                        .cloned()
+                        .unwrap_or_else(|| format!("if{ifindex}")),
+                    out: BTreeMap::new(),
+                    inbound: BTreeMap::new(),
+                    over_cap: nf.over_cap.get(ifindex).copied().unwrap_or(0),
+                });
+                match dir {
+                    Dir::Out => e.out.insert(*class, *n),
+                    Dir::In => e.inbound.insert(*class, *n),
+                };
+            }
+            out.extend(by_if.into_values());
+        }
+        out
+    }
+
+    /// Packets of `class` seen on `node`'s interface `iface` in `dir`.
+    pub fn count(&self, node: &str, iface: &str, dir: Dir, class: Class) -> u64 {
+        let Some(idx) = self
+            .names
+            .get(node)
+            .and_then(|m| m.iter().find(|(_, n)| *n == iface).map(|(i, _)| *i))
+        else {
+            return 0;
+        };
+        self.nodes
+            .get(node)
+            .and_then(|nf| nf.counts.get(&(idx, dir, class)))
+            .copied()
+            .unwrap_or(0)
+    }
+}

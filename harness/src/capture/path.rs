@@ -1,0 +1,258 @@
+//! The packet path of a cell — per link and direction, what crossed — and a
+//! diagnosis computed from it: where packets of each class stopped.
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, Serializer};
+
+use super::{Captured, Class, Dir};
+use crate::scenario::Cell;
+
+/// A normalized packet count: exact, or only "seen" for classes whose
+/// number depends on timing (retransmits, keepalives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Exactly this many.
+    Exact(u64),
+    /// At least one.
+    Seen,
+}
+
+impl Count {
+    fn of(class: Class, n: u64) -> Self {
+        if class.timing_dependent() {
+            Count::Seen
+        } else {
+            Count::Exact(n)
+        }
+    }
+
+    /// ` (3)` for exact counts, nothing for presence.
+    fn paren(self) -> String {
+        match self {
+            Count::Exact(n) => format!(" ({n})"),
+            Count::Seen => String::new(),
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Count::Exact(n) => s.serialize_u64(*n),
+            Count::Seen => s.serialize_str("seen"),
+        }
+    }
+}
+
+/// One direction of one link.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Hop {
+    /// `client -> gw`.
+    pub hop: String,
+    /// Interfaces: `to-gw -> to-client`.
+    pub ifaces: String,
+    /// Class → packets that crossed (as seen arriving).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub packets: BTreeMap<Class, Count>,
+    /// Class → packets that left but did not arrive (only if any).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost: BTreeMap<Class, Count>,
+}
+
+fn cc(class: Class, n: u64) -> Count {
+    Count::of(class, n)
+}
+
+/// Tunnel payload at one endpoint (kernel-libipsec's TUN device).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TunnelEnd {
+    /// `client/ipsec0`.
+    pub at: String,
+    /// Packets that entered the tunnel here (to be encrypted).
+    pub into_tunnel: u64,
+    /// Packets that came out of the tunnel here (decrypted).
+    pub out_of_tunnel: u64,
+}
+
+/// Path and diagnosis of a cell.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct PathReport {
+    /// Every link direction that carried IPv4 packets, in link order.
+    pub hops: Vec<Hop>,
+    /// Tunnel ends with a TUN device.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tunnels: Vec<TunnelEnd>,
+    /// Where packets stopped or went astray, computed from the hops.
+    pub diagnosis: Vec<String>,
+    /// Frames not kept for pcap or lost by the kernel (normally empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capture_notes: Vec<String>,
+}
+
+/// One link direction: (from node, to node, class → (sent, arrived)).
+type LinkDir = (String, String, BTreeMap<Class, (u64, u64)>);
+
+/// Build the path of `cell` from its capture.
+pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
+    let mut report = PathReport::default();
+    // (from, to) → class → (sent, arrived)
+    let mut dirs: Vec<LinkDir> = Vec::new();
+    for l in &cell.links {
+        for (a, b) in [(&l.a, &l.b), (&l.b, &l.a)] {
+            let mut m = BTreeMap::new();
+            for c in Class::ALL {
+                let sent = cap.count(&a.node, &a.iface, Dir::Out, c);
+                let arrived = cap.count(&b.node, &b.iface, Dir::In, c);
+                if sent + arrived > 0 {
+                    m.insert(c, (sent, arrived));
+                }
+            }
+            if !m.is_empty() {
+                report.hops.push(Hop {
+                    hop: format!("{} -> {}", a.node, b.node),
+                    ifaces: format!("{} -> {}", a.iface, b.iface),
+                    packets: m
+                        .iter()
+                        .filter(|(_, (_, r))| *r > 0)
+                        .map(|(c, (_, r))| (*c, cc(*c, *r)))
+                        .collect(),
+                    lost: m
+                        .iter()
+                        .filter(|(_, (s, r))| s > r)
+                        .map(|(c, (s, r))| (*c, cc(*c, s - r)))
+                        .collect(),
+                });
+            }
+            dirs.push((a.node.clone(), b.node.clone(), m));
+        }
+    }
+    for (node, nf) in &cap.nodes {
+        for idx in &nf.tun {
+            let name = cap
+                .names
+                .get(node)
+                .and_then(|m| m.get(idx))
+                .cloned()
+                .unwrap_or_else(|| format!("if{idx}"));
+            let get = |d| {
+                nf.counts
+                    .get(&(*idx, d, Class::Inner))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            report.tunnels.push(TunnelEnd {
+                at: format!("{node}/{name}"),
+                into_tunnel: get(Dir::Out),
+                out_of_tunnel: get(Dir::In),
+            });
+        }
+        for (idx, n) in &nf.over_cap {
+            report.capture_notes.push(format!(
+                "{node}: {n} frames on if{idx} counted but not kept (cap {} per interface)",
+                super::FRAMES_PER_IFACE
+            ));
+        }
+        if nf.kernel_drops > 0 {
+            report.capture_notes.push(format!(
+                "{node}: the kernel dropped {} frames (capture buffer full); counts are low",
+                nf.kernel_drops
+            ));
+        }
+    }
+    report.diagnosis = diagnose(cell, &dirs);
+    report
+}
+
+/// Compare what entered and left each node, class by class.
+fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
+    let mut out = Vec::new();
+    let endpoint = |n: &str| cell.endpoints.iter().any(|e| e.node == n);
+    let neighbours = |n: &str| -> Vec<String> {
+        let mut v: Vec<String> = dirs
+            .iter()
+            .filter(|d| d.0 == n)
+            .map(|d| d.1.clone())
+            .collect();
+        v.dedup();
+        v
+    };
+    for (from, to, m) in dirs {
+        for (c, (s, r)) in m {
+            if s > r {
+                out.push(format!(
+                    "{} left {from}{} but only {r} arrived at {to}: lost on the link",
+                    c.describe(),
+                    Count::Exact(*s).paren()
+                ));
+            }
+        }
+    }
+    for c in Class::ALL {
+        for node in cell.nodes.iter().map(|n| n.name.as_str()) {
+            if endpoint(node) {
+                continue;
+            }
+            let ins: Vec<(&str, u64)> = dirs
+                .iter()
+                .filter(|d| d.1 == node)
+                .filter_map(|d| d.2.get(&c).map(|x| (d.0.as_str(), x.1)))
+                .filter(|x| x.1 > 0)
+                .collect();
+            let outs: Vec<(&str, u64)> = dirs
+                .iter()
+                .filter(|d| d.0 == node)
+                .filter_map(|d| d.2.get(&c).map(|x| (d.1.as_str(), x.0)))
+                .filter(|x| x.1 > 0)
+                .collect();
+            let total_in: u64 = ins.iter().map(|x| x.1).sum();
+            let total_out: u64 = outs.iter().map(|x| x.1).sum();
+            if total_in > 0 && total_out == 0 {
+                let from: Vec<String> = ins
+                    .iter()
+                    .map(|(n, k)| format!("{n}{}", Count::of(c, *k).paren()))
+                    .collect();
+                let others: Vec<String> = neighbours(node)
+                    .into_iter()
+                    .filter(|n| !ins.iter().any(|(i, _)| i == n))
+                    .collect();
+                let toward = if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" toward {}", others.join(", "))
+                };
+                out.push(format!(
+                    "{} left {} and reached {node} but never left {node}{toward}: dropped at {node}",
+                    c.describe(),
+                    from.join(", ")
+                ));
+            } else if total_in == 0
+                && total_out > 0
+                && matches!(c, Class::IcmpError | Class::IcmpFragNeeded)
+            {
+                let to: Vec<String> = outs
+                    .iter()
+                    .map(|(n, k)| format!("{n}{}", Count::of(c, *k).paren()))
+                    .collect();
+                out.push(format!(
+                    "{node} sent {} toward {}",
+                    c.describe(),
+                    to.join(", ")
+                ));
+            } else if !c.timing_dependent() && total_in > total_out && total_out > 0 {
+                out.push(format!("{} reached {node} ({total_in}) but only {total_out} left it: some dropped at {node}", c.describe()));
+            }
+        }
+    }
+    for (from, to, m) in dirs {
+        if let Some((s, _)) = m.get(&Class::CheckClear) {
+            if *s > 0 && endpoint(from) {
+                out.push(format!(
+                    "{} left {from} toward {to} ({s}): it bypassed the tunnel",
+                    Class::CheckClear.describe()
+                ));
+            }
+        }
+    }
+    out
+}
