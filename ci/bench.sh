@@ -9,7 +9,9 @@
 #   2. vpnlab's own phase timings for that cell (topology bring-up etc.);
 #   3. the block-4500 cell: time until the failure is decided;
 #   4. the whole seed matrix with --jobs 2, wall time;
-#   5. vpnlab's peak memory (its own process, daemons excluded).
+#   5. vpnlab's peak memory (its own process, daemons excluded);
+#   6. the cost of packet capture: the same cell with and without
+#      --no-capture, alternated, median of the pairwise ratios.
 #
 # Usage: sudo ci/bench.sh [RUNS]   (default 10)
 set -euo pipefail
@@ -75,3 +77,16 @@ echo "wall: median $(median <"$TMP/matrix" | ms) (target <= 5000 ms)"
 echo
 echo "== vpnlab peak memory (the process running the cells)"
 echo "median $(median <"$TMP/peak") KiB (target <= 30720 KiB)"
+echo
+echo "== capture cost on the masquerade/auto cell ($RUNS runs each, alternated)"
+: >"$TMP/cap_on"; : >"$TMP/cap_off"; : >"$TMP/cap_ratio"
+for i in $(seq "$RUNS"); do
+  t0=$(now_ns); $VPNLAB run topologies/seed.toml --cell "$CELL" >/dev/null 2>&1; t1=$(now_ns)
+  $VPNLAB run topologies/seed.toml --cell "$CELL" --no-capture >/dev/null 2>&1; t2=$(now_ns)
+  a=$(( (t1 - t0) / 1000 )); b=$(( (t2 - t1) / 1000 ))
+  echo "$a" >>"$TMP/cap_on"; echo "$b" >>"$TMP/cap_off"
+  awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f\n", a/b}' >>"$TMP/cap_ratio"
+done
+echo "with capture    median $(median <"$TMP/cap_on" | ms)"
+echo "without capture median $(median <"$TMP/cap_off" | ms)"
+echo "ratio with/without: median $(median <"$TMP/cap_ratio") (target <= 1.10)"

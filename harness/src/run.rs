@@ -62,6 +62,8 @@ pub struct Phases {
     pub ike_ms: f64,
     /// Traffic checks and SA observation.
     pub checks_ms: f64,
+    /// Stopping the capture, building the path, writing pcap files.
+    pub capture_ms: f64,
     /// Daemons stopped, namespaces released.
     pub teardown_ms: f64,
 }
@@ -162,6 +164,7 @@ async fn run_inner(
         Err(e) => Outcome::not_run(cell, opts.backend, Verdict::Error, e),
     };
     outcome.backend = opts.backend;
+    let mut t = Instant::now();
     if let Some(capture) = capture {
         let captured = capture.stop(&topo).await;
         outcome.path = Some(path::build(cell, &captured));
@@ -178,6 +181,7 @@ async fn run_inner(
         }
     }
     let phases = &mut report.phases;
+    phases.capture_ms = lap(&mut t);
     if opts.keep && outcome.verdict != Verdict::Pass {
         keep_until_interrupted(cell, &topo, &celldir).await;
     }

@@ -143,18 +143,25 @@ impl Capture {
 
     /// Stop, collect, and name the interfaces (while they still exist).
     pub async fn stop(self, topo: &Topology) -> Captured {
-        let mut out = Captured::default();
-        for r in self.running {
+        // Wake every reader first so they drain and finish in parallel.
+        for r in &self.running {
             let _ = nix::unistd::write(&r.stop, &[1]);
+        }
+        let joined = futures::future::join_all(self.running.into_iter().map(|r| async move {
             let frames = tokio::task::spawn_blocking(move || r.thread.join())
                 .await
                 .ok()
                 .and_then(|j| j.ok())
                 .and_then(|res| res.ok())
                 .unwrap_or_default();
-            let names = iface_names(topo.node(&r.node)).await;
-            out.names.insert(r.node.clone(), names);
-            out.nodes.insert(r.node, frames);
+            (r.node, frames)
+        }))
+        .await;
+        let mut out = Captured::default();
+        for (node, frames) in joined {
+            out.names
+                .insert(node.clone(), iface_names(topo.node(&node)).await);
+            out.nodes.insert(node, frames);
         }
         out
     }
@@ -231,6 +238,9 @@ fn read_loop(sock: OwnedFd, wake: OwnedFd, flows: &[Flow]) -> std::io::Result<No
         }
     }
     nf.kernel_drops = sys::packet_drops(sock.as_fd()).unwrap_or(0);
+    // Closing a packet socket waits for an RCU grace period (milliseconds);
+    // nobody needs to wait for that, so it happens off the critical path.
+    std::thread::spawn(move || drop(sock));
     Ok(nf)
 }
 
