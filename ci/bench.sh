@@ -53,7 +53,7 @@ echo "baseline median $(median <"$TMP/b" | ms)  (min $(sort -g "$TMP/b" | head -
 echo "ratio vpnlab/baseline: median $(median <"$TMP/ratio")  (target <= 1.0)"
 echo
 echo "== vpnlab phases of that cell (medians)"
-for p in topology_ms daemons_ms ike_ms checks_ms teardown_ms; do
+for p in topology_ms daemons_ms ike_ms checks_ms capture_ms teardown_ms; do
   printf "%-12s %s ms\n" "$p" "$(grep "^$p:" "$TMP/phases" | awk '{print $2}' | median)"
 done
 echo "(target: topology <= 20 ms)"
