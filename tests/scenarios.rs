@@ -20,7 +20,7 @@ use support::{privileged, run_vpnlab, topologies_dir};
 fn main() {
     let args = Arguments::from_args();
     let privilege = privileged();
-    let backend = support::backend(&privilege);
+    let machine = support::machine(&privilege);
     let mut trials = Vec::new();
 
     let files = vpnlab::scenario::discover(&[topologies_dir()]).expect("topologies/ is readable");
@@ -37,23 +37,29 @@ fn main() {
             }
         };
         for cell in scenario.cells {
-            let unsupported: Vec<String> = backend
-                .and_then(|b| {
-                    let r: Vec<String> = cell
+            // Why this cell cannot run here, decided as `vpnlab run` would.
+            let not_here: Vec<String> = machine
+                .and_then(|(default, esp)| {
+                    let b = cell.backend.unwrap_or(default);
+                    let mut r: Vec<String> = cell
                         .endpoints
                         .iter()
                         .filter_map(|e| vpnlab::stack::unsupported(e, b))
+                        .map(|r| format!("unsupported: {r}"))
                         .collect();
+                    if cell.requires.iter().any(|x| x == "kernel-esp") && !esp {
+                        r.push("skipped: needs kernel ESP, which this kernel lacks (run with --kernel)".into());
+                    }
                     (!r.is_empty()).then_some(r)
                 })
                 .unwrap_or_default();
             let id = cell.id.clone();
             let file = file.clone();
             let trial = Trial::test(id.clone(), move || support::run_cell_test(&file, &id));
-            if !unsupported.is_empty() {
+            if !not_here.is_empty() {
                 // Visible as `ignored`, never as a pass; the run itself
-                // reports it UNSUPPORTED (tested by cli::unsupported_cells_*).
-                eprintln!("unsupported cell {}: {}", cell.id, unsupported[0]);
+                // reports it UNSUPPORTED or SKIPPED (tested by cli::*).
+                eprintln!("cell {} ignored: {}", cell.id, not_here[0]);
                 trials.push(trial.with_ignored_flag(true));
             } else {
                 trials.push(privilege.gate(trial));

@@ -240,11 +240,13 @@ async fn run_cmd(
     keep: bool,
     view: View,
 ) -> Result<i32> {
-    let backend = vpnlab::run::probe_backend().await;
+    let kernel_esp = vpnlab::run::kernel_has_esp().await;
+    let backend = vpnlab::run::default_backend(kernel_esp);
     // Resolved now, relative to where vpnlab was started.
     let pcap_dir = view.pcap.map(|p| std::path::absolute(&p)).transpose()?;
     let opts = RunOptions {
         backend,
+        kernel_esp,
         keep,
         workdir: PathBuf::from(sandbox::WORKDIR),
         capture: view.capture,

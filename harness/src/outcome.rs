@@ -24,6 +24,9 @@ pub enum Verdict {
     Fail,
     /// A stack cannot express this cell; nothing was run.
     Unsupported,
+    /// This machine lacks what the cell requires (see `reason` for the
+    /// command that runs it); nothing was run.
+    Skipped,
     /// vpnlab could not run the cell (see `error`).
     Error,
 }
@@ -35,6 +38,7 @@ impl Verdict {
             Verdict::Pass => "PASS",
             Verdict::Fail => "FAIL",
             Verdict::Unsupported => "UNSUPPORTED",
+            Verdict::Skipped => "SKIPPED",
             Verdict::Error => "ERROR",
         }
     }
@@ -210,6 +214,7 @@ impl Outcome {
     pub fn observed_summary(&self) -> String {
         match self.verdict {
             Verdict::Unsupported => return "unsupported".into(),
+            Verdict::Skipped => return "skipped".into(),
             Verdict::Error => return "error".into(),
             _ => {}
         }

@@ -82,7 +82,7 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport], explain: bool) -> std::i
                 path(out, c)?;
             }
             Verdict::Pass => {}
-            Verdict::Unsupported | Verdict::Error => {
+            Verdict::Unsupported | Verdict::Error | Verdict::Skipped => {
                 writeln!(
                     out,
                     "\n{} {}: {}",
@@ -119,11 +119,12 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport], explain: bool) -> std::i
     let count = |v: Verdict| cells.iter().filter(|c| c.outcome.verdict == v).count();
     writeln!(
         out,
-        "\n{} cells: {} passed, {} failed, {} unsupported, {} errors",
+        "\n{} cells: {} passed, {} failed, {} unsupported, {} skipped, {} errors",
         cells.len(),
         count(Verdict::Pass),
         count(Verdict::Fail),
         count(Verdict::Unsupported),
+        count(Verdict::Skipped),
         count(Verdict::Error)
     )
 }

@@ -20,8 +20,10 @@ use crate::topology::Topology;
 /// Options shared by every cell of a run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// ESP backend (probed once per run).
+    /// ESP backend for cells that do not pin one (probed once per run).
     pub backend: Backend,
+    /// Whether this kernel can install ESP states.
+    pub kernel_esp: bool,
     /// Keep a failed cell's topology up until Ctrl-C.
     pub keep: bool,
     /// Directory for per-cell files (inside the run's private tmpfs).
@@ -101,7 +103,25 @@ async fn run_inner(
     report: &mut CellReport,
 ) -> Outcome {
     let phases = &mut report.phases;
-    // Cells a stack cannot express are decided before anything is created.
+    let backend = cell.backend.unwrap_or(opts.backend);
+    // Cells this machine cannot run, or a stack cannot express, are decided
+    // before anything is created.
+    if cell.requires.iter().any(|r| r == "kernel-esp") && !opts.kernel_esp {
+        return Outcome::not_run(
+            cell,
+            backend,
+            Verdict::Skipped,
+            format!(
+                "needs kernel ESP, which this kernel lacks; run it in a VM with a distribution kernel: vpnlab run --kernel auto {} --cell '{}'",
+                cell.file.display(),
+                cell.id
+            ),
+        );
+    }
+    let opts = &RunOptions {
+        backend,
+        ..opts.clone()
+    };
     let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
     for e in &cell.endpoints {
         if let Some(r) = stack::unsupported(e, opts.backend) {
@@ -312,19 +332,15 @@ pub fn host_pid() -> u32 {
         .unwrap_or_else(std::process::id)
 }
 
-/// Decide the ESP backend: kernel-netlink if this kernel accepts an ESP
-/// state (tried in a scratch namespace), else kernel-libipsec.
-/// `VPNLAB_BACKEND` overrides the probe.
-pub async fn probe_backend() -> Backend {
+/// The ESP backend for cells that do not pin one: kernel-netlink when the
+/// kernel accepts ESP states, else kernel-libipsec. `VPNLAB_BACKEND`
+/// overrides the choice.
+pub fn default_backend(kernel_esp: bool) -> Backend {
     match std::env::var("VPNLAB_BACKEND").as_deref() {
-        Ok("kernel-netlink") => return Backend::KernelNetlink,
-        Ok("kernel-libipsec") => return Backend::KernelLibipsec,
-        _ => {}
-    }
-    if kernel_has_esp().await {
-        Backend::KernelNetlink
-    } else {
-        Backend::KernelLibipsec
+        Ok("kernel-netlink") => Backend::KernelNetlink,
+        Ok("kernel-libipsec") => Backend::KernelLibipsec,
+        _ if kernel_esp => Backend::KernelNetlink,
+        _ => Backend::KernelLibipsec,
     }
 }
 

@@ -51,12 +51,14 @@ pub fn privileged() -> Privilege {
     Privilege::No { required }
 }
 
-/// The ESP backend cells will use (probed like `vpnlab run` does).
-pub fn backend(p: &Privilege) -> Option<Backend> {
+/// What `vpnlab run` will find on this machine: the default ESP backend
+/// and whether the kernel has ESP (probed the same way).
+pub fn machine(p: &Privilege) -> Option<(Backend, bool)> {
     match p {
         Privilege::Yes => {
             let rt = tokio::runtime::Runtime::new().ok()?;
-            Some(rt.block_on(vpnlab::run::probe_backend()))
+            let esp = rt.block_on(vpnlab::run::kernel_has_esp());
+            Some((vpnlab::run::default_backend(esp), esp))
         }
         Privilege::No { .. } => None,
     }

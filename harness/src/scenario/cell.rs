@@ -36,6 +36,10 @@ pub struct Cell {
     pub checks: Vec<Check>,
     /// What must be observed.
     pub expect: Expectation,
+    /// Machine features the cell needs (`kernel-esp`).
+    pub requires: Vec<String>,
+    /// ESP backend pinned by the file, if any.
+    pub backend: Option<crate::stack::Backend>,
 }
 
 /// A node (network namespace).

@@ -16,6 +16,15 @@ pub struct ScenarioFile {
     /// Free text shown by `vpnlab check`.
     #[serde(default)]
     pub description: String,
+    /// What the cells need from the machine: `kernel-esp` (kernel IPsec).
+    /// A cell whose needs are not met is reported as skipped, with the
+    /// command that runs it (`--kernel`).
+    #[serde(default)]
+    pub requires: Vec<Spanned<String>>,
+    /// Pin the ESP backend: `kernel-libipsec` (userspace, runs anywhere) or
+    /// `kernel-netlink` (kernel XFRM; implies `requires = ["kernel-esp"]`).
+    /// Without it, vpnlab uses kernel ESP when the kernel has it.
+    pub backend: Option<Spanned<String>>,
     /// Nodes by name; each becomes a network namespace.
     pub nodes: BTreeMap<String, Spanned<NodeSpec>>,
     /// Veth pairs between nodes.

@@ -217,3 +217,47 @@ fn syntax_errors_carry_a_position() {
     let e = errors("name = \"x\"\n[nodes.a\n");
     assert!(e[0].starts_with("t.toml:2:"), "{e:?}");
 }
+
+#[test]
+fn kernel_netlink_backend_implies_kernel_esp() {
+    let k = include_str!("../../../topologies/kernel-esp.toml");
+    let s = parse(Path::new("kernel-esp.toml"), k).unwrap();
+    assert!(s
+        .cells
+        .iter()
+        .all(|c| c.requires == vec!["kernel-esp".to_string()]));
+    assert!(s
+        .cells
+        .iter()
+        .all(|c| c.backend == Some(crate::stack::Backend::KernelNetlink)));
+    let raw = s
+        .cells
+        .iter()
+        .find(|c| c.id == "kernel-esp/nat=none,nat_t=auto")
+        .unwrap();
+    assert_eq!(
+        raw.expect.encapsulation,
+        Some(crate::scenario::cell::Encapsulation::None)
+    );
+    let seed = parse(Path::new("seed.toml"), SEED).unwrap();
+    assert!(seed.cells.iter().all(|c| c.requires.is_empty()));
+}
+
+#[test]
+fn unknown_requirement_and_backend_are_rejected() {
+    let text = SEED.replace(
+        "backend = \"kernel-libipsec\"",
+        "backend = \"xfrm\"\nrequires = [\"gpu\"]",
+    );
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("backend: unknown backend `xfrm`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("requires: unknown requirement `gpu` (known: kernel-esp)")),
+        "{e:?}"
+    );
+}

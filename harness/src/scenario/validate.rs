@@ -14,7 +14,10 @@ use super::model::{self, NatT, Role, ScenarioFile};
 use super::{line_col, Scenario};
 use crate::error::{Diagnostic, ScenarioError};
 use crate::nat::NatProfile;
-use crate::stack;
+use crate::stack::{self, Backend};
+
+/// Machine features a scenario may require.
+pub const REQUIREMENTS: &[&str] = &["kernel-esp"];
 
 /// Longest interface name Linux accepts.
 const IFNAMSIZ: usize = 15;
@@ -73,6 +76,39 @@ pub(super) fn validate(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "scenario".into())
     });
+
+    // --- machine requirements and backend
+    let mut requires: Vec<String> = Vec::new();
+    for r in &f.requires {
+        if REQUIREMENTS.contains(&r.get_ref().as_str()) {
+            requires.push(r.get_ref().clone());
+        } else {
+            d.err(
+                sp(r),
+                "requires",
+                format!(
+                    "unknown requirement `{}` (known: {})",
+                    r.get_ref(),
+                    REQUIREMENTS.join(", ")
+                ),
+            );
+        }
+    }
+    let backend = f.backend.as_ref().and_then(|b| match b.get_ref().as_str() {
+        "kernel-netlink" => Some(Backend::KernelNetlink),
+        "kernel-libipsec" => Some(Backend::KernelLibipsec),
+        other => {
+            d.err(
+                sp(b),
+                "backend",
+                format!("unknown backend `{other}` (known: kernel-netlink, kernel-libipsec)"),
+            );
+            None
+        }
+    });
+    if backend == Some(Backend::KernelNetlink) && !requires.iter().any(|r| r == "kernel-esp") {
+        requires.push("kernel-esp".into());
+    }
 
     // --- nodes
     let nodes: BTreeSet<String> = f.nodes.keys().cloned().collect();
@@ -914,6 +950,8 @@ pub(super) fn validate(
             routes: routes.clone(),
             endpoints,
             checks: checks.clone(),
+            requires: requires.clone(),
+            backend,
             // Encapsulation only means something for a tunnel that is up.
             expect: Expectation {
                 tunnel,
