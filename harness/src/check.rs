@@ -19,7 +19,7 @@ pub const REPLY_WAIT: Duration = Duration::from_millis(1000);
 const PROBE_GAP: Duration = Duration::from_millis(10);
 
 /// The observed result of one check.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct CheckResult {
     /// Check name.
     pub name: String,

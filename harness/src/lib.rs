@@ -21,3 +21,4 @@ pub mod scenario;
 pub mod stack;
 pub mod sys;
 pub mod topology;
+pub mod vm;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::capture::path::PathReport;
 use crate::check::CheckResult;
@@ -15,7 +15,7 @@ use crate::scenario::cell::{Encapsulation, Expectation, TunnelExpect};
 use crate::stack::{Backend, EndpointState, Initiation};
 
 /// How a cell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Everything observed matches `expect`.
@@ -45,7 +45,7 @@ impl Verdict {
 }
 
 /// One endpoint in the outcome.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EndpointOutcome {
     /// Node.
     pub node: String,
@@ -61,7 +61,7 @@ pub struct EndpointOutcome {
 }
 
 /// A gateway's NAT in the outcome.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NatOutcome {
     /// Profile name.
     pub profile: String,
@@ -70,7 +70,7 @@ pub struct NatOutcome {
 }
 
 /// Everything observed in one cell.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Outcome {
     /// Cell name.
     pub cell: String,

@@ -2,23 +2,39 @@
 
 use std::io::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::outcome::{expected_summary, Verdict};
 use crate::run::CellReport;
 
 /// The JSON report written by `--report`.
-#[derive(Debug, Serialize)]
-pub struct Report<'a> {
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
     /// vpnlab version.
-    pub vpnlab: &'static str,
+    pub vpnlab: String,
     /// ESP backend of the run.
     pub backend: crate::stack::Backend,
     /// Peak resident memory of the vpnlab process running the cells, in KiB
     /// (its daemons not included).
     pub peak_rss_kib: Option<u64>,
+    /// The VM the cells ran in (`--kernel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmInfo>,
     /// Every cell, in scenario order.
-    pub cells: &'a [CellReport],
+    pub cells: Vec<CellReport>,
+}
+
+/// How a `--kernel` batch ran.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VmInfo {
+    /// Kernel image booted.
+    pub kernel: std::path::PathBuf,
+    /// KVM or TCG.
+    pub accel: crate::vm::Accel,
+    /// From launch until vpnlab started inside.
+    pub boot_ms: u64,
+    /// The whole VM run.
+    pub total_ms: u64,
 }
 
 /// This process's peak resident memory (VmHWM), in KiB.

@@ -35,7 +35,7 @@ pub struct RunOptions {
 }
 
 /// A finished cell with its timing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CellReport {
     /// Scenario file.
     pub file: PathBuf,
@@ -54,7 +54,7 @@ pub struct CellReport {
 }
 
 /// Milliseconds spent in each phase of a cell.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Phases {
     /// Namespaces, links, addresses, routes, sysctls, NAT.
     pub topology_ms: f64,

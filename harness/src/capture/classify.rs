@@ -6,7 +6,9 @@ use etherparse::{IpNumber, Ipv4Slice};
 use serde::Serialize;
 
 /// Packet classes, in report order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     /// IKE on UDP 500.

@@ -70,7 +70,7 @@ pub struct NodeFrames {
 }
 
 /// Raw per-interface counts of a cell (for the JSON report and tools).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct IfaceCapture {
     /// Node.
     pub node: String,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Captured, Class, Dir};
 use crate::scenario::Cell;
@@ -45,8 +45,24 @@ impl Serialize for Count {
     }
 }
 
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Count::Exact(n)),
+            Raw::S(s) if s == "seen" => Ok(Count::Seen),
+            Raw::S(s) => Err(serde::de::Error::custom(format!("bad count {s}"))),
+        }
+    }
+}
+
 /// One direction of one link.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Hop {
     /// `client -> gw`.
     pub hop: String,
@@ -65,7 +81,7 @@ fn cc(class: Class, n: u64) -> Count {
 }
 
 /// Tunnel payload at one endpoint (kernel-libipsec's TUN device).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TunnelEnd {
     /// `client/ipsec0`.
     pub at: String,
@@ -76,7 +92,7 @@ pub struct TunnelEnd {
 }
 
 /// Path and diagnosis of a cell.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct PathReport {
     /// Every link direction that carried IPv4 packets, in link order.
     pub hops: Vec<Hop>,

@@ -144,7 +144,7 @@ pub struct Check {
 }
 
 /// The merged expectation of a cell.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Expectation {
     /// Tunnel up or down.
     pub tunnel: TunnelExpect,

@@ -8,7 +8,7 @@ mod vici;
 use std::path::PathBuf;
 
 use futures::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::StackError;
 use crate::netns::Netns;
@@ -18,7 +18,7 @@ use crate::scenario::cell::Endpoint;
 pub const KNOWN: &[&str] = &["strongswan"];
 
 /// How ESP is processed on this machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
     /// Kernel XFRM (real ESP states in the kernel).
@@ -55,7 +55,7 @@ impl Workdir {
 }
 
 /// IKE SA as observed, normalized.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct IkeState {
     /// e.g. `ESTABLISHED`, `CONNECTING`.
     pub state: String,
@@ -74,7 +74,7 @@ pub struct IkeState {
 }
 
 /// CHILD SA as observed.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct ChildState {
     /// e.g. `INSTALLED`.
     pub state: String,
@@ -91,7 +91,7 @@ pub struct ChildState {
 }
 
 /// What one endpoint reports after the exchange.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct EndpointState {
     /// The IKE SA, if any exists.
     pub ike: Option<IkeState>,
@@ -100,7 +100,7 @@ pub struct EndpointState {
 }
 
 /// Result of asking the initiator to bring the tunnel up.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Initiation {
     /// The daemon reported success.
     pub success: bool,

@@ -1,0 +1,296 @@
+//! `--kernel`: run cells inside a VM that boots a chosen kernel, with
+//! virtme-ng (`vng`) and qemu. The host's root is shared read-only, a
+//! scratch directory is shared read-write for the results, and one boot
+//! serves the whole batch. Inside, vpnlab runs as usual (its own sandbox,
+//! strongSwan on kernel XFRM when the kernel has ESP); the host hands the
+//! report back exactly as a host run would produce it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Why VM mode cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// No kernel image matches.
+    #[error("{0}")]
+    NoKernel(String),
+    /// virtme-ng or qemu is missing.
+    #[error("{what} not found; install it: {install}")]
+    Missing {
+        /// The missing program.
+        what: String,
+        /// The command that installs it.
+        install: String,
+    },
+    /// The VM could not be started or gave no report.
+    #[error("VM run failed: {0}")]
+    Run(String),
+}
+
+/// The command that installs everything VM mode needs.
+pub const INSTALL: &str =
+    "apt-get install -y qemu-system-x86 linux-image-amd64 && pip install virtme-ng";
+
+/// Resolve `--kernel`: a path to a kernel image, or `auto` for the newest
+/// installed distribution kernel (`/boot/vmlinuz-*` with its modules).
+pub fn find_kernel(spec: &str) -> Result<PathBuf, VmError> {
+    if spec != "auto" {
+        let p = PathBuf::from(spec);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(VmError::NoKernel(format!("kernel image {spec} not found")))
+        };
+    }
+    let mut found: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir("/boot")
+        .map_err(|e| {
+            VmError::NoKernel(format!(
+                "cannot read /boot ({e}); install a kernel: {INSTALL}"
+            ))
+        })?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = name.strip_prefix("vmlinuz-")?.to_string();
+            // Only kernels whose modules are installed can load ESP & co.
+            Path::new("/lib/modules")
+                .join(&version)
+                .join("modules.dep")
+                .is_file()
+                .then(|| {
+                    let key = version
+                        .split(|c: char| !c.is_ascii_digit())
+                        .filter_map(|n| n.parse().ok())
+                        .collect();
+                    (key, e.path())
+                })
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p).ok_or_else(|| {
+        VmError::NoKernel(format!(
+            "no distribution kernel (/boot/vmlinuz-* with /lib/modules/<version>) found; install one: {INSTALL}"
+        ))
+    })
+}
+
+/// Where `vng` is: `VPNLAB_VNG`, else the PATH, else pip's usual places.
+pub fn vng() -> Result<PathBuf, VmError> {
+    if let Some(p) = std::env::var_os("VPNLAB_VNG") {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let extra = [
+        format!("{home}/.local/bin"),
+        format!("{home}/.pyenv/shims"),
+        "/usr/local/bin".into(),
+    ];
+    path.split(':')
+        .map(String::from)
+        .chain(extra)
+        .map(|d| Path::new(&d).join("vng"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| VmError::Missing {
+            what: "virtme-ng (vng)".into(),
+            install: "pip install virtme-ng".into(),
+        })
+}
+
+/// Whether VM mode is ready, and if not, why.
+pub fn readiness() -> Result<(PathBuf, PathBuf), VmError> {
+    let vng = vng()?;
+    if ![
+        "/usr/bin/qemu-system-x86_64",
+        "/usr/local/bin/qemu-system-x86_64",
+    ]
+    .iter()
+    .any(|p| Path::new(p).is_file())
+    {
+        return Err(VmError::Missing {
+            what: "qemu-system-x86_64".into(),
+            install: "apt-get install -y qemu-system-x86".into(),
+        });
+    }
+    let kernel = find_kernel("auto")?;
+    Ok((vng, kernel))
+}
+
+/// Hardware acceleration to use. KVM is tried only when asked for
+/// (`VPNLAB_VM_ACCEL=kvm`) or when a bounded probe boot succeeds; on
+/// machines where a KVM guest hangs, the probe times out and TCG is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Accel {
+    /// Hardware virtualization.
+    Kvm,
+    /// qemu's software emulation.
+    Tcg,
+}
+
+/// Decide the accelerator: `VPNLAB_VM_ACCEL` (kvm|tcg) wins; otherwise KVM
+/// if /dev/kvm opens and a probe boot answers within `probe`, else TCG.
+pub async fn accel(vng: &Path, kernel: &Path, probe: Duration) -> Accel {
+    match std::env::var("VPNLAB_VM_ACCEL").as_deref() {
+        Ok("kvm") => return Accel::Kvm,
+        Ok("tcg") => return Accel::Tcg,
+        _ => {}
+    }
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return Accel::Tcg;
+    }
+    let mut cmd = tokio::process::Command::new(vng);
+    cmd.args(["--run"])
+        .arg(kernel)
+        .args(["--memory", "256M", "--cpus", "1", "--exec", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(probe, cmd.status()).await {
+        Ok(Ok(s)) if s.success() => Accel::Kvm,
+        _ => Accel::Tcg,
+    }
+}
+
+/// Quote `s` for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What one VM batch produced.
+pub struct VmRun {
+    /// The JSON report vpnlab wrote inside the VM.
+    pub report: serde_json::Value,
+    /// Wall time from launch until vpnlab started inside (boot overhead).
+    pub boot: Duration,
+    /// Wall time of the whole VM run.
+    pub total: Duration,
+}
+
+/// The line vpnlab prints inside the VM when it starts running cells.
+pub const START_MARK: &str = "vpnlab-vm: running cells";
+
+/// Boot `kernel` and run `vpnlab run ARGS --report -` inside. The report
+/// comes back on the guest's stdout; its stderr (progress, table) and the
+/// kernel console stream to our stderr, prefixed. `rw` are host directories
+/// the guest may write (pcap output).
+pub async fn run(
+    vng: &Path,
+    kernel: &Path,
+    accel: Accel,
+    args: &[String],
+    rw: &[PathBuf],
+) -> Result<VmRun, VmError> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| VmError::Run(format!("cannot find own binary: {e}")))?;
+    let mut inner = vec![
+        "env".to_string(),
+        "VPNLAB_IN_VM=1".into(),
+        exe.to_string_lossy().into_owned(),
+        "run".into(),
+    ];
+    inner.extend(args.iter().cloned());
+    inner.extend(["--report".into(), "-".into()]);
+    let exec = inner
+        .iter()
+        .map(|a| sh_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let mut cmd = tokio::process::Command::new(vng);
+    cmd.arg("--run").arg(kernel);
+    if accel == Accel::Tcg {
+        cmd.arg("--disable-kvm");
+    }
+    cmd.args(["--memory", "2G", "--cpus", &cpus.to_string()]);
+    for d in rw {
+        cmd.arg(format!("--rwdir={}", d.display()));
+    }
+    cmd.args(["--exec", &exec])
+        .env_remove(crate::sandbox::INNER_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: runs between fork and exec; only a raw prctl.
+    unsafe {
+        cmd.pre_exec(crate::sys::set_pdeathsig_kill);
+    }
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| VmError::Run(format!("cannot start {}: {e}", vng.display())))?;
+    let mut out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let stdout = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s).await;
+        s
+    });
+    let mut boot = None;
+    let mut tail: Vec<String> = Vec::new();
+    let mut lines = BufReader::new(err).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if boot.is_none() && line.contains(START_MARK) {
+            boot = Some(started.elapsed());
+        }
+        if boot.is_some() {
+            eprintln!("  vm| {line}");
+        }
+        tail.push(line);
+        if tail.len() > 40 {
+            tail.remove(0);
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| VmError::Run(e.to_string()))?;
+    let total = started.elapsed();
+    let text = stdout.await.unwrap_or_default();
+    // The report is the last JSON document on stdout.
+    let json = text.find("{\n").map(|i| &text[i..]).unwrap_or("");
+    let report: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        VmError::Run(format!(
+            "no report from inside the VM ({e}); vng exited with {status}; last console lines:\n{}",
+            tail.join("\n")
+        ))
+    })?;
+    Ok(VmRun {
+        report,
+        boot: boot.unwrap_or(total),
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_the_shell() {
+        assert_eq!(sh_quote("topologies/seed.toml"), "topologies/seed.toml");
+        assert_eq!(
+            sh_quote("seed/nat=none,nat_t=auto"),
+            "seed/nat=none,nat_t=auto"
+        );
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(sh_quote("a b"), "'a b'");
+    }
+}
