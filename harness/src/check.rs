@@ -34,7 +34,7 @@ pub struct CheckResult {
     /// Pass when every probe was answered.
     pub result: CheckExpect,
     /// Why the check could not run at all (socket errors).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

@@ -252,6 +252,9 @@ async fn run_cmd(
     keep: bool,
     view: View,
 ) -> Result<i32> {
+    if std::env::var_os("VPNLAB_IN_VM").is_some() {
+        vpnlab::vm::load_guest_modules().await;
+    }
     let kernel_esp = vpnlab::run::kernel_has_esp().await;
     let backend = vpnlab::run::default_backend(kernel_esp);
     if std::env::var_os("VPNLAB_IN_VM").is_some() {

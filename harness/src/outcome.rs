@@ -79,35 +79,35 @@ pub struct Outcome {
     /// Verdict against `expect`.
     pub verdict: Verdict,
     /// Each way the observation differs from `expect`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mismatches: Vec<String>,
     /// Why the cell is unsupported, or why it could not run.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// ESP backend used.
     pub backend: Backend,
     /// What was expected.
     pub expected: Expectation,
     /// Observed tunnel state.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<TunnelExpect>,
     /// Observed ESP encapsulation (when the tunnel is up).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encapsulation: Option<Encapsulation>,
     /// The initiator's account of the exchange.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initiation: Option<Initiation>,
     /// Per-endpoint SA state.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointOutcome>,
     /// Check results.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckResult>,
     /// NAT per forwarding node.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nat: BTreeMap<String, NatOutcome>,
     /// What crossed each link, and where packets stopped.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathReport>,
 }
 

@@ -46,10 +46,10 @@ pub struct CellReport {
     /// Wall time of each phase (not part of the outcome: it varies).
     pub phases: Phases,
     /// Raw per-interface packet counts (not normalized).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capture: Vec<IfaceCapture>,
     /// pcap files written for this cell.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pcap_files: Vec<PathBuf>,
 }
 

@@ -159,6 +159,28 @@ pub async fn accel(vng: &Path, kernel: &Path, probe: Duration) -> Accel {
     }
 }
 
+/// Kernel modules a guest needs for cells (a distribution kernel builds
+/// them as modules; a minimal VM does not autoload all of them).
+pub const GUEST_MODULES: &[&str] = &[
+    "veth", "tun", "af_packet", "esp4", "ah4", "xfrm_user", "xfrm4_tunnel", "tunnel4",
+    "nf_tables", "nft_chain_nat", "nft_masq", "nft_ct", "nf_conntrack", "nf_nat",
+];
+
+/// Inside the guest: load [`GUEST_MODULES`] (those built in or missing are
+/// ignored; what is really missing shows up in the cells).
+pub async fn load_guest_modules() {
+    // One modprobe per module: `modprobe -a` gives up at the first module it
+    // cannot find (e.g. one built into this kernel).
+    futures::future::join_all(GUEST_MODULES.iter().map(|m| {
+        tokio::process::Command::new("modprobe")
+            .arg(m)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    }))
+    .await;
+}
+
 /// Quote `s` for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()

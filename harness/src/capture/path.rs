@@ -69,10 +69,10 @@ pub struct Hop {
     /// Interfaces: `to-gw -> to-client`.
     pub ifaces: String,
     /// Class → packets that crossed (as seen arriving).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub packets: BTreeMap<Class, Count>,
     /// Class → packets that left but did not arrive (only if any).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lost: BTreeMap<Class, Count>,
 }
 
@@ -97,12 +97,12 @@ pub struct PathReport {
     /// Every link direction that carried IPv4 packets, in link order.
     pub hops: Vec<Hop>,
     /// Tunnel ends with a TUN device.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tunnels: Vec<TunnelEnd>,
     /// Where packets stopped or went astray, computed from the hops.
     pub diagnosis: Vec<String>,
     /// Frames not kept for pcap or lost by the kernel (normally empty).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capture_notes: Vec<String>,
 }
 

@@ -149,7 +149,7 @@ pub struct Expectation {
     /// Tunnel up or down.
     pub tunnel: TunnelExpect,
     /// ESP encapsulation, when stated.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encapsulation: Option<Encapsulation>,
     /// Check name → expected result.
     pub checks: BTreeMap<String, CheckExpect>,
