@@ -13,10 +13,13 @@ fi
 # plugins, curve25519 in the extra plugins); nftables for NAT; iproute2 for
 # the kernel ESP probe and the safety tests;
 # ping and python3 for the hand-written benchmark baseline; tshark for the
-# test that reads vpnlab's pcap files with Wireshark's dissectors.
+# test that reads vpnlab's pcap files with Wireshark's dissectors; qemu and
+# Debian's stock kernel (which has ESP as modules) for `--kernel` (VM mode,
+# with virtme-ng from PyPI below).
 PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           libstrongswan-standard-plugins libstrongswan-extra-plugins
-          nftables iproute2 iputils-ping python3 tshark)
+          nftables iproute2 iputils-ping python3 tshark
+          qemu-system-x86 linux-image-amd64)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -37,7 +40,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   else
     rm -f /usr/sbin/policy-rc.d.vpnlab
   fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# virtme-ng boots a kernel with the host's root shared read-only (VM mode).
+if ! command -v vng >/dev/null 2>&1; then
+  PIP=$(command -v pip3 || command -v pip || true)
+  if [ -z "$PIP" ]; then
+    apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    PIP=$(command -v pip3)
+  fi
+  echo "ci/setup.sh: installing virtme-ng (pip)"
+  # Debian's own python refuses system-wide pip installs without this flag.
+  "$PIP" install -q virtme-ng 2>/dev/null || "$PIP" install -q --break-system-packages virtme-ng
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -11,8 +11,10 @@ source ci/setup.sh
 export INSTA_UPDATE=no
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --profile ci "$@"
-  # nextest does not run doctests; there are none to run besides these.
+  # Host tests first, then the cells that share one VM boot (`vm::`), so the
+  # emulated VM does not compete with host cells for the CPUs.
+  cargo nextest run --workspace --profile ci --no-tests=warn -E 'not (binary(scenarios) & test(/^vm::/))' "$@"
+  cargo nextest run --workspace --profile ci --no-tests=warn -E 'binary(scenarios) & test(/^vm::/)' "$@"
 else
   cargo test --workspace "$@"
 fi

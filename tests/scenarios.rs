@@ -23,6 +23,9 @@ fn main() {
     let machine = support::machine(&privilege);
     let mut trials = Vec::new();
 
+    let vm_ready = vpnlab::vm::readiness();
+    let require = std::env::var("VPNLAB_REQUIRE_PRIVILEGED").as_deref() == Ok("1");
+    let batch = std::sync::Arc::new(std::sync::Mutex::new(support::VmBatch { cells: vec![] }));
     let files = vpnlab::scenario::discover(&[topologies_dir()]).expect("topologies/ is readable");
     for file in files {
         let scenario = match vpnlab::scenario::load(&file) {
@@ -48,13 +51,43 @@ fn main() {
                         .map(|r| format!("unsupported: {r}"))
                         .collect();
                     if cell.requires.iter().any(|x| x == "kernel-esp") && !esp {
-                        r.push("skipped: needs kernel ESP, which this kernel lacks (run with --kernel)".into());
+                        match &vm_ready {
+                            // Runs in the VM batch instead (see below).
+                            Ok(_) => {}
+                            Err(e) if require => r.push(format!("fail: needs kernel ESP and VM mode is not ready: {e}")),
+                            Err(e) => r.push(format!("skipped: needs kernel ESP, which this kernel lacks, and VM mode is not ready: {e}")),
+                        }
                     }
                     (!r.is_empty()).then_some(r)
                 })
                 .unwrap_or_default();
             let id = cell.id.clone();
             let file = file.clone();
+            let in_vm = machine.is_some_and(|(_, esp)| !esp)
+                && vm_ready.is_ok()
+                && cell.requires.iter().any(|x| x == "kernel-esp");
+            if in_vm && not_here.is_empty() {
+                // `vm::` in the name: these share one VM boot (filter them
+                // with -E 'test(/^vm::/)').
+                batch
+                    .lock()
+                    .expect("batch")
+                    .cells
+                    .push((file.clone(), id.clone()));
+                let batch = batch.clone();
+                trials.push(Trial::test(format!("vm::{id}"), move || {
+                    let b = support::VmBatch {
+                        cells: batch.lock().expect("batch").cells.clone(),
+                    };
+                    support::run_vm_cell_test(&id, &b)
+                }));
+                continue;
+            }
+            if let Some(why) = not_here.iter().find(|r| r.starts_with("fail: ")) {
+                let why = why.clone();
+                trials.push(Trial::test(id, move || Err(why.into())));
+                continue;
+            }
             let trial = Trial::test(id.clone(), move || support::run_cell_test(&file, &id));
             if !not_here.is_empty() {
                 // Visible as `ignored`, never as a pass; the run itself

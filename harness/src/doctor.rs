@@ -101,6 +101,21 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
         },
         "apt-get install -y strongswan-charon",
     ));
+    match crate::vm::readiness() {
+        Ok((vng, kernel)) => f.push(finding(
+            "VM mode (--kernel)",
+            true,
+            format!("{} with {}", vng.display(), kernel.display()),
+            "",
+        )),
+        Err(e) => f.push(Finding {
+            what: "VM mode (--kernel)".into(),
+            // Optional: only cells that need kernel ESP on a kernel without it.
+            ok: esp == Some(true),
+            detail: e.to_string(),
+            fix: crate::vm::INSTALL.into(),
+        }),
+    }
     let plugdir = Path::new("/usr/lib/ipsec/plugins");
     let missing: Vec<&str> = strongswan::plugins(crate::stack::Backend::KernelLibipsec)
         .into_iter()

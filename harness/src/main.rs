@@ -270,6 +270,12 @@ async fn run_cmd(
         workdir: PathBuf::from(sandbox::WORKDIR),
         capture: view.capture,
         pcap_dir,
+        // Inside a VM (software emulation), everything is ~10x slower.
+        timers: if std::env::var_os("VPNLAB_IN_VM").is_some() {
+            vpnlab::stack::Timers::EMULATED
+        } else {
+            vpnlab::stack::Timers::HOST
+        },
     };
     let total = cells.len();
     let mut done: Vec<(usize, CellReport)> = futures::stream::iter(cells.iter().enumerate())

@@ -182,10 +182,14 @@ fn path(out: &mut dyn Write, c: &CellReport) -> std::io::Result<()> {
         }
     }
     for t in &p.tunnels {
+        let into = t
+            .into_tunnel
+            .map(|n| format!("into tunnel {n}, "))
+            .unwrap_or_default();
         writeln!(
             out,
-            "    {:<w$}  into tunnel {}, out of tunnel {}",
-            t.at, t.into_tunnel, t.out_of_tunnel
+            "    {:<w$}  {into}out of tunnel {}",
+            t.at, t.out_of_tunnel
         )?;
     }
     if p.diagnosis.is_empty() {

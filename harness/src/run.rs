@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub workdir: PathBuf,
     /// Capture packets on every interface (the path and diagnosis).
     pub capture: bool,
+    /// IKE retransmission timers.
+    pub timers: crate::stack::Timers,
     /// Write one pcap file per interface under this directory.
     pub pcap_dir: Option<PathBuf>,
 }
@@ -156,6 +158,7 @@ async fn run_inner(
                 Workdir {
                     dir: celldir.join(&e.node),
                 },
+                opts.timers,
             )
         })
         .collect();

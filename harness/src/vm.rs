@@ -162,8 +162,20 @@ pub async fn accel(vng: &Path, kernel: &Path, probe: Duration) -> Accel {
 /// Kernel modules a guest needs for cells (a distribution kernel builds
 /// them as modules; a minimal VM does not autoload all of them).
 pub const GUEST_MODULES: &[&str] = &[
-    "veth", "tun", "af_packet", "esp4", "ah4", "xfrm_user", "xfrm4_tunnel", "tunnel4",
-    "nf_tables", "nft_chain_nat", "nft_masq", "nft_ct", "nf_conntrack", "nf_nat",
+    "veth",
+    "tun",
+    "af_packet",
+    "esp4",
+    "ah4",
+    "xfrm_user",
+    "xfrm4_tunnel",
+    "tunnel4",
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_masq",
+    "nft_ct",
+    "nf_conntrack",
+    "nf_nat",
 ];
 
 /// Inside the guest: load [`GUEST_MODULES`] (those built in or missing are

@@ -103,6 +103,25 @@ fn run_cell_json(file: &Path, id: &str) -> Result<(serde_json::Value, String), F
 /// A cell test: verdict against `expect`, then the snapshot.
 pub fn run_cell_test(file: &Path, id: &str) -> Result<(), Failed> {
     let (cell, stderr) = run_cell_json(file, id)?;
+    judge_cell(id, &cell, &stderr)
+}
+
+/// A cell that needs kernel ESP, run in the shared VM batch.
+pub fn run_vm_cell_test(id: &str, batch: &VmBatch) -> Result<(), Failed> {
+    let report = batch.report()?;
+    let cell = report["cells"]
+        .as_array()
+        .and_then(|cells| cells.iter().find(|c| c["outcome"]["cell"] == id))
+        .ok_or_else(|| format!("cell {id} is missing from the VM batch's report"))?;
+    judge_cell(
+        id,
+        cell,
+        "(ran in the VM batch; its console is in the failing test's output)",
+    )
+}
+
+/// Check a cell's report entry: verdict, then snapshot.
+fn judge_cell(id: &str, cell: &serde_json::Value, stderr: &str) -> Result<(), Failed> {
     let outcome = cell["outcome"].clone();
     let verdict = outcome["verdict"].as_str().unwrap_or("missing").to_string();
     let snapshot = std::panic::catch_unwind(|| {
@@ -622,4 +641,85 @@ fn compare_pcaps(out: &Output, dir: &Path) -> Result<(), Failed> {
         .into());
     }
     Ok(())
+}
+
+/// Every cell that needs kernel ESP, run once per test run in one VM boot
+/// (`vpnlab run --kernel auto`), shared by their tests through a file
+/// under the target directory, guarded by a lock: nextest runs each test in
+/// its own process.
+pub struct VmBatch {
+    /// (file, cell) of every cell of the batch.
+    pub cells: Vec<(PathBuf, String)>,
+}
+
+impl VmBatch {
+    fn paths() -> (PathBuf, PathBuf) {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        // One batch per test run: nextest gives all its processes a run id.
+        let run =
+            std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| std::process::id().to_string());
+        (
+            dir.join("vm-batch.lock"),
+            dir.join(format!("vm-batch-{run}.json")),
+        )
+    }
+
+    /// The batch's report, running the batch if no test has yet.
+    pub fn report(&self) -> Result<serde_json::Value, Failed> {
+        use nix::fcntl::{Flock, FlockArg};
+        let (lock, cache) = Self::paths();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)?;
+        let _guard = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| format!("cannot lock {}: {e}", lock.display()))?;
+        if !cache.exists() {
+            // Earlier runs' results are stale.
+            if let Ok(d) = std::fs::read_dir(cache.parent().expect("dir")) {
+                for e in d.filter_map(Result::ok) {
+                    if e.file_name().to_string_lossy().starts_with("vm-batch-") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            let mut args: Vec<String> = vec![
+                "run".into(),
+                "--kernel".into(),
+                "auto".into(),
+                "--jobs".into(),
+                "2".into(),
+            ];
+            let mut files: Vec<String> = self
+                .cells
+                .iter()
+                .map(|(f, _)| f.to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            files.dedup();
+            args.extend(files);
+            for (_, id) in &self.cells {
+                args.extend(["--cell".into(), id.clone()]);
+            }
+            args.extend(["--report".into(), cache.to_string_lossy().into_owned()]);
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run_vpnlab(&argv)?;
+            if !cache.exists() {
+                let msg = format!(
+                    "the VM batch produced no report (exit {:?}):\n{}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                std::fs::write(&cache, serde_json::json!({ "error": msg }).to_string())?;
+            } else {
+                eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cache)?)?;
+        if let Some(e) = report["error"].as_str() {
+            return Err(e.to_string().into());
+        }
+        Ok(report)
+    }
 }

@@ -80,13 +80,17 @@ fn cc(class: Class, n: u64) -> Count {
     Count::of(class, n)
 }
 
-/// Tunnel payload at one endpoint (kernel-libipsec's TUN device).
+/// Tunnel payload at one endpoint: on kernel-libipsec's TUN device both
+/// ways; with kernel XFRM, the decrypted packets the kernel re-injects on the
+/// receiving interface (what enters the tunnel is encrypted before any
+/// capture point, so it is not counted).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TunnelEnd {
-    /// `client/ipsec0`.
+    /// `client/ipsec0`, or `client/to-gw (xfrm)`.
     pub at: String,
     /// Packets that entered the tunnel here (to be encrypted).
-    pub into_tunnel: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into_tunnel: Option<u64>,
     /// Packets that came out of the tunnel here (decrypted).
     pub out_of_tunnel: u64,
 }
@@ -119,7 +123,19 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
             let mut m = BTreeMap::new();
             for c in Class::ALL {
                 let sent = cap.count(&a.node, &a.iface, Dir::Out, c);
-                let arrived = cap.count(&b.node, &b.iface, Dir::In, c);
+                let mut arrived = cap.count(&b.node, &b.iface, Dir::In, c);
+                if c == Class::CheckClear && arrived > sent {
+                    // Check packets that arrive without having been sent on
+                    // the link are ESP the kernel decrypted and re-injected
+                    // on this interface (XFRM tunnel mode): tunnel output,
+                    // not clear text on the wire.
+                    report.tunnels.push(TunnelEnd {
+                        at: format!("{}/{} (xfrm)", b.node, b.iface),
+                        into_tunnel: None,
+                        out_of_tunnel: arrived - sent,
+                    });
+                    arrived = sent;
+                }
                 if sent + arrived > 0 {
                     m.insert(c, (sent, arrived));
                 }
@@ -159,7 +175,7 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
             };
             report.tunnels.push(TunnelEnd {
                 at: format!("{node}/{name}"),
-                into_tunnel: get(Dir::Out),
+                into_tunnel: Some(get(Dir::Out)),
                 out_of_tunnel: get(Dir::In),
             });
         }

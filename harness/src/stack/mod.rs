@@ -137,10 +137,38 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     }
 }
 
+/// IKE retransmission timers: short, so a blocked exchange is decided in
+/// seconds, but scaled up where the machine is slow (an emulated VM).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timers {
+    /// Seconds before the first retransmit (and between retransmits).
+    pub retransmit_timeout: f64,
+    /// Retransmits before giving up.
+    pub retransmit_tries: u32,
+}
+
+impl Timers {
+    /// On a host: give up after 1.5 s.
+    pub const HOST: Timers = Timers {
+        retransmit_timeout: 0.5,
+        retransmit_tries: 2,
+    };
+    /// In a VM under software emulation (about ten times slower): 6 s.
+    pub const EMULATED: Timers = Timers {
+        retransmit_timeout: 2.0,
+        retransmit_tries: 2,
+    };
+}
+
 /// Create the driver for an endpoint.
-pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir) -> Box<dyn Stack> {
+pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) -> Box<dyn Stack> {
     match ep.stack.as_str() {
-        "strongswan" => Box::new(strongswan::StrongSwan::new(ep.clone(), backend, work)),
+        "strongswan" => Box::new(strongswan::StrongSwan::new(
+            ep.clone(),
+            backend,
+            work,
+            timers,
+        )),
         other => unreachable!("stack {other} passed validation"),
     }
 }
