@@ -355,7 +355,7 @@ async fn run_vm(
     use vpnlab::vm;
     let vng = vm::vng()?;
     let kernel = vm::find_kernel(&kernel)?;
-    let accel = vm::accel(&vng, &kernel, std::time::Duration::from_secs(20)).await;
+    let accel = vm::accel(&vng, &kernel, std::time::Duration::from_secs(15)).await;
     // The guest runs exactly these cells, from the same files.
     let mut args: Vec<String> = Vec::new();
     let mut files: Vec<PathBuf> = cells
