@@ -13,13 +13,15 @@ fi
 # plugins, curve25519 in the extra plugins); nftables for NAT; iproute2 for
 # the kernel ESP probe and the safety tests;
 # ping and python3 for the hand-written benchmark baseline; tshark for the
-# test that reads vpnlab's pcap files with Wireshark's dissectors; qemu and
-# Debian's stock kernel (which has ESP as modules) for `--kernel` (VM mode,
-# with virtme-ng from PyPI below).
+# test that reads vpnlab's pcap files with Wireshark's dissectors; qemu,
+# Debian's stock kernel (which has ESP as modules) and a static busybox
+# (virtme-ng builds its initramfs from it) for `--kernel` (VM mode, with
+# virtme-ng from PyPI below). No recommends: they would pull the dynamic
+# busybox, which conflicts with busybox-static.
 PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           libstrongswan-standard-plugins libstrongswan-extra-plugins
           nftables iproute2 iputils-ping python3 tshark
-          qemu-system-x86 linux-image-amd64)
+          qemu-system-x86 linux-image-amd64 busybox-static)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -40,7 +42,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   else
     rm -f /usr/sbin/policy-rc.d.vpnlab
   fi
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # virtme-ng boots a kernel with the host's root shared read-only (VM mode).

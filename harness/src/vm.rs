@@ -215,6 +215,10 @@ pub struct VmRun {
     pub total: Duration,
 }
 
+/// Upper bound for one VM batch (boot, cells, power-off): a guest that
+/// panics early may never exit.
+pub const BATCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// The line vpnlab prints inside the VM when it starts running cells.
 pub const START_MARK: &str = "vpnlab-vm: running cells";
 
@@ -240,24 +244,32 @@ pub async fn run(
     ];
     inner.extend(args.iter().cloned());
     inner.extend(["--report".into(), "-".into()]);
-    let exec = inner
-        .iter()
-        .map(|a| sh_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ");
+    // The command goes in on the guest's stdin, not on --exec: --exec travels
+    // on the kernel command line, whose 2 KiB limit a long cell list would
+    // overflow (the guest then panics early and never exits).
+    let script = format!(
+        "exec {}\n",
+        inner
+            .iter()
+            .map(|a| sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let mut cmd = tokio::process::Command::new(vng);
     cmd.arg("--run").arg(kernel);
     if accel == Accel::Tcg {
         cmd.arg("--disable-kvm");
     }
-    cmd.args(["--memory", "2G", "--cpus", &cpus.to_string()]);
+    // 9p straight away: Debian's qemu 7.2 ships the C virtiofsd, which vng
+    // tries with the Rust one's flags, waiting seconds before falling back.
+    cmd.args(["--force-9p", "--memory", "2G", "--cpus", &cpus.to_string()]);
     for d in rw {
         cmd.arg(format!("--rwdir={}", d.display()));
     }
-    cmd.args(["--exec", &exec])
+    cmd.args(["--exec", "/bin/sh -s"])
         .env_remove(crate::sandbox::INNER_ENV)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -269,6 +281,15 @@ pub async fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| VmError::Run(format!("cannot start {}: {e}", vng.display())))?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| VmError::Run(format!("cannot pass the command to the VM: {e}")))?;
+        // Dropped here: the guest's shell reads to the end of the script.
+    }
     let mut out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let stdout = tokio::spawn(async move {
@@ -278,26 +299,35 @@ pub async fn run(
     });
     let mut boot = None;
     let mut tail: Vec<String> = Vec::new();
-    let mut lines = BufReader::new(err).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if boot.is_none() && line.contains(START_MARK) {
-            boot = Some(started.elapsed());
+    let console = async {
+        let mut lines = BufReader::new(err).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if boot.is_none() && line.contains(START_MARK) {
+                boot = Some(started.elapsed());
+            }
+            if boot.is_some() {
+                eprintln!("  vm| {line}");
+            }
+            tail.push(line);
+            if tail.len() > 40 {
+                tail.remove(0);
+            }
         }
-        if boot.is_some() {
-            eprintln!("  vm| {line}");
+        child.wait().await
+    };
+    let status = match tokio::time::timeout(BATCH_TIMEOUT, console).await {
+        Ok(s) => s.map_err(|e| VmError::Run(e.to_string()))?,
+        Err(_) => {
+            // kill_on_drop ends vng; the run's PID namespace ends qemu.
+            return Err(VmError::Run(format!(
+                "the VM did not finish within {BATCH_TIMEOUT:?}; last console lines:\n{}",
+                tail.join("\n")
+            )));
         }
-        tail.push(line);
-        if tail.len() > 40 {
-            tail.remove(0);
-        }
-    }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| VmError::Run(e.to_string()))?;
+    };
     let total = started.elapsed();
     let text = stdout.await.unwrap_or_default();
-    // The report is the last JSON document on stdout.
+    // The report is the JSON document on stdout.
     let json = text.find("{\n").map(|i| &text[i..]).unwrap_or("");
     let report: serde_json::Value = serde_json::from_str(json).map_err(|e| {
         VmError::Run(format!(
