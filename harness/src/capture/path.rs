@@ -288,3 +288,144 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::NodeFrames;
+    use std::path::Path;
+
+    /// The seed cell `nat=masquerade,nat_t=auto`, and a capture in which
+    /// each (node, iface, dir, class) has the given count.
+    fn setup(counts: &[(&str, &str, Dir, Class, u64)]) -> (Cell, Captured) {
+        let text = include_str!("../../../topologies/seed.toml");
+        let s = crate::scenario::parse(Path::new("seed.toml"), text).unwrap();
+        let cell = s
+            .cells
+            .into_iter()
+            .find(|c| c.id == "seed/nat=masquerade,nat_t=auto")
+            .unwrap();
+        let ifaces = [
+            ("client", "to-gw", 2),
+            ("gw", "to-client", 2),
+            ("gw", "to-server", 3),
+            ("server", "to-gw", 2),
+        ];
+        let mut cap = Captured::default();
+        for (node, iface, idx) in ifaces {
+            cap.names
+                .entry(node.to_string())
+                .or_default()
+                .insert(idx, iface.to_string());
+            cap.nodes
+                .entry(node.to_string())
+                .or_insert_with(NodeFrames::default);
+        }
+        for (node, iface, dir, class, n) in counts {
+            let idx = ifaces
+                .iter()
+                .find(|(a, b, _)| a == node && b == iface)
+                .unwrap()
+                .2;
+            cap.nodes
+                .get_mut(*node)
+                .unwrap()
+                .counts
+                .insert((idx, *dir, *class), *n);
+        }
+        (cell, cap)
+    }
+
+    #[test]
+    fn raw_esp_dropped_at_the_gateway_is_named_with_counts() {
+        let (cell, cap) = setup(&[
+            ("client", "to-gw", Dir::Out, Class::Esp, 3),
+            ("gw", "to-client", Dir::In, Class::Esp, 3),
+        ]);
+        let p = build(&cell, &cap);
+        assert_eq!(
+            p.diagnosis,
+            vec!["raw ESP (IP protocol 50) left client (3) and reached gw but never left gw toward server: dropped at gw"]
+        );
+        assert_eq!(p.hops.len(), 1);
+        assert_eq!(p.hops[0].hop, "client -> gw");
+        assert_eq!(p.hops[0].packets[&Class::Esp], Count::Exact(3));
+    }
+
+    #[test]
+    fn timing_dependent_classes_show_presence_only() {
+        let (cell, cap) = setup(&[
+            ("client", "to-gw", Dir::Out, Class::Ike4500, 3),
+            ("gw", "to-client", Dir::In, Class::Ike4500, 3),
+        ]);
+        let p = build(&cell, &cap);
+        assert_eq!(p.hops[0].packets[&Class::Ike4500], Count::Seen);
+        assert_eq!(
+            p.diagnosis,
+            vec!["IKE on UDP 4500 left client and reached gw but never left gw toward server: dropped at gw"]
+        );
+    }
+
+    #[test]
+    fn delivered_traffic_has_no_diagnosis_and_losses_on_a_link_are_named() {
+        let through = [
+            ("client", "to-gw", Dir::Out, Class::EspInUdp, 6),
+            ("gw", "to-client", Dir::In, Class::EspInUdp, 6),
+            ("gw", "to-server", Dir::Out, Class::EspInUdp, 6),
+            ("server", "to-gw", Dir::In, Class::EspInUdp, 6),
+        ];
+        assert!(build(&setup(&through).0, &setup(&through).1)
+            .diagnosis
+            .is_empty());
+        let (cell, cap) = setup(&[
+            ("client", "to-gw", Dir::Out, Class::EspInUdp, 6),
+            ("gw", "to-client", Dir::In, Class::EspInUdp, 4),
+            ("gw", "to-server", Dir::Out, Class::EspInUdp, 4),
+            ("server", "to-gw", Dir::In, Class::EspInUdp, 4),
+        ]);
+        let p = build(&cell, &cap);
+        assert_eq!(
+            p.diagnosis,
+            vec!["ESP in UDP 4500 left client (6) but only 4 arrived at gw: lost on the link"]
+        );
+        assert_eq!(p.hops[0].lost[&Class::EspInUdp], Count::Exact(2));
+    }
+
+    #[test]
+    fn clear_check_traffic_is_a_leak_but_xfrm_decap_is_tunnel_output() {
+        let (cell, cap) = setup(&[
+            ("client", "to-gw", Dir::Out, Class::CheckClear, 3),
+            ("gw", "to-client", Dir::In, Class::CheckClear, 3),
+        ]);
+        let p = build(&cell, &cap);
+        assert!(p.diagnosis.contains(
+            &"check traffic in clear text left client toward gw (3): it bypassed the tunnel"
+                .to_string()
+        ));
+        // Arrived without having been sent on the link: decrypted by XFRM.
+        let (cell, cap) = setup(&[("server", "to-gw", Dir::In, Class::CheckClear, 3)]);
+        let p = build(&cell, &cap);
+        assert!(p.diagnosis.is_empty(), "{:?}", p.diagnosis);
+        assert_eq!(
+            p.tunnels,
+            vec![TunnelEnd {
+                at: "server/to-gw (xfrm)".into(),
+                into_tunnel: None,
+                out_of_tunnel: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn icmp_errors_from_a_router_are_reported() {
+        let (cell, cap) = setup(&[
+            ("gw", "to-client", Dir::Out, Class::IcmpFragNeeded, 2),
+            ("client", "to-gw", Dir::In, Class::IcmpFragNeeded, 2),
+        ]);
+        let p = build(&cell, &cap);
+        assert_eq!(
+            p.diagnosis,
+            vec!["gw sent ICMP fragmentation-needed errors toward client (2)"]
+        );
+    }
+}
