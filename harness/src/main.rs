@@ -44,12 +44,13 @@ enum Command {
         /// Run only cells whose name contains this text (repeatable: any match).
         #[arg(long, short)]
         filter: Vec<String>,
-        /// Run only the cell with exactly this name (repeatable).
+        /// Run only the cell with exactly this name (repeatable; with --filter,
+        /// a cell must match both).
         #[arg(long)]
         cell: Vec<String>,
         /// Cells run in parallel; each has its own namespaces.
-        #[arg(long, short, default_value_t = 1)]
-        jobs: usize,
+        #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
         /// Write every outcome as JSON to FILE (`-` for stdout; the table then goes to stderr).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
@@ -63,7 +64,7 @@ enum Command {
         #[arg(long)]
         explain: bool,
         /// Do not capture packets (no path or diagnosis in the outcome).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pcap")]
         no_capture: bool,
         /// Run the cells in a VM booting this kernel image (`auto`: the newest
         /// installed distribution kernel), with virtme-ng and qemu; one boot
@@ -124,11 +125,25 @@ fn load_cells(paths: Vec<PathBuf>) -> Result<Vec<Cell>> {
         paths
     };
     let files = scenario::discover(&paths)?;
-    let mut cells = Vec::new();
+    let mut cells: Vec<Cell> = Vec::new();
     let mut errors = Vec::new();
     for f in files {
         match scenario::load(&f) {
-            Ok(s) => cells.extend(s.cells),
+            Ok(s) => {
+                for c in s.cells {
+                    // Two files may not define the same cell: names select
+                    // cells, key snapshots and name pcap directories.
+                    match cells.iter().find(|x| x.id == c.id) {
+                        Some(x) => errors.push(format!(
+                            "{}: cell {} is also defined by {} (set a different `name` in one of them)",
+                            c.file.display(),
+                            c.id,
+                            x.file.display()
+                        )),
+                        None => cells.push(c),
+                    }
+                }
+            }
             Err(e) => errors.push(e.to_string()),
         }
     }
@@ -139,13 +154,27 @@ fn load_cells(paths: Vec<PathBuf>) -> Result<Vec<Cell>> {
 }
 
 fn select(cells: Vec<Cell>, filter: &[String], exact: &[String]) -> Result<Vec<Cell>> {
+    let unknown: Vec<&String> = exact
+        .iter()
+        .filter(|e| !cells.iter().any(|c| &c.id == *e))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "no cell named {} (see `vpnlab list`)",
+            unknown
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let picked: Vec<Cell> = cells
         .into_iter()
         .filter(|c| filter.is_empty() || filter.iter().any(|f| c.id.contains(f.as_str())))
         .filter(|c| exact.is_empty() || exact.iter().any(|e| &c.id == e))
         .collect();
     if picked.is_empty() {
-        bail!("no cell matches the selection (see `vpnlab list`)");
+        bail!("no cell matches both --filter and --cell (see `vpnlab list`)");
     }
     Ok(picked)
 }
@@ -198,6 +227,7 @@ fn real_main(cli: Cli) -> Result<i32> {
         } => {
             // Validate before anything is created.
             let cells = select(load_cells(paths)?, &filter, &cell)?;
+            preflight(report.as_deref(), pcap.as_deref())?;
             let view = View {
                 explain,
                 capture: !no_capture,
@@ -207,8 +237,8 @@ fn real_main(cli: Cli) -> Result<i32> {
                 Some(_) if keep => {
                     bail!("--keep cannot be used with --kernel (the VM ends with the run)")
                 }
-                Some(k) => sandboxed(|| run_vm(k, cells, jobs.max(1), report, view)),
-                None => sandboxed(|| run_cmd(cells, jobs.max(1), report, keep, view)),
+                Some(k) => sandboxed(|| run_vm(k, cells, usize::from(jobs), report, view)),
+                None => sandboxed(|| run_cmd(cells, usize::from(jobs), report, keep, view)),
             }
         }
         Command::Explain { cells, paths, pcap } => {
@@ -221,6 +251,22 @@ fn real_main(cli: Cli) -> Result<i32> {
             sandboxed(|| run_cmd(cells, 1, None, false, view))
         }
     }
+}
+
+/// Fail before any cell runs if the report or pcap location is unusable.
+fn preflight(report: Option<&std::path::Path>, pcap: Option<&std::path::Path>) -> Result<()> {
+    if let Some(r) = report.filter(|r| *r != std::path::Path::new("-")) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(r)
+            .with_context(|| format!("cannot write the report to {}", r.display()))?;
+    }
+    if let Some(p) = pcap {
+        std::fs::create_dir_all(p)
+            .with_context(|| format!("cannot create the pcap directory {}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// How much of each cell to show and record.
@@ -256,7 +302,7 @@ async fn run_cmd(
         vpnlab::vm::load_guest_modules().await;
     }
     let kernel_esp = vpnlab::run::kernel_has_esp().await;
-    let backend = vpnlab::run::default_backend(kernel_esp);
+    let backend = vpnlab::run::default_backend(kernel_esp).map_err(anyhow::Error::msg)?;
     if std::env::var_os("VPNLAB_IN_VM").is_some() {
         // The host waits for this line to measure the boot.
         eprintln!("{} ({} cells)", vpnlab::vm::START_MARK, cells.len());

@@ -112,6 +112,14 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport], explain: bool) -> std::i
                 for m in &o.mismatches {
                     writeln!(out, "  - {m}")?;
                 }
+                for ch in o.checks.iter().filter(|c| c.error.is_some()) {
+                    writeln!(
+                        out,
+                        "  check {} could not run: {}",
+                        ch.name,
+                        ch.error.as_deref().unwrap_or("")
+                    )?;
+                }
                 if let Some(i) = &o.initiation {
                     for l in &i.log {
                         writeln!(out, "  initiator log: {l}")?;
@@ -135,8 +143,9 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport], explain: bool) -> std::i
     let count = |v: Verdict| cells.iter().filter(|c| c.outcome.verdict == v).count();
     writeln!(
         out,
-        "\n{} cells: {} passed, {} failed, {} unsupported, {} skipped, {} errors",
+        "\n{} {}: {} passed, {} failed, {} unsupported, {} skipped, {} errors",
         cells.len(),
+        if cells.len() == 1 { "cell" } else { "cells" },
         count(Verdict::Pass),
         count(Verdict::Fail),
         count(Verdict::Unsupported),
@@ -149,6 +158,9 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport], explain: bool) -> std::i
 /// then the diagnosis.
 fn path(out: &mut dyn Write, c: &CellReport) -> std::io::Result<()> {
     let Some(p) = &c.outcome.path else {
+        if matches!(c.outcome.verdict, Verdict::Pass | Verdict::Fail) {
+            writeln!(out, "  path: not captured (--no-capture)")?;
+        }
         return Ok(());
     };
     writeln!(

@@ -338,12 +338,15 @@ pub fn host_pid() -> u32 {
 /// The ESP backend for cells that do not pin one: kernel-netlink when the
 /// kernel accepts ESP states, else kernel-libipsec. `VPNLAB_BACKEND`
 /// overrides the choice.
-pub fn default_backend(kernel_esp: bool) -> Backend {
+pub fn default_backend(kernel_esp: bool) -> Result<Backend, String> {
     match std::env::var("VPNLAB_BACKEND").as_deref() {
-        Ok("kernel-netlink") => Backend::KernelNetlink,
-        Ok("kernel-libipsec") => Backend::KernelLibipsec,
-        _ if kernel_esp => Backend::KernelNetlink,
-        _ => Backend::KernelLibipsec,
+        Ok("kernel-netlink") => Ok(Backend::KernelNetlink),
+        Ok("kernel-libipsec") => Ok(Backend::KernelLibipsec),
+        Ok(other) => Err(format!(
+            "VPNLAB_BACKEND={other}: expected kernel-netlink or kernel-libipsec"
+        )),
+        Err(_) if kernel_esp => Ok(Backend::KernelNetlink),
+        Err(_) => Ok(Backend::KernelLibipsec),
     }
 }
 

@@ -58,7 +58,7 @@ pub fn machine(p: &Privilege) -> Option<(Backend, bool)> {
         Privilege::Yes => {
             let rt = tokio::runtime::Runtime::new().ok()?;
             let esp = rt.block_on(vpnlab::run::kernel_has_esp());
-            Some((vpnlab::run::default_backend(esp), esp))
+            Some((vpnlab::run::default_backend(esp).ok()?, esp))
         }
         Privilege::No { .. } => None,
     }

@@ -52,7 +52,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
 /// Collect scenario files from files and directories (directories are
 /// searched recursively for `*.toml`, in sorted order).
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
-    let mut out = Vec::new();
+    let mut out: Vec<PathBuf> = Vec::new();
     for p in paths {
         if p.is_dir() {
             let before = out.len();
@@ -67,6 +67,9 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
             out.push(p.clone());
         }
     }
+    // The same file named twice (or through a directory) is read once.
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
     Ok(out)
 }
 

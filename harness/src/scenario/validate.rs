@@ -610,6 +610,28 @@ pub(super) fn validate(
         };
         let src = addr(&mut d, &c.src, &c.from, "src");
         let dst = addr(&mut d, &c.dst, &c.to, "dst");
+        // An explicit address must belong to its node: the probe socket is
+        // bound there (src) or the echo responder listens there (dst).
+        for (explicit, node, which) in [(&c.src, &c.from, "src"), (&c.dst, &c.to, "dst")] {
+            if let (Some(e), Ok(a)) = (
+                explicit,
+                explicit
+                    .as_ref()
+                    .map_or(Err(()), |e| e.get_ref().parse::<Ipv4Addr>().map_err(|_| ())),
+            ) {
+                let owned = ifaces
+                    .iter()
+                    .any(|x| &x.node == node.get_ref() && x.net.addr() == a)
+                    || inner_of.get(node.get_ref()) == Some(&a);
+                if !owned && nodes.contains(node.get_ref()) {
+                    d.err(
+                        sp(e),
+                        format!("{field}.{which}"),
+                        format!("{a} is not an address of {}", node.get_ref()),
+                    );
+                }
+            }
+        }
         match (*c.kind.get_ref(), &c.port) {
             (model::CheckKind::Udp, None) => d.err(
                 sp(&c.kind),

@@ -70,7 +70,7 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
         );
     }
     if ep.mode == Mode::Transport && backend == Backend::KernelLibipsec {
-        return Some("strongSwan's kernel-libipsec backend supports tunnel mode only; transport mode needs kernel ESP".into());
+        return Some("strongSwan's kernel-libipsec backend supports tunnel mode only; transport mode needs kernel ESP (pin `backend = \"kernel-netlink\"` and run with --kernel auto)".into());
     }
     None
 }
