@@ -206,7 +206,7 @@ async fn run_inner(
     let phases = &mut report.phases;
     phases.capture_ms = lap(&mut t);
     if opts.keep && outcome.verdict != Verdict::Pass {
-        keep_until_interrupted(cell, &topo, &celldir).await;
+        keep_until_interrupted(cell, &outcome, &topo, &celldir).await;
     }
     let mut t = Instant::now();
     join_all(stacks.iter_mut().map(|s| s.stop())).await;
@@ -305,12 +305,21 @@ async fn exercise(
 /// `--keep`: leave the failed topology up, say how to enter each node, and
 /// wait for Ctrl-C (the run's PID namespace ends with vpnlab, so nothing can
 /// outlive it by accident).
-async fn keep_until_interrupted(cell: &Cell, topo: &Topology, celldir: &Path) {
+async fn keep_until_interrupted(cell: &Cell, outcome: &Outcome, topo: &Topology, celldir: &Path) {
     let pid = host_pid();
     eprintln!(
         "\n--keep: cell {} failed; its topology stays up until Ctrl-C.",
         cell.id
     );
+    for m in &outcome.mismatches {
+        eprintln!("  - {m}");
+    }
+    if let Some(r) = &outcome.reason {
+        eprintln!("  {r}");
+    }
+    for d in outcome.path.iter().flat_map(|p| &p.diagnosis) {
+        eprintln!("  diagnosis: {d}");
+    }
     for (name, ns) in &topo.nodes {
         eprintln!(
             "  {name:<10} nsenter --net=/proc/{pid}/fd/{} bash",

@@ -264,10 +264,20 @@ fn unknown_requirement_and_backend_are_rejected() {
 
 #[test]
 fn explicit_check_addresses_must_belong_to_their_nodes() {
-    let text = SEED.replace("port = 1701\nfrom = \"client\"", "port = 1701\nsrc = \"10.99.1.1\"\nfrom = \"client\"");
+    let text = SEED.replace(
+        "port = 1701\nfrom = \"client\"",
+        "port = 1701\nsrc = \"10.99.1.1\"\nfrom = \"client\"",
+    );
     assert_ne!(text, SEED);
     let e = errors(&text);
-    assert!(e.iter().any(|m| m.contains("checks[1].src: 10.99.1.1 is not an address of client")), "{e:?}");
-    let ok = SEED.replace("port = 1701\nfrom = \"client\"", "port = 1701\nsrc = \"192.168.1.2\"\nfrom = \"client\"");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("checks[1].src: 10.99.1.1 is not an address of client")),
+        "{e:?}"
+    );
+    let ok = SEED.replace(
+        "port = 1701\nfrom = \"client\"",
+        "port = 1701\nsrc = \"192.168.1.2\"\nfrom = \"client\"",
+    );
     assert!(parse(Path::new("t.toml"), &ok).is_ok());
 }
