@@ -176,6 +176,15 @@ pub const GUEST_MODULES: &[&str] = &[
     "nft_ct",
     "nf_conntrack",
     "nf_nat",
+    // Crypto, preloaded: autoloading it at the first SA install costs seconds
+    // under emulation, enough to trigger IKE retransmits.
+    "seqiv",
+    "echainiv",
+    "authenc",
+    "gcm",
+    "ghash_generic",
+    "drbg",
+    "jitterentropy_rng",
 ];
 
 /// Inside the guest: load [`GUEST_MODULES`] (those built in or missing are
