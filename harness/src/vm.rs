@@ -276,7 +276,12 @@ pub async fn run(
     for d in rw {
         cmd.arg(format!("--rwdir={}", d.display()));
     }
+    // virtme's temporary files (its return-code channel) go to the run's
+    // private tmpfs, so a killed run leaves none in /tmp.
+    let tmp = Path::new(crate::sandbox::WORKDIR).join("vm-tmp");
+    let _ = std::fs::create_dir_all(&tmp);
     cmd.args(["--exec", "/bin/sh -s"])
+        .env("TMPDIR", &tmp)
         .env_remove(crate::sandbox::INNER_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
