@@ -70,6 +70,9 @@ pub struct Phases {
     pub capture_ms: f64,
     /// Daemons stopped, namespaces released.
     pub teardown_ms: f64,
+    /// Time spent holding a failed topology for `--keep` (not in `elapsed_ms`).
+    #[serde(default)]
+    pub kept_ms: f64,
 }
 
 /// Milliseconds since `t`, reset `t`.
@@ -93,7 +96,7 @@ pub async fn run_cell(cell: &Cell, index: usize, opts: &RunOptions) -> CellRepor
     };
     tracing::debug!(cell = %cell.id, backend = opts.backend.as_str(), "cell start");
     report.outcome = run_inner(cell, index, opts, &mut report).await;
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.elapsed_ms = (started.elapsed().as_secs_f64() * 1000.0 - report.phases.kept_ms) as u64;
     tracing::debug!(cell = %cell.id, verdict = report.outcome.verdict.label(), phases = ?report.phases, "cell done");
     report
 }
@@ -207,6 +210,7 @@ async fn run_inner(
     phases.capture_ms = lap(&mut t);
     if opts.keep && outcome.verdict != Verdict::Pass {
         keep_until_interrupted(cell, &outcome, &topo, &celldir).await;
+        phases.kept_ms = lap(&mut t);
     }
     let mut t = Instant::now();
     join_all(stacks.iter_mut().map(|s| s.stop())).await;
