@@ -98,17 +98,56 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// The key written at (or just before) `offset`, for parse errors that carry
-/// only a position.
+/// The dotted path of the field at `offset`, for parse errors that carry
+/// only a position: the enclosing `[table]` or `[[array]]` entry (with its
+/// index), the key on that line, and the key inside an inline table.
 fn field_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     let line = text[line_start..line_end].trim();
-    match line.split_once('=') {
-        Some((key, _)) => key.trim().to_string(),
-        None => line.trim_matches(|c| c == '[' || c == ']').to_string(),
+    // The table the line belongs to.
+    let mut table = String::new();
+    let mut arrays: std::collections::BTreeMap<String, usize> = Default::default();
+    for l in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let n = arrays.entry(name.trim().to_string()).or_insert(0);
+            table = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+        }
     }
+    let join = |a: &str, b: &str| {
+        if a.is_empty() {
+            b.to_string()
+        } else {
+            format!("{a}.{b}")
+        }
+    };
+    if line.starts_with('[') {
+        return line.trim_matches(|c| c == '[' || c == ']').to_string();
+    }
+    let Some((key, value)) = line.split_once('=') else {
+        return table;
+    };
+    let mut path = join(&table, key.trim());
+    // Inside an inline table: name the inner key the error points at.
+    let col = offset - line_start;
+    let raw = &text[line_start..line_end];
+    if value.trim_start().starts_with('{') {
+        if let Some(inner) = raw[..col.min(raw.len())].rsplit([',', '{']).next() {
+            let inner_key = raw[col.min(raw.len())..]
+                .split(['=', ',', '}'])
+                .next()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && inner.trim().is_empty());
+            if let Some(k) = inner_key {
+                path = join(&path, k);
+            }
+        }
+    }
+    path
 }
 
 #[cfg(test)]

@@ -82,7 +82,9 @@ fn unknown_field_is_reported_with_its_position() {
     let line = line_of(&text, "natt = ");
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].starts_with(&format!("t.toml:{line}:1: natt: unknown field `natt`")),
+        e[0].starts_with(&format!(
+            "t.toml:{line}:1: nodes.gw.natt: unknown field `natt`"
+        )),
         "{e:?}"
     );
 }
@@ -280,4 +282,26 @@ fn explicit_check_addresses_must_belong_to_their_nodes() {
         "port = 1701\nsrc = \"192.168.1.2\"\nfrom = \"client\"",
     );
     assert!(parse(Path::new("t.toml"), &ok).is_ok());
+}
+
+#[test]
+fn parse_errors_name_the_path_of_the_field() {
+    let text = SEED.replace(
+        "b = { node = \"gw\", addr = \"192.168.1.1/24\" }",
+        "b = { node = \"gw\", adr = \"192.168.1.1/24\" }",
+    );
+    let e = errors(&text);
+    assert!(
+        e[0].contains(": links[0].b.adr: unknown field `adr`"),
+        "{e:?}"
+    );
+    let text = SEED.replace(
+        "count = 3\n\n[[checks]]",
+        "count = 3\ncolor = 1\n\n[[checks]]",
+    );
+    let e = errors(&text);
+    assert!(
+        e[0].contains(": checks[0].color: unknown field `color`"),
+        "{e:?}"
+    );
 }
