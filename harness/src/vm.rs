@@ -29,8 +29,7 @@ pub enum VmError {
 }
 
 /// The command that installs everything VM mode needs.
-pub const INSTALL: &str =
-    "apt-get install -y qemu-system-x86 linux-image-amd64 && pip install virtme-ng";
+pub const INSTALL: &str = "apt-get install -y --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static && pip install virtme-ng";
 
 /// Resolve `--kernel`: a path to a kernel image, or `auto` for the newest
 /// installed distribution kernel (`/boot/vmlinuz-*` with its modules).
@@ -111,6 +110,16 @@ pub fn readiness() -> Result<(PathBuf, PathBuf), VmError> {
         return Err(VmError::Missing {
             what: "qemu-system-x86_64".into(),
             install: "apt-get install -y qemu-system-x86".into(),
+        });
+    }
+    // virtme-ng builds its initramfs around a static busybox.
+    if !["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .any(|p| Path::new(p).is_file())
+    {
+        return Err(VmError::Missing {
+            what: "busybox (static)".into(),
+            install: "apt-get install -y busybox-static".into(),
         });
     }
     let kernel = find_kernel("auto")?;
