@@ -39,13 +39,7 @@ pub struct VmInfo {
 
 /// This process's peak resident memory (VmHWM), in KiB.
 pub fn peak_rss_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-        })
+    crate::sys::self_status_field("VmHWM")
 }
 
 /// Print the results table: one row per cell, then the details of every

@@ -184,12 +184,11 @@ async fn run_inner(
         None
     };
     phases.topology_ms = lap(&mut t);
-    let result = exercise(cell, &topo, &mut stacks, phases, &mut t).await;
+    let result = exercise(cell, opts.backend, &topo, &mut stacks, phases, &mut t).await;
     let mut outcome = match result {
         Ok(o) => o,
         Err(e) => Outcome::not_run(cell, opts.backend, Verdict::Error, e),
     };
-    outcome.backend = opts.backend;
     let mut t = Instant::now();
     if let Some(capture) = capture {
         let captured = capture.stop(&topo).await;
@@ -223,6 +222,7 @@ async fn run_inner(
 /// Start the daemons, bring the tunnel up, run the checks, observe.
 async fn exercise(
     cell: &Cell,
+    backend: Backend,
     topo: &Topology,
     stacks: &mut [Box<dyn Stack>],
     phases: &mut Phases,
@@ -291,7 +291,7 @@ async fn exercise(
         verdict: Verdict::Error,
         mismatches: vec![],
         reason: None,
-        backend: Backend::KernelLibipsec,
+        backend,
         expected: cell.expect.clone(),
         tunnel: None,
         encapsulation: None,
@@ -338,13 +338,8 @@ async fn keep_until_interrupted(cell: &Cell, outcome: &Outcome, topo: &Topology,
 /// This process's PID as the host sees it (we may be PID 1 of the run's
 /// PID namespace): the first `NSpid` field of /proc/self/status.
 pub fn host_pid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .and_then(|v| v.split_whitespace().next().and_then(|p| p.parse().ok()))
-        })
+    crate::sys::self_status_field("NSpid")
+        .and_then(|p| u32::try_from(p).ok())
         .unwrap_or_else(std::process::id)
 }
 

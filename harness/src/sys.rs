@@ -153,3 +153,14 @@ pub fn packet_drops(fd: BorrowedFd<'_>) -> io::Result<u64> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// The first number of field `name` in /proc/self/status (e.g. `VmHWM`,
+/// `NSpid`).
+pub fn self_status_field(name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let prefix = format!("{name}:");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
