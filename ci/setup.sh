@@ -45,6 +45,33 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# libreswan (second IKE stack). Debian's package conflicts with strongSwan's,
+# so its files are unpacked into a private prefix instead of installed; only
+# its shared-library dependencies (and certutil, for pluto's NSS database)
+# come from apt. vpnlab looks for pluto there (VPNLAB_LIBRESWAN overrides).
+LIBRESWAN_PREFIX=${VPNLAB_LIBRESWAN:-/opt/vpnlab/libreswan}
+if [ ! -x "$LIBRESWAN_PREFIX/usr/libexec/ipsec/pluto" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-cache show libreswan >/dev/null 2>&1 || apt-get update -qq
+  # The library dependencies, whatever this release calls them.
+  mapfile -t LSWDEPS < <(apt-cache depends --no-recommends --no-suggests libreswan \
+    | awk '$1 ~ /Depends:/ && $2 ~ /^lib/ {print $2}' | sort -u | grep -vx libnss3-tools)
+  echo "ci/setup.sh: installing libreswan's libraries: ${LSWDEPS[*]} libnss3-tools"
+  apt-get install -y -qq --no-install-recommends "${LSWDEPS[@]}" libnss3-tools >/dev/null
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"  # apt downloads as the _apt user
+  (cd "$tmp" && apt-get download -qq libreswan)
+  mkdir -p "$LIBRESWAN_PREFIX"
+  dpkg -x "$tmp"/libreswan_*.deb "$LIBRESWAN_PREFIX"
+  rm -rf "$tmp"
+  echo "ci/setup.sh: libreswan unpacked into $LIBRESWAN_PREFIX"
+fi
+if ldd "$LIBRESWAN_PREFIX/usr/libexec/ipsec/pluto" | grep -q "not found"; then
+  echo "ci/setup.sh: pluto in $LIBRESWAN_PREFIX misses libraries:" >&2
+  ldd "$LIBRESWAN_PREFIX/usr/libexec/ipsec/pluto" | grep "not found" >&2
+  exit 2
+fi
+
 # virtme-ng boots a kernel with the host's root shared read-only (VM mode).
 if ! command -v vng >/dev/null 2>&1; then
   PIP=$(command -v pip3 || command -v pip || true)

@@ -136,6 +136,16 @@ pub enum StackError {
         /// Error text.
         detail: String,
     },
+    /// A program the stack needs is not installed.
+    #[error("node {node}: {what} is missing; install it with: {install}")]
+    Missing {
+        /// Node name.
+        node: String,
+        /// What is missing.
+        what: String,
+        /// The command that installs it.
+        install: String,
+    },
     /// Writing a generated config file failed.
     #[error("node {node}: cannot write {path}: {source}")]
     Config {

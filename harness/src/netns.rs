@@ -69,21 +69,17 @@ impl Netns {
         })
     }
 
-    /// A command that will run inside this namespace. With `run_dir`, the
-    /// process also gets a private mount namespace with `run_dir` on `/run`.
-    pub fn command(&self, program: &str, run_dir: Option<PathBuf>) -> Command {
-        let mut cmd = Command::new(program);
-        let raw = self.fd.as_raw_fd();
-        cmd.stdin(Stdio::null()).kill_on_drop(true);
-        // SAFETY: the closure runs between fork and exec; it only performs
-        // raw syscalls on a descriptor the child inherited.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = BorrowedFd::borrow_raw(raw);
-                sys::enter_node(fd, run_dir.as_deref())
-            });
-        }
-        cmd
+    /// A command that will run inside this namespace. With `binds`
+    /// (`(source, target)` pairs, e.g. a daemon's directory on `/run`), the
+    /// process also gets a private mount namespace with those bind mounts.
+    pub fn command(&self, program: &str, binds: Vec<(PathBuf, PathBuf)>) -> Command {
+        command_in(self.fd(), program, binds)
+    }
+
+    /// A duplicate of the namespace descriptor, for a driver that runs
+    /// commands in the node after `start` (see [`command_in`]).
+    pub fn dup_fd(&self) -> std::io::Result<OwnedFd> {
+        self.fd.try_clone()
     }
 
     /// A UDP socket bound to `addr` inside this namespace.
@@ -130,4 +126,22 @@ impl Netns {
             Ok(fd)
         })
     }
+}
+
+/// A command that will run inside the network namespace `ns` (see
+/// [`Netns::command`]). The descriptor must stay open until the command is
+/// spawned.
+pub fn command_in(ns: BorrowedFd<'_>, program: &str, binds: Vec<(PathBuf, PathBuf)>) -> Command {
+    let mut cmd = Command::new(program);
+    let raw = ns.as_raw_fd();
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    // SAFETY: the closure runs between fork and exec; it only performs raw
+    // syscalls on a descriptor the child inherited.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = BorrowedFd::borrow_raw(raw);
+            sys::enter_node(fd, &binds)
+        });
+    }
+    cmd
 }

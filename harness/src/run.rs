@@ -364,7 +364,7 @@ pub async fn kernel_has_esp() -> bool {
         return false;
     };
     let out = ns
-        .command("ip", None)
+        .command("ip", vec![])
         .args([
             "xfrm",
             "state",

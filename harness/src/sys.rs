@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::PathBuf;
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -45,21 +45,25 @@ where
 }
 
 /// Called in a freshly forked child, before `exec`: enter the node's network
-/// namespace, take a private mount namespace and bind `run_dir` over `/run`,
-/// so each daemon has its own pid files and sockets.
+/// namespace and, when `binds` is not empty, take a private mount namespace
+/// and bind each `(source, target)` over its target. Daemons get their own
+/// directory on `/run` this way (pid files, sockets); libreswan also gets its
+/// private prefix's helpers on `/usr/libexec`.
 ///
 /// Only async-signal-safe work is done here (raw syscalls, no allocation
 /// beyond what the caller prepared).
-pub fn enter_node(ns: BorrowedFd<'_>, run_dir: Option<&Path>) -> io::Result<()> {
+pub fn enter_node(ns: BorrowedFd<'_>, binds: &[(PathBuf, PathBuf)]) -> io::Result<()> {
     // Die with the process that spawned us; the run's PID namespace is the
     // second line of defence (see `sandbox`).
     set_pdeathsig_kill()?;
     setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-    if let Some(run_dir) = run_dir {
+    if !binds.is_empty() {
         private_mount_ns()?;
+    }
+    for (source, target) in binds {
         mount(
-            Some(run_dir),
-            "/run",
+            Some(source.as_path()),
+            target.as_path(),
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,

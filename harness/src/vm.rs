@@ -74,6 +74,15 @@ pub fn find_kernel(spec: &str) -> Result<PathBuf, VmError> {
     })
 }
 
+/// Settings that concern the host side of VM mode only (or are set anew
+/// inside the guest), so they are not passed into the guest.
+const HOST_ONLY_ENV: &[&str] = &[
+    "VPNLAB_VNG",
+    "VPNLAB_VM_ACCEL",
+    "VPNLAB_IN_VM",
+    crate::sandbox::INNER_ENV,
+];
+
 /// Where `vng` is: `VPNLAB_VNG`, else the PATH, else pip's usual places.
 pub fn vng() -> Result<PathBuf, VmError> {
     if let Some(p) = std::env::var_os("VPNLAB_VNG") {
@@ -254,12 +263,15 @@ pub async fn run(
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| VmError::Run(format!("cannot find own binary: {e}")))?;
-    let mut inner = vec![
-        "env".to_string(),
-        "VPNLAB_IN_VM=1".into(),
-        exe.to_string_lossy().into_owned(),
-        "run".into(),
-    ];
+    let mut inner = vec!["env".to_string(), "VPNLAB_IN_VM=1".into()];
+    // The guest does not inherit our environment: pass on the settings
+    // that choose programs and backends (VPNLAB_LIBRESWAN, VPNLAB_CHARON...).
+    let mut settings: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("VPNLAB_") && !HOST_ONLY_ENV.contains(&k.as_str()))
+        .collect();
+    settings.sort();
+    inner.extend(settings.into_iter().map(|(k, v)| format!("{k}={v}")));
+    inner.extend([exe.to_string_lossy().into_owned(), "run".into()]);
     inner.extend(args.iter().cloned());
     inner.extend(["--report".into(), "-".into()]);
     // The command goes in on the guest's stdin, not on --exec: --exec travels

@@ -18,7 +18,7 @@ pub async fn apply(ns: &Netns, profile: NatProfile, ruleset: &str) -> Result<(),
         message,
     };
     let mut child = ns
-        .command("nft", None)
+        .command("nft", vec![])
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

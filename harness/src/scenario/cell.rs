@@ -103,6 +103,9 @@ pub struct Endpoint {
     pub peer: String,
     /// Where IKE is sent (initiator only).
     pub remote_addr: Option<Ipv4Addr>,
+    /// The node's own address IKE uses: toward `remote_addr` on the
+    /// initiator, the address the initiator targets on the responder.
+    pub local_addr: Option<Ipv4Addr>,
     /// Own identity.
     pub id: String,
     /// Peer identity.

@@ -102,8 +102,9 @@ pub struct RouteSpec {
 pub struct EndpointSpec {
     /// Node the daemon runs in.
     pub node: Spanned<String>,
-    /// Which implementation: `strongswan`.
-    pub stack: Spanned<String>,
+    /// Which implementation: `strongswan`, `libreswan` or `command` (see
+    /// `command`). May be left out when `matrix.stack.<node>` sets it.
+    pub stack: Option<Spanned<String>>,
     /// `initiator` or `responder`.
     pub role: Spanned<Role>,
     /// Node of the peer endpoint.
@@ -226,6 +227,10 @@ pub struct MatrixSpec {
     pub nat: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
     /// NAT-T modes to try (applied to every endpoint).
     pub nat_t: Option<Spanned<Vec<Spanned<NatT>>>>,
+    /// Endpoint node → stacks to try there (axis `stack.<node>`): two
+    /// entries give the interoperability grid.
+    #[serde(default)]
+    pub stack: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One expectation entry.

@@ -47,6 +47,21 @@ impl Diags<'_> {
     }
 }
 
+/// Report a stack name vpnlab has no driver for.
+fn known_stack(d: &mut Diags<'_>, st: &Spanned<String>, field: String) {
+    if !stack::KNOWN.contains(&st.get_ref().as_str()) {
+        d.err(
+            sp(st),
+            field,
+            format!(
+                "unknown stack `{}` (known: {})",
+                st.get_ref(),
+                stack::KNOWN.join(", ")
+            ),
+        );
+    }
+}
+
 fn sp<T>(s: &Spanned<T>) -> Range<usize> {
     s.span()
 }
@@ -385,16 +400,18 @@ pub(super) fn validate(
         let field = format!("endpoints[{i}]");
         node_ref(&mut d, &e.node, format!("{field}.node"));
         node_ref(&mut d, &e.peer, format!("{field}.peer"));
-        if !stack::KNOWN.contains(&e.stack.get_ref().as_str()) {
-            d.err(
-                sp(&e.stack),
+        match &e.stack {
+            Some(st) => known_stack(&mut d, st, format!("{field}.stack")),
+            None if !f.matrix.stack.contains_key(e.node.get_ref()) => d.err(
+                sp(&f.endpoints[i]),
                 format!("{field}.stack"),
                 format!(
-                    "unknown stack `{}` (known: {})",
-                    e.stack.get_ref(),
-                    stack::KNOWN.join(", ")
+                    "missing: set `stack` ({}) or give the node an axis `matrix.stack.{}`",
+                    stack::KNOWN.join(", "),
+                    e.node.get_ref()
                 ),
-            );
+            ),
+            None => {}
         }
         if ![1u8, 2].contains(e.ike.get_ref()) {
             d.err(
@@ -727,6 +744,32 @@ pub(super) fn validate(
         ));
     }
 
+    for (n, values) in &f.matrix.stack {
+        let field = format!("matrix.stack.{n}");
+        if !f.endpoints.iter().any(|e| e.get_ref().node.get_ref() == n) {
+            d.err(sp(values), field.clone(), format!("`{n}` has no endpoint"));
+        }
+        if values.get_ref().is_empty() {
+            d.err(
+                sp(values),
+                field.clone(),
+                "an axis needs at least one value",
+            );
+        }
+        for v in values.get_ref() {
+            known_stack(&mut d, v, field.clone());
+        }
+        axes.push((
+            format!("stack.{n}"),
+            values
+                .get_ref()
+                .iter()
+                .map(|v| v.get_ref().clone())
+                .collect(),
+            sp(values),
+        ));
+    }
+
     // --- expectations refer to known axes, values and checks
     for (i, e) in f.expect.iter().enumerate() {
         for (k, v) in &e.get_ref().when {
@@ -890,10 +933,16 @@ pub(super) fn validate(
                 .unwrap_or(*e.nat_t.get_ref());
             endpoints.push(cell::Endpoint {
                 node: e.node.get_ref().clone(),
-                stack: e.stack.get_ref().clone(),
+                stack: value(&format!("stack.{}", e.node.get_ref()))
+                    .map(str::to_string)
+                    .or_else(|| e.stack.as_ref().map(|s| s.get_ref().clone()))
+                    .expect("validated stack"),
                 role: *e.role.get_ref(),
                 peer: e.peer.get_ref().clone(),
                 remote_addr,
+                local_addr: remote_addr
+                    .and_then(|dst| next_hop(e.node.get_ref(), dst, &ifaces, &routes))
+                    .map(|x| x.net.addr()),
                 id: e.id.get_ref().clone(),
                 peer_id: p.id.get_ref().clone(),
                 psk: e.psk.get_ref().clone(),
@@ -903,6 +952,17 @@ pub(super) fn validate(
                 nat_t,
                 mode: *e.mode.get_ref(),
             });
+        }
+        // A responder's own address is the one its initiator targets.
+        for i in 0..endpoints.len() {
+            if endpoints[i].role == Role::Responder {
+                let me = endpoints[i].node.clone();
+                endpoints[i].local_addr = endpoints
+                    .iter()
+                    .filter(|p| p.peer == me)
+                    .filter_map(|p| p.remote_addr)
+                    .find(|a| ifaces.iter().any(|x| x.node == me && x.net.addr() == *a));
+            }
         }
         // IKE must be routable both ways, through this cell's NAT.
         for (i, e) in endpoints.iter().enumerate() {

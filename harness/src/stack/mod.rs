@@ -2,6 +2,7 @@
 //! [`driver`]. A driver runs one endpoint's daemon inside its node and maps
 //! what the daemon reports onto the common [`EndpointState`].
 
+pub mod libreswan;
 pub mod strongswan;
 mod vici;
 
@@ -15,7 +16,7 @@ use crate::netns::Netns;
 use crate::scenario::cell::Endpoint;
 
 /// Stack names a scenario may use.
-pub const KNOWN: &[&str] = &["strongswan"];
+pub const KNOWN: &[&str] = &["strongswan", "libreswan"];
 
 /// How ESP is processed on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,8 +83,12 @@ pub struct ChildState {
     pub mode: String,
     /// `esp` or `ah`.
     pub protocol: String,
-    /// ESP in UDP.
+    /// ESP in UDP, both directions.
     pub udp_encap: bool,
+    /// Set when only one direction is ESP in UDP (`outbound only` or
+    /// `inbound only`): the two ends disagreed about NAT traversal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_encap_oneway: Option<String>,
     /// Local traffic selectors.
     pub local_ts: Vec<String>,
     /// Remote traffic selectors.
@@ -133,6 +138,7 @@ pub trait Stack: Send {
 pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     match ep.stack.as_str() {
         "strongswan" => strongswan::unsupported(ep, backend),
+        "libreswan" => libreswan::unsupported(ep, backend),
         other => Some(format!("unknown stack {other}")),
     }
 }
@@ -169,6 +175,7 @@ pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) ->
             work,
             timers,
         )),
+        "libreswan" => Box::new(libreswan::Libreswan::new(ep.clone(), work, timers)),
         other => unreachable!("stack {other} passed validation"),
     }
 }

@@ -238,7 +238,10 @@ impl StrongSwan {
         let stderr_path = self.work.file("charon.stderr");
         let stderr = std::fs::File::create(&stderr_path).map_err(cfg_err(stderr_path.clone()))?;
         let child = ns
-            .command(&charon.to_string_lossy(), Some(run.clone()))
+            .command(
+                &charon.to_string_lossy(),
+                vec![(run.clone(), "/run".into())],
+            )
             .env_clear()
             .env("STRONGSWAN_CONF", "/run/strongswan.conf")
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -372,6 +375,7 @@ impl StrongSwan {
                         mode: c.mode.clone().unwrap_or_default().to_lowercase(),
                         protocol: c.protocol.clone().unwrap_or_default().to_lowercase(),
                         udp_encap: yes(&c.encap),
+                        udp_encap_oneway: None,
                         local_ts: c.local_ts.clone().unwrap_or_default(),
                         remote_ts: c.remote_ts.clone().unwrap_or_default(),
                     });
