@@ -60,6 +60,10 @@ enum Command {
         /// Write one pcap file per interface under DIR/<cell>/ (node-iface.pcap).
         #[arg(long, value_name = "DIR")]
         pcap: Option<PathBuf>,
+        /// Copy each daemon's log under DIR/<cell>/ (node-charon.log,
+        /// node-pluto.log...), to read why an exchange failed.
+        #[arg(long, value_name = "DIR")]
+        logs: Option<PathBuf>,
         /// Print every cell's packet path and diagnosis, not only failed cells'.
         #[arg(long)]
         explain: bool,
@@ -221,17 +225,19 @@ fn real_main(cli: Cli) -> Result<i32> {
             report,
             keep,
             pcap,
+            logs,
             explain,
             no_capture,
             kernel,
         } => {
             // Validate before anything is created.
             let cells = select(load_cells(paths)?, &filter, &cell)?;
-            preflight(report.as_deref(), pcap.as_deref())?;
+            preflight(report.as_deref(), &[pcap.as_deref(), logs.as_deref()])?;
             let view = View {
                 explain,
                 capture: !no_capture,
                 pcap,
+                logs,
             };
             match kernel {
                 Some(_) if keep => {
@@ -247,14 +253,15 @@ fn real_main(cli: Cli) -> Result<i32> {
                 explain: true,
                 capture: true,
                 pcap,
+                logs: None,
             };
             sandboxed(|| run_cmd(cells, 1, None, false, view))
         }
     }
 }
 
-/// Fail before any cell runs if the report or pcap location is unusable.
-fn preflight(report: Option<&std::path::Path>, pcap: Option<&std::path::Path>) -> Result<()> {
+/// Fail before any cell runs if the report, pcap or log location is unusable.
+fn preflight(report: Option<&std::path::Path>, dirs: &[Option<&std::path::Path>]) -> Result<()> {
     if let Some(r) = report.filter(|r| *r != std::path::Path::new("-")) {
         std::fs::OpenOptions::new()
             .create(true)
@@ -262,9 +269,9 @@ fn preflight(report: Option<&std::path::Path>, pcap: Option<&std::path::Path>) -
             .open(r)
             .with_context(|| format!("cannot write the report to {}", r.display()))?;
     }
-    if let Some(p) = pcap {
+    for p in dirs.iter().flatten() {
         std::fs::create_dir_all(p)
-            .with_context(|| format!("cannot create the pcap directory {}", p.display()))?;
+            .with_context(|| format!("cannot create the directory {}", p.display()))?;
     }
     Ok(())
 }
@@ -274,6 +281,7 @@ struct View {
     explain: bool,
     capture: bool,
     pcap: Option<PathBuf>,
+    logs: Option<PathBuf>,
 }
 
 /// Re-run this command in the run sandbox (see `sandbox`), or, inside it,
@@ -309,6 +317,7 @@ async fn run_cmd(
     }
     // Resolved now, relative to where vpnlab was started.
     let pcap_dir = view.pcap.map(|p| std::path::absolute(&p)).transpose()?;
+    let logs_dir = view.logs.map(|p| std::path::absolute(&p)).transpose()?;
     let opts = RunOptions {
         backend,
         kernel_esp,
@@ -316,6 +325,7 @@ async fn run_cmd(
         workdir: PathBuf::from(sandbox::WORKDIR),
         capture: view.capture,
         pcap_dir,
+        logs_dir,
         // Inside a VM (software emulation), everything is ~10x slower.
         timers: if std::env::var_os("VPNLAB_IN_VM").is_some() {
             vpnlab::stack::Timers::EMULATED
@@ -419,11 +429,14 @@ async fn run_vm(
         args.push("--no-capture".into());
     }
     let mut rw = Vec::new();
-    if let Some(p) = view.pcap {
-        let p = std::path::absolute(&p)?;
-        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
-        args.extend(["--pcap".into(), p.to_string_lossy().into_owned()]);
-        rw.push(p);
+    for (flag, dir) in [("--pcap", view.pcap), ("--logs", view.logs)] {
+        if let Some(p) = dir {
+            let p = std::path::absolute(&p)?;
+            std::fs::create_dir_all(&p)
+                .with_context(|| format!("cannot create {}", p.display()))?;
+            args.extend([flag.into(), p.to_string_lossy().into_owned()]);
+            rw.push(p);
+        }
     }
     eprintln!(
         "booting {} under {} for {} cells...",

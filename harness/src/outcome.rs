@@ -157,12 +157,18 @@ impl Outcome {
             TunnelExpect::Down
         });
         self.encapsulation = up.then(|| {
-            if self
-                .endpoints
-                .iter()
-                .all(|e| e.state.child.as_ref().is_some_and(|c| c.udp_encap))
-            {
+            let encap = |e: &EndpointOutcome| e.state.child.as_ref().is_some_and(|c| c.udp_encap);
+            if self.endpoints.iter().all(encap) {
                 Encapsulation::Udp
+            } else if self.endpoints.iter().any(encap)
+                || self.endpoints.iter().any(|e| {
+                    e.state
+                        .child
+                        .as_ref()
+                        .is_some_and(|c| c.udp_encap_oneway.is_some())
+                })
+            {
+                Encapsulation::Mixed
             } else {
                 Encapsulation::None
             }

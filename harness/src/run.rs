@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub timers: crate::stack::Timers,
     /// Write one pcap file per interface under this directory.
     pub pcap_dir: Option<PathBuf>,
+    /// Copy the daemons' logs under this directory.
+    pub logs_dir: Option<PathBuf>,
 }
 
 /// A finished cell with its timing.
@@ -213,10 +215,36 @@ async fn run_inner(
     }
     let mut t = Instant::now();
     join_all(stacks.iter_mut().map(|s| s.stop())).await;
+    if let Some(dir) = &opts.logs_dir {
+        save_logs(cell, &celldir, &dir.join(&cell.id));
+    }
     drop(topo);
     let _ = std::fs::remove_dir_all(&celldir);
     phases.teardown_ms = lap(&mut t);
     outcome
+}
+
+/// `--logs`: copy each endpoint's log files (`*.log`, `*.stderr`) to
+/// `dest/<node>-<file>`. Failures are reported, not fatal.
+fn save_logs(cell: &Cell, celldir: &Path, dest: &Path) {
+    let copy = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dest)?;
+        for e in &cell.endpoints {
+            let Ok(entries) = std::fs::read_dir(celldir.join(&e.node)) else {
+                continue;
+            };
+            for f in entries.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".log") || name.ends_with(".stderr") {
+                    std::fs::copy(f.path(), dest.join(format!("{}-{name}", e.node)))?;
+                }
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = copy() {
+        eprintln!("vpnlab: cannot copy daemon logs to {}: {e}", dest.display());
+    }
 }
 
 /// Start the daemons, bring the tunnel up, run the checks, observe.
@@ -249,6 +277,24 @@ async fn exercise(
         initiation = Some(r.map_err(|e| e.to_string())?);
     }
 
+    // IKEv1's initiator is done when it sends the last Quick Mode message;
+    // its responder installs the SAs only when that message arrives. Wait
+    // (bounded) until every end reports its CHILD SA, so the first probe
+    // does not race the responder.
+    if initiation.as_ref().is_some_and(|i| i.success) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut all = true;
+            for s in stacks.iter_mut() {
+                let st = s.state().await.map_err(|e| e.to_string())?;
+                all &= st.child.is_some_and(|c| c.state == "INSTALLED");
+            }
+            if all || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     phases.ike_ms = lap(t);
     let checks = join_all(
         cell.checks

@@ -5,6 +5,7 @@
 //! interface are kept for pcap files, up to a cap.
 
 pub mod classify;
+pub mod kstats;
 pub mod path;
 pub mod pcap;
 
@@ -94,6 +95,8 @@ struct Running {
 /// Capture running on every node of a cell.
 pub struct Capture {
     running: Vec<Running>,
+    /// Kernel counters of each node when the capture started.
+    counters: BTreeMap<String, kstats::Counters>,
 }
 
 /// The stopped capture of a cell, interfaces named.
@@ -103,6 +106,8 @@ pub struct Captured {
     pub names: BTreeMap<String, BTreeMap<u32, String>>,
     /// Node → what it saw.
     pub nodes: BTreeMap<String, NodeFrames>,
+    /// Node → kernel drop counters that grew (name, delta, meaning).
+    pub drops: BTreeMap<String, Vec<(String, u64, &'static str)>>,
 }
 
 impl Capture {
@@ -110,6 +115,11 @@ impl Capture {
     pub fn start(topo: &Topology, flows: Vec<Flow>) -> Result<Self, TopologyError> {
         let flows = Arc::new(flows);
         let mut running = Vec::new();
+        let counters = topo
+            .nodes
+            .iter()
+            .map(|(name, ns)| (name.clone(), kstats::read(ns)))
+            .collect();
         for (name, ns) in &topo.nodes {
             let sock = ns
                 .packet_socket(RCVBUF)
@@ -138,7 +148,7 @@ impl Capture {
                 thread,
             });
         }
-        Ok(Capture { running })
+        Ok(Capture { running, counters })
     }
 
     /// Stop, collect, and name the interfaces (while they still exist).
@@ -158,6 +168,12 @@ impl Capture {
         }))
         .await;
         let mut out = Captured::default();
+        for (node, before) in &self.counters {
+            let d = kstats::drops(before, &kstats::read(topo.node(node)));
+            if !d.is_empty() {
+                out.drops.insert(node.clone(), d);
+            }
+        }
         for (node, frames) in joined {
             out.names
                 .insert(node.clone(), iface_names(topo.node(&node)).await);

@@ -193,6 +193,13 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
         }
     }
     report.diagnosis = diagnose(cell, &dirs);
+    for (node, drops) in &cap.drops {
+        for (name, n, what) in drops {
+            report
+                .diagnosis
+                .push(format!("{node}: the kernel counted {n} {what} ({name})"));
+        }
+    }
     report
 }
 

@@ -287,6 +287,9 @@ pub enum Encapsulation {
     Udp,
     /// Raw ESP (IP protocol 50).
     None,
+    /// The ends disagree: one installed ESP in UDP, the other raw ESP (an
+    /// end that will not encapsulate against one that detected NAT).
+    Mixed,
 }
 
 /// Expected check result.

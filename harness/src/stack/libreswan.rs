@@ -92,11 +92,16 @@ conn {CONN}
 \tright={right}
 \trightid={right_id}
 \tencapsulation={encap}
+\t# No updown script: routes and firewall rules are the scenario's.
 \tleftupdown=%disabled
 \tretransmit-interval={interval}
 \tretransmit-timeout={give_up}s
 \tkeyingtries=1
 \trekey=no
+\t# strongSwan's default ESP proposals carry no DH group, and libreswan's
+\t# default pfs=yes requires one in IKEv1 Quick Mode (NO_PROPOSAL_CHOSEN
+\t# both ways). The grid is about NAT, so libreswan follows strongSwan.
+\tpfs=no
 ",
         ikev2 = if ep.ike == 2 { "yes" } else { "no" },
         mode = match ep.mode {
