@@ -123,6 +123,23 @@ pub struct Endpoint {
     pub nat_t: NatT,
     /// IPsec mode.
     pub mode: Mode,
+    /// Programs of a `command` stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandStack>,
+}
+
+/// The programs of a user's own stack (`stack = "command"`), resolved to
+/// absolute paths.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandStack {
+    /// Name shown in the outcome.
+    pub name: String,
+    /// Start program (runs for the whole cell).
+    pub start: PathBuf,
+    /// Initiate program (initiators).
+    pub initiate: Option<PathBuf>,
+    /// Status program (prints JSON).
+    pub status: PathBuf,
 }
 
 /// A resolved traffic check.

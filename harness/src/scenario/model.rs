@@ -126,6 +126,25 @@ pub struct EndpointSpec {
     /// IPsec mode.
     #[serde(default = "default_mode")]
     pub mode: Spanned<Mode>,
+    /// The programs that drive a stack vpnlab has no driver for (with
+    /// `stack = "command"`; the contract is in the README).
+    pub command: Option<Spanned<CommandSpec>>,
+}
+
+/// A user's own stack, driven through three programs (paths relative to
+/// the scenario file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Shown as the endpoint's stack in the outcome, e.g. `my-ike 1.2`.
+    pub name: Option<Spanned<String>>,
+    /// Runs for the whole cell (configure, then run the daemon in the
+    /// foreground); stopped with SIGTERM.
+    pub start: Spanned<String>,
+    /// Brings the tunnel up; exit status 0 means up (initiators only).
+    pub initiate: Option<Spanned<String>>,
+    /// Prints the endpoint's SAs as JSON; exits non-zero until ready.
+    pub status: Spanned<String>,
 }
 
 fn default_ike() -> Spanned<u8> {

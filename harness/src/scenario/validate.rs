@@ -47,6 +47,20 @@ impl Diags<'_> {
     }
 }
 
+/// Whether `p` is a file vpnlab may execute.
+fn executable(p: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(format!(
+            "{} is not an executable file (chmod +x {})",
+            p.display(),
+            p.display()
+        )),
+        Err(e) => Err(format!("{}: {e}", p.display())),
+    }
+}
+
 /// Report a stack name vpnlab has no driver for.
 fn known_stack(d: &mut Diags<'_>, st: &Spanned<String>, field: String) {
     if !stack::KNOWN.contains(&st.get_ref().as_str()) {
@@ -411,6 +425,43 @@ pub(super) fn validate(
                     e.node.get_ref()
                 ),
             ),
+            None => {}
+        }
+        // A `command` stack needs its programs, in every cell it can be in.
+        let stacks: Vec<&str> = match f.matrix.stack.get(e.node.get_ref()) {
+            Some(v) => v.get_ref().iter().map(|x| x.get_ref().as_str()).collect(),
+            None => e.stack.iter().map(|x| x.get_ref().as_str()).collect(),
+        };
+        match &e.command {
+            None if stacks.contains(&"command") => d.err(
+                sp(&f.endpoints[i]),
+                format!("{field}.command"),
+                "stack `command` needs `command = { start = …, status = …, initiate = … }`",
+            ),
+            Some(c) => {
+                let c = c.get_ref();
+                let base = path.parent().unwrap_or(Path::new("."));
+                let progs = [
+                    ("start", Some(&c.start)),
+                    ("status", Some(&c.status)),
+                    ("initiate", c.initiate.as_ref()),
+                ];
+                for (name, prog) in progs {
+                    let Some(prog) = prog else {
+                        if *e.role.get_ref() == Role::Initiator {
+                            d.err(
+                                sp(e.command.as_ref().expect("some")),
+                                format!("{field}.command.initiate"),
+                                "an initiator needs an `initiate` program",
+                            );
+                        }
+                        continue;
+                    };
+                    if let Err(m) = executable(&base.join(prog.get_ref())) {
+                        d.err(sp(prog), format!("{field}.command.{name}"), m);
+                    }
+                }
+            }
             None => {}
         }
         if ![1u8, 2].contains(e.ike.get_ref()) {
@@ -951,6 +1002,20 @@ pub(super) fn validate(
                 ike: *e.ike.get_ref(),
                 nat_t,
                 mode: *e.mode.get_ref(),
+                command: e.command.as_ref().map(|c| {
+                    let c = c.get_ref();
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    let abs = |p: &str| std::path::absolute(base.join(p)).unwrap_or(base.join(p));
+                    cell::CommandStack {
+                        name: c
+                            .name
+                            .as_ref()
+                            .map_or_else(|| "command".to_string(), |n| n.get_ref().clone()),
+                        start: abs(c.start.get_ref()),
+                        initiate: c.initiate.as_ref().map(|x| abs(x.get_ref())),
+                        status: abs(c.status.get_ref()),
+                    }
+                }),
             });
         }
         // A responder's own address is the one its initiator targets.

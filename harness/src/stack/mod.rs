@@ -2,6 +2,7 @@
 //! [`driver`]. A driver runs one endpoint's daemon inside its node and maps
 //! what the daemon reports onto the common [`EndpointState`].
 
+pub mod command;
 pub mod libreswan;
 pub mod strongswan;
 mod vici;
@@ -16,7 +17,7 @@ use crate::netns::Netns;
 use crate::scenario::cell::Endpoint;
 
 /// Stack names a scenario may use.
-pub const KNOWN: &[&str] = &["strongswan", "libreswan"];
+pub const KNOWN: &[&str] = &["strongswan", "libreswan", "command"];
 
 /// How ESP is processed on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +140,8 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     match ep.stack.as_str() {
         "strongswan" => strongswan::unsupported(ep, backend),
         "libreswan" => libreswan::unsupported(ep, backend),
+        // A user's own stack: whether it can run is its own business.
+        "command" => None,
         other => Some(format!("unknown stack {other}")),
     }
 }
@@ -176,6 +179,12 @@ pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) ->
             timers,
         )),
         "libreswan" => Box::new(libreswan::Libreswan::new(ep.clone(), work, timers)),
+        "command" => Box::new(command::CommandStack::new(
+            ep.clone(),
+            backend,
+            work,
+            timers,
+        )),
         other => unreachable!("stack {other} passed validation"),
     }
 }
