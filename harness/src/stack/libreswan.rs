@@ -337,6 +337,39 @@ pub fn notable(line: &str) -> Option<String> {
         .then(|| msg.to_string())
 }
 
+/// Why the empty NSS database could not be made.
+#[derive(Debug, Clone)]
+enum NssError {
+    NoCertutil,
+    Failed(String),
+}
+
+/// The empty NSS database every pluto of this run starts from.
+static NSS_TEMPLATE: tokio::sync::OnceCell<Result<PathBuf, NssError>> =
+    tokio::sync::OnceCell::const_new();
+
+/// Create an empty NSS database under `root` with certutil.
+async fn empty_nss_db(root: &Path) -> Result<PathBuf, NssError> {
+    let dir = root.join("libreswan-nss");
+    std::fs::create_dir_all(&dir).map_err(|e| NssError::Failed(e.to_string()))?;
+    let out = tokio::process::Command::new("certutil")
+        .arg("-N")
+        .arg("-d")
+        .arg(format!("sql:{}", dir.display()))
+        .arg("--empty-password")
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => Ok(dir),
+        Ok(o) => Err(NssError::Failed(
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(NssError::NoCertutil),
+        Err(e) => Err(NssError::Failed(e.to_string())),
+    }
+}
+
 /// Whether some socket in the node has bound UDP port 500.
 fn listening_on_500(ns: &Netns) -> bool {
     ns.run_in(|| std::fs::read_to_string("/proc/thread-self/net/udp"))
@@ -485,29 +518,24 @@ impl Libreswan {
                 .map_err(cfg_err(sec.clone()))?;
         }
         // pluto keeps keys and certificates in an NSS database; an empty
-        // one is enough for pre-shared keys.
-        let nss = format!("sql:{}", run.join("nss").display());
-        let certutil = tokio::process::Command::new("certutil")
-            .args(["-N", "-d", &nss, "--empty-password"])
-            .stdin(Stdio::null())
-            .output()
-            .await;
-        match certutil {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                return Err(self.control_err(
-                    "certutil -N",
-                    String::from_utf8_lossy(&o.stderr).into_owned(),
-                ))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // one is enough for pre-shared keys. It is created once per run and
+        // copied (certutil takes a second under emulation).
+        let root = run.parent().and_then(Path::parent).unwrap_or(&run);
+        let template = match NSS_TEMPLATE.get_or_init(|| empty_nss_db(root)).await {
+            Ok(t) => t,
+            Err(NssError::NoCertutil) => {
                 return Err(StackError::Missing {
                     node,
                     what: "certutil (creates pluto's NSS database)".into(),
                     install: "sudo apt-get install libnss3-tools".into(),
                 })
             }
-            Err(e) => return Err(self.control_err("certutil -N", e)),
+            Err(NssError::Failed(e)) => return Err(self.control_err("certutil -N", e)),
+        };
+        for f in std::fs::read_dir(template).map_err(cfg_err(template.clone()))? {
+            let f = f.map_err(cfg_err(template.clone()))?;
+            let to = run.join("nss").join(f.file_name());
+            std::fs::copy(f.path(), &to).map_err(cfg_err(to.clone()))?;
         }
 
         let stderr_path = self.work.file("pluto.stderr");
@@ -576,8 +604,15 @@ impl Libreswan {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let v = self.in_node(&pluto, &["--version"], false).await?;
-        self.version = v.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        // "Starting Pluto (Libreswan Version 4.10 IKEv2 ..." → "Libreswan 4.10"
+        let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
+        if let Some(v) = log
+            .lines()
+            .find_map(|l| l.split("(Libreswan Version ").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+        {
+            self.version = format!("Libreswan {v}");
+        }
         Ok(())
     }
 
@@ -595,11 +630,6 @@ impl Libreswan {
             true,
         )
         .await?;
-        // Secrets are read at start-up; reread so a failure shows here.
-        let (rc, out) = self.whack(&["--rereadsecrets"], CONTROL_TIMEOUT).await?;
-        if rc != 0 {
-            return Err(self.control_err("whack --rereadsecrets", out));
-        }
         Ok(())
     }
 
@@ -639,20 +669,6 @@ impl Libreswan {
 
     async fn do_state(&mut self) -> Result<EndpointState, StackError> {
         let (_, shown) = self.whack(&["--showstates"], CONTROL_TIMEOUT).await?;
-        if std::env::var_os("VPNLAB_DEBUG_LSW").is_some() {
-            let r = self.in_node(Path::new("ip"), &["route"], false).await;
-            let p = self
-                .in_node(Path::new("ip"), &["xfrm", "policy"], false)
-                .await;
-            let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
-            let log: Vec<&str> = log.lines().filter(|l| !l.starts_with("| ")).collect();
-            eprintln!(
-                "DEBUG {} routes {r:?}\npolicy {p:?}\n{}\n{}",
-                self.ep.node,
-                shown,
-                log.join("\n")
-            );
-        }
         let states = parse_showstates(&shown);
         let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
         let facts = parse_log(&log);
