@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::stack::strongswan;
+use crate::stack::{libreswan, strongswan};
 
 /// One finding.
 #[derive(Debug, Clone)]
@@ -101,6 +101,31 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
         },
         "apt-get install -y strongswan-charon",
     ));
+    // libreswan: optional (only cells with stack = "libreswan" need it).
+    let pluto = libreswan::tool("pluto");
+    let certutil = which("certutil");
+    let lsw_ok = pluto.is_file() && certutil.is_some();
+    f.push(Finding {
+        what: "libreswan pluto (optional)".into(),
+        ok: true,
+        detail: match (pluto.is_file(), &certutil) {
+            (true, Some(c)) => format!("{} (NSS databases with {c})", pluto.display()),
+            (true, None) => format!(
+                "{}, but certutil is missing: apt-get install -y libnss3-tools",
+                pluto.display()
+            ),
+            (false, _) => format!(
+                "{} not found: libreswan cells will fail; install with {}",
+                pluto.display(),
+                libreswan::INSTALL_HINT
+            ),
+        },
+        fix: if lsw_ok {
+            String::new()
+        } else {
+            libreswan::INSTALL_HINT.into()
+        },
+    });
     match crate::vm::readiness() {
         Ok((vng, kernel)) => f.push(finding(
             "VM mode (--kernel)",

@@ -305,3 +305,71 @@ fn parse_errors_name_the_path_of_the_field() {
         "{e:?}"
     );
 }
+
+#[test]
+fn stack_axis_expands_the_interop_grid_and_sets_each_endpoint() {
+    let with_axis = SEED.replace(
+        "[matrix]",
+        "[matrix]\nstack = { client = [\"strongswan\", \"libreswan\"], server = [\"libreswan\"] }",
+    );
+    let s = parse(Path::new("seed.toml"), &with_axis).unwrap();
+    assert_eq!(s.cells.len(), 24);
+    let c = s
+        .cells
+        .iter()
+        .find(|c| c.id == "seed/nat=none,nat_t=auto,stack.client=libreswan,stack.server=libreswan")
+        .unwrap();
+    assert!(c.endpoints.iter().all(|e| e.stack == "libreswan"));
+    // Each end knows its own IKE address: the responder's is the one the
+    // initiator targets.
+    let server = c.endpoints.iter().find(|e| e.node == "server").unwrap();
+    assert_eq!(server.local_addr, Some("203.0.113.2".parse().unwrap()));
+    let client = c.endpoints.iter().find(|e| e.node == "client").unwrap();
+    assert_eq!(client.local_addr, Some("192.168.1.2".parse().unwrap()));
+}
+
+#[test]
+fn stacks_are_checked_where_they_are_named() {
+    let bad_axis = SEED.replace("[matrix]", "[matrix]\nstack = { client = [\"openswan\"] }");
+    let e = errors(&bad_axis);
+    assert!(
+        e.iter().any(|m| m.contains("matrix.stack.client")
+            && m.contains("unknown stack `openswan`")
+            && m.contains("libreswan")),
+        "{e:?}"
+    );
+    let no_endpoint = SEED.replace("[matrix]", "[matrix]\nstack = { gw = [\"libreswan\"] }");
+    assert!(errors(&no_endpoint)
+        .iter()
+        .any(|m| m.contains("matrix.stack.gw") && m.contains("has no endpoint")));
+    let missing = SEED.replacen("stack = \"strongswan\"\n", "", 1);
+    assert!(errors(&missing)
+        .iter()
+        .any(|m| m.contains("endpoints[0].stack") && m.contains("matrix.stack.client")));
+}
+
+#[test]
+fn command_stacks_need_executable_programs() {
+    let cmd = SEED.replacen(
+        "stack = \"strongswan\"\n",
+        "stack = \"command\"\ncommand = { start = \"nope/start\", status = \"nope/status\" }\n",
+        1,
+    );
+    let text = &cmd;
+    let e = errors(text);
+    let line = line_of(text, "nope/start");
+    assert!(
+        e.iter().any(|m| m.contains(&format!("t.toml:{line}:"))
+            && m.contains("endpoints[0].command.start")
+            && m.contains("nope/start")),
+        "{e:?}"
+    );
+    // The client is the initiator: it needs an initiate program.
+    assert!(e
+        .iter()
+        .any(|m| m.contains("endpoints[0].command.initiate")));
+    let none = SEED.replacen("stack = \"strongswan\"\n", "stack = \"command\"\n", 1);
+    assert!(errors(&none)
+        .iter()
+        .any(|m| m.contains("endpoints[0].command") && m.contains("needs `command")));
+}

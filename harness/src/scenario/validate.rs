@@ -47,6 +47,15 @@ impl Diags<'_> {
     }
 }
 
+/// The values of a matrix axis.
+fn names(values: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    values
+        .get_ref()
+        .iter()
+        .map(|v| v.get_ref().clone())
+        .collect()
+}
+
 /// Whether `p` is a file vpnlab may execute.
 fn executable(p: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
@@ -771,15 +780,7 @@ pub(super) fn validate(
                 );
             }
         }
-        axes.push((
-            axis,
-            values
-                .get_ref()
-                .iter()
-                .map(|v| v.get_ref().clone())
-                .collect(),
-            sp(values),
-        ));
+        axes.push((axis, names(values), sp(values)));
     }
     if let Some(v) = &f.matrix.nat_t {
         if v.get_ref().is_empty() {
@@ -810,15 +811,7 @@ pub(super) fn validate(
         for v in values.get_ref() {
             known_stack(&mut d, v, field.clone());
         }
-        axes.push((
-            format!("stack.{n}"),
-            values
-                .get_ref()
-                .iter()
-                .map(|v| v.get_ref().clone())
-                .collect(),
-            sp(values),
-        ));
+        axes.push((format!("stack.{n}"), names(values), sp(values)));
     }
 
     // --- expectations refer to known axes, values and checks

@@ -17,10 +17,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
-
-use super::{endpoint_label, Backend, EndpointState, Initiation, Stack, Timers, Workdir};
+use super::{endpoint_label, Backend, EndpointState, Initiation, Timers, Workdir};
 use crate::error::StackError;
 use crate::netns::Netns;
 use crate::scenario::cell::{Endpoint, Mode, Role};
@@ -103,12 +100,17 @@ pub struct CommandStack {
     timers: Timers,
     ns: Option<std::os::fd::OwnedFd>,
     child: Option<tokio::process::Child>,
+    version: String,
 }
 
 impl CommandStack {
     /// A driver for `ep` (which has `command`); nothing runs until `start`.
     pub fn new(ep: Endpoint, backend: Backend, work: Workdir, timers: Timers) -> Self {
         Self {
+            version: ep
+                .command
+                .as_ref()
+                .map_or_else(String::new, |c| c.name.clone()),
             ep,
             backend,
             work,
@@ -243,6 +245,11 @@ impl CommandStack {
         }
     }
 
+    /// `start` configured everything.
+    async fn do_load(&mut self) -> Result<(), StackError> {
+        Ok(())
+    }
+
     async fn do_initiate(&mut self) -> Result<Initiation, StackError> {
         let Some(prog) = self.programs().initiate.clone() else {
             return Err(self.err(Path::new("initiate"), "no initiate program"));
@@ -275,45 +282,12 @@ impl CommandStack {
     }
 
     async fn do_stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            if tokio::time::timeout(Duration::from_secs(3), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
-        }
+        super::terminate(self.child.take()).await;
         self.ns = None;
     }
 }
 
-impl Stack for CommandStack {
-    fn version(&self) -> String {
-        self.programs().name.clone()
-    }
-    fn start<'a>(&'a mut self, ns: &'a Netns) -> BoxFuture<'a, Result<(), StackError>> {
-        self.do_start(ns).boxed()
-    }
-    fn load(&mut self) -> BoxFuture<'_, Result<(), StackError>> {
-        // `start` configured everything.
-        async { Ok(()) }.boxed()
-    }
-    fn initiate(&mut self) -> BoxFuture<'_, Result<Initiation, StackError>> {
-        self.do_initiate().boxed()
-    }
-    fn state(&mut self) -> BoxFuture<'_, Result<EndpointState, StackError>> {
-        self.do_state().boxed()
-    }
-    fn stop(&mut self) -> BoxFuture<'_, ()> {
-        self.do_stop().boxed()
-    }
-}
+super::forward_stack!(CommandStack);
 
 #[cfg(test)]
 mod tests {

@@ -13,12 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
-
 use super::{
-    endpoint_label, Backend, ChildState, EndpointState, IkeState, Initiation, Stack, Timers,
-    Workdir,
+    endpoint_label, Backend, ChildState, EndpointState, IkeState, Initiation, Timers, Workdir,
 };
 use crate::error::StackError;
 use crate::netns::{command_in, Netns};
@@ -306,19 +302,24 @@ pub fn parse_log(text: &str) -> LogFacts {
     f
 }
 
-/// Keep whack's lines that explain an exchange and are the same on every
-/// run: without the connection/state prefix, SPIs or algorithm details.
-pub fn notable(line: &str) -> Option<String> {
-    // `003 "vpnlab"[1] 192.0.2.1 #2: message` → `message`
+/// A whack line without its status code, connection and state prefix, or
+/// the details in braces: `003 "vpnlab"[1] 192.0.2.1 #2: text {…}` → `text`.
+pub fn message(line: &str) -> &str {
     let body = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
     let msg = match body.find(": ") {
         Some(i) if body.starts_with('"') => &body[i + 2..],
         _ => body,
     };
-    let msg = match msg.find(" {") {
+    match msg.find(" {") {
         Some(i) => &msg[..i],
         None => msg,
-    };
+    }
+}
+
+/// Keep whack's lines that explain an exchange and are the same on every
+/// run: without the connection/state prefix, SPIs or algorithm details.
+pub fn notable(line: &str) -> Option<String> {
+    let msg = message(line);
     const KEEP: [&str; 12] = [
         "established",
         "NAT",
@@ -656,7 +657,7 @@ impl Libreswan {
             let last = out
                 .lines()
                 .rfind(|l| !l.trim().is_empty())
-                .and_then(notable)
+                .map(message)
                 .unwrap_or_default();
             init.error = Some(if rc == 0 {
                 format!("IKE SA up but no CHILD SA: {last}")
@@ -733,41 +734,129 @@ impl Libreswan {
     }
 
     async fn do_stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            if tokio::time::timeout(Duration::from_secs(3), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
-        }
+        super::terminate(self.child.take()).await;
         self.ns = None;
     }
 }
 
-impl Stack for Libreswan {
-    fn version(&self) -> String {
-        self.version.clone()
+super::forward_stack!(Libreswan);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(file: &str, cell: &str) -> Vec<Endpoint> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../topologies")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let s = crate::scenario::parse(&path, &text).unwrap();
+        s.cells
+            .into_iter()
+            .find(|c| c.id == cell)
+            .unwrap()
+            .endpoints
     }
-    fn start<'a>(&'a mut self, ns: &'a Netns) -> BoxFuture<'a, Result<(), StackError>> {
-        self.do_start(ns).boxed()
+
+    #[test]
+    fn config_maps_nat_t_version_mode_and_addresses() {
+        let eps = endpoints(
+            "ikev1-transport.toml",
+            "ikev1-transport/nat=masquerade,nat_t=off,stack.client=libreswan,stack.server=libreswan",
+        );
+        let c = ipsec_conf(&eps[0], Timers::HOST);
+        for want in [
+            "ikev2=no",
+            "type=transport",
+            "left=192.168.1.2",
+            "leftid=@client.vpnlab.test",
+            "right=203.0.113.2",
+            "rightid=@server.vpnlab.test",
+            "encapsulation=no",
+            "nat-ikev1-method=none",
+            "retransmit-interval=500",
+            "retransmit-timeout=2s",
+            "plutodebug=base",
+            "pfs=no",
+        ] {
+            assert!(c.contains(want), "{want} missing from\n{c}");
+        }
+        assert!(!c.contains("leftsubnet"));
+        let s = ipsec_conf(&eps[1], Timers::EMULATED);
+        assert!(s.contains("left=203.0.113.2") && s.contains("right=%any"));
+        assert!(s.contains("retransmit-timeout=6s"));
+        let t = endpoints(
+            "interop.toml",
+            "interop/nat=none,nat_t=force,stack.client=libreswan,stack.server=libreswan",
+        );
+        let c = ipsec_conf(&t[0], Timers::HOST);
+        assert!(c.contains("ikev2=yes") && c.contains("encapsulation=yes"));
+        assert!(c.contains("leftsubnet=10.10.1.1/32") && c.contains("rightsubnet=10.10.2.1/32"));
+        assert!(!c.contains("nat-ikev1-method"));
+        assert!(secrets(&t[0]).starts_with("@client.vpnlab.test @server.vpnlab.test : PSK"));
+        assert!(unsupported(&t[0], Backend::KernelLibipsec).is_some());
+        assert!(unsupported(&t[0], Backend::KernelNetlink).is_none());
     }
-    fn load(&mut self) -> BoxFuture<'_, Result<(), StackError>> {
-        self.do_load().boxed()
+
+    #[test]
+    fn showstates_give_states_ports_and_tunnel_mode() {
+        let text = r#"000 #1: "vpnlab"[1] 192.168.1.2:4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA); EXPIRE in 28797s; newest; idle;
+000 #2: "vpnlab"[1] 192.168.1.2:4500 STATE_V2_ESTABLISHED_CHILD_SA (established Child SA); newest; eroute owner; IKE SA #1; idle;
+000 #2: "vpnlab"[1] 192.168.1.2 esp.dc820d3b@192.168.1.2 esp.aa0d5fbe@203.0.113.2 tun.0@192.168.1.2 tun.0@203.0.113.2 Traffic: ESPin=264B ESPout=0B ESPmax=2^63B
+"#;
+        let s = parse_showstates(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].serial, s[0].remote_port), (1, 4500));
+        assert_eq!(normalize_state(&s[0].name), "ESTABLISHED");
+        assert!(is_child_state(&s[1].name) && s[1].tunnel && !s[0].tunnel);
+        assert_eq!(normalize_state(&s[1].name), "INSTALLED");
+        assert_eq!(normalize_state("STATE_QUICK_R2"), "INSTALLED");
+        assert_eq!(normalize_state("STATE_MAIN_I1"), "MAIN_I1");
+        assert!(!is_child_state("STATE_MAIN_I4"));
     }
-    fn initiate(&mut self) -> BoxFuture<'_, Result<Initiation, StackError>> {
-        self.do_initiate().boxed()
+
+    #[test]
+    fn kernel_states_and_debug_log_give_encapsulation_nat_and_endpoints() {
+        let x = parse_xfrm_states(
+            "src 192.168.1.2 dst 203.0.113.2\n\tproto esp spi 0x1(1) reqid 1(0x1) mode tunnel\n\treplay-window 0\n\tencap type espinudp sport 4500 dport 4500 addr 0.0.0.0\nsrc 203.0.113.2 dst 192.168.1.2\n\tproto esp spi 0x2(2) reqid 1(0x1) mode transport\n",
+        );
+        assert_eq!(x.len(), 2);
+        assert!(x[0].udp_encap && !x[1].udp_encap);
+        assert_eq!(
+            (x[0].mode.as_str(), x[1].mode.as_str()),
+            ("tunnel", "transport")
+        );
+        assert_eq!(x[1].src, "203.0.113.2");
+        let f = parse_log(
+            "| NAT_TRAVERSAL this end is behind NAT\n| sending 540 bytes for STATE_V2_PARENT_I1 through to-gw from 192.168.1.2:500 to 203.0.113.2:500 using UDP (for #1)\n| sending 300 bytes for STATE_V2_PARENT_I2 through to-gw from 192.168.1.2:4500 to 203.0.113.2:4500 using UDP (for #1)\n",
+        );
+        assert!(f.nat_local && !f.nat_remote && !f.nat_fake);
+        assert_eq!(f.local, Some(("192.168.1.2".into(), "4500".into())));
+        assert_eq!(f.remote, Some(("203.0.113.2".into(), "4500".into())));
+        assert!(parse_log("| NAT_TRAVERSAL local policy enforces encapsulation\n").nat_fake);
     }
-    fn state(&mut self) -> BoxFuture<'_, Result<EndpointState, StackError>> {
-        self.do_state().boxed()
-    }
-    fn stop(&mut self) -> BoxFuture<'_, ()> {
-        self.do_stop().boxed()
+
+    #[test]
+    fn whack_lines_lose_their_prefix_and_unstable_details() {
+        assert_eq!(
+            notable(
+                r#"003 "vpnlab"[1] 192.0.2.1 #1: responder established IKE SA; authenticated peer"#
+            )
+            .as_deref(),
+            Some("responder established IKE SA; authenticated peer")
+        );
+        assert_eq!(
+            notable(
+                r#"004 "vpnlab" #2: IPsec SA established transport mode {ESP=>0x1234 <0x5678}"#
+            )
+            .as_deref(),
+            Some("IPsec SA established transport mode")
+        );
+        assert_eq!(
+            notable(r#"181 "vpnlab" #1: sent IKE_SA_INIT request to 203.0.113.2:500"#),
+            None
+        );
+        assert_eq!(id("client.vpnlab.test"), "@client.vpnlab.test");
+        assert_eq!(id("192.0.2.1"), "192.0.2.1");
     }
 }

@@ -2,11 +2,6 @@
 //! [`driver`]. A driver runs one endpoint's daemon inside its node and maps
 //! what the daemon reports onto the common [`EndpointState`].
 
-pub mod command;
-pub mod libreswan;
-pub mod strongswan;
-mod vici;
-
 use std::path::PathBuf;
 
 use futures::future::BoxFuture;
@@ -188,6 +183,73 @@ pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) ->
         other => unreachable!("stack {other} passed validation"),
     }
 }
+
+/// Stop a daemon vpnlab started: SIGTERM, then SIGKILL after 3 s; reaped
+/// either way.
+pub async fn terminate(child: Option<tokio::process::Child>) {
+    let Some(mut child) = child else { return };
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(3), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Implement [`Stack`] for a driver by forwarding to its inherent async
+/// methods `do_start`, `do_load`, `do_initiate`, `do_state`, `do_stop` and
+/// its `version` field.
+macro_rules! forward_stack {
+    ($t:ty) => {
+        impl $crate::stack::Stack for $t {
+            fn version(&self) -> String {
+                self.version.clone()
+            }
+            fn start<'a>(
+                &'a mut self,
+                ns: &'a $crate::netns::Netns,
+            ) -> futures::future::BoxFuture<'a, Result<(), $crate::error::StackError>> {
+                futures::FutureExt::boxed(self.do_start(ns))
+            }
+            fn load(
+                &mut self,
+            ) -> futures::future::BoxFuture<'_, Result<(), $crate::error::StackError>> {
+                futures::FutureExt::boxed(self.do_load())
+            }
+            fn initiate(
+                &mut self,
+            ) -> futures::future::BoxFuture<
+                '_,
+                Result<$crate::stack::Initiation, $crate::error::StackError>,
+            > {
+                futures::FutureExt::boxed(self.do_initiate())
+            }
+            fn state(
+                &mut self,
+            ) -> futures::future::BoxFuture<
+                '_,
+                Result<$crate::stack::EndpointState, $crate::error::StackError>,
+            > {
+                futures::FutureExt::boxed(self.do_state())
+            }
+            fn stop(&mut self) -> futures::future::BoxFuture<'_, ()> {
+                futures::FutureExt::boxed(self.do_stop())
+            }
+        }
+    };
+}
+pub(crate) use forward_stack;
+
+pub mod command;
+pub mod libreswan;
+pub mod strongswan;
+mod vici;
 
 /// Normalize an address:port for snapshots: IKE's own ports are kept, any
 /// other (NAT-chosen) port becomes `ephemeral`.

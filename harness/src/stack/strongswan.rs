@@ -6,13 +6,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-use futures::{pin_mut, FutureExt, StreamExt};
+use futures::{pin_mut, StreamExt};
 
 use super::vici;
 use super::{
-    endpoint_label, Backend, ChildState, EndpointState, IkeState, Initiation, Stack, Timers,
-    Workdir,
+    endpoint_label, Backend, ChildState, EndpointState, IkeState, Initiation, Timers, Workdir,
 };
 use crate::error::StackError;
 use crate::netns::Netns;
@@ -387,43 +385,11 @@ impl StrongSwan {
 
     async fn do_stop(&mut self) {
         self.client = None;
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            if tokio::time::timeout(Duration::from_secs(3), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
-        }
+        super::terminate(self.child.take()).await;
     }
 }
 
-impl Stack for StrongSwan {
-    fn version(&self) -> String {
-        self.version.clone()
-    }
-    fn start<'a>(&'a mut self, ns: &'a Netns) -> BoxFuture<'a, Result<(), StackError>> {
-        self.do_start(ns).boxed()
-    }
-    fn load(&mut self) -> BoxFuture<'_, Result<(), StackError>> {
-        self.do_load().boxed()
-    }
-    fn initiate(&mut self) -> BoxFuture<'_, Result<Initiation, StackError>> {
-        self.do_initiate().boxed()
-    }
-    fn state(&mut self) -> BoxFuture<'_, Result<EndpointState, StackError>> {
-        self.do_state().boxed()
-    }
-    fn stop(&mut self) -> BoxFuture<'_, ()> {
-        self.do_stop().boxed()
-    }
-}
+super::forward_stack!(StrongSwan);
 
 #[cfg(test)]
 mod tests {
