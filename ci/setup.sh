@@ -21,7 +21,8 @@ fi
 PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           libstrongswan-standard-plugins libstrongswan-extra-plugins
           nftables iproute2 iputils-ping python3 tshark
-          qemu-system-x86 linux-image-amd64 busybox-static)
+          qemu-system-x86 linux-image-amd64 busybox-static
+          xl2tpd ppp pptpd pptp-linux)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -17,6 +17,14 @@ mod support;
 use libtest_mimic::{Arguments, Trial};
 use support::{privileged, run_vpnlab, topologies_dir};
 
+/// Whether the cell needs a kernel feature this host lacks (so it runs in
+/// the VM batch), decided as `vpnlab run` would.
+fn needs_vm(cell: &vpnlab::scenario::Cell, esp: bool) -> bool {
+    cell.requires.iter().any(|r| {
+        (r == "kernel-esp" && !esp) || (r == "kernel-ppp" && !vpnlab::run::kernel_has_ppp())
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let privilege = privileged();
@@ -50,12 +58,12 @@ fn main() {
                         .filter_map(|e| vpnlab::stack::unsupported(e, b))
                         .map(|r| format!("unsupported: {r}"))
                         .collect();
-                    if cell.requires.iter().any(|x| x == "kernel-esp") && !esp {
+                    if needs_vm(&cell, esp) {
                         match &vm_ready {
                             // Runs in the VM batch instead (see below).
                             Ok(_) => {}
-                            Err(e) if require => r.push(format!("fail: needs kernel ESP and VM mode is not ready: {e}")),
-                            Err(e) => r.push(format!("skipped: needs kernel ESP, which this kernel lacks, and VM mode is not ready: {e}")),
+                            Err(e) if require => r.push(format!("fail: needs kernel ESP or PPP and VM mode is not ready: {e}")),
+                            Err(e) => r.push(format!("skipped: needs kernel ESP or PPP, which this kernel lacks, and VM mode is not ready: {e}")),
                         }
                     }
                     (!r.is_empty()).then_some(r)
@@ -63,9 +71,7 @@ fn main() {
                 .unwrap_or_default();
             let id = cell.id.clone();
             let file = file.clone();
-            let in_vm = machine.is_some_and(|(_, esp)| !esp)
-                && vm_ready.is_ok()
-                && cell.requires.iter().any(|x| x == "kernel-esp");
+            let in_vm = machine.is_some_and(|(_, esp)| needs_vm(&cell, esp)) && vm_ready.is_ok();
             if in_vm && not_here.is_empty() {
                 // `vm::` in the name: these share one VM boot (filter them
                 // with -E 'test(/^vm::/)').

@@ -1,7 +1,8 @@
 //! vpnlab: a network-emulation test harness for IPsec VPNs.
 //!
 //! Data flows one way: [`scenario`] (file → validated cells) → [`topology`]
-//! (namespaces, links, NAT) → [`stack`] (daemons) → [`check`] (traffic) →
+//! (namespaces, links, NAT) → [`stack`] (daemons) → [`ppp`] (an optional
+//! L2TP or PPTP link over them) → [`check`] (traffic) →
 //! [`outcome`] (normalized observation, verdict) → [`report`].
 //! [`run`] orchestrates one cell; [`sandbox`] makes sure a run leaves nothing
 //! behind; [`sys`] holds the raw syscalls.
@@ -14,6 +15,7 @@ pub mod link;
 pub mod nat;
 pub mod netns;
 pub mod outcome;
+pub mod ppp;
 pub mod report;
 pub mod run;
 pub mod sandbox;

@@ -60,6 +60,24 @@ pub struct EndpointOutcome {
     pub state: EndpointState,
 }
 
+/// The PPP link as observed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PppOutcome {
+    /// `l2tp` or `pptp`.
+    pub kind: String,
+    /// Up when the client's PPP interface has the negotiated addresses.
+    pub state: TunnelExpect,
+    /// The client's PPP address, as negotiated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// The peer's PPP address, as the client sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ip: Option<String>,
+    /// Why the link is down: the last words of the daemons' logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// A gateway's NAT in the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NatOutcome {
@@ -100,6 +118,9 @@ pub struct Outcome {
     /// Per-endpoint SA state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointOutcome>,
+    /// The PPP link, for files with a PPP layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppp: Option<PppOutcome>,
     /// Check results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckResult>,
@@ -131,6 +152,7 @@ impl Outcome {
             encapsulation: None,
             initiation: None,
             endpoints: vec![],
+            ppp: None,
             checks: vec![],
             nat: BTreeMap::new(),
             path: None,
@@ -151,7 +173,7 @@ impl Outcome {
                         .as_ref()
                         .is_some_and(|c| c.state == "INSTALLED")
             });
-        self.tunnel = Some(if up {
+        self.tunnel = (!self.endpoints.is_empty()).then_some(if up {
             TunnelExpect::Up
         } else {
             TunnelExpect::Down
@@ -179,14 +201,26 @@ impl Outcome {
     pub fn judge(&mut self) {
         let mut m = Vec::new();
         let exp = &self.expected;
-        if self.tunnel != Some(exp.tunnel) {
-            m.push(format!(
-                "tunnel: expected {}, observed {}",
-                word(&exp.tunnel),
-                self.tunnel.map_or("nothing".into(), |t| word(&t))
-            ));
+        if let Some(want) = exp.tunnel {
+            if self.tunnel != Some(want) {
+                m.push(format!(
+                    "tunnel: expected {}, observed {}",
+                    word(&want),
+                    self.tunnel.map_or("nothing".into(), |t| word(&t))
+                ));
+            }
         }
-        if let (Some(want), TunnelExpect::Up) = (exp.encapsulation, exp.tunnel) {
+        if let Some(want) = exp.ppp {
+            let seen = self.ppp.as_ref().map(|p| p.state);
+            if seen != Some(want) {
+                m.push(format!(
+                    "ppp: expected {}, observed {}",
+                    word(&want),
+                    seen.map_or("nothing".into(), |t| word(&t))
+                ));
+            }
+        }
+        if let (Some(want), Some(TunnelExpect::Up)) = (exp.encapsulation, exp.tunnel) {
             if self.tunnel == Some(TunnelExpect::Up) && self.encapsulation != Some(want) {
                 m.push(format!(
                     "encapsulation: expected {}, observed {}",
@@ -224,10 +258,18 @@ impl Outcome {
             Verdict::Error => return "error".into(),
             _ => {}
         }
-        let mut s = self.tunnel.map_or("?".into(), |t| word(&t));
+        let mut s = if self.endpoints.is_empty() {
+            String::new()
+        } else {
+            self.tunnel.map_or("?".into(), |t| word(&t))
+        };
         if let Some(e) = self.encapsulation {
             s.push_str(&format!(" encap={}", word(&e)));
         }
+        if let Some(p) = &self.ppp {
+            s.push_str(&format!(" ppp={}", word(&p.state)));
+        }
+        let mut s = s.trim_start().to_string();
         for c in &self.checks {
             s.push_str(&format!(" {}={}/{}", c.name, c.received, c.sent));
         }
@@ -237,10 +279,15 @@ impl Outcome {
 
 /// Expected state as a one-line summary.
 pub fn expected_summary(e: &Expectation) -> String {
-    let mut s = word(&e.tunnel);
-    if let (Some(x), TunnelExpect::Up) = (e.encapsulation, e.tunnel) {
+    let mut s = e.tunnel.map_or_else(String::new, |t| word(&t));
+    if let (Some(x), Some(TunnelExpect::Up)) = (e.encapsulation, e.tunnel) {
         s.push_str(&format!(" encap={}", word(&x)));
     }
+    if let Some(p) = e.ppp {
+        s.push_str(&format!(" ppp={}", word(&p)));
+    }
+    let s = s.trim_start().to_string();
+    let mut s = s;
     for (n, r) in &e.checks {
         s.push_str(&format!(" {n}={}", word(r)));
     }
@@ -288,7 +335,8 @@ mod tests {
             reason: None,
             backend: Backend::KernelLibipsec,
             expected: Expectation {
-                tunnel: TunnelExpect::Up,
+                tunnel: Some(TunnelExpect::Up),
+                ppp: None,
                 encapsulation: Some(Encapsulation::Udp),
                 checks: [("ping".to_string(), CheckExpect::Pass)].into(),
             },
@@ -296,6 +344,7 @@ mod tests {
             encapsulation: None,
             initiation: None,
             endpoints: vec![ep("a"), ep("b")],
+            ppp: None,
             checks: vec![CheckResult {
                 name: "ping".into(),
                 kind: CheckKind::Ping,

@@ -122,6 +122,9 @@ pub fn table(out: &mut dyn Write, cells: &[CellReport], explain: bool) -> std::i
                         writeln!(out, "  initiator error: {e}")?;
                     }
                 }
+                if let Some(r) = o.ppp.as_ref().and_then(|p| p.reason.as_ref()) {
+                    writeln!(out, "  ppp: {r}")?;
+                }
                 path(out, c)?;
             }
         }

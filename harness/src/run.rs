@@ -66,6 +66,9 @@ pub struct Phases {
     pub daemons_ms: f64,
     /// IKE exchange until up or given up.
     pub ike_ms: f64,
+    /// PPP link until up or given up (files with a PPP layer).
+    #[serde(default)]
+    pub ppp_ms: f64,
     /// Traffic checks and SA observation.
     pub checks_ms: f64,
     /// Stopping the capture, building the path, writing pcap files.
@@ -113,13 +116,23 @@ async fn run_inner(
     let backend = cell.backend.unwrap_or(opts.backend);
     // Cells this machine cannot run, or a stack cannot express, are decided
     // before anything is created.
-    if cell.requires.iter().any(|r| r == "kernel-esp") && !opts.kernel_esp {
+    let lacks: Vec<&str> = cell
+        .requires
+        .iter()
+        .filter_map(|r| match r.as_str() {
+            "kernel-esp" if !opts.kernel_esp => Some("kernel ESP"),
+            "kernel-ppp" if !kernel_has_ppp() => Some("kernel PPP"),
+            _ => None,
+        })
+        .collect();
+    if !lacks.is_empty() {
         return Outcome::not_run(
             cell,
             backend,
             Verdict::Skipped,
             format!(
-                "needs kernel ESP, which this kernel lacks; run it in a VM with a distribution kernel: vpnlab run --kernel auto {} --cell '{}'",
+                "needs {}, which this kernel lacks; run it in a VM with a distribution kernel: vpnlab run --kernel auto {} --cell '{}'",
+                lacks.join(" and "),
                 cell.file.display(),
                 cell.id
             ),
@@ -186,7 +199,18 @@ async fn run_inner(
         None
     };
     phases.topology_ms = lap(&mut t);
-    let result = exercise(cell, opts.backend, &topo, &mut stacks, phases, &mut t).await;
+    let mut ppp_layer = None;
+    let result = exercise(
+        cell,
+        opts,
+        &topo,
+        &mut stacks,
+        &mut ppp_layer,
+        &celldir,
+        phases,
+        &mut t,
+    )
+    .await;
     let mut outcome = match result {
         Ok(o) => o,
         Err(e) => Outcome::not_run(cell, opts.backend, Verdict::Error, e),
@@ -214,9 +238,12 @@ async fn run_inner(
         phases.kept_ms = lap(&mut t);
     }
     let mut t = Instant::now();
+    if let Some(mut l) = ppp_layer {
+        crate::ppp::PppLayer::stop(&mut l).await;
+    }
     join_all(stacks.iter_mut().map(|s| s.stop())).await;
     if let Some(dir) = &opts.logs_dir {
-        save_logs(cell, &celldir, &dir.join(&cell.id));
+        save_logs(&celldir, &dir.join(&cell.id));
     }
     drop(topo);
     let _ = std::fs::remove_dir_all(&celldir);
@@ -224,19 +251,22 @@ async fn run_inner(
     outcome
 }
 
-/// `--logs`: copy each endpoint's log files (`*.log`, `*.stderr`) to
-/// `dest/<node>-<file>`. Failures are reported, not fatal.
-fn save_logs(cell: &Cell, celldir: &Path, dest: &Path) {
+/// `--logs`: copy the daemons' log files (`*.log`, `*.stderr`) to
+/// `dest/<dir>-<file>`. Failures are reported, not fatal.
+fn save_logs(celldir: &Path, dest: &Path) {
     let copy = || -> std::io::Result<()> {
         std::fs::create_dir_all(dest)?;
-        for e in &cell.endpoints {
-            let Ok(entries) = std::fs::read_dir(celldir.join(&e.node)) else {
-                continue;
-            };
-            for f in entries.flatten() {
+        // One directory per endpoint (named after its node) and per PPP
+        // end (`ppp-<node>`).
+        let Ok(dirs) = std::fs::read_dir(celldir) else {
+            return Ok(());
+        };
+        for d in dirs.flatten().filter(|d| d.path().is_dir()) {
+            let prefix = d.file_name().to_string_lossy().into_owned();
+            for f in std::fs::read_dir(d.path())?.flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
                 if name.ends_with(".log") || name.ends_with(".stderr") {
-                    std::fs::copy(f.path(), dest.join(format!("{}-{name}", e.node)))?;
+                    std::fs::copy(f.path(), dest.join(format!("{prefix}-{name}")))?;
                 }
             }
         }
@@ -247,15 +277,20 @@ fn save_logs(cell: &Cell, celldir: &Path, dest: &Path) {
     }
 }
 
-/// Start the daemons, bring the tunnel up, run the checks, observe.
+/// Start the daemons, bring the tunnel (and the PPP link) up, run the
+/// checks, observe.
+#[allow(clippy::too_many_arguments)]
 async fn exercise(
     cell: &Cell,
-    backend: Backend,
+    opts: &RunOptions,
     topo: &Topology,
     stacks: &mut [Box<dyn Stack>],
+    ppp_layer: &mut Option<crate::ppp::PppLayer>,
+    celldir: &Path,
     phases: &mut Phases,
     t: &mut Instant,
 ) -> Result<Outcome, String> {
+    let backend = opts.backend;
     let starts = stacks
         .iter_mut()
         .zip(&cell.endpoints)
@@ -296,6 +331,27 @@ async fn exercise(
         }
     }
     phases.ike_ms = lap(t);
+    let mut ppp = None;
+    let ipsec_failed = initiation.as_ref().is_some_and(|i| !i.success);
+    if let (Some(p), true) = (&cell.ppp, ipsec_failed) {
+        ppp = Some(crate::outcome::PppOutcome {
+            kind: p.kind.as_str().into(),
+            state: crate::scenario::cell::TunnelExpect::Down,
+            client_ip: None,
+            server_ip: None,
+            reason: Some("not attempted: the IPsec tunnel did not come up".into()),
+        });
+    } else if let Some(p) = &cell.ppp {
+        // L2TP/PPTP retransmit on their own, slower timers: allow more time
+        // in an emulated VM.
+        let limit = Duration::from_secs_f64(10.0 * opts.timers.retransmit_timeout / 0.5)
+            .min(Duration::from_secs(25));
+        let (layer, o) =
+            crate::ppp::PppLayer::up(p, topo, celldir, limit, !cell.endpoints.is_empty()).await;
+        *ppp_layer = Some(layer);
+        ppp = Some(o);
+        phases.ppp_ms = lap(t);
+    }
     let checks = join_all(
         cell.checks
             .iter()
@@ -343,6 +399,7 @@ async fn exercise(
         encapsulation: None,
         initiation,
         endpoints,
+        ppp,
         checks,
         nat,
         path: None,
@@ -402,6 +459,12 @@ pub fn default_backend(kernel_esp: bool) -> Result<Backend, String> {
         Err(_) if kernel_esp => Ok(Backend::KernelNetlink),
         Err(_) => Ok(Backend::KernelLibipsec),
     }
+}
+
+/// Whether this kernel has PPP (pppd needs `ppp_generic`; in a VM vpnlab
+/// loads it at start).
+pub fn kernel_has_ppp() -> bool {
+    Path::new("/sys/module/ppp_generic").exists()
 }
 
 /// Try to install an ESP SA in a throwaway namespace.

@@ -36,7 +36,7 @@ impl Topology {
         let mut topo = topo;
         for n in &cell.nodes {
             if let (p, Some(outside)) = (n.nat, &n.nat_outside) {
-                let ruleset = p.ruleset(outside);
+                let ruleset = p.ruleset(outside, n.pptp_helper);
                 nat::nft::apply(topo.node(&n.name), p, &ruleset).await?;
                 topo.nat.insert(n.name.clone(), (p, ruleset));
             } else {

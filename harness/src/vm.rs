@@ -180,6 +180,16 @@ pub async fn accel(vng: &Path, kernel: &Path, probe: Duration) -> Accel {
 /// Kernel modules a guest needs for cells (a distribution kernel builds
 /// them as modules; a minimal VM does not autoload all of them).
 pub const GUEST_MODULES: &[&str] = &[
+    // PPP layers (L2TP, PPTP) and the PPTP connection-tracking helper.
+    "ppp_generic",
+    "ppp_async",
+    "ppp_synctty",
+    "pppox",
+    "l2tp_core",
+    "l2tp_netlink",
+    "l2tp_ppp",
+    "nf_conntrack_pptp",
+    "nf_nat_pptp",
     "veth",
     "tun",
     "af_packet",

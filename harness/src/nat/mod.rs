@@ -20,15 +20,21 @@ pub enum NatProfile {
     NoEsp,
     /// Masquerade with UDP port 4500 (NAT-T) dropped in both directions.
     Block4500,
+    /// The seed case's gateway, modelled on Windows 2000's NAT: translates
+    /// TCP, UDP and ICMP, drops IP protocols 50/51 (ESP, AH), and has a PPTP
+    /// editor (Linux's PPTP connection-tracking helper, which also
+    /// translates PPTP's GRE by call ID).
+    Win2000,
 }
 
 impl NatProfile {
     /// Every profile, in documentation order.
-    pub const ALL: [NatProfile; 4] = [
+    pub const ALL: [NatProfile; 5] = [
         NatProfile::None,
         NatProfile::Masquerade,
         NatProfile::NoEsp,
         NatProfile::Block4500,
+        NatProfile::Win2000,
     ];
 
     /// The name used in scenario files.
@@ -38,6 +44,7 @@ impl NatProfile {
             NatProfile::Masquerade => "masquerade",
             NatProfile::NoEsp => "no-esp",
             NatProfile::Block4500 => "block-4500",
+            NatProfile::Win2000 => "win2000",
         }
     }
 
@@ -51,9 +58,16 @@ impl NatProfile {
         Self::ALL.map(NatProfile::as_str).join(", ")
     }
 
+    /// Whether the profile includes the PPTP helper by itself.
+    pub fn has_pptp_helper(self) -> bool {
+        self == NatProfile::Win2000
+    }
+
     /// The nftables ruleset for this profile, with `outside` the gateway's
-    /// interface on the public side. Deterministic: it goes into snapshots.
-    pub fn ruleset(self, outside: &str) -> String {
+    /// interface on the public side and, with `pptp_helper`, Linux's PPTP
+    /// connection-tracking helper on TCP 1723 (Linux assigns no helper by
+    /// itself). Deterministic: it goes into snapshots.
+    pub fn ruleset(self, outside: &str, pptp_helper: bool) -> String {
         let masquerade = format!(
             "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{outside}\" masquerade\n  }}\n"
         );
@@ -69,8 +83,16 @@ impl NatProfile {
             s.push_str("  }\n");
             s
         };
+        // The helper follows PPTP's control connection and sets up the GRE
+        // expectation, whose call IDs nf_nat_pptp translates.
+        let helper = if pptp_helper || self.has_pptp_helper() {
+            "  ct helper pptp-1723 {\n    type \"pptp\" protocol tcp;\n  }\n  chain prerouting {\n    type filter hook prerouting priority filter; policy accept;\n    tcp dport 1723 ct helper set \"pptp-1723\"\n  }\n".to_string()
+        } else {
+            String::new()
+        };
         let body = match self {
-            NatProfile::None => return String::new(),
+            NatProfile::None if helper.is_empty() => return String::new(),
+            NatProfile::None => String::new(),
             NatProfile::Masquerade => masquerade,
             NatProfile::NoEsp => {
                 forward(&["meta l4proto { esp, ah } counter drop comment \"only TCP/UDP/ICMP are translated\""])
@@ -82,8 +104,12 @@ impl NatProfile {
                     "udp sport 4500 counter drop comment \"NAT-T blocked\"",
                 ]) + &masquerade
             }
+            NatProfile::Win2000 => {
+                forward(&["meta l4proto { esp, ah } counter drop comment \"only TCP/UDP/ICMP (and PPTP's GRE) are translated\""])
+                    + &masquerade
+            }
         };
-        format!("table ip vpnlab {{\n{body}}}\n")
+        format!("table ip vpnlab {{\n{helper}{body}}}\n")
     }
 }
 
@@ -107,19 +133,26 @@ mod tests {
 
     #[test]
     fn none_has_no_ruleset() {
-        assert_eq!(NatProfile::None.ruleset("wan"), "");
+        assert_eq!(NatProfile::None.ruleset("wan", false), "");
     }
 
     #[test]
     fn rulesets_name_the_outside_interface_and_drop_what_they_claim() {
-        let m = NatProfile::Masquerade.ruleset("to-server");
+        let m = NatProfile::Masquerade.ruleset("to-server", false);
         assert!(m.contains("oifname \"to-server\" masquerade"));
         assert!(!m.contains("drop"));
-        let n = NatProfile::NoEsp.ruleset("to-server");
+        let n = NatProfile::NoEsp.ruleset("to-server", false);
         assert!(n.contains("meta l4proto { esp, ah } counter drop"));
         assert!(n.contains("masquerade"));
-        let b = NatProfile::Block4500.ruleset("to-server");
+        let b = NatProfile::Block4500.ruleset("to-server", false);
         assert!(b.contains("udp dport 4500 counter drop"));
         assert!(b.contains("udp sport 4500 counter drop"));
+        assert!(!b.contains("helper"));
+        let w = NatProfile::Win2000.ruleset("to-server", false);
+        assert!(w.contains("type \"pptp\" protocol tcp"));
+        assert!(w.contains("tcp dport 1723 ct helper set \"pptp-1723\""));
+        assert!(w.contains("meta l4proto { esp, ah } counter drop"));
+        let h = NatProfile::Masquerade.ruleset("to-server", true);
+        assert!(h.contains("ct helper pptp-1723") && !h.contains("drop"));
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::nat::NatProfile;
 pub use crate::scenario::model::{
-    CheckExpect, CheckKind, Encapsulation, Mode, NatT, Role, TunnelExpect,
+    CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Role, TunnelExpect,
 };
 
 /// One runnable cell.
@@ -32,6 +32,8 @@ pub struct Cell {
     pub routes: Vec<Route>,
     /// VPN endpoints.
     pub endpoints: Vec<Endpoint>,
+    /// PPP link layered over the path.
+    pub ppp: Option<Ppp>,
     /// Traffic checks.
     pub checks: Vec<Check>,
     /// What must be observed.
@@ -55,6 +57,8 @@ pub struct Node {
     pub forwarding: bool,
     /// Extra `net.*` sysctls.
     pub sysctl: Vec<(String, String)>,
+    /// Linux's PPTP helper on TCP 1723 (with any NAT profile).
+    pub pptp_helper: bool,
 }
 
 /// One end of a veth pair.
@@ -142,6 +146,23 @@ pub struct CommandStack {
     pub status: PathBuf,
 }
 
+/// A resolved PPP link.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ppp {
+    /// L2TP or PPTP.
+    pub kind: PppKind,
+    /// Dialling node.
+    pub client: String,
+    /// Answering node.
+    pub server: String,
+    /// Address the client dials.
+    pub server_addr: Ipv4Addr,
+    /// The server's PPP address.
+    pub server_ip: Ipv4Addr,
+    /// The client's PPP address.
+    pub client_ip: Ipv4Addr,
+}
+
 /// A resolved traffic check.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -166,8 +187,12 @@ pub struct Check {
 /// The merged expectation of a cell.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Expectation {
-    /// Tunnel up or down.
-    pub tunnel: TunnelExpect,
+    /// IPsec tunnel up or down (absent for a file without endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelExpect>,
+    /// PPP link up or down (files with a PPP layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppp: Option<TunnelExpect>,
     /// ESP encapsulation, when stated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encapsulation: Option<Encapsulation>,

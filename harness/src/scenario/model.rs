@@ -36,6 +36,9 @@ pub struct ScenarioFile {
     /// VPN endpoints (one initiator and one responder per tunnel).
     #[serde(default)]
     pub endpoints: Vec<Spanned<EndpointSpec>>,
+    /// A PPP link layered over the path (L2TP or PPTP), brought up after
+    /// the IPsec endpoints, if any.
+    pub ppp: Option<Spanned<PppSpec>>,
     /// Traffic sent through the tunnel once it is up (or tried when it is not).
     #[serde(default)]
     pub checks: Vec<Spanned<CheckSpec>>,
@@ -58,6 +61,11 @@ pub struct NodeSpec {
     /// Extra per-namespace sysctls (`net.*` only).
     #[serde(default)]
     pub sysctl: BTreeMap<String, Spanned<String>>,
+    /// Give the gateway Linux's PPTP connection-tracking helper (an
+    /// nftables `ct helper` of type "pptp" on TCP 1723), which translates
+    /// PPTP's GRE. The `win2000` profile has it already.
+    #[serde(default)]
+    pub pptp_helper: bool,
 }
 
 /// One end of a link.
@@ -200,6 +208,47 @@ pub enum Mode {
     Transport,
 }
 
+/// A PPP link between two nodes: the seed case's L2TP (xl2tpd and pppd on
+/// both ends, UDP 1701, protected by the file's IPsec endpoints in
+/// transport mode) or PPTP (pptpd and the pptp client under pppd; TCP 1723
+/// control, GRE data).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PppSpec {
+    /// `l2tp` or `pptp`.
+    pub kind: Spanned<PppKind>,
+    /// The node that dials (LAC / PPTP client).
+    pub client: Spanned<String>,
+    /// The node that answers (LNS / PPTP server).
+    pub server: Spanned<String>,
+    /// Address the client dials (default: the server's only address).
+    pub server_addr: Option<Spanned<String>>,
+    /// The server's address on the PPP link.
+    pub server_ip: Spanned<String>,
+    /// The address the server gives the client.
+    pub client_ip: Spanned<String>,
+}
+
+/// PPP over what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PppKind {
+    /// L2TP (RFC 2661) over UDP 1701.
+    L2tp,
+    /// PPTP (RFC 2637): TCP 1723 control, GRE data.
+    Pptp,
+}
+
+impl PppKind {
+    /// The name used in files and outcomes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PppKind::L2tp => "l2tp",
+            PppKind::Pptp => "pptp",
+        }
+    }
+}
+
 /// A traffic check.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +267,9 @@ pub struct CheckSpec {
     pub dst: Option<Spanned<String>>,
     /// UDP port of the echo responder (udp only).
     pub port: Option<Spanned<u16>>,
+    /// `ppp`: send over the PPP link, between its two addresses (from the
+    /// PPP client to the PPP server).
+    pub over: Option<Spanned<Over>>,
     /// How many probes; all must be answered for the check to pass.
     #[serde(default = "default_count")]
     pub count: Spanned<u32>,
@@ -225,6 +277,14 @@ pub struct CheckSpec {
 
 fn default_count() -> Spanned<u32> {
     Spanned::new(0..0, 3)
+}
+
+/// What a check is sent over, when not the IPsec tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Over {
+    /// The scenario's PPP link.
+    Ppp,
 }
 
 /// Kinds of check.
@@ -261,6 +321,8 @@ pub struct ExpectSpec {
     pub when: BTreeMap<String, Spanned<OneOrMany>>,
     /// Tunnel state.
     pub tunnel: Option<Spanned<TunnelExpect>>,
+    /// PPP link state (`up`: addresses negotiated).
+    pub ppp: Option<Spanned<TunnelExpect>>,
     /// ESP encapsulation on the wire.
     pub encapsulation: Option<Spanned<Encapsulation>>,
     /// Check name → pass/fail.

@@ -17,7 +17,7 @@ use crate::nat::NatProfile;
 use crate::stack::{self, Backend};
 
 /// Machine features a scenario may require.
-pub const REQUIREMENTS: &[&str] = &["kernel-esp"];
+pub const REQUIREMENTS: &[&str] = &["kernel-esp", "kernel-ppp"];
 
 /// Longest interface name Linux accepts.
 const IFNAMSIZ: usize = 15;
@@ -637,6 +637,76 @@ pub(super) fn validate(
         }
     }
 
+    // --- PPP layer
+    let ppp = f.ppp.as_ref().and_then(|p| {
+        let p = p.get_ref();
+        let kc = node_ref(&mut d, &p.client, "ppp.client".into());
+        let ks = node_ref(&mut d, &p.server, "ppp.server".into());
+        if p.client.get_ref() == p.server.get_ref() {
+            d.err(sp(&p.server), "ppp.server", "client and server must be different nodes");
+        }
+        let ip = |d: &mut Diags, v: &Spanned<String>, field: &str| match v.get_ref().parse::<Ipv4Addr>() {
+            Ok(a) => {
+                if let Some(prev) = seen_addr.get(&a).or_else(|| inner_seen.get(&a)) {
+                    d.err(sp(v), field.to_string(), format!("duplicate address {a} (also at {prev})"));
+                }
+                Some(a)
+            }
+            Err(_) => {
+                d.err(sp(v), field.to_string(), format!("`{}` is not an IPv4 address", v.get_ref()));
+                None
+            }
+        };
+        let server_ip = ip(&mut d, &p.server_ip, "ppp.server_ip");
+        let client_ip = ip(&mut d, &p.client_ip, "ppp.client_ip");
+        if server_ip.is_some() && server_ip == client_ip {
+            d.err(sp(&p.client_ip), "ppp.client_ip", "must differ from server_ip");
+        }
+        let server_addr = match &p.server_addr {
+            Some(a) => match a.get_ref().parse::<Ipv4Addr>() {
+                Ok(x) if ifaces.iter().any(|i| &i.node == p.server.get_ref() && i.net.addr() == x) => Some(x),
+                Ok(x) => {
+                    d.err(sp(a), "ppp.server_addr", format!("{x} is not an address of {}", p.server.get_ref()));
+                    None
+                }
+                Err(_) => {
+                    d.err(sp(a), "ppp.server_addr", format!("`{}` is not an IPv4 address", a.get_ref()));
+                    None
+                }
+            },
+            None => {
+                let own: Vec<Ipv4Addr> = ifaces
+                    .iter()
+                    .filter(|i| &i.node == p.server.get_ref())
+                    .map(|i| i.net.addr())
+                    .collect();
+                match own.as_slice() {
+                    [one] => Some(*one),
+                    _ if ks => {
+                        d.err(
+                            sp(&p.server),
+                            "ppp.server_addr",
+                            format!("{} has {} addresses: say which one the client dials", p.server.get_ref(), own.len()),
+                        );
+                        None
+                    }
+                    _ => None,
+                }
+            }
+        };
+        match (kc && ks, server_addr, server_ip, client_ip) {
+            (true, Some(server_addr), Some(server_ip), Some(client_ip)) => Some(cell::Ppp {
+                kind: *p.kind.get_ref(),
+                client: p.client.get_ref().clone(),
+                server: p.server.get_ref().clone(),
+                server_addr,
+                server_ip,
+                client_ip,
+            }),
+            _ => None,
+        }
+    });
+
     // --- checks
     let mut check_names = BTreeSet::new();
     let mut checks = Vec::new();
@@ -685,6 +755,39 @@ pub(super) fn validate(
                 }
             }
         };
+        if let Some(over) = &c.over {
+            // Over the PPP link: between its two addresses, which exist only
+            // once the link is up.
+            let Some(p) = &ppp else {
+                if f.ppp.is_none() {
+                    d.err(sp(over), format!("{field}.over"), "`over = \"ppp\"` needs a `[ppp]` section");
+                }
+                continue;
+            };
+            if c.from.get_ref() != &p.client || c.to.get_ref() != &p.server {
+                d.err(
+                    sp(over),
+                    format!("{field}.over"),
+                    format!("a check over PPP goes from the PPP client ({}) to its server ({})", p.client, p.server),
+                );
+            }
+            if let Some(x) = c.src.as_ref().or(c.dst.as_ref()) {
+                d.err(sp(x), field.clone(), "a check over PPP uses the link's addresses: leave out src and dst");
+            }
+            if kf && kt {
+                checks.push(cell::Check {
+                    name: c.name.get_ref().clone(),
+                    kind: *c.kind.get_ref(),
+                    from: c.from.get_ref().clone(),
+                    to: c.to.get_ref().clone(),
+                    src: p.client_ip,
+                    dst: p.server_ip,
+                    port: c.port.as_ref().map(|p| *p.get_ref()),
+                    count: *c.count.get_ref(),
+                });
+            }
+            continue;
+        }
         let src = addr(&mut d, &c.src, &c.from, "src");
         let dst = addr(&mut d, &c.dst, &c.to, "dst");
         // An explicit address must belong to its node: the probe socket is
@@ -852,11 +955,11 @@ pub(super) fn validate(
             }
         }
     }
-    if f.endpoints.is_empty() {
+    if f.endpoints.is_empty() && f.ppp.is_none() {
         d.err(
             0..0,
             "endpoints",
-            "a scenario needs at least one initiator/responder pair",
+            "a scenario needs at least one initiator/responder pair (or a `[ppp]` layer)",
         );
     }
 
@@ -949,6 +1052,7 @@ pub(super) fn validate(
                     .iter()
                     .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                     .collect(),
+                pptp_helper: spec.get_ref().pptp_helper,
             });
         }
         // endpoints with this cell's NAT-T mode
@@ -1042,6 +1146,7 @@ pub(super) fn validate(
         }
         // expectation
         let mut tunnel = None;
+        let mut ppp_up = None;
         let mut encapsulation = None;
         let mut cexp = BTreeMap::new();
         for e in &f.expect {
@@ -1054,6 +1159,9 @@ pub(super) fn validate(
                 if let Some(t) = &e.tunnel {
                     tunnel = Some(*t.get_ref());
                 }
+                if let Some(t) = &e.ppp {
+                    ppp_up = Some(*t.get_ref());
+                }
                 if let Some(x) = &e.encapsulation {
                     encapsulation = Some(*x.get_ref());
                 }
@@ -1063,14 +1171,22 @@ pub(super) fn validate(
             }
         }
         let espan = f.expect.first().map(sp).unwrap_or(0..0);
-        let Some(tunnel) = tunnel else {
+        if tunnel.is_none() && !endpoints.is_empty() {
             d.err(
-                espan,
+                espan.clone(),
                 "expect.tunnel",
                 format!("no expectation sets `tunnel` for cell {id}"),
             );
             continue;
-        };
+        }
+        if ppp_up.is_none() && ppp.is_some() {
+            d.err(
+                espan.clone(),
+                "expect.ppp",
+                format!("no expectation sets `ppp` for cell {id}"),
+            );
+            continue;
+        }
         for c in &checks {
             if !cexp.contains_key(&c.name) {
                 d.err(
@@ -1088,16 +1204,18 @@ pub(super) fn validate(
             nodes: cnodes,
             links: links.clone(),
             routes: routes.clone(),
-            endpoints,
             checks: checks.clone(),
             requires: requires.clone(),
             backend,
             // Encapsulation only means something for a tunnel that is up.
             expect: Expectation {
-                tunnel,
-                encapsulation: encapsulation.filter(|_| tunnel == cell::TunnelExpect::Up),
+                tunnel: tunnel.filter(|_| !endpoints.is_empty()),
+                ppp: ppp_up.filter(|_| ppp.is_some()),
+                encapsulation: encapsulation.filter(|_| tunnel == Some(cell::TunnelExpect::Up)),
                 checks: cexp,
             },
+            ppp: ppp.clone(),
+            endpoints,
         });
     }
     for (span, field, msg, in_cells) in unreachable {
