@@ -67,6 +67,11 @@ enum Command {
         /// Print every cell's packet path and diagnosis, not only failed cells'.
         #[arg(long)]
         explain: bool,
+        /// How the results table is printed: `text`, or `markdown` (cell,
+        /// IPsec and PPP state, checks, diagnosis: ready to paste into a
+        /// ticket or a CI step summary).
+        #[arg(long, value_enum, default_value_t = report::Format::Text)]
+        format: report::Format,
         /// Do not capture packets (no path or diagnosis in the outcome).
         #[arg(long, conflicts_with = "pcap")]
         no_capture: bool,
@@ -227,6 +232,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             pcap,
             logs,
             explain,
+            format,
             no_capture,
             kernel,
         } => {
@@ -235,6 +241,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             preflight(report.as_deref(), &[pcap.as_deref(), logs.as_deref()])?;
             let view = View {
                 explain,
+                format,
                 capture: !no_capture,
                 pcap,
                 logs,
@@ -251,6 +258,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             let cells = select(load_cells(paths)?, &[], &cells)?;
             let view = View {
                 explain: true,
+                format: report::Format::Text,
                 capture: true,
                 pcap,
                 logs: None,
@@ -279,6 +287,7 @@ fn preflight(report: Option<&std::path::Path>, dirs: &[Option<&std::path::Path>]
 /// How much of each cell to show and record.
 struct View {
     explain: bool,
+    format: report::Format,
     capture: bool,
     pcap: Option<PathBuf>,
     logs: Option<PathBuf>,
@@ -361,11 +370,16 @@ async fn run_cmd(
         vm: None,
         cells: reports,
     };
-    finish(summary, report, view.explain)
+    finish(summary, report, view.explain, view.format)
 }
 
 /// Print the table, write the JSON report, and compute the exit code.
-fn finish(summary: report::Report, report: Option<PathBuf>, explain: bool) -> Result<i32> {
+fn finish(
+    summary: report::Report,
+    report: Option<PathBuf>,
+    explain: bool,
+    format: report::Format,
+) -> Result<i32> {
     let to_stdout = report.as_deref() == Some(std::path::Path::new("-"));
     let mut table = Vec::new();
     if let Some(vm) = &summary.vm {
@@ -378,7 +392,10 @@ fn finish(summary: report::Report, report: Option<PathBuf>, explain: bool) -> Re
             vm.total_ms as f64 / 1000.0
         )?;
     }
-    report::table(&mut table, &summary.cells, explain)?;
+    match format {
+        report::Format::Text => report::table(&mut table, &summary.cells, explain)?,
+        report::Format::Markdown => report::markdown(&mut table, &summary.cells)?,
+    }
     if to_stdout {
         std::io::stderr().write_all(&table)?;
     } else {
@@ -457,7 +474,7 @@ async fn run_vm(
         boot_ms: out.boot.as_millis() as u64,
         total_ms: out.total.as_millis() as u64,
     });
-    finish(summary, report, view.explain)
+    finish(summary, report, view.explain, view.format)
 }
 
 fn doctor_cmd() -> Result<i32> {

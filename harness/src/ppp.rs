@@ -55,7 +55,10 @@ impl Side {
     fn binds(&self) -> Vec<(PathBuf, PathBuf)> {
         let mut b = vec![
             (self.dir.join("options.empty"), "/etc/ppp/options".into()),
-            (self.dir.join("chap-secrets"), "/etc/ppp/chap-secrets".into()),
+            (
+                self.dir.join("chap-secrets"),
+                "/etc/ppp/chap-secrets".into(),
+            ),
         ];
         // pppd 2.4.9 always runs /etc/ppp/ip-pre-up (no option turns it
         // off); Debian's runs the host's ip-pre-up.d scripts. A no-op
@@ -71,7 +74,12 @@ impl Side {
         std::fs::write(self.dir.join(name), text)
     }
 
-    fn spawn(&self, ns: &Netns, program: &str, args: &[&str]) -> std::io::Result<tokio::process::Child> {
+    fn spawn(
+        &self,
+        ns: &Netns,
+        program: &str,
+        args: &[&str],
+    ) -> std::io::Result<tokio::process::Child> {
         let log = std::fs::File::create(self.dir.join(format!(
             "{}.stderr",
             Path::new(program).file_name().unwrap_or_default().to_string_lossy()
@@ -143,7 +151,8 @@ impl PppLayer {
             for (node, dir) in [(&ppp.server, "sport"), (&ppp.client, "dport")] {
                 let rules = l2tp_guard(dir);
                 if let Err(e) =
-                    crate::nat::nft::apply(topo.node(node), crate::nat::NatProfile::None, &rules).await
+                    crate::nat::nft::apply(topo.node(node), crate::nat::NatProfile::None, &rules)
+                        .await
                 {
                     out.reason = Some(format!("cannot load the L2TP-only-over-IPsec rules: {e}"));
                     return (layer, out);
@@ -151,7 +160,10 @@ impl PppLayer {
             }
         }
         if let Err(e) = layer.start(ppp, topo, celldir).await {
-            out.reason = Some(format!("cannot start the {} daemons: {e}", ppp.kind.as_str()));
+            out.reason = Some(format!(
+                "cannot start the {} daemons: {e}",
+                ppp.kind.as_str()
+            ));
             return (layer, out);
         }
         let client = topo.node(&ppp.client);
@@ -233,9 +245,11 @@ impl PppLayer {
                     "-C",
                     "/run/l2tp-control",
                 ];
-                self.children.push(server.spawn(sns, "/usr/sbin/xl2tpd", &args)?);
+                self.children
+                    .push(server.spawn(sns, "/usr/sbin/xl2tpd", &args)?);
                 wait_bound(sns, "udp", 1701).await;
-                self.children.push(client.spawn(cns, "/usr/sbin/xl2tpd", &args)?);
+                self.children
+                    .push(client.spawn(cns, "/usr/sbin/xl2tpd", &args)?);
             }
             PppKind::Pptp => {
                 server.write(
@@ -253,7 +267,15 @@ impl PppLayer {
                 self.children.push(server.spawn(
                     sns,
                     "/usr/sbin/pptpd",
-                    &["-f", "-c", "/run/pptpd.conf", "-o", "/run/options.pptpd", "-p", "/run/pptpd.pid"],
+                    &[
+                        "-f",
+                        "-c",
+                        "/run/pptpd.conf",
+                        "-o",
+                        "/run/options.pptpd",
+                        "-p",
+                        "/run/pptpd.pid",
+                    ],
                 )?);
                 wait_bound(sns, "tcp", 1723).await;
                 let pty = format!("/usr/sbin/pptp {} --nolaunchpppd", ppp.server_addr);
@@ -294,7 +316,10 @@ async fn wait_bound(ns: &Netns, proto: &'static str, port: u16) {
         let h = hex.clone();
         let bound = ns
             .run_in(move || std::fs::read_to_string(format!("/proc/thread-self/net/{proto}")))
-            .map(|t| t.lines().any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&h))))
+            .map(|t| {
+                t.lines()
+                    .any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&h)))
+            })
             .unwrap_or(false);
         if bound {
             return;
@@ -341,7 +366,10 @@ pub fn parse_ppp_addr(text: &str) -> Option<(String, String)> {
         let i = w.iter().position(|x| *x == "inet")?;
         let local = w.get(i + 1)?.to_string();
         let peer = (w.get(i + 2) == Some(&"peer"))
-            .then(|| w.get(i + 3).map(|p| p.split('/').next().unwrap_or(p).to_string()))
+            .then(|| {
+                w.get(i + 3)
+                    .map(|p| p.split('/').next().unwrap_or(p).to_string())
+            })
             .flatten()?;
         Some((local, peer))
     })
@@ -366,7 +394,13 @@ mod tests {
     #[test]
     fn pppd_gets_every_option_explicitly() {
         let c = client_options();
-        for want in ["noauth", "noccp", "ipcp-accept-local", "logfile /run/pppd.log", "ip-up-script"] {
+        for want in [
+            "noauth",
+            "noccp",
+            "ipcp-accept-local",
+            "logfile /run/pppd.log",
+            "ip-up-script",
+        ] {
             assert!(c.contains(want), "{want}");
         }
         let s = server_options("vpnlab-lns");

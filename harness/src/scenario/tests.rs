@@ -259,7 +259,8 @@ fn unknown_requirement_and_backend_are_rejected() {
     );
     assert!(
         e.iter()
-            .any(|m| m.contains("requires: unknown requirement `gpu` (known: kernel-esp, kernel-ppp)")),
+            .any(|m| m
+                .contains("requires: unknown requirement `gpu` (known: kernel-esp, kernel-ppp)")),
         "{e:?}"
     );
 }

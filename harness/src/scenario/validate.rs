@@ -643,34 +643,66 @@ pub(super) fn validate(
         let kc = node_ref(&mut d, &p.client, "ppp.client".into());
         let ks = node_ref(&mut d, &p.server, "ppp.server".into());
         if p.client.get_ref() == p.server.get_ref() {
-            d.err(sp(&p.server), "ppp.server", "client and server must be different nodes");
+            d.err(
+                sp(&p.server),
+                "ppp.server",
+                "client and server must be different nodes",
+            );
         }
-        let ip = |d: &mut Diags, v: &Spanned<String>, field: &str| match v.get_ref().parse::<Ipv4Addr>() {
-            Ok(a) => {
-                if let Some(prev) = seen_addr.get(&a).or_else(|| inner_seen.get(&a)) {
-                    d.err(sp(v), field.to_string(), format!("duplicate address {a} (also at {prev})"));
+        let ip =
+            |d: &mut Diags, v: &Spanned<String>, field: &str| match v.get_ref().parse::<Ipv4Addr>()
+            {
+                Ok(a) => {
+                    if let Some(prev) = seen_addr.get(&a).or_else(|| inner_seen.get(&a)) {
+                        d.err(
+                            sp(v),
+                            field.to_string(),
+                            format!("duplicate address {a} (also at {prev})"),
+                        );
+                    }
+                    Some(a)
                 }
-                Some(a)
-            }
-            Err(_) => {
-                d.err(sp(v), field.to_string(), format!("`{}` is not an IPv4 address", v.get_ref()));
-                None
-            }
-        };
+                Err(_) => {
+                    d.err(
+                        sp(v),
+                        field.to_string(),
+                        format!("`{}` is not an IPv4 address", v.get_ref()),
+                    );
+                    None
+                }
+            };
         let server_ip = ip(&mut d, &p.server_ip, "ppp.server_ip");
         let client_ip = ip(&mut d, &p.client_ip, "ppp.client_ip");
         if server_ip.is_some() && server_ip == client_ip {
-            d.err(sp(&p.client_ip), "ppp.client_ip", "must differ from server_ip");
+            d.err(
+                sp(&p.client_ip),
+                "ppp.client_ip",
+                "must differ from server_ip",
+            );
         }
         let server_addr = match &p.server_addr {
             Some(a) => match a.get_ref().parse::<Ipv4Addr>() {
-                Ok(x) if ifaces.iter().any(|i| &i.node == p.server.get_ref() && i.net.addr() == x) => Some(x),
+                Ok(x)
+                    if ifaces
+                        .iter()
+                        .any(|i| &i.node == p.server.get_ref() && i.net.addr() == x) =>
+                {
+                    Some(x)
+                }
                 Ok(x) => {
-                    d.err(sp(a), "ppp.server_addr", format!("{x} is not an address of {}", p.server.get_ref()));
+                    d.err(
+                        sp(a),
+                        "ppp.server_addr",
+                        format!("{x} is not an address of {}", p.server.get_ref()),
+                    );
                     None
                 }
                 Err(_) => {
-                    d.err(sp(a), "ppp.server_addr", format!("`{}` is not an IPv4 address", a.get_ref()));
+                    d.err(
+                        sp(a),
+                        "ppp.server_addr",
+                        format!("`{}` is not an IPv4 address", a.get_ref()),
+                    );
                     None
                 }
             },
@@ -686,7 +718,11 @@ pub(super) fn validate(
                         d.err(
                             sp(&p.server),
                             "ppp.server_addr",
-                            format!("{} has {} addresses: say which one the client dials", p.server.get_ref(), own.len()),
+                            format!(
+                                "{} has {} addresses: say which one the client dials",
+                                p.server.get_ref(),
+                                own.len()
+                            ),
                         );
                         None
                     }
@@ -760,7 +796,11 @@ pub(super) fn validate(
             // once the link is up.
             let Some(p) = &ppp else {
                 if f.ppp.is_none() {
-                    d.err(sp(over), format!("{field}.over"), "`over = \"ppp\"` needs a `[ppp]` section");
+                    d.err(
+                        sp(over),
+                        format!("{field}.over"),
+                        "`over = \"ppp\"` needs a `[ppp]` section",
+                    );
                 }
                 continue;
             };
@@ -768,11 +808,18 @@ pub(super) fn validate(
                 d.err(
                     sp(over),
                     format!("{field}.over"),
-                    format!("a check over PPP goes from the PPP client ({}) to its server ({})", p.client, p.server),
+                    format!(
+                        "a check over PPP goes from the PPP client ({}) to its server ({})",
+                        p.client, p.server
+                    ),
                 );
             }
             if let Some(x) = c.src.as_ref().or(c.dst.as_ref()) {
-                d.err(sp(x), field.clone(), "a check over PPP uses the link's addresses: leave out src and dst");
+                d.err(
+                    sp(x),
+                    field.clone(),
+                    "a check over PPP uses the link's addresses: leave out src and dst",
+                );
             }
             if kf && kt {
                 checks.push(cell::Check {
