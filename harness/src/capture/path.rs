@@ -19,8 +19,15 @@ pub enum Count {
 }
 
 impl Count {
-    fn of(class: Class, n: u64) -> Self {
-        if class.timing_dependent() {
+    /// `n` packets of `class` in `cell`: exact unless the number depends on
+    /// timing. In a cell with a PPP layer, ESP also carries L2TP's and
+    /// PPP's own control traffic (hellos, acknowledgements, LCP and IPCP
+    /// retries), whose number varies from run to run, and so do the ICMP
+    /// errors a gateway sends back for it.
+    fn of(cell: &Cell, class: Class, n: u64) -> Self {
+        let ppp_carrier = cell.ppp.is_some()
+            && matches!(class, Class::Esp | Class::EspInUdp | Class::IcmpError);
+        if class.timing_dependent() || ppp_carrier {
             Count::Seen
         } else {
             Count::Exact(n)
@@ -76,9 +83,6 @@ pub struct Hop {
     pub lost: BTreeMap<Class, Count>,
 }
 
-fn cc(class: Class, n: u64) -> Count {
-    Count::of(class, n)
-}
 
 /// Tunnel payload at one endpoint: on kernel-libipsec's TUN device both
 /// ways; with kernel XFRM, the decrypted packets the kernel re-injects on the
@@ -147,12 +151,12 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
                     packets: m
                         .iter()
                         .filter(|(_, (_, r))| *r > 0)
-                        .map(|(c, (_, r))| (*c, cc(*c, *r)))
+                        .map(|(c, (_, r))| (*c, Count::of(cell, *c, *r)))
                         .collect(),
                     lost: m
                         .iter()
                         .filter(|(_, (s, r))| s > r)
-                        .map(|(c, (s, r))| (*c, cc(*c, s - r)))
+                        .map(|(c, (s, r))| (*c, Count::of(cell, *c, s - r)))
                         .collect(),
                 });
             }
@@ -249,7 +253,7 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
             if total_in > 0 && total_out == 0 {
                 let from: Vec<String> = ins
                     .iter()
-                    .map(|(n, k)| format!("{n}{}", Count::of(c, *k).paren()))
+                    .map(|(n, k)| format!("{n}{}", Count::of(cell, c, *k).paren()))
                     .collect();
                 let others: Vec<String> = neighbours(node)
                     .into_iter()
@@ -271,7 +275,7 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
             {
                 let to: Vec<String> = outs
                     .iter()
-                    .map(|(n, k)| format!("{n}{}", Count::of(c, *k).paren()))
+                    .map(|(n, k)| format!("{n}{}", Count::of(cell, c, *k).paren()))
                     .collect();
                 out.push(format!(
                     "{node} sent {} toward {}",
