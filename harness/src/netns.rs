@@ -76,6 +76,23 @@ impl Netns {
         command_in(self.fd(), program, binds)
     }
 
+    /// Whether some socket in this namespace has bound `port` (`proto`:
+    /// `udp` or `tcp`), read from the namespace's own socket table on a
+    /// thread inside it (`/proc/<pid>` would not do: vpnlab's PID namespace
+    /// sees the host's /proc).
+    pub fn listens(&self, proto: &'static str, port: u16) -> bool {
+        let suffix = format!(":{port:04X}");
+        self.run_in(move || std::fs::read_to_string(format!("/proc/thread-self/net/{proto}")))
+            .map(|t| {
+                t.lines().any(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| a.ends_with(&suffix))
+                })
+            })
+            .unwrap_or(false)
+    }
+
     /// A duplicate of the namespace descriptor, for a driver that runs
     /// commands in the node after `start` (see [`command_in`]).
     pub fn dup_fd(&self) -> std::io::Result<OwnedFd> {

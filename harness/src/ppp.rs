@@ -310,20 +310,8 @@ pub fn l2tp_guard(out_dir: &str) -> String {
 
 /// Wait (bounded, 10 s) until something in the node listens on `port`.
 async fn wait_bound(ns: &Netns, proto: &'static str, port: u16) {
-    let hex = format!(":{port:04X}");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let h = hex.clone();
-        let bound = ns
-            .run_in(move || std::fs::read_to_string(format!("/proc/thread-self/net/{proto}")))
-            .map(|t| {
-                t.lines()
-                    .any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&h)))
-            })
-            .unwrap_or(false);
-        if bound {
-            return;
-        }
+    while Instant::now() < deadline && !ns.listens(proto, port) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

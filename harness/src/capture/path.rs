@@ -25,8 +25,8 @@ impl Count {
     /// retries), whose number varies from run to run, and so do the ICMP
     /// errors a gateway sends back for it.
     fn of(cell: &Cell, class: Class, n: u64) -> Self {
-        let ppp_carrier = cell.ppp.is_some()
-            && matches!(class, Class::Esp | Class::EspInUdp | Class::IcmpError);
+        let ppp_carrier =
+            cell.ppp.is_some() && matches!(class, Class::Esp | Class::EspInUdp | Class::IcmpError);
         if class.timing_dependent() || ppp_carrier {
             Count::Seen
         } else {
@@ -82,7 +82,6 @@ pub struct Hop {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lost: BTreeMap<Class, Count>,
 }
-
 
 /// Tunnel payload at one endpoint: on kernel-libipsec's TUN device both
 /// ways; with kernel XFRM, the decrypted packets the kernel re-injects on the

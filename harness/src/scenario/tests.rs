@@ -384,13 +384,26 @@ fn a_ppp_layer_resolves_its_addresses_and_needs_no_ipsec_endpoints() {
     let c = &s.cells[0];
     assert!(c.endpoints.is_empty());
     let p = c.ppp.as_ref().unwrap();
-    assert_eq!(p.server_addr, "203.0.113.2".parse::<std::net::Ipv4Addr>().unwrap());
-    assert_eq!((p.client_ip.to_string(), p.server_ip.to_string()), ("10.31.0.2".into(), "10.31.0.1".into()));
+    assert_eq!(
+        p.server_addr,
+        "203.0.113.2".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert_eq!(
+        (p.client_ip.to_string(), p.server_ip.to_string()),
+        ("10.31.0.2".into(), "10.31.0.1".into())
+    );
     // A check over PPP goes between the link's addresses.
-    assert_eq!((c.checks[0].src, c.checks[0].dst), (p.client_ip, p.server_ip));
+    assert_eq!(
+        (c.checks[0].src, c.checks[0].dst),
+        (p.client_ip, p.server_ip)
+    );
     assert_eq!(c.expect.tunnel, None);
     assert_eq!(c.expect.ppp, Some(TunnelExpect::Up));
-    let m = s.cells.iter().find(|c| c.id == "seed-pptp/nat=masquerade").unwrap();
+    let m = s
+        .cells
+        .iter()
+        .find(|c| c.id == "seed-pptp/nat=masquerade")
+        .unwrap();
     assert_eq!(m.expect.ppp, Some(TunnelExpect::Down));
 }
 
@@ -402,13 +415,20 @@ fn ppp_mistakes_are_named() {
         .any(|m| m.contains(".over") && m.contains("needs a `[ppp]` section")));
     let clash = PPTP.replace("client_ip = \"10.31.0.2\"", "client_ip = \"192.168.1.2\"");
     let line = line_of(&clash, "client_ip = \"192.168.1.2\"");
-    assert!(errors(&clash).iter().any(|m| m.contains(&format!(":{line}:"))
-        && m.contains("ppp.client_ip")
-        && m.contains("duplicate address 192.168.1.2")));
-    let wrong_way = PPTP.replace("from = \"client\"\nto = \"server\"", "from = \"server\"\nto = \"client\"");
+    assert!(errors(&clash)
+        .iter()
+        .any(|m| m.contains(&format!(":{line}:"))
+            && m.contains("ppp.client_ip")
+            && m.contains("duplicate address 192.168.1.2")));
+    let wrong_way = PPTP.replace(
+        "from = \"client\"\nto = \"server\"",
+        "from = \"server\"\nto = \"client\"",
+    );
     assert!(errors(&wrong_way)
         .iter()
         .any(|m| m.contains("goes from the PPP client (client) to its server (server)")));
     let no_expect = PPTP.replace("ppp = \"up\"\n", "");
-    assert!(errors(&no_expect).iter().any(|m| m.contains("no expectation sets `ppp`")));
+    assert!(errors(&no_expect)
+        .iter()
+        .any(|m| m.contains("no expectation sets `ppp`")));
 }

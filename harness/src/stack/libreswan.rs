@@ -371,19 +371,6 @@ async fn empty_nss_db(root: &Path) -> Result<PathBuf, NssError> {
     }
 }
 
-/// Whether some socket in the node has bound UDP port 500.
-fn listening_on_500(ns: &Netns) -> bool {
-    ns.run_in(|| std::fs::read_to_string("/proc/thread-self/net/udp"))
-        .map(|t| {
-            t.lines().any(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|a| a.ends_with(":01F4"))
-            })
-        })
-        .unwrap_or(false)
-}
-
 /// A running (or not yet started) pluto for one endpoint.
 pub struct Libreswan {
     ep: Endpoint,
@@ -577,12 +564,10 @@ impl Libreswan {
 
         // Ready when pluto has bound IKE's port: it does that after its
         // control socket is up and its start-up `addconn` has told it to
-        // listen. Polled, bounded. The node's UDP table is read from a
-        // thread inside the node (vpnlab's PID namespace has no /proc of
-        // its own, so /proc/<pid> would name another process).
+        // listen. Polled, bounded.
         let started = Instant::now();
         loop {
-            if listening_on_500(ns) {
+            if ns.listens("udp", 500) {
                 break;
             }
             let exited = self
