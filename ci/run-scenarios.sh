@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/setup.sh
 cargo build --release --quiet
-exec target/release/vpnlab run topologies "$@"
+# Cells this kernel cannot run (kernel ESP or PPP missing) run in one VM
+# boot of the installed distribution kernel; the rest run here.
+exec target/release/vpnlab run --kernel-when-needed auto topologies "$@"

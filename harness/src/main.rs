@@ -80,6 +80,12 @@ enum Command {
         /// for the whole batch. Gives kernel ESP where the host kernel has none.
         #[arg(long, value_name = "PATH|auto")]
         kernel: Option<String>,
+        /// Run here what this machine can run, and only the cells that need
+        /// kernel ESP or PPP it lacks in one VM boot of this kernel image
+        /// (`auto`: as for --kernel); one table and report. Without VM mode
+        /// those cells are reported SKIPPED.
+        #[arg(long, value_name = "PATH|auto", conflicts_with_all = ["kernel", "keep"])]
+        kernel_when_needed: Option<String>,
     },
     /// Run cells and print, hop by hop, what crossed each link and where
     /// packets stopped (same as `run --explain`).
@@ -235,6 +241,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             format,
             no_capture,
             kernel,
+            kernel_when_needed,
         } => {
             // Validate before anything is created.
             let cells = select(load_cells(paths)?, &filter, &cell)?;
@@ -251,6 +258,10 @@ fn real_main(cli: Cli) -> Result<i32> {
                     bail!("--keep cannot be used with --kernel (the VM ends with the run)")
                 }
                 Some(k) => sandboxed(|| run_vm(k, cells, usize::from(jobs), report, view)),
+                None if kernel_when_needed.is_some() => sandboxed(|| {
+                    let k = kernel_when_needed.expect("some");
+                    run_split(k, cells, usize::from(jobs), report, view)
+                }),
                 None => sandboxed(|| run_cmd(cells, usize::from(jobs), report, keep, view)),
             }
         }
@@ -315,6 +326,17 @@ async fn run_cmd(
     keep: bool,
     view: View,
 ) -> Result<i32> {
+    let summary = run_here(cells, jobs, keep, &view).await?;
+    finish(summary, report, view.explain, view.format)
+}
+
+/// Run `cells` on this machine.
+async fn run_here(
+    cells: Vec<Cell>,
+    jobs: usize,
+    keep: bool,
+    view: &View,
+) -> Result<report::Report> {
     if std::env::var_os("VPNLAB_IN_VM").is_some() {
         vpnlab::vm::load_guest_modules().await;
     }
@@ -325,8 +347,8 @@ async fn run_cmd(
         eprintln!("{} ({} cells)", vpnlab::vm::START_MARK, cells.len());
     }
     // Resolved now, relative to where vpnlab was started.
-    let pcap_dir = view.pcap.map(|p| std::path::absolute(&p)).transpose()?;
-    let logs_dir = view.logs.map(|p| std::path::absolute(&p)).transpose()?;
+    let pcap_dir = view.pcap.as_ref().map(std::path::absolute).transpose()?;
+    let logs_dir = view.logs.as_ref().map(std::path::absolute).transpose()?;
     let opts = RunOptions {
         backend,
         kernel_esp,
@@ -363,13 +385,50 @@ async fn run_cmd(
         .await;
     done.sort_by_key(|(i, _)| *i);
     let reports: Vec<CellReport> = done.into_iter().map(|(_, r)| r).collect();
-    let summary = report::Report {
+    Ok(report::Report {
         vpnlab: env!("CARGO_PKG_VERSION").into(),
         backend,
         peak_rss_kib: report::peak_rss_kib(),
         vm: None,
         cells: reports,
+    })
+}
+
+/// `run --kernel-when-needed`: the cells this machine can run run here; those
+/// that need kernel ESP or PPP it lacks run in one VM boot; one table and
+/// report. Without VM mode, everything runs here (those cells are SKIPPED,
+/// with the command that runs them).
+async fn run_split(
+    kernel: String,
+    cells: Vec<Cell>,
+    jobs: usize,
+    report: Option<PathBuf>,
+    view: View,
+) -> Result<i32> {
+    let esp = vpnlab::run::kernel_has_esp().await;
+    let ppp = vpnlab::run::kernel_has_ppp();
+    let needs_vm = |c: &Cell| {
+        c.requires
+            .iter()
+            .any(|r| (r == "kernel-esp" && !esp) || (r == "kernel-ppp" && !ppp))
     };
+    let order: Vec<String> = cells.iter().map(|c| c.id.clone()).collect();
+    let (vm_cells, here): (Vec<Cell>, Vec<Cell>) = cells.into_iter().partition(needs_vm);
+    let vm_ready = vpnlab::vm::readiness();
+    if vm_cells.is_empty() || vm_ready.is_err() {
+        if let (false, Err(e)) = (vm_cells.is_empty(), &vm_ready) {
+            eprintln!("vpnlab: VM mode is not ready ({e}); cells that need it are SKIPPED");
+        }
+        let all = here.into_iter().chain(vm_cells).collect();
+        return run_cmd(all, jobs, report, false, view).await;
+    }
+    let mut summary = run_here(here, jobs, false, &view).await?;
+    let vm = run_in_vm(kernel, vm_cells, jobs, &view).await?;
+    summary.vm = vm.vm;
+    summary.cells.extend(vm.cells);
+    summary
+        .cells
+        .sort_by_key(|c| order.iter().position(|id| *id == c.outcome.cell));
     finish(summary, report, view.explain, view.format)
 }
 
@@ -425,6 +484,17 @@ async fn run_vm(
     report: Option<PathBuf>,
     view: View,
 ) -> Result<i32> {
+    let summary = run_in_vm(kernel, cells, jobs, &view).await?;
+    finish(summary, report, view.explain, view.format)
+}
+
+/// Boot `kernel` once and run `cells` inside; the guest's report.
+async fn run_in_vm(
+    kernel: String,
+    cells: Vec<Cell>,
+    jobs: usize,
+    view: &View,
+) -> Result<report::Report> {
     use vpnlab::vm;
     let vng = vm::vng()?;
     let kernel = vm::find_kernel(&kernel)?;
@@ -446,7 +516,7 @@ async fn run_vm(
         args.push("--no-capture".into());
     }
     let mut rw = Vec::new();
-    for (flag, dir) in [("--pcap", view.pcap), ("--logs", view.logs)] {
+    for (flag, dir) in [("--pcap", &view.pcap), ("--logs", &view.logs)] {
         if let Some(p) = dir {
             let p = std::path::absolute(&p)?;
             std::fs::create_dir_all(&p)
@@ -474,7 +544,7 @@ async fn run_vm(
         boot_ms: out.boot.as_millis() as u64,
         total_ms: out.total.as_millis() as u64,
     });
-    finish(summary, report, view.explain, view.format)
+    Ok(summary)
 }
 
 fn doctor_cmd() -> Result<i32> {
