@@ -518,7 +518,7 @@ async fn run_in_vm(
     let mut rw = Vec::new();
     for (flag, dir) in [("--pcap", &view.pcap), ("--logs", &view.logs)] {
         if let Some(p) = dir {
-            let p = std::path::absolute(&p)?;
+            let p = std::path::absolute(p)?;
             std::fs::create_dir_all(&p)
                 .with_context(|| format!("cannot create {}", p.display()))?;
             args.extend([flag.into(), p.to_string_lossy().into_owned()]);
