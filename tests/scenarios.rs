@@ -20,9 +20,7 @@ use support::{privileged, run_vpnlab, topologies_dir};
 /// Whether the cell needs a kernel feature this host lacks (so it runs in
 /// the VM batch), decided as `vpnlab run` would.
 fn needs_vm(cell: &vpnlab::scenario::Cell, esp: bool) -> bool {
-    cell.requires.iter().any(|r| {
-        (r == "kernel-esp" && !esp) || (r == "kernel-ppp" && !vpnlab::run::kernel_has_ppp())
-    })
+    !vpnlab::run::missing_features(cell, esp).is_empty()
 }
 
 fn main() {

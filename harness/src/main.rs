@@ -406,12 +406,7 @@ async fn run_split(
     view: View,
 ) -> Result<i32> {
     let esp = vpnlab::run::kernel_has_esp().await;
-    let ppp = vpnlab::run::kernel_has_ppp();
-    let needs_vm = |c: &Cell| {
-        c.requires
-            .iter()
-            .any(|r| (r == "kernel-esp" && !esp) || (r == "kernel-ppp" && !ppp))
-    };
+    let needs_vm = |c: &Cell| !vpnlab::run::missing_features(c, esp).is_empty();
     let order: Vec<String> = cells.iter().map(|c| c.id.clone()).collect();
     let (vm_cells, here): (Vec<Cell>, Vec<Cell>) = cells.into_iter().partition(needs_vm);
     let vm_ready = vpnlab::vm::readiness();

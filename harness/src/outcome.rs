@@ -286,8 +286,7 @@ pub fn expected_summary(e: &Expectation) -> String {
     if let Some(p) = e.ppp {
         s.push_str(&format!(" ppp={}", word(&p)));
     }
-    let s = s.trim_start().to_string();
-    let mut s = s;
+    let mut s = s.trim_start().to_string();
     for (n, r) in &e.checks {
         s.push_str(&format!(" {n}={}", word(r)));
     }

@@ -175,11 +175,13 @@ impl PppLayer {
             // appears only once pppd has brought the interface up).
             let routed = routes_over_ppp(client, ppp.server_ip).await
                 && routes_over_ppp(server, ppp.client_ip).await;
-            if let Some((local, peer)) = ppp_address(client).await.filter(|_| routed) {
-                out.state = TunnelExpect::Up;
-                out.client_ip = Some(local);
-                out.server_ip = Some(peer);
-                return (layer, out);
+            if routed {
+                if let Some((local, peer)) = ppp_address(client).await {
+                    out.state = TunnelExpect::Up;
+                    out.client_ip = Some(local);
+                    out.server_ip = Some(peer);
+                    return (layer, out);
+                }
             }
             // A daemon that exited cannot bring the link up any more: stop
             // waiting. Whether a failing call ends that way or by running

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::outcome::{expected_summary, Verdict};
 use crate::run::CellReport;
+use crate::scenario::cell::{Encapsulation, TunnelExpect};
 
 /// The JSON report written by `--report`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,15 +56,15 @@ pub fn markdown(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()
     for c in cells {
         let o = &c.outcome;
         let ipsec = match (o.tunnel, o.encapsulation) {
-            (Some(crate::scenario::cell::TunnelExpect::Up), Some(e)) => format!(
+            (Some(TunnelExpect::Up), Some(e)) => format!(
                 "up ({})",
                 match e {
-                    crate::scenario::cell::Encapsulation::Udp => "ESP in UDP 4500",
-                    crate::scenario::cell::Encapsulation::None => "raw ESP",
-                    crate::scenario::cell::Encapsulation::Mixed => "ends disagree on encapsulation",
+                    Encapsulation::Udp => "ESP in UDP 4500",
+                    Encapsulation::None => "raw ESP",
+                    Encapsulation::Mixed => "ends disagree on encapsulation",
                 }
             ),
-            (Some(crate::scenario::cell::TunnelExpect::Up), None) => "up".into(),
+            (Some(TunnelExpect::Up), None) => "up".into(),
             (Some(_), _) => "down".into(),
             (None, _) => "–".into(),
         };

@@ -116,15 +116,7 @@ async fn run_inner(
     let backend = cell.backend.unwrap_or(opts.backend);
     // Cells this machine cannot run, or a stack cannot express, are decided
     // before anything is created.
-    let lacks: Vec<&str> = cell
-        .requires
-        .iter()
-        .filter_map(|r| match r.as_str() {
-            "kernel-esp" if !opts.kernel_esp => Some("kernel ESP"),
-            "kernel-ppp" if !kernel_has_ppp() => Some("kernel PPP"),
-            _ => None,
-        })
-        .collect();
+    let lacks = missing_features(cell, opts.kernel_esp);
     if !lacks.is_empty() {
         return Outcome::not_run(
             cell,
@@ -318,13 +310,17 @@ async fn exercise(
     // does not race the responder.
     if initiation.as_ref().is_some_and(|i| i.success) {
         let deadline = Instant::now() + Duration::from_secs(5);
+        // Ends already seen with their CHILD SA are not asked again (a
+        // libreswan state query costs a whack, its log and `ip xfrm`).
+        let mut installed = vec![false; stacks.len()];
         loop {
-            let mut all = true;
-            for s in stacks.iter_mut() {
-                let st = s.state().await.map_err(|e| e.to_string())?;
-                all &= st.child.is_some_and(|c| c.state == "INSTALLED");
+            for (s, done) in stacks.iter_mut().zip(installed.iter_mut()) {
+                if !*done {
+                    let st = s.state().await.map_err(|e| e.to_string())?;
+                    *done = st.child.is_some_and(|c| c.state == "INSTALLED");
+                }
             }
-            if all || Instant::now() > deadline {
+            if installed.iter().all(|d| *d) || Instant::now() > deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -459,6 +455,20 @@ pub fn default_backend(kernel_esp: bool) -> Result<Backend, String> {
         Err(_) if kernel_esp => Ok(Backend::KernelNetlink),
         Err(_) => Ok(Backend::KernelLibipsec),
     }
+}
+
+/// The kernel features `cell` requires that this machine lacks (`kernel
+/// ESP`, `kernel PPP`), given the ESP probe's result: such a cell runs only
+/// in a VM.
+pub fn missing_features(cell: &Cell, kernel_esp: bool) -> Vec<&'static str> {
+    cell.requires
+        .iter()
+        .filter_map(|r| match r.as_str() {
+            "kernel-esp" if !kernel_esp => Some("kernel ESP"),
+            "kernel-ppp" if !kernel_has_ppp() => Some("kernel PPP"),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether this kernel has PPP (pppd needs `ppp_generic`; in a VM vpnlab
