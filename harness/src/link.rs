@@ -69,6 +69,26 @@ pub async fn up(ns: &Netns, index: u32, name: &str) -> Result<(), TopologyError>
         .map_err(nl(ns, format!("set {name} up")))
 }
 
+/// Bring interface `index` down.
+pub async fn down(ns: &Netns, index: u32, name: &str) -> Result<(), TopologyError> {
+    ns.rtnl
+        .link()
+        .set(LinkUnspec::new_with_index(index).down().build())
+        .execute()
+        .await
+        .map_err(nl(ns, format!("set {name} down")))
+}
+
+/// Set the MTU of interface `index`.
+pub async fn mtu(ns: &Netns, index: u32, name: &str, mtu: u32) -> Result<(), TopologyError> {
+    ns.rtnl
+        .link()
+        .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+        .execute()
+        .await
+        .map_err(nl(ns, format!("set {name} mtu {mtu}")))
+}
+
 /// Add `addr` to interface `index`.
 pub async fn address(
     ns: &Netns,

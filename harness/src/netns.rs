@@ -60,6 +60,11 @@ impl Netns {
         sys::in_netns(self.fd(), f)
     }
 
+    /// Forget every NAT mapping and tracked connection in this namespace.
+    pub fn flush_conntrack(&self) -> std::io::Result<()> {
+        self.run_in(sys::flush_conntrack)
+    }
+
     /// Write a `net.*` sysctl inside this namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<(), TopologyError> {
         sys::write_net_sysctl(self.fd(), key, value).map_err(|source| TopologyError::Sysctl {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::path::PathReport;
 use crate::check::CheckResult;
-use crate::scenario::cell::{Encapsulation, Expectation, TunnelExpect};
+use crate::scenario::cell::{Encapsulation, Expectation, TunnelExpect, WaitExpect};
 use crate::stack::{Backend, EndpointState, Initiation};
 
 /// How a cell ended.
@@ -78,6 +78,42 @@ pub struct PppOutcome {
     pub reason: Option<String>,
 }
 
+/// What one timed step did and what was observed after it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Step name.
+    pub name: String,
+    /// What was done, e.g. `nat-reboot gw: mappings flushed, outside ports now 20000-29999`.
+    pub action: String,
+    /// How a `wait` ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitExpect>,
+    /// Checks run again by this step (named `<check>@<step>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
+    /// Each endpoint after the step (after `wait` and `checks` steps, whose
+    /// end does not depend on timing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<StepView>,
+    /// Why the step could not be carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An endpoint's SAs in one line, as seen after a step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepView {
+    /// Node.
+    pub node: String,
+    /// IKE SA state, or `none`.
+    pub ike: String,
+    /// The IKE SA's peer address:port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// CHILD SA state, or `none`.
+    pub child: String,
+}
+
 /// A gateway's NAT in the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NatOutcome {
@@ -127,6 +163,9 @@ pub struct Outcome {
     /// NAT per forwarding node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nat: BTreeMap<String, NatOutcome>,
+    /// Timed steps, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepOutcome>,
     /// What crossed each link, and where packets stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathReport>,
@@ -155,6 +194,7 @@ impl Outcome {
             ppp: None,
             checks: vec![],
             nat: BTreeMap::new(),
+            steps: vec![],
             path: None,
         }
     }
@@ -229,8 +269,10 @@ impl Outcome {
                 ));
             }
         }
+        let step_checks = self.steps.iter().flat_map(|s| &s.checks);
+        let all: Vec<&CheckResult> = self.checks.iter().chain(step_checks).collect();
         for (name, want) in &exp.checks {
-            match self.checks.iter().find(|c| &c.name == name) {
+            match all.iter().find(|c| &c.name == name) {
                 Some(c) if c.result == *want => {}
                 Some(c) => m.push(format!(
                     "check {name}: expected {}, observed {} ({}/{} answered)",
@@ -240,6 +282,16 @@ impl Outcome {
                     c.sent
                 )),
                 None => m.push(format!("check {name}: expected {}, not run", word(want))),
+            }
+        }
+        for (name, want) in &exp.waits {
+            let seen = self.steps.iter().find(|s| &s.name == name).and_then(|s| s.wait);
+            if seen != Some(*want) {
+                m.push(format!(
+                    "wait {name}: expected {}, observed {}",
+                    word(want),
+                    seen.map_or("nothing (not run)".into(), |w| word(&w))
+                ));
             }
         }
         self.verdict = if m.is_empty() {
@@ -270,7 +322,7 @@ impl Outcome {
             s.push_str(&format!(" ppp={}", word(&p.state)));
         }
         let mut s = s.trim_start().to_string();
-        for c in &self.checks {
+        for c in self.checks.iter().chain(self.steps.iter().flat_map(|s| &s.checks)) {
             s.push_str(&format!(" {}={}/{}", c.name, c.received, c.sent));
         }
         s
@@ -358,6 +410,7 @@ mod tests {
                 error: None,
             }],
             nat: BTreeMap::new(),
+            steps: vec![],
             path: None,
         };
         o.observe_tunnel();

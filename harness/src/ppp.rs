@@ -151,7 +151,7 @@ impl PppLayer {
             for (node, dir) in [(&ppp.server, "sport"), (&ppp.client, "dport")] {
                 let rules = l2tp_guard(dir);
                 if let Err(e) =
-                    crate::nat::nft::apply(topo.node(node), crate::nat::NatProfile::None, &rules)
+                    crate::nat::nft::apply(topo.node(node), crate::nat::NatProfile::None, &rules, false)
                         .await
                 {
                     out.reason = Some(format!("cannot load the L2TP-only-over-IPsec rules: {e}"));

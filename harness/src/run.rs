@@ -153,7 +153,7 @@ async fn run_inner(
     }
 
     let mut t = Instant::now();
-    let topo = match Topology::build(cell).await {
+    let mut topo = match Topology::build(cell).await {
         Ok(t) => t,
         Err(e) => return Outcome::not_run(cell, opts.backend, Verdict::Error, e.to_string()),
     };
@@ -195,7 +195,8 @@ async fn run_inner(
     let result = exercise(
         cell,
         opts,
-        &topo,
+        &mut topo,
+        capture.as_ref(),
         &mut stacks,
         &mut ppp_layer,
         &celldir,
@@ -275,7 +276,8 @@ fn save_logs(celldir: &Path, dest: &Path) {
 async fn exercise(
     cell: &Cell,
     opts: &RunOptions,
-    topo: &Topology,
+    topo: &mut Topology,
+    capture: Option<&Capture>,
     stacks: &mut [Box<dyn Stack>],
     ppp_layer: &mut Option<crate::ppp::PppLayer>,
     celldir: &Path,
@@ -369,6 +371,7 @@ async fn exercise(
             state,
         });
     }
+    let steps = crate::events::run(cell, topo, stacks, capture).await;
     phases.checks_ms = lap(t);
     let nat: BTreeMap<String, NatOutcome> = topo
         .nat
@@ -398,6 +401,7 @@ async fn exercise(
         ppp,
         checks,
         nat,
+        steps,
         path: None,
     };
     o.observe_tunnel();

@@ -17,8 +17,31 @@ use crate::scenario::Cell;
 pub struct Topology {
     /// Node name → namespace.
     pub nodes: BTreeMap<String, Netns>,
-    /// Gateway → (profile, applied ruleset), for the outcome.
+    /// Forwarding node → its NAT as first applied, for the outcome.
     pub nat: BTreeMap<String, (NatProfile, String)>,
+    /// Node → its NAT as it is now (steps change it).
+    gateways: BTreeMap<String, Gateway>,
+}
+
+/// A node's current NAT: what its ruleset is generated from.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Profile.
+    pub profile: NatProfile,
+    /// Public-side interface.
+    pub outside: Option<String>,
+    /// PPTP helper.
+    pub pptp_helper: bool,
+    /// Behaviour knobs (steps add blocks and move the port range).
+    pub knobs: nat::Knobs,
+}
+
+impl Gateway {
+    /// The ruleset for the current state.
+    pub fn ruleset(&self) -> String {
+        self.profile
+            .ruleset(self.outside.as_deref(), self.pptp_helper, &self.knobs)
+    }
 }
 
 impl Topology {
@@ -31,22 +54,40 @@ impl Topology {
         let topo = Topology {
             nodes,
             nat: BTreeMap::new(),
+            gateways: BTreeMap::new(),
         };
         topo.wire(cell).await?;
         let mut topo = topo;
         for n in &cell.nodes {
-            if let (p, Some(outside)) = (n.nat, &n.nat_outside) {
-                let ruleset = p.ruleset(outside, n.pptp_helper);
-                nat::nft::apply(topo.node(&n.name), p, &ruleset).await?;
-                topo.nat.insert(n.name.clone(), (p, ruleset));
-            } else {
-                topo.nat
-                    .insert(n.name.clone(), (NatProfile::None, String::new()));
-            }
+            let gw = Gateway {
+                profile: n.nat,
+                outside: n.nat_outside.clone(),
+                pptp_helper: n.pptp_helper,
+                knobs: n.knobs.clone(),
+            };
+            let ruleset = gw.ruleset();
+            nat::nft::apply(topo.node(&n.name), n.nat, &ruleset, false).await?;
+            topo.nat.insert(n.name.clone(), (n.nat, ruleset));
+            topo.gateways.insert(n.name.clone(), gw);
         }
         topo.nat
             .retain(|name, _| cell.node(name).is_some_and(|n| n.forwarding));
         Ok(topo)
+    }
+
+    /// Change a node's NAT and load the new ruleset in place of the old one
+    /// (one nft transaction; conntrack entries are kept). Returns the new
+    /// state.
+    pub async fn reconfigure(
+        &mut self,
+        node: &str,
+        change: impl FnOnce(&mut Gateway),
+    ) -> Result<Gateway, TopologyError> {
+        let gw = self.gateways.get_mut(node).expect("validated node");
+        change(gw);
+        let gw = gw.clone();
+        nat::nft::apply(self.node(node), gw.profile, &gw.ruleset(), true).await?;
+        Ok(gw)
     }
 
     /// The namespace of `node` (validated to exist).

@@ -90,7 +90,12 @@ struct Running {
     node: String,
     stop: OwnedFd,
     thread: JoinHandle<std::io::Result<NodeFrames>>,
+    live: Live,
 }
+
+/// Counts while the capture runs, both directions together, for `wait`
+/// steps: (ifindex, class) → packets.
+type Live = Arc<std::sync::Mutex<BTreeMap<(u32, Class), u64>>>;
 
 /// Capture running on every node of a cell.
 pub struct Capture {
@@ -134,9 +139,11 @@ impl Capture {
                 source: e.into(),
             })?;
             let flows = flows.clone();
+            let live = Live::default();
+            let counts = live.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
-                .spawn(move || read_loop(sock, wake_rx, &flows))
+                .spawn(move || read_loop(sock, wake_rx, &flows, &counts))
                 .map_err(|source| TopologyError::Netns {
                     node: name.clone(),
                     op: "start a capture thread",
@@ -146,9 +153,25 @@ impl Capture {
                 node: name.clone(),
                 stop: wake_tx,
                 thread,
+                live,
             });
         }
         Ok(Capture { running, counters })
+    }
+
+    /// Packets of `class` that crossed interface `ifindex` of `node` so far,
+    /// either direction.
+    pub fn seen(&self, node: &str, ifindex: u32, class: Class) -> u64 {
+        self.running
+            .iter()
+            .find(|r| r.node == node)
+            .and_then(|r| {
+                r.live
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&(ifindex, class)).copied())
+            })
+            .unwrap_or(0)
     }
 
     /// Stop, collect, and name the interfaces (while they still exist).
@@ -192,7 +215,12 @@ async fn iface_names(ns: &Netns) -> BTreeMap<u32, String> {
 }
 
 /// Read frames until the wake pipe says stop, then drain what is queued.
-fn read_loop(sock: OwnedFd, wake: OwnedFd, flows: &[Flow]) -> std::io::Result<NodeFrames> {
+fn read_loop(
+    sock: OwnedFd,
+    wake: OwnedFd,
+    flows: &[Flow],
+    live: &Live,
+) -> std::io::Result<NodeFrames> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::socket::{recvfrom, LinkAddr};
     let mut nf = NodeFrames::default();
@@ -237,6 +265,9 @@ fn read_loop(sock: OwnedFd, wake: OwnedFd, flows: &[Flow]) -> std::io::Result<No
         let pkt = &buf[..n];
         let class = classify::classify(pkt, tun, flows);
         *nf.counts.entry((ifindex, dir, class)).or_default() += 1;
+        if let Ok(mut m) = live.lock() {
+            *m.entry((ifindex, class)).or_default() += 1;
+        }
         let kept = per_iface.entry(ifindex).or_default();
         if *kept < FRAMES_PER_IFACE {
             *kept += 1;

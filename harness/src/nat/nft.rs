@@ -7,11 +7,23 @@ use crate::nat::NatProfile;
 use crate::netns::Netns;
 
 /// Load `ruleset` into the gateway's namespace (never the host's: the nft
-/// process enters the node before it starts).
-pub async fn apply(ns: &Netns, profile: NatProfile, ruleset: &str) -> Result<(), TopologyError> {
-    if ruleset.is_empty() {
+/// process enters the node before it starts). With `replace`, vpnlab's
+/// table is deleted first in the same transaction.
+pub async fn apply(
+    ns: &Netns,
+    profile: NatProfile,
+    ruleset: &str,
+    replace: bool,
+) -> Result<(), TopologyError> {
+    if ruleset.is_empty() && !replace {
         return Ok(());
     }
+    // `table` declares it (a no-op if it exists) so `delete` cannot fail.
+    let text = if replace {
+        format!("table ip vpnlab\ndelete table ip vpnlab\n{ruleset}")
+    } else {
+        ruleset.to_string()
+    };
     let fail = |message: String| TopologyError::Nat {
         node: ns.node.clone(),
         profile: profile.to_string(),
@@ -31,7 +43,7 @@ pub async fn apply(ns: &Netns, profile: NatProfile, ruleset: &str) -> Result<(),
         })?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     stdin
-        .write_all(ruleset.as_bytes())
+        .write_all(text.as_bytes())
         .await
         .map_err(|e| fail(e.to_string()))?;
     drop(stdin);

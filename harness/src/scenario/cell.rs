@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::nat::NatProfile;
+use crate::nat::{Block, Knobs, NatProfile};
 pub use crate::scenario::model::{
-    CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Role, TunnelExpect,
+    CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Role, TunnelExpect, WaitExpect,
 };
 
 /// One runnable cell.
@@ -42,6 +43,116 @@ pub struct Cell {
     pub requires: Vec<String>,
     /// ESP backend pinned by the file, if any.
     pub backend: Option<crate::stack::Backend>,
+    /// Timed events after the checks.
+    pub steps: Vec<Step>,
+}
+
+/// One timed event.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Name (in the outcome and `expect`).
+    pub name: String,
+    /// What to do.
+    pub action: Action,
+}
+
+/// What a step does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Sleep this long (bounded by validation).
+    Pause(Duration),
+    /// Wait for an event on a node.
+    Wait {
+        /// Node.
+        node: String,
+        /// Event.
+        event: Event,
+        /// Bound.
+        timeout: Duration,
+    },
+    /// Run these checks again.
+    Checks(Vec<String>),
+    /// Forget the gateway's mappings and move its outside port range.
+    NatReboot(String),
+    /// Change a link end.
+    Link {
+        /// Node.
+        node: String,
+        /// Interface.
+        iface: String,
+        /// Bring it up (`true`) or down.
+        up: Option<bool>,
+        /// New MTU.
+        mtu: Option<u32>,
+    },
+    /// Start (`true`) or stop dropping a class at a node.
+    Block {
+        /// Node.
+        node: String,
+        /// Class.
+        class: Block,
+        /// Block or unblock.
+        on: bool,
+    },
+}
+
+/// Events a `wait` step can wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The endpoint's IKE SA is established.
+    IkeUp,
+    /// It has none established.
+    IkeDown,
+    /// Its CHILD SA is installed.
+    ChildUp,
+    /// It has none installed.
+    ChildDown,
+    /// Its IKE SA's peer address:port differs from the one at the step's start.
+    PeerMoved,
+    /// A packet of this class crossed this interface.
+    Packet {
+        /// Interface.
+        iface: String,
+        /// Class.
+        class: crate::capture::Class,
+    },
+}
+
+impl Event {
+    /// The name used in files.
+    pub fn label(&self) -> String {
+        match self {
+            Event::IkeUp => "ike-up".into(),
+            Event::IkeDown => "ike-down".into(),
+            Event::ChildUp => "child-up".into(),
+            Event::ChildDown => "child-down".into(),
+            Event::PeerMoved => "peer-moved".into(),
+            Event::Packet { iface, class } => format!("packet {} on {iface}", class.as_str()),
+        }
+    }
+}
+
+/// How an endpoint authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Auth {
+    /// Pre-shared key.
+    Psk,
+    /// Certificates from the run's test CA, at least this many bytes.
+    Cert {
+        /// Minimum certificate size.
+        size: Option<u32>,
+    },
+}
+
+/// IPsec protocol of the CHILD SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Proto {
+    /// Encapsulating Security Payload.
+    Esp,
+    /// Authentication Header.
+    Ah,
 }
 
 /// A node (network namespace).
@@ -59,6 +170,8 @@ pub struct Node {
     pub sysctl: Vec<(String, String)>,
     /// Linux's PPTP helper on TCP 1723 (with any NAT profile).
     pub pptp_helper: bool,
+    /// NAT behaviour knobs (the profile's preset plus the file's own).
+    pub knobs: Knobs,
 }
 
 /// One end of a veth pair.
@@ -130,6 +243,16 @@ pub struct Endpoint {
     /// Programs of a `command` stack.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandStack>,
+    /// NAT keepalive interval in seconds; `None`: off.
+    pub keepalive: Option<u32>,
+    /// DPD interval in seconds; `None`: off.
+    pub dpd: Option<u32>,
+    /// IKEv2 fragmentation.
+    pub fragmentation: bool,
+    /// Authentication.
+    pub auth: Auth,
+    /// ESP or AH.
+    pub proto: Proto,
 }
 
 /// The programs of a user's own stack (`stack = "command"`), resolved to
@@ -198,6 +321,9 @@ pub struct Expectation {
     pub encapsulation: Option<Encapsulation>,
     /// Check name → expected result.
     pub checks: BTreeMap<String, CheckExpect>,
+    /// `wait` step name → expected end.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub waits: BTreeMap<String, WaitExpect>,
 }
 
 impl Cell {

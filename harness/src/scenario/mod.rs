@@ -4,6 +4,8 @@
 
 pub mod cell;
 pub mod model;
+mod knobs;
+mod steps;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -48,6 +48,10 @@ pub struct ScenarioFile {
     /// Expectations; later entries whose `when` matches override earlier ones.
     #[serde(default)]
     pub expect: Vec<Spanned<ExpectSpec>>,
+    /// Timed events after the checks, in order: waits, pauses, NAT reboots,
+    /// link changes, blocks, checks run again.
+    #[serde(default)]
+    pub steps: Vec<Spanned<StepSpec>>,
 }
 
 /// A node: a host or, with `nat`, a gateway.
@@ -66,6 +70,37 @@ pub struct NodeSpec {
     /// PPTP's GRE. The `win2000` profile has it already.
     #[serde(default)]
     pub pptp_helper: bool,
+    /// NAT behaviour knobs that refine the profile (RFC 4787 terms).
+    pub behaviour: Option<Spanned<BehaviourSpec>>,
+}
+
+/// A gateway's NAT behaviour beyond its profile. Each knob names the
+/// RFC 4787 behaviour it models.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviourSpec {
+    /// Port assignment (RFC 4787 4.1 and 4.2.1): `preserve` keeps the
+    /// inside source port when it is free, so one inside address:port keeps
+    /// one outside port for every destination (endpoint-independent mapping,
+    /// Linux's default); `random` draws a new port for every new destination
+    /// (address-and-port-dependent mapping, a "symmetric" NAT).
+    pub ports: Option<Spanned<String>>,
+    /// Outside ports mappings are taken from, e.g. `"20000-29999"`
+    /// (RFC 4787 4.2.1); default: the inside port when free.
+    pub port_range: Option<Spanned<String>>,
+    /// UDP mapping timeout in seconds (RFC 4787 4.3, REQ-5 asks for at
+    /// least 120): a mapping with no packet for this long is forgotten.
+    pub udp_timeout: Option<Spanned<u32>>,
+    /// Packet classes dropped in both directions: `esp`, `ah`, `udp-500`,
+    /// `udp-4500`, `fragments` (IP fragments, dropped before reassembly:
+    /// RFC 4787 section 11, REQ-14 asks NATs to forward them), `non-udp`.
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
+    /// Percentage of forwarded packets dropped at random (0-100).
+    pub loss: Option<Spanned<u8>>,
+    /// Static forwarding of IKE and NAT-T (UDP 500 and 4500) arriving on the
+    /// public side to this inside address: how a server sits behind a NAT.
+    pub forward_ike_to: Option<Spanned<String>>,
 }
 
 /// One end of a link.
@@ -121,8 +156,8 @@ pub struct EndpointSpec {
     pub peer_addr: Option<Spanned<String>>,
     /// IKE identity.
     pub id: Spanned<String>,
-    /// Pre-shared key (both ends must agree).
-    pub psk: Spanned<String>,
+    /// Pre-shared key (both ends must agree; with `auth = "psk"`).
+    pub psk: Option<Spanned<String>>,
     /// Inner address (put on the node's loopback; the tunnel's traffic selector).
     pub inner: Option<Spanned<String>>,
     /// IKE version, 1 or 2.
@@ -137,6 +172,25 @@ pub struct EndpointSpec {
     /// The programs that drive a stack vpnlab has no driver for (with
     /// `stack = "command"`; the contract is in the README).
     pub command: Option<Spanned<CommandSpec>>,
+    /// NAT keepalive interval (`"1s"`, RFC 3948 section 4) or `"off"`;
+    /// default strongSwan's 20 s. Sent only by an end behind NAT.
+    pub keepalive: Option<Spanned<String>>,
+    /// Dead peer detection interval (`"1s"`) or `"off"` (the default). An
+    /// IKEv2 DPD exchange from a new address:port lets the peer follow it
+    /// (RFC 7296 2.23).
+    pub dpd: Option<Spanned<String>>,
+    /// IKEv2 fragmentation (RFC 7383): `"yes"` (strongSwan's default) or
+    /// `"no"`.
+    pub fragmentation: Option<Spanned<String>>,
+    /// Authentication: `psk` (the default) or `cert` (a per-run test CA
+    /// issues both ends' certificates; strongSwan only).
+    pub auth: Option<Spanned<String>>,
+    /// With `auth = "cert"`: the certificate's size in bytes at least
+    /// (padded with extra names), to make IKE_AUTH fragment.
+    pub cert_size: Option<Spanned<u32>>,
+    /// IPsec protocol: `esp` (the default) or `ah` (integrity only; covers
+    /// the IP addresses, so a NAT breaks it).
+    pub proto: Option<Spanned<String>>,
 }
 
 /// A user's own stack, driven through three programs (paths relative to
@@ -310,6 +364,12 @@ pub struct MatrixSpec {
     /// entries give the interoperability grid.
     #[serde(default)]
     pub stack: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    /// NAT keepalive intervals to try on every endpoint (`"off"`, `"1s"`).
+    pub keepalive: Option<Spanned<Vec<Spanned<String>>>>,
+    /// DPD intervals to try on every endpoint (`"off"`, `"1s"`).
+    pub dpd: Option<Spanned<Vec<Spanned<String>>>>,
+    /// IKEv2 fragmentation settings to try on every endpoint (`"no"`, `"yes"`).
+    pub fragmentation: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One expectation entry.
@@ -325,9 +385,89 @@ pub struct ExpectSpec {
     pub ppp: Option<Spanned<TunnelExpect>>,
     /// ESP encapsulation on the wire.
     pub encapsulation: Option<Spanned<Encapsulation>>,
-    /// Check name → pass/fail.
+    /// Check name → pass/fail. A check run again by a step is named
+    /// `<check>@<step>`.
     #[serde(default)]
     pub checks: BTreeMap<String, Spanned<CheckExpect>>,
+    /// `wait` step name → `seen` or `timeout`.
+    #[serde(default)]
+    pub waits: BTreeMap<String, Spanned<WaitExpect>>,
+}
+
+/// Expected end of a `wait` step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitExpect {
+    /// The event happened within the timeout.
+    Seen,
+    /// It did not.
+    Timeout,
+}
+
+/// One timed event. Exactly one action field is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Name used in the outcome and in `expect` (default `step<N>`).
+    pub name: Option<Spanned<String>>,
+    /// A bounded pause, e.g. `"5s"` (for timeouts to expire; at most 60 s).
+    pub pause: Option<Spanned<String>>,
+    /// Wait for an event, bounded by its timeout.
+    pub wait: Option<Spanned<WaitSpec>>,
+    /// Run these checks again (by name); results are named `<check>@<step>`.
+    pub checks: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Reboot this gateway's NAT: forget every mapping and move to another
+    /// outside port range.
+    pub nat_reboot: Option<Spanned<String>>,
+    /// Change a link end: down, up, or a new MTU.
+    pub link: Option<Spanned<LinkStepSpec>>,
+    /// Start dropping a packet class at a node (see `behaviour.block`).
+    pub block: Option<Spanned<BlockStepSpec>>,
+    /// Stop dropping it.
+    pub unblock: Option<Spanned<BlockStepSpec>>,
+}
+
+/// What a `wait` step waits for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitSpec {
+    /// `ike-up`, `ike-down`, `child-up`, `child-down` (of the endpoint on
+    /// `node`), `peer-moved` (its IKE SA's peer address:port changes) or
+    /// `packet` (a packet of `class` crosses `iface` of `node`).
+    pub event: Spanned<String>,
+    /// Node the event is observed on.
+    pub node: Spanned<String>,
+    /// Interface (for `packet`).
+    pub iface: Option<Spanned<String>>,
+    /// Packet class (for `packet`): `ike`, `ike-nat-t`, `esp`, `esp-in-udp`,
+    /// `nat-keepalive`, `icmp`.
+    pub class: Option<Spanned<String>>,
+    /// Bound, e.g. `"5s"` (at most 60 s).
+    pub timeout: Spanned<String>,
+}
+
+/// A `link` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkStepSpec {
+    /// Node.
+    pub node: Spanned<String>,
+    /// Interface in the node.
+    pub iface: Spanned<String>,
+    /// `true` up, `false` down.
+    pub up: Option<Spanned<bool>>,
+    /// New MTU.
+    pub mtu: Option<Spanned<u32>>,
+}
+
+/// A `block`/`unblock` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockStepSpec {
+    /// A forwarding node.
+    pub node: Spanned<String>,
+    /// Packet class (see `behaviour.block`).
+    pub class: Spanned<String>,
 }
 
 /// A `when` value.

@@ -13,7 +13,8 @@ use super::cell::{self, Cell, Expectation};
 use super::model::{self, NatT, Role, ScenarioFile};
 use super::{line_col, Scenario};
 use crate::error::{Diagnostic, ScenarioError};
-use crate::nat::NatProfile;
+use crate::nat::{Knobs, NatProfile};
+use super::knobs;
 use crate::stack::{self, Backend};
 
 /// Machine features a scenario may require.
@@ -24,14 +25,14 @@ const IFNAMSIZ: usize = 15;
 /// Node names stay short so default interface names (`to-<node>`) fit.
 const MAX_NODE_NAME: usize = 12;
 
-struct Diags<'a> {
+pub(super) struct Diags<'a> {
     path: &'a Path,
     text: &'a str,
     out: Vec<Diagnostic>,
 }
 
 impl Diags<'_> {
-    fn err(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
         let (line, column) = line_col(self.text, span.start);
         let d = Diagnostic {
             path: self.path.to_path_buf(),
@@ -85,18 +86,18 @@ fn known_stack(d: &mut Diags<'_>, st: &Spanned<String>, field: String) {
     }
 }
 
-fn sp<T>(s: &Spanned<T>) -> Range<usize> {
+pub(super) fn sp<T>(s: &Spanned<T>) -> Range<usize> {
     s.span()
 }
 
 /// An address on a node, with where it was declared.
 #[derive(Clone)]
-struct Iface {
-    node: String,
-    name: String,
-    net: Ipv4Net,
-    peer_node: String,
-    peer_addr: Ipv4Addr,
+pub(super) struct Iface {
+    pub(super) node: String,
+    pub(super) name: String,
+    pub(super) net: Ipv4Net,
+    pub(super) peer_node: String,
+    pub(super) peer_addr: Ipv4Addr,
 }
 
 pub(super) fn validate(
@@ -150,6 +151,7 @@ pub(super) fn validate(
 
     // --- nodes
     let nodes: BTreeSet<String> = f.nodes.keys().cloned().collect();
+    let mut file_knobs: BTreeMap<String, Knobs> = BTreeMap::new();
     for (n, spec) in &f.nodes {
         let ok = !n.is_empty()
             && n.len() <= MAX_NODE_NAME
@@ -174,6 +176,10 @@ pub(super) fn validate(
                     ),
                 );
             }
+        }
+        if let Some(b) = &spec.get_ref().behaviour {
+            let k = knobs::nat_knobs(&mut d, b.get_ref(), &format!("nodes.{n}.behaviour"));
+            file_knobs.insert(n.clone(), k);
         }
         for (k, v) in &spec.get_ref().sysctl {
             if !k.starts_with("net.") {
@@ -418,6 +424,7 @@ pub(super) fn validate(
     // --- endpoints
     let mut inner_seen: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     let mut inner_of: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
+    let mut ep_knobs: Vec<knobs::EndpointKnobs> = Vec::new();
     for (i, e) in f.endpoints.iter().enumerate() {
         let e = e.get_ref();
         let field = format!("endpoints[{i}]");
@@ -480,6 +487,7 @@ pub(super) fn validate(
                 "IKE version must be 1 or 2",
             );
         }
+        ep_knobs.push(knobs::endpoint_knobs(&mut d, &f.endpoints[i], &field));
         if let Some(inner) = &e.inner {
             match inner.get_ref().parse::<Ipv4Addr>() {
                 Ok(a) => {
@@ -564,12 +572,14 @@ pub(super) fn validate(
                 ),
             );
         }
-        if p.psk.get_ref() != e.psk.get_ref() {
-            d.err(
-                sp(&e.psk),
-                format!("{field}.psk"),
-                format!("differs from the psk of {}", p.node.get_ref()),
-            );
+        if let (Some(a), Some(b)) = (&e.psk, &p.psk) {
+            if a.get_ref() != b.get_ref() {
+                d.err(
+                    sp(a),
+                    format!("{field}.psk"),
+                    format!("differs from the psk of {}", p.node.get_ref()),
+                );
+            }
         }
         if p.ike.get_ref() != e.ike.get_ref() {
             d.err(
@@ -604,12 +614,14 @@ pub(super) fn validate(
                 Ok(a)
                     if !ifaces
                         .iter()
-                        .any(|x| &x.node == e.peer.get_ref() && x.net.addr() == a) =>
+                        .any(|x| &x.node == e.peer.get_ref() && x.net.addr() == a)
+                        && forwarded_to(a, &ifaces, &file_knobs)
+                            .is_none_or(|(_, n)| &n != e.peer.get_ref()) =>
                 {
                     d.err(
                         sp(pa),
                         format!("{field}.peer_addr"),
-                        format!("{a} is not an address of {}", e.peer.get_ref()),
+                        format!("{a} is not an address of {} nor of a gateway that forwards IKE to it (`behaviour.forward_ike_to`)", e.peer.get_ref()),
                     );
                 }
                 Ok(_) => {}
@@ -963,6 +975,52 @@ pub(super) fn validate(
         }
         axes.push((format!("stack.{n}"), names(values), sp(values)));
     }
+    for (axis, values) in [
+        ("keepalive", &f.matrix.keepalive),
+        ("dpd", &f.matrix.dpd),
+        ("fragmentation", &f.matrix.fragmentation),
+    ] {
+        let Some(values) = values else { continue };
+        if values.get_ref().is_empty() {
+            d.err(
+                sp(values),
+                format!("matrix.{axis}"),
+                "an axis needs at least one value",
+            );
+        }
+        for v in values.get_ref() {
+            knobs::endpoint_axis_value(&mut d, axis, v);
+        }
+        axes.push((axis.to_string(), names(values), sp(values)));
+    }
+
+    // --- timed steps
+    let steps = super::steps::validate(
+        &mut d,
+        &f,
+        &nodes,
+        &ifaces,
+        &check_names,
+        f.endpoints
+            .iter()
+            .map(|e| e.get_ref().node.get_ref().clone())
+            .collect(),
+    );
+    let mut all_checks = check_names.clone();
+    let mut wait_names = BTreeSet::new();
+    for st in &steps {
+        match &st.action {
+            cell::Action::Checks(names) => {
+                for c in names {
+                    all_checks.insert(format!("{c}@{}", st.name));
+                }
+            }
+            cell::Action::Wait { .. } => {
+                wait_names.insert(st.name.clone());
+            }
+            _ => {}
+        }
+    }
 
     // --- expectations refer to known axes, values and checks
     for (i, e) in f.expect.iter().enumerate() {
@@ -993,11 +1051,20 @@ pub(super) fn validate(
             }
         }
         for (c, v) in &e.get_ref().checks {
-            if !check_names.contains(c) {
+            if !all_checks.contains(c) {
                 d.err(
                     sp(v),
                     format!("expect[{i}].checks.{c}"),
-                    format!("no check named `{c}`"),
+                    format!("no check named `{c}` (a check a step runs again is `<check>@<step>`)"),
+                );
+            }
+        }
+        for (w, v) in &e.get_ref().waits {
+            if !wait_names.contains(w) {
+                d.err(
+                    sp(v),
+                    format!("expect[{i}].waits.{w}"),
+                    format!("no wait step named `{w}`"),
                 );
             }
         }
@@ -1068,7 +1135,11 @@ pub(super) fn validate(
                 .and_then(NatProfile::parse)
                 .unwrap_or(NatProfile::None);
             let out = outside.get(n).cloned().flatten();
-            if nat != NatProfile::None && out.is_none() {
+            let mut knobs = nat.preset();
+            if let Some(k) = file_knobs.get(n) {
+                knobs::merge(&mut knobs, k);
+            }
+            if (nat.translates() || knobs.forward_ike_to.is_some()) && out.is_none() {
                 let span = spec
                     .get_ref()
                     .nat
@@ -1079,12 +1150,13 @@ pub(super) fn validate(
                     span,
                     format!("nodes.{n}.nat_outside"),
                     format!(
-                        "NAT profile {nat} needs `nat_outside` (the neighbour on the public side)"
+                        "NAT profile {nat} (or forward_ike_to) needs `nat_outside` (the neighbour on the public side)"
                     ),
                 );
             }
             let forwarding = prof_name.is_some()
                 || f.matrix.nat.contains_key(n)
+                || spec.get_ref().behaviour.is_some()
                 || routes
                     .iter()
                     .any(|r| &r.node != n && r.via_owner(&ifaces) == Some(n.as_str()));
@@ -1100,12 +1172,14 @@ pub(super) fn validate(
                     .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                     .collect(),
                 pptp_helper: spec.get_ref().pptp_helper,
+                knobs,
             });
         }
         // endpoints with this cell's NAT-T mode
         let mut endpoints = Vec::new();
-        for e in &f.endpoints {
+        for (ei, e) in f.endpoints.iter().enumerate() {
             let e = e.get_ref();
+            let k = ep_knobs[ei].with_axes(&value);
             let p = ep_of(e.peer.get_ref()).expect("validated peer");
             let remote_addr = (*e.role.get_ref() == Role::Initiator).then(|| {
                 e.peer_addr
@@ -1140,7 +1214,7 @@ pub(super) fn validate(
                     .map(|x| x.net.addr()),
                 id: e.id.get_ref().clone(),
                 peer_id: p.id.get_ref().clone(),
-                psk: e.psk.get_ref().clone(),
+                psk: e.psk.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default(),
                 inner: inner_of.get(e.node.get_ref()).copied(),
                 peer_inner: inner_of.get(e.peer.get_ref()).copied(),
                 ike: *e.ike.get_ref(),
@@ -1160,6 +1234,11 @@ pub(super) fn validate(
                         status: abs(c.status.get_ref()),
                     }
                 }),
+                keepalive: k.keepalive,
+                dpd: k.dpd,
+                fragmentation: k.fragmentation,
+                auth: k.auth,
+                proto: k.proto,
             });
         }
         // A responder's own address is the one its initiator targets.
@@ -1170,7 +1249,16 @@ pub(super) fn validate(
                     .iter()
                     .filter(|p| p.peer == me)
                     .filter_map(|p| p.remote_addr)
-                    .find(|a| ifaces.iter().any(|x| x.node == me && x.net.addr() == *a));
+                    .find_map(|a| {
+                        if ifaces.iter().any(|x| x.node == me && x.net.addr() == a) {
+                            Some(a)
+                        } else {
+                            // Through a gateway that forwards IKE to it.
+                            forwarded_to(a, &ifaces, &file_knobs)
+                                .filter(|(_, n)| *n == me)
+                                .map(|(to, _)| to)
+                        }
+                    });
             }
         }
         // IKE must be routable both ways, through this cell's NAT.
@@ -1196,6 +1284,7 @@ pub(super) fn validate(
         let mut ppp_up = None;
         let mut encapsulation = None;
         let mut cexp = BTreeMap::new();
+        let mut wexp = BTreeMap::new();
         for e in &f.expect {
             let e = e.get_ref();
             let applies = e
@@ -1214,6 +1303,9 @@ pub(super) fn validate(
                 }
                 for (c, v) in &e.checks {
                     cexp.insert(c.clone(), *v.get_ref());
+                }
+                for (w, v) in &e.waits {
+                    wexp.insert(w.clone(), *v.get_ref());
                 }
             }
         }
@@ -1234,12 +1326,12 @@ pub(super) fn validate(
             );
             continue;
         }
-        for c in &checks {
-            if !cexp.contains_key(&c.name) {
+        for c in all_checks.iter() {
+            if !cexp.contains_key(c) {
                 d.err(
                     espan.clone(),
-                    format!("expect.checks.{}", c.name),
-                    format!("no expectation for check `{}` in cell {id}", c.name),
+                    format!("expect.checks.{c}"),
+                    format!("no expectation for check `{c}` in cell {id}"),
                 );
             }
         }
@@ -1260,7 +1352,9 @@ pub(super) fn validate(
                 ppp: ppp_up.filter(|_| ppp.is_some()),
                 encapsulation: encapsulation.filter(|_| tunnel == Some(cell::TunnelExpect::Up)),
                 checks: cexp,
+                waits: wexp,
             },
+            steps: steps.clone(),
             ppp: ppp.clone(),
             endpoints,
         });
@@ -1368,7 +1462,7 @@ fn reachable(
             return Err(format!("{at} has no route to {dst}"));
         };
         if let Some(n) = nodes.iter().find(|n| n.name == at) {
-            if n.nat != NatProfile::None && n.nat_outside.as_deref() == Some(hop.name.as_str()) {
+            if n.nat.translates() && n.nat_outside.as_deref() == Some(hop.name.as_str()) {
                 nats.push((at.clone(), src));
                 src = hop.net.addr();
             } else if at != from && !n.forwarding {
@@ -1378,4 +1472,17 @@ fn reachable(
         at = hop.peer_node.clone();
     }
     Err("path loops".into())
+}
+
+/// The inside address and node a gateway forwards IKE sent to `addr` to
+/// (`behaviour.forward_ike_to`), if `addr` is such a gateway's address.
+fn forwarded_to(
+    addr: Ipv4Addr,
+    ifaces: &[Iface],
+    knobs: &BTreeMap<String, Knobs>,
+) -> Option<(Ipv4Addr, String)> {
+    let gw = ifaces.iter().find(|x| x.net.addr() == addr)?;
+    let to = knobs.get(&gw.node)?.forward_ike_to?;
+    let owner = ifaces.iter().find(|x| x.net.addr() == to)?;
+    Some((to, owner.node.clone()))
 }

@@ -675,6 +675,10 @@ impl Libreswan {
                     .remote
                     .as_ref()
                     .map_or("?".into(), |(a, _)| endpoint_label(a, &remote_port)),
+                remote_raw: facts
+                    .remote
+                    .as_ref()
+                    .map_or("?".into(), |(a, _)| format!("{a}:{remote_port}")),
                 nat_local: facts.nat_local,
                 nat_remote: facts.nat_remote,
                 nat_fake: facts.nat_fake,

@@ -62,6 +62,10 @@ pub struct IkeState {
     pub local: String,
     /// Remote address:port.
     pub remote: String,
+    /// Remote address:port as reported, before normalization (not in
+    /// snapshots; `peer-moved` waits compare it).
+    #[serde(skip)]
+    pub remote_raw: String,
     /// This end is behind NAT.
     pub nat_local: bool,
     /// The peer is behind NAT.
@@ -132,12 +136,39 @@ pub trait Stack: Send {
 /// Why `stack` cannot express `ep` on `backend`, if it cannot. Checked before
 /// anything is created, so such a cell is reported as unsupported.
 pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
+    if ep.stack != "strongswan" {
+        if let Some(k) = unmapped_knob(ep) {
+            return Some(format!(
+                "vpnlab does not map `{k}` onto {} yet (only the strongSwan driver does)",
+                ep.stack
+            ));
+        }
+    }
     match ep.stack.as_str() {
         "strongswan" => strongswan::unsupported(ep, backend),
         "libreswan" => libreswan::unsupported(ep, backend),
         // A user's own stack: whether it can run is its own business.
         "command" => None,
         other => Some(format!("unknown stack {other}")),
+    }
+}
+
+/// The first endpoint knob set away from its default (which every driver
+/// shares: keepalive 20 s, DPD off, fragmentation on, PSK, ESP).
+fn unmapped_knob(ep: &Endpoint) -> Option<&'static str> {
+    use crate::scenario::cell::{Auth, Proto};
+    if ep.keepalive != Some(20) {
+        Some("keepalive")
+    } else if ep.dpd.is_some() {
+        Some("dpd")
+    } else if !ep.fragmentation {
+        Some("fragmentation")
+    } else if ep.auth != Auth::Psk {
+        Some("auth = \"cert\"")
+    } else if ep.proto != Proto::Esp {
+        Some("proto = \"ah\"")
+    } else {
+        None
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Version {
 /// An authentication round (`local`/`remote` sections of `load-conn`).
 #[derive(Debug, Serialize)]
 pub struct AuthSection {
-    /// `psk`.
+    /// `psk` or `pubkey`.
     pub auth: String,
     /// IKE identity.
     pub id: String,
@@ -48,6 +48,9 @@ pub struct ChildConfig {
     pub mode: String,
     /// What to do when the config is loaded (`none`: wait for `initiate`).
     pub start_action: String,
+    /// AH proposals (the CHILD SA is AH instead of ESP when set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ah_proposals: Option<Vec<String>>,
 }
 
 /// An IKE_SA config as `load-conn` takes it (swanctl.conf key names).
@@ -63,6 +66,13 @@ pub struct ConnConfig {
     pub encap: String,
     /// MOBIKE (off: IKE stays on port 500 unless NAT is detected).
     pub mobike: String,
+    /// Dead peer detection interval (`0s`: off).
+    pub dpd_delay: String,
+    /// IKE fragmentation (`yes`/`no`).
+    pub fragmentation: String,
+    /// When to send our certificate (`always` with certificates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_cert: Option<String>,
     /// Local authentication round.
     pub local: AuthSection,
     /// Remote authentication round.
@@ -169,4 +179,30 @@ pub async fn connect(path: &Path, deadline: Instant) -> Result<rsvici::Client, S
             }
         }
     }
+}
+
+/// `load-cert` request (reply: [`Reply`]).
+#[derive(Debug, Serialize)]
+pub struct LoadCert {
+    /// `X509`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `CA` for a trust anchor, `NONE` for an end-entity certificate.
+    pub flag: String,
+    /// The certificate, DER. `serde_bytes` makes it one VICI value: a plain
+    /// `Vec<u8>` would go out as a list of decimal strings. At most 65535
+    /// bytes (16-bit VICI length).
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// `load-key` request (reply: [`Reply`], plus the key's `id`, unused).
+#[derive(Debug, Serialize)]
+pub struct LoadKey {
+    /// `any` (charon detects the format, e.g. PKCS#8) or `ecdsa`, `rsa`, ….
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The private key, DER, as one VICI value (see [`LoadCert::data`]).
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }

@@ -1,0 +1,419 @@
+//! Per-run test PKI: a throw-away CA and end-entity certificates for
+//! certificate-authenticated IKE.
+//!
+//! Everything is generated in memory for each run (nothing to expire in the
+//! repository, no private keys checked in). Certificates can be padded to a
+//! minimum DER size so that IKE_AUTH carries a large CERT payload and has to
+//! be fragmented (RFC 7383) or IP-fragmented.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+};
+
+/// Largest `min_size` [`TestCa::issue`] accepts. A VICI value carries a
+/// 16-bit length (rsvici's serializer silently truncates longer ones) and an
+/// IKE payload has a 16-bit length too, so a certificate must stay well below
+/// 64 KiB.
+pub const MAX_CERT_SIZE: usize = 60_000;
+
+/// Common name of the test CA.
+const CA_NAME: &str = "vpnlab test CA";
+/// Validity starts this long before "now" so that a VM whose clock lags the
+/// host still accepts the certificates.
+const BACKDATE: Duration = Duration::from_secs(24 * 3600);
+/// Validity ends this long after "now": longer than any run, short enough
+/// that a leaked certificate is worthless.
+const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Encoded size of one padding SAN `pad-NNNN.vpnlab.test`: 20 characters
+/// plus the dNSName tag and length byte.
+const PAD_SAN_SIZE: usize = 22;
+/// Re-signing rounds before giving up (one or two suffice in practice: the
+/// first estimate misses only by header growth and ECDSA signature jitter).
+const MAX_ROUNDS: usize = 8;
+
+/// Errors of the test PKI. Each names the identity (or the CA) involved.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Generating the CA key or self-signing its certificate failed.
+    #[error("creating the {CA_NAME}: {source}")]
+    Ca {
+        /// The rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The identity is neither an IP address nor a DNS-like name.
+    #[error("IKE identity {id:?} cannot go into a certificate: {reason}")]
+    InvalidId {
+        /// The identity as given.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `min_size` is above [`MAX_CERT_SIZE`].
+    #[error("certificate for {id:?}: requested minimum size {min_size} bytes exceeds the limit of {max} bytes (VICI values and IKE payloads have 16-bit lengths)")]
+    TooLarge {
+        /// The identity.
+        id: String,
+        /// The requested minimum DER size.
+        min_size: usize,
+        /// [`MAX_CERT_SIZE`].
+        max: usize,
+    },
+    /// Generating the key or signing the certificate failed.
+    #[error("issuing a certificate for {id:?}: {source}")]
+    Issue {
+        /// The identity.
+        id: String,
+        /// The rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// Padding did not reach the requested size (should not happen).
+    #[error("certificate for {id:?}: padding reached only {got} of {min_size} bytes")]
+    Padding {
+        /// The identity.
+        id: String,
+        /// The requested minimum DER size.
+        min_size: usize,
+        /// The size reached.
+        got: usize,
+    },
+}
+
+/// A certificate and its private key, both DER, ready for VICI
+/// `load-cert`/`load-key`.
+#[derive(Clone)]
+pub struct Issued {
+    /// The X.509 certificate (DER).
+    pub cert_der: Vec<u8>,
+    /// The private key as PKCS#8 (DER); load it with key type `any`.
+    pub key_pkcs8_der: Vec<u8>,
+}
+
+// Sizes only: the bytes are unreadable in logs and the key is a secret.
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("cert_der", &format_args!("[{} bytes]", self.cert_der.len()))
+            .field("key_pkcs8_der", &"[elided]")
+            .finish()
+    }
+}
+
+/// A self-signed ECDSA P-256 CA ("vpnlab test CA") that lives for one run.
+pub struct TestCa {
+    /// Signs end-entity certificates (CA name, key identifier and key).
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate (DER).
+    cert_der: Vec<u8>,
+    /// Defaults for end-entity certificates: the CA's validity window, so
+    /// that no certificate outlives its issuer.
+    template: CertificateParams,
+}
+
+impl fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestCa")
+            .field("name", &CA_NAME)
+            .field("cert_der", &format_args!("[{} bytes]", self.cert_der.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    /// A new CA with a fresh key, valid from one day ago to 30 days ahead.
+    pub fn new() -> Result<TestCa, PkiError> {
+        let err = |source| PkiError::Ca { source };
+        let mut template = CertificateParams::default();
+        // rcgen takes `time` dates; build them from the epoch so that vpnlab
+        // needs no direct dependency on the `time` crate.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        template.not_before = epoch + now.saturating_sub(BACKDATE);
+        template.not_after = epoch + now + LIFETIME;
+        template.distinguished_name = DistinguishedName::new();
+
+        let mut params = template.clone();
+        params.distinguished_name.push(DnType::CommonName, CA_NAME);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err)?;
+        let cert = params.self_signed(&key).map_err(err)?;
+        Ok(TestCa {
+            issuer: Issuer::new(params, key),
+            cert_der: cert.der().to_vec(),
+            template,
+        })
+    }
+
+    /// The CA certificate (DER), to load with flag `CA`.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// Issue an end-entity certificate for IKE identity `id`: an IP address
+    /// (iPAddress SAN) or a DNS-like name such as `client.vpnlab.test`
+    /// (dNSName SAN); the subject CN is `id` too. With `min_size`, extra
+    /// dNSName SANs `pad-0000.vpnlab.test`, `pad-0001.vpnlab.test`, … are
+    /// added until the DER is at least that long (it ends up at most a few
+    /// dozen bytes longer).
+    pub fn issue(&self, id: &str, min_size: Option<usize>) -> Result<Issued, PkiError> {
+        let identity = identity_san(id)?;
+        if let Some(min_size) = min_size.filter(|&m| m > MAX_CERT_SIZE) {
+            return Err(PkiError::TooLarge {
+                id: id.into(),
+                min_size,
+                max: MAX_CERT_SIZE,
+            });
+        }
+        let err = |source| PkiError::Issue {
+            id: id.into(),
+            source,
+        };
+
+        let mut params = self.template.clone();
+        params.distinguished_name.push(DnType::CommonName, id);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        // Lets strongSwan (and openssl) find the issuer by key identifier.
+        params.use_authority_key_identifier_extension = true;
+        params.subject_alt_names = vec![identity];
+
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err)?;
+        let mut der = params
+            .signed_by(&key, &self.issuer)
+            .map_err(err)?
+            .der()
+            .to_vec();
+        let min_size = min_size.unwrap_or(0);
+        let mut pads = 0;
+        let mut rounds = 0;
+        // Each round adds enough padding SANs for the remaining deficit and
+        // re-signs once: the estimate only misses by DER length headers
+        // growing and ECDSA signatures varying by a byte or two, so a 16 KB
+        // certificate takes two or three signatures, not hundreds.
+        while der.len() < min_size {
+            if rounds == MAX_ROUNDS {
+                return Err(PkiError::Padding {
+                    id: id.into(),
+                    min_size,
+                    got: der.len(),
+                });
+            }
+            rounds += 1;
+            let more = (min_size - der.len()).div_ceil(PAD_SAN_SIZE);
+            for n in pads..pads + more {
+                params.subject_alt_names.push(pad_san(n));
+            }
+            pads += more;
+            der = params
+                .signed_by(&key, &self.issuer)
+                .map_err(err)?
+                .der()
+                .to_vec();
+        }
+        Ok(Issued {
+            cert_der: der,
+            key_pkcs8_der: key.serialize_der(),
+        })
+    }
+}
+
+/// The SAN that carries IKE identity `id`, which charon matches against the
+/// peer's ID payload (ID_IPV4_ADDR/ID_IPV6_ADDR against iPAddress, ID_FQDN
+/// against dNSName).
+fn identity_san(id: &str) -> Result<SanType, PkiError> {
+    if let Ok(ip) = id.parse::<IpAddr>() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    let invalid = |reason: &str| PkiError::InvalidId {
+        id: id.into(),
+        reason: reason.into(),
+    };
+    if id.is_empty() || id.len() > 253 {
+        return Err(invalid("a DNS name must have 1 to 253 characters"));
+    }
+    // Anything else (an e-mail address, a DN) would be parsed by charon as
+    // another identity type and never match a dNSName.
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(invalid(
+            "expected an IP address or a DNS name (letters, digits, '.', '-', '_')",
+        ));
+    }
+    if id.starts_with('.') || id.ends_with('.') || id.contains("..") {
+        return Err(invalid("a DNS name has no empty labels"));
+    }
+    id.try_into()
+        .map(SanType::DnsName)
+        .map_err(|e: rcgen::Error| invalid(&e.to_string()))
+}
+
+/// Padding SAN number `n`: always four digits, so every one encodes to
+/// exactly [`PAD_SAN_SIZE`] bytes (n < 10000 since
+/// `MAX_CERT_SIZE / PAD_SAN_SIZE` < 2800).
+fn pad_san(n: usize) -> SanType {
+    let name = format!("pad-{n:04}.vpnlab.test");
+    SanType::DnsName(name.try_into().expect("ASCII name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::Instant;
+
+    /// The strongSwan driver keeps one CA per process in a static.
+    #[test]
+    fn test_ca_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<TestCa>();
+        assert_send_sync::<Issued>();
+    }
+
+    #[test]
+    fn padded_cert_reaches_min_size_with_small_margin() {
+        let ca = TestCa::new().unwrap();
+        let issued = ca.issue("client.vpnlab.test", Some(3000)).unwrap();
+        let len = issued.cert_der.len();
+        assert!((3000..3200).contains(&len), "DER is {len} bytes");
+    }
+
+    #[test]
+    fn plain_cert_is_small() {
+        let ca = TestCa::new().unwrap();
+        for id in ["192.0.2.10", "server.vpnlab.test"] {
+            let issued = ca.issue(id, None).unwrap();
+            assert!(issued.cert_der.len() < 1000, "{id}: {:?}", issued);
+            assert!(!issued.key_pkcs8_der.is_empty());
+        }
+        assert!(ca.cert_der().len() < 1000);
+    }
+
+    #[test]
+    fn sizes_across_the_range() {
+        let ca = TestCa::new().unwrap();
+        for min in [1, 500, 1000, 1500, 4096, 16_384, MAX_CERT_SIZE] {
+            let len = ca.issue("10.1.0.2", Some(min)).unwrap().cert_der.len();
+            assert!(
+                len >= min && (min < 1000 || len < min + 200),
+                "{min}: {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn large_cert_is_fast() {
+        let ca = TestCa::new().unwrap();
+        let start = Instant::now();
+        let issued = ca.issue("client.vpnlab.test", Some(16_384)).unwrap();
+        let took = start.elapsed();
+        eprintln!(
+            "16 KiB certificate ({} bytes) issued in {took:?}",
+            issued.cert_der.len()
+        );
+        // Generous: debug builds are much slower than release.
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+
+    #[test]
+    fn rejects_bad_input_naming_the_identity() {
+        let ca = TestCa::new().unwrap();
+        let e = ca.issue("client.vpnlab.test", Some(60_001)).unwrap_err();
+        assert!(matches!(e, PkiError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("client.vpnlab.test"), "{e}");
+        for bad in ["", "user@vpnlab.test", "CN=client", "a..b", "bad name"] {
+            let e = ca.issue(bad, None).unwrap_err();
+            assert!(matches!(e, PkiError::InvalidId { .. }), "{bad:?}: {e}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    /// DER → PEM with the openssl binary.
+    fn to_pem(dir: &Path, name: &str, der: &[u8]) -> std::path::PathBuf {
+        let der_path = dir.join(format!("{name}.der"));
+        let pem_path = dir.join(format!("{name}.pem"));
+        std::fs::write(&der_path, der).unwrap();
+        let out = Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-in"])
+            .arg(&der_path)
+            .arg("-out")
+            .arg(&pem_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pem_path
+    }
+
+    #[test]
+    fn openssl_verifies_chain() {
+        if Command::new("openssl").arg("version").output().is_err() {
+            eprintln!("skipped: no openssl binary in PATH");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("vpnlab-pki-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = TestCa::new().unwrap();
+        let ca_pem = to_pem(&dir, "ca", ca.cert_der());
+        for (id, min) in [("192.0.2.10", None), ("client.vpnlab.test", Some(16_384))] {
+            let issued = ca.issue(id, min).unwrap();
+            let ee_pem = to_pem(&dir, "ee", &issued.cert_der);
+            let out = Command::new("openssl")
+                .args(["verify", "-CAfile"])
+                .arg(&ca_pem)
+                .arg(&ee_pem)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains(": OK"),
+                "{id}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // The identity is where charon looks for it.
+            let text = Command::new("openssl")
+                .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+                .arg(&ee_pem)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&text.stdout);
+            let want = if id.parse::<IpAddr>().is_ok() {
+                format!("IP Address:{id}")
+            } else {
+                format!("DNS:{id}")
+            };
+            assert!(text.contains(&want), "{text}");
+            // The key is PKCS#8 that openssl can read.
+            let key = dir.join("ee.key.der");
+            std::fs::write(&key, &issued.key_pkcs8_der).unwrap();
+            let out = Command::new("openssl")
+                .args(["pkey", "-inform", "DER", "-noout", "-in"])
+                .arg(&key)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

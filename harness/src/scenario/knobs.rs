@@ -1,0 +1,280 @@
+//! The knobs of a scenario beyond topology: a gateway's NAT behaviour and an
+//! endpoint's timers, fragmentation, authentication and IPsec protocol.
+//! Parsed and checked here; the matrix may override an endpoint's timers.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::cell::{Auth, Proto};
+use super::model::{BehaviourSpec, EndpointSpec};
+use super::validate::{sp, Diags};
+use crate::nat::{Block, Knobs, Ports};
+
+/// Longest pause, wait, keepalive or DPD interval a file may ask for: the
+/// field suite's timers are scaled down to seconds.
+pub const MAX_DURATION: Duration = Duration::from_secs(60);
+
+/// Parse `"5s"`, `"500ms"` (at most [`MAX_DURATION`], more than zero).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration like \"5s\" or \"500ms\"");
+    let d = if let Some(ms) = text.strip_suffix("ms") {
+        Duration::from_millis(ms.parse().map_err(|_| bad())?)
+    } else if let Some(s) = text.strip_suffix('s') {
+        Duration::from_secs(s.parse().map_err(|_| bad())?)
+    } else {
+        return Err(bad());
+    };
+    if d.is_zero() || d > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is out of range (more than 0, at most {}s)",
+            MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+/// A keepalive or DPD interval: whole seconds, or `off`.
+fn interval(text: &str) -> Result<Option<u32>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    let d = duration(text)?;
+    if d.subsec_millis() != 0 {
+        return Err(format!("`{text}`: IKE daemons take whole seconds"));
+    }
+    Ok(Some(d.as_secs() as u32))
+}
+
+fn yes_no(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => Err(format!("`{other}`: expected \"yes\" or \"no\"")),
+    }
+}
+
+/// Check one value of the `keepalive`, `dpd` or `fragmentation` axis.
+pub(super) fn endpoint_axis_value(d: &mut Diags<'_>, axis: &str, v: &Spanned<String>) {
+    let r = match axis {
+        "fragmentation" => yes_no(v.get_ref()).map(|_| ()),
+        _ => interval(v.get_ref()).map(|_| ()),
+    };
+    if let Err(m) = r {
+        d.err(sp(v), format!("matrix.{axis}"), m);
+    }
+}
+
+/// An endpoint's knobs as the file sets them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EndpointKnobs {
+    pub keepalive: Option<u32>,
+    pub dpd: Option<u32>,
+    pub fragmentation: bool,
+    pub auth: Auth,
+    pub proto: Proto,
+}
+
+impl EndpointKnobs {
+    /// With this cell's `keepalive`, `dpd` and `fragmentation` axis values
+    /// (already validated).
+    pub fn with_axes<'a>(&self, value: &dyn Fn(&str) -> Option<&'a str>) -> Self {
+        let mut k = *self;
+        if let Some(v) = value("keepalive") {
+            k.keepalive = interval(v).unwrap_or(k.keepalive);
+        }
+        if let Some(v) = value("dpd") {
+            k.dpd = interval(v).unwrap_or(k.dpd);
+        }
+        if let Some(v) = value("fragmentation") {
+            k.fragmentation = yes_no(v).unwrap_or(k.fragmentation);
+        }
+        k
+    }
+}
+
+/// Parse and check an endpoint's knobs.
+pub(super) fn endpoint_knobs(
+    d: &mut Diags<'_>,
+    spec: &Spanned<EndpointSpec>,
+    field: &str,
+) -> EndpointKnobs {
+    let e = spec.get_ref();
+    let mut k = EndpointKnobs {
+        // strongSwan's default.
+        keepalive: Some(20),
+        dpd: None,
+        fragmentation: true,
+        auth: Auth::Psk,
+        proto: Proto::Esp,
+    };
+    for (name, v, slot) in [
+        ("keepalive", &e.keepalive, &mut k.keepalive),
+        ("dpd", &e.dpd, &mut k.dpd),
+    ] {
+        if let Some(v) = v {
+            match interval(v.get_ref()) {
+                Ok(x) => *slot = x,
+                Err(m) => d.err(sp(v), format!("{field}.{name}"), m),
+            }
+        }
+    }
+    if let Some(v) = &e.fragmentation {
+        match yes_no(v.get_ref()) {
+            Ok(x) => k.fragmentation = x,
+            Err(m) => d.err(sp(v), format!("{field}.fragmentation"), m),
+        }
+    }
+    match e.auth.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None | Some((_, "psk")) => {
+            if e.psk.is_none() {
+                d.err(
+                    sp(spec),
+                    format!("{field}.psk"),
+                    "missing: a pre-shared key (or `auth = \"cert\"`)",
+                );
+            }
+            if let Some(c) = &e.cert_size {
+                d.err(
+                    sp(c),
+                    format!("{field}.cert_size"),
+                    "only with `auth = \"cert\"`",
+                );
+            }
+        }
+        Some((_, "cert")) => {
+            let size = e.cert_size.as_ref().map(|c| *c.get_ref());
+            if let Some(c) = &e.cert_size {
+                if !(1..=60_000).contains(c.get_ref()) {
+                    d.err(sp(c), format!("{field}.cert_size"), "must be 1-60000 bytes");
+                }
+            }
+            if let Some(p) = &e.psk {
+                d.err(
+                    sp(p),
+                    format!("{field}.psk"),
+                    "not used with `auth = \"cert\"`: remove it",
+                );
+            }
+            k.auth = Auth::Cert { size };
+        }
+        Some((a, other)) => d.err(
+            sp(a),
+            format!("{field}.auth"),
+            format!("unknown authentication `{other}` (known: psk, cert)"),
+        ),
+    }
+    match e.proto.as_ref().map(|p| (p, p.get_ref().as_str())) {
+        None | Some((_, "esp")) => {}
+        Some((_, "ah")) => k.proto = Proto::Ah,
+        Some((p, other)) => d.err(
+            sp(p),
+            format!("{field}.proto"),
+            format!("unknown IPsec protocol `{other}` (known: esp, ah)"),
+        ),
+    }
+    k
+}
+
+/// Parse and check a gateway's `behaviour` table.
+pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Knobs {
+    let mut k = Knobs::default();
+    if let Some(p) = &b.ports {
+        match p.get_ref().as_str() {
+            "preserve" => k.ports = Ports::Preserve,
+            "random" => k.ports = Ports::Random,
+            other => d.err(
+                sp(p),
+                format!("{field}.ports"),
+                format!("unknown port assignment `{other}` (known: preserve, random)"),
+            ),
+        }
+    }
+    if let Some(r) = &b.port_range {
+        let parsed = r
+            .get_ref()
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        match parsed {
+            Some((a, z)) if 1024 <= a && a <= z => k.port_range = Some((a, z)),
+            _ => d.err(
+                sp(r),
+                format!("{field}.port_range"),
+                format!(
+                    "`{}` is not a port range like \"20000-29999\" (from 1024 up)",
+                    r.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(t) = &b.udp_timeout {
+        if !(1..=3600).contains(t.get_ref()) {
+            d.err(sp(t), format!("{field}.udp_timeout"), "must be 1-3600 seconds");
+        }
+        k.udp_timeout = Some(*t.get_ref());
+    }
+    for c in &b.block {
+        match Block::parse(c.get_ref()) {
+            Some(x) => k.add_block(x),
+            None => d.err(
+                sp(c),
+                format!("{field}.block"),
+                format!(
+                    "unknown packet class `{}` (known: {})",
+                    c.get_ref(),
+                    Block::names()
+                ),
+            ),
+        }
+    }
+    if let Some(l) = &b.loss {
+        if *l.get_ref() > 100 {
+            d.err(sp(l), format!("{field}.loss"), "a percentage: 0-100");
+        }
+        k.loss = *l.get_ref();
+    }
+    if let Some(a) = &b.forward_ike_to {
+        match a.get_ref().parse() {
+            Ok(x) => k.forward_ike_to = Some(x),
+            Err(_) => d.err(
+                sp(a),
+                format!("{field}.forward_ike_to"),
+                format!("`{}` is not an IPv4 address", a.get_ref()),
+            ),
+        }
+    }
+    k
+}
+
+/// Lay the file's knobs over a profile's preset.
+pub(super) fn merge(base: &mut Knobs, file: &Knobs) {
+    if file.ports != Ports::Preserve {
+        base.ports = file.ports;
+    }
+    base.port_range = file.port_range.or(base.port_range);
+    base.udp_timeout = file.udp_timeout.or(base.udp_timeout);
+    for b in &file.block {
+        base.add_block(*b);
+    }
+    if file.loss > 0 {
+        base.loss = file.loss;
+    }
+    base.forward_ike_to = file.forward_ike_to.or(base.forward_ike_to);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded_and_explicit() {
+        assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(duration("5").is_err());
+        assert!(duration("0s").is_err());
+        assert!(duration("61s").is_err());
+        assert_eq!(interval("off"), Ok(None));
+        assert_eq!(interval("2s"), Ok(Some(2)));
+        assert!(interval("1500ms").is_err());
+    }
+}

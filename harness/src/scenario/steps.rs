@@ -1,0 +1,273 @@
+//! Timed events (`[[steps]]`): each step has exactly one action; names,
+//! nodes, interfaces, checks and classes are checked against the file.
+
+use std::collections::BTreeSet;
+
+use super::cell::{Action, Event, Step};
+use super::knobs::duration;
+use super::model::ScenarioFile;
+use super::validate::{sp, Diags, Iface};
+use crate::capture::Class;
+use crate::nat::Block;
+
+/// Packet classes a `wait` step may name (those the capture tells apart
+/// without knowing the checks' flows).
+const WAIT_CLASSES: [Class; 7] = [
+    Class::Ike500,
+    Class::Ike4500,
+    Class::EspInUdp,
+    Class::NattKeepalive,
+    Class::Esp,
+    Class::Ah,
+    Class::FragmentFirst,
+];
+
+/// Validate the file's steps. `endpoint_nodes` are the nodes with an
+/// endpoint (IKE/CHILD events are observed there).
+pub(super) fn validate(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    nodes: &BTreeSet<String>,
+    ifaces: &[Iface],
+    checks: &BTreeSet<String>,
+    endpoint_nodes: BTreeSet<String>,
+) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, s) in f.steps.iter().enumerate() {
+        let field = format!("steps[{i}]");
+        let st = s.get_ref();
+        let name = st
+            .name
+            .as_ref()
+            .map_or_else(|| format!("step{}", i + 1), |n| n.get_ref().clone());
+        if name.is_empty() || name.contains(['@', ' ']) {
+            d.err(
+                st.name.as_ref().map_or(sp(s), sp),
+                format!("{field}.name"),
+                "step names are non-empty, without '@' or spaces",
+            );
+        }
+        if !names.insert(name.clone()) {
+            d.err(
+                st.name.as_ref().map_or(sp(s), sp),
+                format!("{field}.name"),
+                format!("duplicate step name `{name}`"),
+            );
+        }
+        let set = [
+            st.pause.is_some(),
+            st.wait.is_some(),
+            st.checks.is_some(),
+            st.nat_reboot.is_some(),
+            st.link.is_some(),
+            st.block.is_some(),
+            st.unblock.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if set != 1 {
+            d.err(
+                sp(s),
+                field.clone(),
+                format!("a step has exactly one action (pause, wait, checks, nat_reboot, link, block, unblock); this one has {set}"),
+            );
+            continue;
+        }
+        let node = |d: &mut Diags<'_>, n: &toml::Spanned<String>, f: String| -> bool {
+            let ok = nodes.contains(n.get_ref());
+            if !ok {
+                d.err(sp(n), f, format!("unknown node `{}`", n.get_ref()));
+            }
+            ok
+        };
+        let iface_of = |d: &mut Diags<'_>, n: &str, i: &toml::Spanned<String>, f: String| -> bool {
+            let ok = ifaces.iter().any(|x| x.node == n && &x.name == i.get_ref());
+            if !ok && nodes.contains(n) {
+                let known: Vec<&str> = ifaces
+                    .iter()
+                    .filter(|x| x.node == n)
+                    .map(|x| x.name.as_str())
+                    .collect();
+                d.err(
+                    sp(i),
+                    f,
+                    format!(
+                        "{n} has no interface `{}` (it has: {})",
+                        i.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+            }
+            ok
+        };
+        let action = if let Some(p) = &st.pause {
+            match duration(p.get_ref()) {
+                Ok(x) => Some(Action::Pause(x)),
+                Err(m) => {
+                    d.err(sp(p), format!("{field}.pause"), m);
+                    None
+                }
+            }
+        } else if let Some(w) = &st.wait {
+            let w = w.get_ref();
+            let f = format!("{field}.wait");
+            let known = node(d, &w.node, format!("{f}.node"));
+            let timeout = match duration(w.timeout.get_ref()) {
+                Ok(x) => Some(x),
+                Err(m) => {
+                    d.err(sp(&w.timeout), format!("{f}.timeout"), m);
+                    None
+                }
+            };
+            let event = match w.event.get_ref().as_str() {
+                "ike-up" => Some(Event::IkeUp),
+                "ike-down" => Some(Event::IkeDown),
+                "child-up" => Some(Event::ChildUp),
+                "child-down" => Some(Event::ChildDown),
+                "peer-moved" => Some(Event::PeerMoved),
+                "packet" => {
+                    let iface = match &w.iface {
+                        Some(i) => iface_of(d, w.node.get_ref(), i, format!("{f}.iface"))
+                            .then(|| i.get_ref().clone()),
+                        None => {
+                            d.err(sp(&w.event), format!("{f}.iface"), "a packet event needs `iface`");
+                            None
+                        }
+                    };
+                    let class = match &w.class {
+                        Some(c) => {
+                            let x = WAIT_CLASSES.into_iter().find(|k| k.as_str() == c.get_ref());
+                            if x.is_none() {
+                                d.err(
+                                    sp(c),
+                                    format!("{f}.class"),
+                                    format!(
+                                        "unknown packet class `{}` (known: {})",
+                                        c.get_ref(),
+                                        WAIT_CLASSES.map(Class::as_str).join(", ")
+                                    ),
+                                );
+                            }
+                            x
+                        }
+                        None => {
+                            d.err(sp(&w.event), format!("{f}.class"), "a packet event needs `class`");
+                            None
+                        }
+                    };
+                    iface.zip(class).map(|(iface, class)| Event::Packet { iface, class })
+                }
+                other => {
+                    d.err(
+                        sp(&w.event),
+                        format!("{f}.event"),
+                        format!("unknown event `{other}` (known: ike-up, ike-down, child-up, child-down, peer-moved, packet)"),
+                    );
+                    None
+                }
+            };
+            if let Some(e) = &event {
+                if !matches!(e, Event::Packet { .. })
+                    && known
+                    && !endpoint_nodes.contains(w.node.get_ref())
+                {
+                    d.err(
+                        sp(&w.node),
+                        format!("{f}.node"),
+                        format!("{} has no endpoint to observe", w.node.get_ref()),
+                    );
+                }
+            }
+            match (known, event, timeout) {
+                (true, Some(event), Some(timeout)) => Some(Action::Wait {
+                    node: w.node.get_ref().clone(),
+                    event,
+                    timeout,
+                }),
+                _ => None,
+            }
+        } else if let Some(c) = &st.checks {
+            for n in c.get_ref() {
+                if !checks.contains(n.get_ref()) {
+                    d.err(
+                        sp(n),
+                        format!("{field}.checks"),
+                        format!("no check named `{}`", n.get_ref()),
+                    );
+                }
+            }
+            if c.get_ref().is_empty() {
+                d.err(sp(c), format!("{field}.checks"), "name at least one check");
+            }
+            Some(Action::Checks(
+                c.get_ref().iter().map(|n| n.get_ref().clone()).collect(),
+            ))
+        } else if let Some(g) = &st.nat_reboot {
+            let known = node(d, g, format!("{field}.nat_reboot"));
+            let is_nat = f.nodes.get(g.get_ref()).is_some_and(|n| {
+                n.get_ref().nat.is_some() || f.matrix.nat.contains_key(g.get_ref())
+            });
+            if known && !is_nat {
+                d.err(
+                    sp(g),
+                    format!("{field}.nat_reboot"),
+                    format!("{} is not a NAT gateway (no `nat`)", g.get_ref()),
+                );
+            }
+            Some(Action::NatReboot(g.get_ref().clone()))
+        } else if let Some(l) = &st.link {
+            let l = l.get_ref();
+            let f = format!("{field}.link");
+            let ok = node(d, &l.node, format!("{f}.node"))
+                && iface_of(d, l.node.get_ref(), &l.iface, format!("{f}.iface"));
+            if l.up.is_none() && l.mtu.is_none() {
+                d.err(sp(&l.iface), f.clone(), "set `up` and/or `mtu`");
+            }
+            if let Some(m) = &l.mtu {
+                if !(576..=9000).contains(m.get_ref()) {
+                    d.err(sp(m), format!("{f}.mtu"), "MTU must be between 576 and 9000");
+                }
+            }
+            ok.then(|| Action::Link {
+                node: l.node.get_ref().clone(),
+                iface: l.iface.get_ref().clone(),
+                up: l.up.as_ref().map(|x| *x.get_ref()),
+                mtu: l.mtu.as_ref().map(|x| *x.get_ref()),
+            })
+        } else {
+            let (b, on, f) = match (&st.block, &st.unblock) {
+                (Some(b), _) => (b, true, format!("{field}.block")),
+                (_, Some(b)) => (b, false, format!("{field}.unblock")),
+                _ => unreachable!("one action is set"),
+            };
+            let b = b.get_ref();
+            let known = node(d, &b.node, format!("{f}.node"));
+            let class = Block::parse(b.class.get_ref());
+            if class.is_none() {
+                d.err(
+                    sp(&b.class),
+                    format!("{f}.class"),
+                    format!(
+                        "unknown packet class `{}` (known: {})",
+                        b.class.get_ref(),
+                        Block::names()
+                    ),
+                );
+            }
+            match (known, class) {
+                (true, Some(class)) => Some(Action::Block {
+                    node: b.node.get_ref().clone(),
+                    class,
+                    on,
+                }),
+                _ => None,
+            }
+        };
+        if let Some(action) = action {
+            out.push(Step { name, action });
+        }
+    }
+    out
+}
