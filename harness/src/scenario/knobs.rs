@@ -73,20 +73,23 @@ pub(super) struct EndpointKnobs {
     pub fragmentation: bool,
     pub auth: Auth,
     pub proto: Proto,
+    /// Which of keepalive, dpd, fragmentation the endpoint sets itself
+    /// (an axis does not override those).
+    pub own: [bool; 3],
 }
 
 impl EndpointKnobs {
     /// With this cell's `keepalive`, `dpd` and `fragmentation` axis values
-    /// (already validated).
+    /// (already validated), for the knobs the endpoint leaves to the matrix.
     pub fn with_axes<'a>(&self, value: &dyn Fn(&str) -> Option<&'a str>) -> Self {
         let mut k = *self;
-        if let Some(v) = value("keepalive") {
+        if let (Some(v), false) = (value("keepalive"), self.own[0]) {
             k.keepalive = interval(v).unwrap_or(k.keepalive);
         }
-        if let Some(v) = value("dpd") {
+        if let (Some(v), false) = (value("dpd"), self.own[1]) {
             k.dpd = interval(v).unwrap_or(k.dpd);
         }
-        if let Some(v) = value("fragmentation") {
+        if let (Some(v), false) = (value("fragmentation"), self.own[2]) {
             k.fragmentation = yes_no(v).unwrap_or(k.fragmentation);
         }
         k
@@ -107,6 +110,11 @@ pub(super) fn endpoint_knobs(
         fragmentation: true,
         auth: Auth::Psk,
         proto: Proto::Esp,
+        own: [
+            e.keepalive.is_some(),
+            e.dpd.is_some(),
+            e.fragmentation.is_some(),
+        ],
     };
     for (name, v, slot) in [
         ("keepalive", &e.keepalive, &mut k.keepalive),

@@ -364,11 +364,12 @@ pub struct MatrixSpec {
     /// entries give the interoperability grid.
     #[serde(default)]
     pub stack: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
-    /// NAT keepalive intervals to try on every endpoint (`"off"`, `"1s"`).
+    /// NAT keepalive intervals to try (`"off"`, `"1s"`) on every endpoint
+    /// that does not set its own (likewise `dpd` and `fragmentation`).
     pub keepalive: Option<Spanned<Vec<Spanned<String>>>>,
-    /// DPD intervals to try on every endpoint (`"off"`, `"1s"`).
+    /// DPD intervals to try (`"off"`, `"1s"`).
     pub dpd: Option<Spanned<Vec<Spanned<String>>>>,
-    /// IKEv2 fragmentation settings to try on every endpoint (`"no"`, `"yes"`).
+    /// IKEv2 fragmentation settings to try (`"no"`, `"yes"`).
     pub fragmentation: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
