@@ -202,16 +202,17 @@ impl Outcome {
     /// Derive tunnel state and encapsulation from the endpoints: up when
     /// every endpoint has an established IKE SA and an installed CHILD SA.
     pub fn observe_tunnel(&mut self) {
+        // Every SA of every endpoint (a responder with several peers has
+        // one per peer).
+        let sas = || {
+            self.endpoints
+                .iter()
+                .flat_map(|e| std::iter::once(&e.state).chain(&e.state.also))
+        };
         let up = !self.endpoints.is_empty()
-            && self.endpoints.iter().all(|e| {
-                e.state
-                    .ike
-                    .as_ref()
-                    .is_some_and(|i| i.state == "ESTABLISHED")
-                    && e.state
-                        .child
-                        .as_ref()
-                        .is_some_and(|c| c.state == "INSTALLED")
+            && sas().all(|s| {
+                s.ike.as_ref().is_some_and(|i| i.state == "ESTABLISHED")
+                    && s.child.as_ref().is_some_and(|c| c.state == "INSTALLED")
             });
         self.tunnel = (!self.endpoints.is_empty()).then_some(if up {
             TunnelExpect::Up

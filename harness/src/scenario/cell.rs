@@ -216,8 +216,11 @@ pub struct Endpoint {
     pub stack: String,
     /// Initiator or responder.
     pub role: Role,
-    /// Peer endpoint's node.
+    /// Peer endpoint's node (the first, for a responder with several).
     pub peer: String,
+    /// Further initiators a responder accepts (strongSwan only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<OtherPeer>,
     /// Where IKE is sent (initiator only).
     pub remote_addr: Option<Ipv4Addr>,
     /// The node's own address IKE uses: toward `remote_addr` on the
@@ -253,6 +256,17 @@ pub struct Endpoint {
     pub auth: Auth,
     /// ESP or AH.
     pub proto: Proto,
+}
+
+/// A further initiator of a responder with several peers.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherPeer {
+    /// Its node.
+    pub node: String,
+    /// Its IKE identity.
+    pub id: String,
+    /// Its inner address.
+    pub inner: Option<Ipv4Addr>,
 }
 
 /// The programs of a user's own stack (`stack = "command"`), resolved to

@@ -150,8 +150,9 @@ pub struct EndpointSpec {
     pub stack: Option<Spanned<String>>,
     /// `initiator` or `responder`.
     pub role: Spanned<Role>,
-    /// Node of the peer endpoint.
-    pub peer: Spanned<String>,
+    /// Node of the peer endpoint. A strongSwan responder may list several
+    /// initiators (`["client1", "client2"]`): one daemon, one SA per client.
+    pub peer: Spanned<Peers>,
     /// Address the initiator sends IKE to (default: the peer node's only address).
     pub peer_addr: Option<Spanned<String>>,
     /// IKE identity.
@@ -191,6 +192,35 @@ pub struct EndpointSpec {
     /// IPsec protocol: `esp` (the default) or `ah` (integrity only; covers
     /// the IP addresses, so a NAT breaks it).
     pub proto: Option<Spanned<String>>,
+}
+
+/// One peer node, or (responders) several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Peers {
+    /// A single peer.
+    One(String),
+    /// Several initiators.
+    Many(Vec<String>),
+}
+
+impl Peers {
+    /// The first (or only) peer.
+    pub fn first(&self) -> &String {
+        static NONE: String = String::new();
+        match self {
+            Peers::One(p) => p,
+            Peers::Many(v) => v.first().unwrap_or(&NONE),
+        }
+    }
+
+    /// Every peer.
+    pub fn all(&self) -> Vec<&String> {
+        match self {
+            Peers::One(p) => vec![p],
+            Peers::Many(v) => v.iter().collect(),
+        }
+    }
 }
 
 /// A user's own stack, driven through three programs (paths relative to

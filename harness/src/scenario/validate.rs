@@ -429,7 +429,22 @@ pub(super) fn validate(
         let e = e.get_ref();
         let field = format!("endpoints[{i}]");
         node_ref(&mut d, &e.node, format!("{field}.node"));
-        node_ref(&mut d, &e.peer, format!("{field}.peer"));
+        for p in e.peer.get_ref().all() {
+            node_ref(
+                &mut d,
+                &Spanned::new(sp(&e.peer), p.clone()),
+                format!("{field}.peer"),
+            );
+        }
+        if let model::Peers::Many(v) = e.peer.get_ref() {
+            if *e.role.get_ref() != Role::Responder || v.is_empty() {
+                d.err(
+                    sp(&e.peer),
+                    format!("{field}.peer"),
+                    "only a responder may list several peers (and at least one)",
+                );
+            }
+        }
         match &e.stack {
             Some(st) => known_stack(&mut d, st, format!("{field}.stack")),
             None if !f.matrix.stack.contains_key(e.node.get_ref()) => d.err(
@@ -538,24 +553,25 @@ pub(super) fn validate(
                 format!("node {} has more than one endpoint", e.node.get_ref()),
             );
         }
-        let Some(p) = ep_of(e.peer.get_ref()) else {
-            if nodes.contains(e.peer.get_ref()) {
+        for peer in e.peer.get_ref().all() {
+        let Some(p) = ep_of(peer) else {
+            if nodes.contains(peer) {
                 d.err(
                     sp(&e.peer),
                     format!("{field}.peer"),
-                    format!("node {} has no endpoint", e.peer.get_ref()),
+                    format!("node {peer} has no endpoint"),
                 );
             }
             continue;
         };
-        if p.peer.get_ref() != e.node.get_ref() {
+        if !p.peer.get_ref().all().contains(&e.node.get_ref()) {
             d.err(
                 sp(&e.peer),
                 format!("{field}.peer"),
                 format!(
                     "{}'s peer is {}, not {}",
                     p.node.get_ref(),
-                    p.peer.get_ref(),
+                    p.peer.get_ref().first(),
                     e.node.get_ref()
                 ),
             );
@@ -595,6 +611,7 @@ pub(super) fn validate(
                 format!("differs from the mode of {}", p.node.get_ref()),
             );
         }
+        }
         if *e.mode.get_ref() == model::Mode::Tunnel && e.inner.is_none() {
             d.err(
                 sp(&e.node),
@@ -614,14 +631,14 @@ pub(super) fn validate(
                 Ok(a)
                     if !ifaces
                         .iter()
-                        .any(|x| &x.node == e.peer.get_ref() && x.net.addr() == a)
+                        .any(|x| &x.node == e.peer.get_ref().first() && x.net.addr() == a)
                         && forwarded_to(a, &ifaces, &file_knobs)
-                            .is_none_or(|(_, n)| &n != e.peer.get_ref()) =>
+                            .is_none_or(|(_, n)| &n != e.peer.get_ref().first()) =>
                 {
                     d.err(
                         sp(pa),
                         format!("{field}.peer_addr"),
-                        format!("{a} is not an address of {} nor of a gateway that forwards IKE to it (`behaviour.forward_ike_to`)", e.peer.get_ref()),
+                        format!("{a} is not an address of {} nor of a gateway that forwards IKE to it (`behaviour.forward_ike_to`)", e.peer.get_ref().first()),
                     );
                 }
                 Ok(_) => {}
@@ -634,7 +651,7 @@ pub(super) fn validate(
         } else if *e.role.get_ref() == Role::Initiator {
             let n = ifaces
                 .iter()
-                .filter(|x| &x.node == e.peer.get_ref())
+                .filter(|x| &x.node == e.peer.get_ref().first())
                 .count();
             if n != 1 {
                 d.err(
@@ -642,7 +659,7 @@ pub(super) fn validate(
                     format!("{field}.peer_addr"),
                     format!(
                         "{} has {n} addresses; say which one IKE goes to with `peer_addr`",
-                        e.peer.get_ref()
+                        e.peer.get_ref().first()
                     ),
                 );
             }
@@ -1180,7 +1197,7 @@ pub(super) fn validate(
         for (ei, e) in f.endpoints.iter().enumerate() {
             let e = e.get_ref();
             let k = ep_knobs[ei].with_axes(&value);
-            let p = ep_of(e.peer.get_ref()).expect("validated peer");
+            let p = ep_of(e.peer.get_ref().first()).expect("validated peer");
             let remote_addr = (*e.role.get_ref() == Role::Initiator).then(|| {
                 e.peer_addr
                     .as_ref()
@@ -1188,7 +1205,7 @@ pub(super) fn validate(
                     .or_else(|| {
                         ifaces
                             .iter()
-                            .find(|x| &x.node == e.peer.get_ref())
+                            .find(|x| &x.node == e.peer.get_ref().first())
                             .map(|x| x.net.addr())
                     })
                     .expect("validated peer address")
@@ -1207,7 +1224,21 @@ pub(super) fn validate(
                     .or_else(|| e.stack.as_ref().map(|s| s.get_ref().clone()))
                     .expect("validated stack"),
                 role: *e.role.get_ref(),
-                peer: e.peer.get_ref().clone(),
+                peer: e.peer.get_ref().first().clone(),
+                others: e
+                    .peer
+                    .get_ref()
+                    .all()
+                    .into_iter()
+                    .skip(1)
+                    .filter_map(|n| {
+                        Some(cell::OtherPeer {
+                            node: n.clone(),
+                            id: ep_of(n)?.id.get_ref().clone(),
+                            inner: inner_of.get(n).copied(),
+                        })
+                    })
+                    .collect(),
                 remote_addr,
                 local_addr: remote_addr
                     .and_then(|dst| next_hop(e.node.get_ref(), dst, &ifaces, &routes))
@@ -1216,7 +1247,7 @@ pub(super) fn validate(
                 peer_id: p.id.get_ref().clone(),
                 psk: e.psk.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default(),
                 inner: inner_of.get(e.node.get_ref()).copied(),
-                peer_inner: inner_of.get(e.peer.get_ref()).copied(),
+                peer_inner: inner_of.get(e.peer.get_ref().first()).copied(),
                 ike: *e.ike.get_ref(),
                 nat_t,
                 mode: *e.mode.get_ref(),

@@ -102,6 +102,10 @@ pub struct EndpointState {
     pub ike: Option<IkeState>,
     /// The CHILD SA, if one is installed.
     pub child: Option<ChildState>,
+    /// A responder with several peers: the SAs with the others, sorted by
+    /// remote address:port (the first pair is `ike`/`child`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<EndpointState>,
 }
 
 /// Result of asking the initiator to bring the tunnel up.
@@ -137,6 +141,12 @@ pub trait Stack: Send {
 /// anything is created, so such a cell is reported as unsupported.
 pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     if ep.stack != "strongswan" {
+        if !ep.others.is_empty() {
+            return Some(format!(
+                "a responder with several peers is only implemented for strongSwan, not {}",
+                ep.stack
+            ));
+        }
         if let Some(k) = unmapped_knob(ep) {
             return Some(format!(
                 "vpnlab does not map `{k}` onto {} yet (only the strongSwan driver does)",

@@ -131,7 +131,10 @@ pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
         CONN.to_string(),
         vici::ChildConfig {
             local_ts: ts(ep.inner),
-            remote_ts: ts(ep.peer_inner),
+            remote_ts: std::iter::once(ep.peer_inner)
+                .chain(ep.others.iter().map(|o| o.inner))
+                .flat_map(ts)
+                .collect(),
             mode: match ep.mode {
                 Mode::Tunnel => "tunnel".into(),
                 Mode::Transport => "transport".into(),
@@ -163,7 +166,12 @@ pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
             },
             remote: vici::AuthSection {
                 auth: auth.into(),
-                id: ep.peer_id.clone(),
+                // Several initiators: any identity the key (or CA) vouches for.
+                id: if ep.others.is_empty() {
+                    ep.peer_id.clone()
+                } else {
+                    "%any".into()
+                },
             },
             children,
         },
@@ -316,7 +324,11 @@ impl StrongSwan {
         let key = vici::SharedKey {
             kind: "IKE".into(),
             data: self.ep.psk.clone(),
-            owners: vec![self.ep.id.clone(), self.ep.peer_id.clone()],
+            owners: [&self.ep.id, &self.ep.peer_id]
+                .into_iter()
+                .chain(self.ep.others.iter().map(|o| &o.id))
+                .cloned()
+                .collect(),
         };
         let r: vici::Reply = self
             .client()
@@ -414,10 +426,11 @@ impl StrongSwan {
                 },
             );
         pin_mut!(stream);
-        let mut state = EndpointState::default();
+        let mut all: Vec<EndpointState> = Vec::new();
         while let Some(item) = stream.next().await {
             let item = item.map_err(|e| self.control_err("list-sas", e))?;
             for (_, sa) in item {
+                let mut state = EndpointState::default();
                 let yes = |v: &Option<String>| v.as_deref() == Some("yes");
                 let host = |h: &Option<String>, p: &Option<String>| {
                     endpoint_label(h.as_deref().unwrap_or("?"), p.as_deref().unwrap_or("?"))
@@ -447,8 +460,23 @@ impl StrongSwan {
                         remote_ts: c.remote_ts.clone().unwrap_or_default(),
                     });
                 }
+                all.push(state);
             }
         }
+        // One SA per peer; in a stable order for snapshots (by the peer's
+        // traffic selectors, then its address:port).
+        all.sort_by(|a, b| {
+            let key = |s: &EndpointState| {
+                (
+                    s.child.as_ref().map(|c| c.remote_ts.clone()),
+                    s.ike.as_ref().map(|i| i.remote.clone()),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        let mut all = all.into_iter();
+        let mut state = all.next().unwrap_or_default();
+        state.also = all.collect();
         Ok(state)
     }
 
