@@ -23,6 +23,81 @@ fn needs_vm(cell: &vpnlab::scenario::Cell, esp: bool) -> bool {
     !vpnlab::run::missing_features(cell, esp).is_empty()
 }
 
+/// One test per pair of field cells where the negative cell flips to
+/// positive when one matrix axis changes (`flip::` on the host, `vm::flip::`
+/// for cells that run in the VM batch). A negative field cell without such a
+/// partner is a failing test of its own.
+fn flip_tests(
+    trials: &mut Vec<Trial>,
+    privilege: &support::Privilege,
+    machine: Option<(vpnlab::stack::Backend, bool)>,
+    vm_ready: &Result<(std::path::PathBuf, std::path::PathBuf), vpnlab::vm::VmError>,
+    batch: &std::sync::Arc<std::sync::Mutex<support::VmBatch>>,
+) {
+    let field = topologies_dir().join("field");
+    let files = vpnlab::scenario::discover(&[field]).unwrap_or_default();
+    for file in files {
+        let Ok(scenario) = vpnlab::scenario::load(&file) else {
+            continue; // reported by load::
+        };
+        let cells = &scenario.cells;
+        for neg in cells.iter().filter(|c| support::negative(&c.expect)) {
+            let partners: Vec<_> = cells
+                .iter()
+                .filter(|p| !support::negative(&p.expect))
+                .filter(|p| {
+                    p.axes
+                        .iter()
+                        .zip(&neg.axes)
+                        .filter(|(a, b)| a != b)
+                        .count()
+                        == 1
+                })
+                .collect();
+            if partners.is_empty() {
+                let id = neg.id.clone();
+                trials.push(Trial::test(format!("flip::{id}"), move || {
+                    Err(format!("{id} is a negative field cell with no cell that differs by one knob and passes").into())
+                }));
+            }
+            for pos in partners {
+                let (axis, value) = pos
+                    .axes
+                    .iter()
+                    .zip(&neg.axes)
+                    .find(|(a, b)| a != b)
+                    .map(|(a, _)| a.clone())
+                    .expect("one axis differs");
+                let in_vm = machine.is_some_and(|(_, esp)| needs_vm(neg, esp));
+                let name = format!(
+                    "{}flip::{} -> {axis}={value}",
+                    if in_vm { "vm::" } else { "" },
+                    neg.id
+                );
+                let (n, p) = (neg.id.clone(), pos.id.clone());
+                if in_vm {
+                    if vm_ready.is_err() {
+                        trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
+                        continue;
+                    }
+                    let batch = batch.clone();
+                    trials.push(Trial::test(name, move || {
+                        let b = support::VmBatch {
+                            cells: batch.lock().expect("batch").cells.clone(),
+                        };
+                        support::flip_test(&support::Source::Vm(b), &n, &p)
+                    }));
+                } else {
+                    let file = file.clone();
+                    trials.push(privilege.gate(Trial::test(name, move || {
+                        support::flip_test(&support::Source::Host(file.clone()), &n, &p)
+                    })));
+                }
+            }
+        }
+    }
+}
+
 fn main() {
     let args = Arguments::from_args();
     let privilege = privileged();
@@ -103,6 +178,8 @@ fn main() {
             }
         }
     }
+
+    flip_tests(&mut trials, &privilege, machine, &vm_ready, &batch);
 
     let privileged_tests: [(&str, support::TestFn); 5] = [
         (

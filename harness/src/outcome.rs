@@ -377,6 +377,7 @@ mod tests {
                     udp_encap: encap,
                     ..Default::default()
                 }),
+                also: vec![],
             },
         };
         let mut o = Outcome {
@@ -391,6 +392,7 @@ mod tests {
                 ppp: None,
                 encapsulation: Some(Encapsulation::Udp),
                 checks: [("ping".to_string(), CheckExpect::Pass)].into(),
+                waits: BTreeMap::new(),
             },
             tunnel: None,
             encapsulation: None,

@@ -723,3 +723,99 @@ impl VmBatch {
         Ok(report)
     }
 }
+
+/// Whether an expectation states a failure: the tunnel down, a check
+/// failing, or a wait timing out.
+pub fn negative(e: &vpnlab::scenario::cell::Expectation) -> bool {
+    use vpnlab::scenario::cell::{CheckExpect, TunnelExpect, WaitExpect};
+    e.tunnel == Some(TunnelExpect::Down)
+        || e.checks.values().any(|c| *c == CheckExpect::Fail)
+        || e.waits.values().any(|w| *w == WaitExpect::Timeout)
+}
+
+/// What an outcome observed as failed: `tunnel`, `check <name>`, `wait
+/// <name>`.
+fn failures(outcome: &serde_json::Value) -> Vec<String> {
+    let mut f = Vec::new();
+    if outcome["tunnel"] == "down" {
+        f.push("tunnel".to_string());
+    }
+    let step_checks = outcome["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["checks"].as_array().into_iter().flatten());
+    for c in outcome["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(step_checks)
+    {
+        if c["result"] == "fail" {
+            f.push(format!("check {}", c["name"].as_str().unwrap_or("?")));
+        }
+    }
+    for s in outcome["steps"].as_array().into_iter().flatten() {
+        if s["wait"] == "timeout" {
+            f.push(format!("wait {}", s["name"].as_str().unwrap_or("?")));
+        }
+    }
+    f
+}
+
+/// Where a flip test gets a cell's outcome from.
+pub enum Source {
+    /// Run it here.
+    Host(PathBuf),
+    /// Take it from the shared VM batch.
+    Vm(VmBatch),
+}
+
+impl Source {
+    fn outcome(&self, id: &str) -> Result<serde_json::Value, Failed> {
+        match self {
+            Source::Host(file) => Ok(run_cell_json(file, id)?.0["outcome"].clone()),
+            Source::Vm(batch) => {
+                let report = batch.report()?;
+                report["cells"]
+                    .as_array()
+                    .and_then(|cells| cells.iter().find(|c| c["outcome"]["cell"] == id))
+                    .map(|c| c["outcome"].clone())
+                    .ok_or_else(|| format!("cell {id} is missing from the VM batch's report").into())
+            }
+        }
+    }
+}
+
+/// A flip test: the negative cell fails for the stated reason (its verdict
+/// passes and it observed failures), and the cell that differs from it only
+/// by one knob observes none of them.
+pub fn flip_test(src: &Source, negative_id: &str, positive_id: &str) -> Result<(), Failed> {
+    let neg = src.outcome(negative_id)?;
+    let pos = src.outcome(positive_id)?;
+    for (id, o) in [(negative_id, &neg), (positive_id, &pos)] {
+        if o["verdict"] != "pass" {
+            return Err(format!(
+                "cell {id}: verdict {}, expected pass; mismatches: {}",
+                o["verdict"], o["mismatches"]
+            )
+            .into());
+        }
+    }
+    let (fneg, fpos) = (failures(&neg), failures(&pos));
+    if fneg.is_empty() {
+        return Err(format!("{negative_id} observed no failure: nothing to flip").into());
+    }
+    if !fpos.is_empty() {
+        return Err(format!(
+            "{positive_id} still observes failures after the one change: {}",
+            fpos.join(", ")
+        )
+        .into());
+    }
+    eprintln!(
+        "{negative_id}: {} failed; {positive_id}: all pass",
+        fneg.join(", ")
+    );
+    Ok(())
+}
