@@ -55,7 +55,9 @@ pub async fn run(
                     }
                     Err(e) => o.error = Some(e),
                 }
-                true
+                // Right after an event the daemons may still be moving
+                // (a rekey after an address update): observe after checks.
+                false
             }
             Action::Checks(names) => {
                 let runs = cell

@@ -91,8 +91,9 @@ pub struct StepOutcome {
     /// Checks run again by this step (named `<check>@<step>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckResult>,
-    /// Each endpoint after the step (after `wait` and `checks` steps, whose
-    /// end does not depend on timing).
+    /// Each endpoint after the step (after `checks` steps: by then what an
+    /// event set moving, such as a rekey after an address update, has
+    /// settled).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<StepView>,
     /// Why the step could not be carried out.

@@ -359,4 +359,38 @@ mod tests {
         let h = NatProfile::Masquerade.ruleset(Some("to-server"), true, &Knobs::default());
         assert!(h.contains("ct helper pptp-1723") && !h.contains("drop"));
     }
+
+    #[test]
+    fn knobs_add_their_own_chains() {
+        let mut k = Knobs::default();
+        k.udp_timeout = Some(3);
+        k.add_block(Block::Fragments);
+        k.add_block(Block::Udp500);
+        k.loss = 5;
+        k.port_range = Some((20000, 29999));
+        k.forward_ike_to = Some("10.2.0.2".parse().unwrap());
+        let r = NatProfile::Masquerade.ruleset(Some("wan"), false, &k);
+        for want in [
+            "policy = { unreplied : 3, replied : 3 }",
+            "meta l4proto udp ct timeout set \"udp-mapping\"",
+            "type filter hook prerouting priority -450;",
+            "ip frag-off & 0x3fff != 0 counter drop",
+            "udp dport 500 counter drop comment \"blocked: udp-500\"",
+            "numgen random mod 100 < 5 counter drop",
+            "oifname \"wan\" meta l4proto { tcp, udp } masquerade to :20000-29999",
+            "iifname \"wan\" udp dport { 500, 4500 } dnat to 10.2.0.2",
+        ] {
+            assert!(r.contains(want), "missing {want}:\n{r}");
+        }
+        // Presets are knobs too; the older profiles' text is unchanged.
+        assert!(NatProfile::Symmetric
+            .ruleset(Some("wan"), false, &NatProfile::Symmetric.preset())
+            .contains("masquerade fully-random"));
+        let u = NatProfile::UdpOnly.ruleset(None, false, &NatProfile::UdpOnly.preset());
+        assert!(u.contains("meta l4proto != udp counter drop") && !u.contains("masquerade"));
+        assert_eq!(
+            NatProfile::Masquerade.ruleset(Some("wan"), false, &Knobs::default()),
+            "table ip vpnlab {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"wan\" masquerade\n  }\n}\n"
+        );
+    }
 }

@@ -134,7 +134,7 @@ fn unknown_nat_profile_lists_the_known_ones() {
     let text = SEED.replace("\"no-esp\", \"block-4500\"]", "\"no-esp\", \"full-cone\"]");
     let e = errors(&text);
     assert!(
-        e.iter().any(|m| m.contains("matrix.nat.gw: unknown NAT profile `full-cone` (known: none, masquerade, no-esp, block-4500, win2000)")),
+        e.iter().any(|m| m.contains("matrix.nat.gw: unknown NAT profile `full-cone` (known: none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only)")),
         "{e:?}"
     );
 }
@@ -163,7 +163,7 @@ fn nat_needs_an_outside_interface() {
     let text = SEED.replace("nat_outside = \"server\"\n", "");
     assert!(errors(&text)
         .iter()
-        .any(|m| m.contains("nodes.gw.nat_outside: NAT profile masquerade needs `nat_outside`")));
+        .any(|m| m.contains("nodes.gw.nat_outside: NAT profile masquerade (or forward_ike_to) needs `nat_outside`")));
 }
 
 #[test]
@@ -431,4 +431,65 @@ fn ppp_mistakes_are_named() {
     assert!(errors(&no_expect)
         .iter()
         .any(|m| m.contains("no expectation sets `ppp`")));
+}
+
+const MAPPING: &str = include_str!("../../../topologies/field/mapping-timeout.toml");
+const REBOOT: &str = include_str!("../../../topologies/field/nat-reboot.toml");
+
+#[test]
+fn knobs_reach_the_cells() {
+    let s = parse(Path::new("t.toml"), MAPPING).unwrap();
+    let gw = s.cells[0].node("gw").unwrap();
+    assert_eq!(gw.knobs.udp_timeout, Some(3));
+    let ka: Vec<Option<u32>> = s.cells.iter().map(|c| c.endpoints[0].keepalive).collect();
+    assert_eq!(ka, vec![None, Some(1)]);
+    // The server sets its own DPD: the axis leaves it alone.
+    let r = parse(Path::new("t.toml"), REBOOT).unwrap();
+    let on = r.cells.iter().find(|c| c.id.ends_with("dpd=1s")).unwrap();
+    assert_eq!(on.endpoints[0].dpd, Some(1));
+    assert_eq!(on.endpoints[1].dpd, None);
+    assert_eq!(on.steps.len(), 3);
+}
+
+#[test]
+fn bad_knobs_name_their_field() {
+    let text = MAPPING
+        .replace("udp_timeout = 3", "udp_timeout = 3\nblock = [\"gre\"]\nport_range = \"9-8\"")
+        .replace("keepalive = [\"off\", \"1s\"]", "keepalive = [\"off\", \"1\"]");
+    let e = errors(&text);
+    for want in [
+        "nodes.gw.behaviour.block: unknown packet class `gre` (known: esp, ah, udp-500, udp-4500, fragments, non-udp)",
+        "nodes.gw.behaviour.port_range: `9-8` is not a port range",
+        "matrix.keepalive: `1` is not a duration like \"5s\" or \"500ms\"",
+    ] {
+        assert!(e.iter().any(|m| m.contains(want)), "missing {want}: {e:?}");
+    }
+}
+
+#[test]
+fn bad_steps_name_their_field() {
+    let text = REBOOT
+        .replace("nat_reboot = \"gw\"", "nat_reboot = \"client\"")
+        .replace("event = \"peer-moved\"", "event = \"peer-gone\"")
+        .replace("checks = [\"ping\", \"ping-back\"]", "checks = [\"ping\", \"pong\"]");
+    let e = errors(&text);
+    for want in [
+        "steps[0].nat_reboot: client is not a NAT gateway",
+        "steps[1].wait.event: unknown event `peer-gone`",
+        "steps[2].checks: no check named `pong`",
+    ] {
+        assert!(e.iter().any(|m| m.contains(want)), "missing {want}: {e:?}");
+    }
+    let two = REBOOT.replace("nat_reboot = \"gw\"", "nat_reboot = \"gw\"\npause = \"1s\"");
+    assert!(errors(&two)
+        .iter()
+        .any(|m| m.contains("steps[0]: a step has exactly one action")));
+}
+
+#[test]
+fn step_checks_need_expectations() {
+    let text = REBOOT.replace(", \"ping-back@after\" = \"pass\"", "");
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("expect.checks.ping-back@after: no expectation for check `ping-back@after`")));
 }

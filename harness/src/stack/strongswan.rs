@@ -449,7 +449,14 @@ impl StrongSwan {
                     nat_remote: yes(&sa.nat_remote),
                     nat_fake: yes(&sa.nat_fake),
                 });
-                if let Some(c) = sa.child_sas.as_ref().and_then(|c| c.values().next()) {
+                // After a rekey (strongSwan rekeys when the backend cannot
+                // move an SA to a new address) the old CHILD SA lingers in
+                // state DELETED next to the installed one.
+                let children = sa.child_sas.as_ref();
+                let child = children
+                    .and_then(|c| c.values().find(|c| c.state == "INSTALLED"))
+                    .or_else(|| children.and_then(|c| c.values().next()));
+                if let Some(c) = child {
                     state.child = Some(ChildState {
                         state: c.state.clone(),
                         mode: c.mode.clone().unwrap_or_default().to_lowercase(),
