@@ -11,7 +11,10 @@
 #   4. the whole seed matrix with --jobs 2, wall time;
 #   5. vpnlab's peak memory (its own process, daemons excluded);
 #   6. the cost of packet capture: the same cell with and without
-#      --no-capture, alternated, median of the pairwise ratios.
+#      --no-capture, alternated, median of the pairwise ratios;
+#   7. the field suite (topologies/field/) on the host, --jobs 2, wall time,
+#      against the same cells one at a time (--jobs 1), 3 runs each,
+#      alternated (its VM cells are reported SKIPPED here and cost nothing).
 #
 # Usage: sudo ci/bench.sh [RUNS]   (default 10)
 set -euo pipefail
@@ -90,3 +93,15 @@ done
 echo "with capture    median $(median <"$TMP/cap_on" | ms)"
 echo "without capture median $(median <"$TMP/cap_off" | ms)"
 echo "ratio with/without: median $(median <"$TMP/cap_ratio") (target <= 1.10)"
+echo
+echo "== field suite on the host (topologies/field/), 3 runs each, alternated"
+for _ in 1 2 3; do
+  t0=$(now_ns); $VPNLAB run topologies/field --jobs 2 >/dev/null 2>&1; t1=$(now_ns)
+  $VPNLAB run topologies/field --jobs 1 >/dev/null 2>&1; t2=$(now_ns)
+  a=$(( (t1 - t0) / 1000 )); b=$(( (t2 - t1) / 1000 ))
+  echo "$a" >>"$TMP/field_j2"; echo "$b" >>"$TMP/field_j1"
+  awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f\n", a/b}' >>"$TMP/field_ratio"
+done
+echo "--jobs 2 wall: median $(median <"$TMP/field_j2" | ms) (target <= 60000 ms)"
+echo "--jobs 1 wall: median $(median <"$TMP/field_j1" | ms)"
+echo "ratio jobs2/jobs1: median $(median <"$TMP/field_ratio")"

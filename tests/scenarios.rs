@@ -45,14 +45,7 @@ fn flip_tests(
             let partners: Vec<_> = cells
                 .iter()
                 .filter(|p| !support::negative(&p.expect))
-                .filter(|p| {
-                    p.axes
-                        .iter()
-                        .zip(&neg.axes)
-                        .filter(|(a, b)| a != b)
-                        .count()
-                        == 1
-                })
+                .filter(|p| p.axes.iter().zip(&neg.axes).filter(|(a, b)| a != b).count() == 1)
                 .collect();
             if partners.is_empty() {
                 let id = neg.id.clone();

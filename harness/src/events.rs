@@ -128,7 +128,11 @@ fn describe(step: &Step) -> String {
             node,
             event,
             timeout,
-        } => format!("wait for {} on {node} (at most {})", event.label(), human(*timeout)),
+        } => format!(
+            "wait for {} on {node} (at most {})",
+            event.label(),
+            human(*timeout)
+        ),
         Action::Checks(n) => format!("checks {}", n.join(", ")),
         Action::NatReboot(gw) => format!("nat-reboot {gw}"),
         Action::Link {
@@ -226,9 +230,7 @@ async fn wait(
             Event::IkeDown => !ike_up,
             Event::ChildUp => child_up,
             Event::ChildDown => !child_up,
-            Event::PeerMoved => {
-                st.ike.is_some() && st.ike.as_ref().map(remote) != start_remote
-            }
+            Event::PeerMoved => st.ike.is_some() && st.ike.as_ref().map(remote) != start_remote,
             Event::Packet { .. } => unreachable!("handled above"),
         };
         if hit {

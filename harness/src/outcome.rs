@@ -287,7 +287,11 @@ impl Outcome {
             }
         }
         for (name, want) in &exp.waits {
-            let seen = self.steps.iter().find(|s| &s.name == name).and_then(|s| s.wait);
+            let seen = self
+                .steps
+                .iter()
+                .find(|s| &s.name == name)
+                .and_then(|s| s.wait);
             if seen != Some(*want) {
                 m.push(format!(
                     "wait {name}: expected {}, observed {}",
@@ -324,7 +328,11 @@ impl Outcome {
             s.push_str(&format!(" ppp={}", word(&p.state)));
         }
         let mut s = s.trim_start().to_string();
-        for c in self.checks.iter().chain(self.steps.iter().flat_map(|s| &s.checks)) {
+        for c in self
+            .checks
+            .iter()
+            .chain(self.steps.iter().flat_map(|s| &s.checks))
+        {
             s.push_str(&format!(" {}={}/{}", c.name, c.received, c.sent));
         }
         s

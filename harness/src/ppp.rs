@@ -150,9 +150,13 @@ impl PppLayer {
         if require_ipsec && ppp.kind == PppKind::L2tp {
             for (node, dir) in [(&ppp.server, "sport"), (&ppp.client, "dport")] {
                 let rules = l2tp_guard(dir);
-                if let Err(e) =
-                    crate::nat::nft::apply(topo.node(node), crate::nat::NatProfile::None, &rules, false)
-                        .await
+                if let Err(e) = crate::nat::nft::apply(
+                    topo.node(node),
+                    crate::nat::NatProfile::None,
+                    &rules,
+                    false,
+                )
+                .await
                 {
                     out.reason = Some(format!("cannot load the L2TP-only-over-IPsec rules: {e}"));
                     return (layer, out);

@@ -781,7 +781,9 @@ impl Source {
                     .as_array()
                     .and_then(|cells| cells.iter().find(|c| c["outcome"]["cell"] == id))
                     .map(|c| c["outcome"].clone())
-                    .ok_or_else(|| format!("cell {id} is missing from the VM batch's report").into())
+                    .ok_or_else(|| {
+                        format!("cell {id} is missing from the VM batch's report").into()
+                    })
             }
         }
     }

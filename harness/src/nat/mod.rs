@@ -305,7 +305,9 @@ fn knobs_rules(k: &Knobs, outside: &str) -> String {
         ));
     }
     if !rules.is_empty() {
-        s.push_str("  chain behaviour {\n    type filter hook forward priority -1; policy accept;\n");
+        s.push_str(
+            "  chain behaviour {\n    type filter hook forward priority -1; policy accept;\n",
+        );
         for r in rules {
             s.push_str(&format!("    {r}\n"));
         }
@@ -337,7 +339,10 @@ mod tests {
 
     #[test]
     fn none_has_no_ruleset() {
-        assert_eq!(NatProfile::None.ruleset(Some("wan"), false, &Knobs::default()), "");
+        assert_eq!(
+            NatProfile::None.ruleset(Some("wan"), false, &Knobs::default()),
+            ""
+        );
     }
 
     #[test]

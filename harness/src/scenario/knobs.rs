@@ -199,10 +199,9 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
         }
     }
     if let Some(r) = &b.port_range {
-        let parsed = r
-            .get_ref()
-            .split_once('-')
-            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        let parsed = r.get_ref().split_once('-').and_then(|(a, b)| {
+            Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+        });
         match parsed {
             Some((a, z)) if 1024 <= a && a <= z => k.port_range = Some((a, z)),
             _ => d.err(
@@ -217,7 +216,11 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
     }
     if let Some(t) = &b.udp_timeout {
         if !(1..=3600).contains(t.get_ref()) {
-            d.err(sp(t), format!("{field}.udp_timeout"), "must be 1-3600 seconds");
+            d.err(
+                sp(t),
+                format!("{field}.udp_timeout"),
+                "must be 1-3600 seconds",
+            );
         }
         k.udp_timeout = Some(*t.get_ref());
     }

@@ -3,8 +3,8 @@
 //! with file, line, column and field before anything is created.
 
 pub mod cell;
-pub mod model;
 mod knobs;
+pub mod model;
 mod steps;
 mod validate;
 

@@ -132,7 +132,11 @@ pub(super) fn validate(
                         Some(i) => iface_of(d, w.node.get_ref(), i, format!("{f}.iface"))
                             .then(|| i.get_ref().clone()),
                         None => {
-                            d.err(sp(&w.event), format!("{f}.iface"), "a packet event needs `iface`");
+                            d.err(
+                                sp(&w.event),
+                                format!("{f}.iface"),
+                                "a packet event needs `iface`",
+                            );
                             None
                         }
                     };
@@ -153,11 +157,17 @@ pub(super) fn validate(
                             x
                         }
                         None => {
-                            d.err(sp(&w.event), format!("{f}.class"), "a packet event needs `class`");
+                            d.err(
+                                sp(&w.event),
+                                format!("{f}.class"),
+                                "a packet event needs `class`",
+                            );
                             None
                         }
                     };
-                    iface.zip(class).map(|(iface, class)| Event::Packet { iface, class })
+                    iface
+                        .zip(class)
+                        .map(|(iface, class)| Event::Packet { iface, class })
                 }
                 other => {
                     d.err(
@@ -227,7 +237,11 @@ pub(super) fn validate(
             }
             if let Some(m) = &l.mtu {
                 if !(576..=9000).contains(m.get_ref()) {
-                    d.err(sp(m), format!("{f}.mtu"), "MTU must be between 576 and 9000");
+                    d.err(
+                        sp(m),
+                        format!("{f}.mtu"),
+                        "MTU must be between 576 and 9000",
+                    );
                 }
             }
             ok.then(|| Action::Link {

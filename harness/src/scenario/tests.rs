@@ -161,9 +161,9 @@ fn replies_need_a_route_back_when_nothing_translates() {
 #[test]
 fn nat_needs_an_outside_interface() {
     let text = SEED.replace("nat_outside = \"server\"\n", "");
-    assert!(errors(&text)
-        .iter()
-        .any(|m| m.contains("nodes.gw.nat_outside: NAT profile masquerade (or forward_ike_to) needs `nat_outside`")));
+    assert!(errors(&text).iter().any(|m| m.contains(
+        "nodes.gw.nat_outside: NAT profile masquerade (or forward_ike_to) needs `nat_outside`"
+    )));
 }
 
 #[test]
@@ -454,8 +454,14 @@ fn knobs_reach_the_cells() {
 #[test]
 fn bad_knobs_name_their_field() {
     let text = MAPPING
-        .replace("udp_timeout = 3", "udp_timeout = 3\nblock = [\"gre\"]\nport_range = \"9-8\"")
-        .replace("keepalive = [\"off\", \"1s\"]", "keepalive = [\"off\", \"1\"]");
+        .replace(
+            "udp_timeout = 3",
+            "udp_timeout = 3\nblock = [\"gre\"]\nport_range = \"9-8\"",
+        )
+        .replace(
+            "keepalive = [\"off\", \"1s\"]",
+            "keepalive = [\"off\", \"1\"]",
+        );
     let e = errors(&text);
     for want in [
         "nodes.gw.behaviour.block: unknown packet class `gre` (known: esp, ah, udp-500, udp-4500, fragments, non-udp)",
@@ -471,7 +477,10 @@ fn bad_steps_name_their_field() {
     let text = REBOOT
         .replace("nat_reboot = \"gw\"", "nat_reboot = \"client\"")
         .replace("event = \"peer-moved\"", "event = \"peer-gone\"")
-        .replace("checks = [\"ping\", \"ping-back\"]", "checks = [\"ping\", \"pong\"]");
+        .replace(
+            "checks = [\"ping\", \"ping-back\"]",
+            "checks = [\"ping\", \"pong\"]",
+        );
     let e = errors(&text);
     for want in [
         "steps[0].nat_reboot: client is not a NAT gateway",
@@ -489,7 +498,7 @@ fn bad_steps_name_their_field() {
 #[test]
 fn step_checks_need_expectations() {
     let text = REBOOT.replace(", \"ping-back@after\" = \"pass\"", "");
-    assert!(errors(&text)
-        .iter()
-        .any(|m| m.contains("expect.checks.ping-back@after: no expectation for check `ping-back@after`")));
+    assert!(errors(&text).iter().any(
+        |m| m.contains("expect.checks.ping-back@after: no expectation for check `ping-back@after`")
+    ));
 }

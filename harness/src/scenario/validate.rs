@@ -10,11 +10,11 @@ use ipnet::Ipv4Net;
 use toml::Spanned;
 
 use super::cell::{self, Cell, Expectation};
+use super::knobs;
 use super::model::{self, NatT, Role, ScenarioFile};
 use super::{line_col, Scenario};
 use crate::error::{Diagnostic, ScenarioError};
 use crate::nat::{Knobs, NatProfile};
-use super::knobs;
 use crate::stack::{self, Backend};
 
 /// Machine features a scenario may require.
@@ -32,7 +32,12 @@ pub(super) struct Diags<'a> {
 }
 
 impl Diags<'_> {
-    pub(super) fn err(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err(
+        &mut self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let (line, column) = line_col(self.text, span.start);
         let d = Diagnostic {
             path: self.path.to_path_buf(),
@@ -554,63 +559,63 @@ pub(super) fn validate(
             );
         }
         for peer in e.peer.get_ref().all() {
-        let Some(p) = ep_of(peer) else {
-            if nodes.contains(peer) {
+            let Some(p) = ep_of(peer) else {
+                if nodes.contains(peer) {
+                    d.err(
+                        sp(&e.peer),
+                        format!("{field}.peer"),
+                        format!("node {peer} has no endpoint"),
+                    );
+                }
+                continue;
+            };
+            if !p.peer.get_ref().all().contains(&e.node.get_ref()) {
                 d.err(
                     sp(&e.peer),
                     format!("{field}.peer"),
-                    format!("node {peer} has no endpoint"),
+                    format!(
+                        "{}'s peer is {}, not {}",
+                        p.node.get_ref(),
+                        p.peer.get_ref().first(),
+                        e.node.get_ref()
+                    ),
                 );
             }
-            continue;
-        };
-        if !p.peer.get_ref().all().contains(&e.node.get_ref()) {
-            d.err(
-                sp(&e.peer),
-                format!("{field}.peer"),
-                format!(
-                    "{}'s peer is {}, not {}",
-                    p.node.get_ref(),
-                    p.peer.get_ref().first(),
-                    e.node.get_ref()
-                ),
-            );
-        }
-        if p.role.get_ref() == e.role.get_ref() {
-            d.err(
-                sp(&e.role),
-                format!("{field}.role"),
-                format!(
+            if p.role.get_ref() == e.role.get_ref() {
+                d.err(
+                    sp(&e.role),
+                    format!("{field}.role"),
+                    format!(
                     "both {} and {} are {:?}s; one must be the initiator, the other the responder",
                     e.node.get_ref(),
                     p.node.get_ref(),
                     e.role.get_ref()
                 ),
-            );
-        }
-        if let (Some(a), Some(b)) = (&e.psk, &p.psk) {
-            if a.get_ref() != b.get_ref() {
-                d.err(
-                    sp(a),
-                    format!("{field}.psk"),
-                    format!("differs from the psk of {}", p.node.get_ref()),
                 );
             }
-        }
-        if p.ike.get_ref() != e.ike.get_ref() {
-            d.err(
-                sp(&e.ike),
-                format!("{field}.ike"),
-                format!("differs from the IKE version of {}", p.node.get_ref()),
-            );
-        }
-        if p.mode.get_ref() != e.mode.get_ref() {
-            d.err(
-                sp(&e.mode),
-                format!("{field}.mode"),
-                format!("differs from the mode of {}", p.node.get_ref()),
-            );
-        }
+            if let (Some(a), Some(b)) = (&e.psk, &p.psk) {
+                if a.get_ref() != b.get_ref() {
+                    d.err(
+                        sp(a),
+                        format!("{field}.psk"),
+                        format!("differs from the psk of {}", p.node.get_ref()),
+                    );
+                }
+            }
+            if p.ike.get_ref() != e.ike.get_ref() {
+                d.err(
+                    sp(&e.ike),
+                    format!("{field}.ike"),
+                    format!("differs from the IKE version of {}", p.node.get_ref()),
+                );
+            }
+            if p.mode.get_ref() != e.mode.get_ref() {
+                d.err(
+                    sp(&e.mode),
+                    format!("{field}.mode"),
+                    format!("differs from the mode of {}", p.node.get_ref()),
+                );
+            }
         }
         if *e.mode.get_ref() == model::Mode::Tunnel && e.inner.is_none() {
             d.err(
@@ -1245,7 +1250,11 @@ pub(super) fn validate(
                     .map(|x| x.net.addr()),
                 id: e.id.get_ref().clone(),
                 peer_id: p.id.get_ref().clone(),
-                psk: e.psk.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default(),
+                psk: e
+                    .psk
+                    .as_ref()
+                    .map(|p| p.get_ref().clone())
+                    .unwrap_or_default(),
                 inner: inner_of.get(e.node.get_ref()).copied(),
                 peer_inner: inner_of.get(e.peer.get_ref().first()).copied(),
                 ike: *e.ike.get_ref(),

@@ -198,8 +198,7 @@ pub fn notable(msg: &str) -> bool {
 
 /// The run's test CA: made once, shared by every cell's endpoints.
 fn run_ca() -> Result<&'static crate::pki::TestCa, String> {
-    static CA: std::sync::OnceLock<Result<crate::pki::TestCa, String>> =
-        std::sync::OnceLock::new();
+    static CA: std::sync::OnceLock<Result<crate::pki::TestCa, String>> = std::sync::OnceLock::new();
     CA.get_or_init(|| crate::pki::TestCa::new().map_err(|e| e.to_string()))
         .as_ref()
         .map_err(Clone::clone)
@@ -260,8 +259,11 @@ impl StrongSwan {
         let run = self.work.dir.clone();
         std::fs::create_dir_all(&run).map_err(cfg_err(run.clone()))?;
         let conf = self.work.file("strongswan.conf");
-        std::fs::write(&conf, strongswan_conf(self.backend, self.timers, self.ep.keepalive))
-            .map_err(cfg_err(conf.clone()))?;
+        std::fs::write(
+            &conf,
+            strongswan_conf(self.backend, self.timers, self.ep.keepalive),
+        )
+        .map_err(cfg_err(conf.clone()))?;
 
         let charon = charon_path();
         // charon's own stderr (start-up failures before its log is open).
