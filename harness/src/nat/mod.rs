@@ -367,13 +367,15 @@ mod tests {
 
     #[test]
     fn knobs_add_their_own_chains() {
-        let mut k = Knobs::default();
-        k.udp_timeout = Some(3);
+        let mut k = Knobs {
+            udp_timeout: Some(3),
+            loss: 5,
+            port_range: Some((20000, 29999)),
+            forward_ike_to: Some("10.2.0.2".parse().unwrap()),
+            ..Default::default()
+        };
         k.add_block(Block::Fragments);
         k.add_block(Block::Udp500);
-        k.loss = 5;
-        k.port_range = Some((20000, 29999));
-        k.forward_ike_to = Some("10.2.0.2".parse().unwrap());
         let r = NatProfile::Masquerade.ruleset(Some("wan"), false, &k);
         for want in [
             "policy = { unreplied : 3, replied : 3 }",
