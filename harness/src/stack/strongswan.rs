@@ -238,6 +238,23 @@ impl StrongSwan {
         }
     }
 
+    /// Send a VICI command whose reply is success or an error message.
+    async fn command<T: serde::Serialize>(
+        &mut self,
+        name: &'static str,
+        req: T,
+    ) -> Result<(), StackError> {
+        let r: vici::Reply = self
+            .client()
+            .request(name, req)
+            .await
+            .map_err(|e| self.control_err(name, e))?;
+        if !r.success {
+            return Err(self.control_err(name, r.errmsg.unwrap_or_default()));
+        }
+        Ok(())
+    }
+
     fn client(&mut self) -> &mut rsvici::Client {
         self.client.as_mut().expect("charon started")
     }
@@ -312,14 +329,7 @@ impl StrongSwan {
 
     async fn do_load(&mut self) -> Result<(), StackError> {
         let conn = conn_config(&self.ep);
-        let r: vici::Reply = self
-            .client()
-            .request("load-conn", conn)
-            .await
-            .map_err(|e| self.control_err("load-conn", e))?;
-        if !r.success {
-            return Err(self.control_err("load-conn", r.errmsg.unwrap_or_default()));
-        }
+        self.command("load-conn", conn).await?;
         if let Auth::Cert { size } = self.ep.auth {
             return self.load_certificates(size).await;
         }
@@ -332,14 +342,7 @@ impl StrongSwan {
                 .cloned()
                 .collect(),
         };
-        let r: vici::Reply = self
-            .client()
-            .request("load-shared", key)
-            .await
-            .map_err(|e| self.control_err("load-shared", e))?;
-        if !r.success {
-            return Err(self.control_err("load-shared", r.errmsg.unwrap_or_default()));
-        }
+        self.command("load-shared", key).await?;
         Ok(())
     }
 
@@ -356,27 +359,13 @@ impl StrongSwan {
                 flag: flag.into(),
                 data,
             };
-            let r: vici::Reply = self
-                .client()
-                .request("load-cert", req)
-                .await
-                .map_err(|e| self.control_err("load-cert", e))?;
-            if !r.success {
-                return Err(self.control_err("load-cert", r.errmsg.unwrap_or_default()));
-            }
+            self.command("load-cert", req).await?;
         }
         let req = vici::LoadKey {
             kind: "any".into(),
             data: issued.key_pkcs8_der,
         };
-        let r: vici::Reply = self
-            .client()
-            .request("load-key", req)
-            .await
-            .map_err(|e| self.control_err("load-key", e))?;
-        if !r.success {
-            return Err(self.control_err("load-key", r.errmsg.unwrap_or_default()));
-        }
+        self.command("load-key", req).await?;
         Ok(())
     }
 
