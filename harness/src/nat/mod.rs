@@ -134,6 +134,8 @@ pub struct Knobs {
     pub loss: u8,
     /// Inside address UDP 500/4500 arriving on the public side is forwarded to.
     pub forward_ike_to: Option<std::net::Ipv4Addr>,
+    /// Hairpin that forwarding for inside hosts (RFC 4787 section 6).
+    pub hairpin: bool,
 }
 
 impl Knobs {
@@ -314,7 +316,13 @@ fn knobs_rules(k: &Knobs, outside: &str) -> String {
         s.push_str("  }\n");
     }
     if let Some(a) = k.forward_ike_to {
-        s.push_str(&format!("  chain port-forward {{\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"{outside}\" udp dport {{ 500, 4500 }} dnat to {a}\n  }}\n"));
+        s.push_str(&format!("  chain port-forward {{\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"{outside}\" udp dport {{ 500, 4500 }} dnat to {a}\n"));
+        if k.hairpin {
+            // From inside, to one of the gateway's own addresses: forwarded
+            // too, and the source translated so replies come back this way.
+            s.push_str(&format!("    iifname != \"{outside}\" fib daddr type local udp dport {{ 500, 4500 }} dnat to {a} comment \"hairpin\"\n  }}\n  chain hairpin {{\n    type nat hook postrouting priority srcnat; policy accept;\n    iifname != \"{outside}\" oifname != \"{outside}\" ct status dnat masquerade comment \"hairpin\"\n"));
+        }
+        s.push_str("  }\n");
     }
     s
 }
@@ -376,6 +384,7 @@ mod tests {
         };
         k.add_block(Block::Fragments);
         k.add_block(Block::Udp500);
+        k.hairpin = true;
         let r = NatProfile::Masquerade.ruleset(Some("wan"), false, &k);
         for want in [
             "policy = { unreplied : 3, replied : 3 }",
@@ -386,6 +395,8 @@ mod tests {
             "numgen random mod 100 < 5 counter drop",
             "oifname \"wan\" meta l4proto { tcp, udp } masquerade to :20000-29999",
             "iifname \"wan\" udp dport { 500, 4500 } dnat to 10.2.0.2",
+            "iifname != \"wan\" fib daddr type local udp dport { 500, 4500 } dnat to 10.2.0.2",
+            "iifname != \"wan\" oifname != \"wan\" ct status dnat masquerade",
         ] {
             assert!(r.contains(want), "missing {want}:\n{r}");
         }

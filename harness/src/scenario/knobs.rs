@@ -244,6 +244,16 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
         }
         k.loss = *l.get_ref();
     }
+    if let Some(h) = &b.hairpin {
+        k.hairpin = *h.get_ref();
+        if k.hairpin && b.forward_ike_to.is_none() {
+            d.err(
+                sp(h),
+                format!("{field}.hairpin"),
+                "hairpinning applies to a forwarding: set `forward_ike_to` too",
+            );
+        }
+    }
     if let Some(a) = &b.forward_ike_to {
         match a.get_ref().parse() {
             Ok(x) => k.forward_ike_to = Some(x),
@@ -271,6 +281,7 @@ pub(super) fn merge(base: &mut Knobs, file: &Knobs) {
         base.loss = file.loss;
     }
     base.forward_ike_to = file.forward_ike_to.or(base.forward_ike_to);
+    base.hairpin |= file.hairpin;
 }
 
 #[cfg(test)]

@@ -101,6 +101,11 @@ pub struct BehaviourSpec {
     /// Static forwarding of IKE and NAT-T (UDP 500 and 4500) arriving on the
     /// public side to this inside address: how a server sits behind a NAT.
     pub forward_ike_to: Option<Spanned<String>>,
+    /// Hairpinning (RFC 4787 section 6, REQ-9) of that forwarding: inside
+    /// hosts reach the forwarded server through the gateway's own address.
+    /// (Dynamic mappings are not hairpinned: Linux masquerade cannot.)
+    #[serde(default)]
+    pub hairpin: Option<Spanned<bool>>,
 }
 
 /// One end of a link.
@@ -399,6 +404,10 @@ pub struct MatrixSpec {
     pub keepalive: Option<Spanned<Vec<Spanned<String>>>>,
     /// DPD intervals to try (`"off"`, `"1s"`).
     pub dpd: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Gateway node → hairpinning on/off to try (axis `hairpin`; the node
+    /// needs `behaviour.forward_ike_to`).
+    #[serde(default)]
+    pub hairpin: BTreeMap<String, Spanned<Vec<Spanned<bool>>>>,
     /// IKEv2 fragmentation settings to try (`"no"`, `"yes"`).
     pub fragmentation: Option<Spanned<Vec<Spanned<String>>>>,
 }

@@ -502,3 +502,11 @@ fn step_checks_need_expectations() {
         |m| m.contains("expect.checks.ping-back@after: no expectation for check `ping-back@after`")
     ));
 }
+
+#[test]
+fn hairpin_needs_a_forwarding() {
+    let text = MAPPING.replace("udp_timeout = 3", "udp_timeout = 3\nhairpin = true");
+    assert!(errors(&text).iter().any(|m| m.contains(
+        "nodes.gw.behaviour.hairpin: hairpinning applies to a forwarding: set `forward_ike_to` too"
+    )));
+}

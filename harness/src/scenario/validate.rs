@@ -997,6 +997,34 @@ pub(super) fn validate(
         }
         axes.push((format!("stack.{n}"), names(values), sp(values)));
     }
+    if f.matrix.hairpin.len() > 1 {
+        let (_, v) = f.matrix.hairpin.iter().nth(1).expect("two");
+        d.err(
+            sp(v),
+            "matrix.hairpin",
+            "one gateway per file may vary hairpinning",
+        );
+    }
+    for (n, values) in &f.matrix.hairpin {
+        if file_knobs.get(n).and_then(|k| k.forward_ike_to).is_none() {
+            d.err(
+                sp(values),
+                format!("matrix.hairpin.{n}"),
+                format!(
+                    "{n} forwards nothing to hairpin: set `nodes.{n}.behaviour.forward_ike_to`"
+                ),
+            );
+        }
+        axes.push((
+            "hairpin".into(),
+            values
+                .get_ref()
+                .iter()
+                .map(|v| v.get_ref().to_string())
+                .collect(),
+            sp(values),
+        ));
+    }
     for (axis, values) in [
         ("keepalive", &f.matrix.keepalive),
         ("dpd", &f.matrix.dpd),
@@ -1160,6 +1188,9 @@ pub(super) fn validate(
             let mut knobs = nat.preset();
             if let Some(k) = file_knobs.get(n) {
                 knobs::merge(&mut knobs, k);
+            }
+            if let (true, Some(v)) = (f.matrix.hairpin.contains_key(n), value("hairpin")) {
+                knobs.hairpin = v == "true";
             }
             if (nat.translates() || knobs.forward_ike_to.is_some()) && out.is_none() {
                 let span = spec
