@@ -25,6 +25,18 @@ pub async fn run(
     capture: Option<&Capture>,
 ) -> Vec<StepOutcome> {
     let mut out = Vec::new();
+    // Each endpoint's peer address:port as last recorded: before the steps,
+    // then after each wait and checks step. `peer-moved` compares with it,
+    // so a move that happens between a reboot and the wait still counts.
+    let mut peers = Vec::new();
+    for s in stacks.iter_mut() {
+        peers.push(
+            s.state()
+                .await
+                .ok()
+                .and_then(|st| st.ike.as_ref().map(remote)),
+        );
+    }
     for step in &cell.steps {
         let mut o = StepOutcome {
             name: step.name.clone(),
@@ -45,7 +57,7 @@ pub async fn run(
                 event,
                 timeout,
             } => {
-                match wait(cell, topo, stacks, capture, node, event, *timeout).await {
+                match wait(cell, topo, stacks, capture, &peers, node, event, *timeout).await {
                     Ok(seen) => {
                         o.wait = Some(if seen {
                             WaitExpect::Seen
@@ -87,7 +99,7 @@ pub async fn run(
                 up,
                 mtu,
             } => {
-                if let Err(e) = link(topo, node, iface, *up, *mtu).await {
+                if let Err(e) = link(cell, topo, node, iface, *up, *mtu).await {
                     o.error = Some(e);
                 }
                 false
@@ -109,10 +121,13 @@ pub async fn run(
                 false
             }
         };
-        if observe {
-            for (s, e) in stacks.iter_mut().zip(&cell.endpoints) {
+        if matches!(step.action, Action::Wait { .. } | Action::Checks(_)) {
+            for (i, s) in stacks.iter_mut().enumerate() {
                 let st = s.state().await.unwrap_or_default();
-                o.endpoints.push(view(&e.node, &st));
+                peers[i] = st.ike.as_ref().map(remote);
+                if observe {
+                    o.endpoints.push(view(&cell.endpoints[i].node, &st));
+                }
             }
         }
         out.push(o);
@@ -175,13 +190,25 @@ fn view(node: &str, st: &EndpointState) -> StepView {
     }
 }
 
+/// The peer's true address:port (not the snapshot label, which folds
+/// NAT-chosen ports into `ephemeral`).
+fn remote(x: &crate::stack::IkeState) -> String {
+    if x.remote_raw.is_empty() {
+        x.remote.clone()
+    } else {
+        x.remote_raw.clone()
+    }
+}
+
 /// Wait until `event` happens on `node` or `timeout` passes; `Ok(true)` if
 /// it happened.
+#[allow(clippy::too_many_arguments)]
 async fn wait(
     cell: &Cell,
     topo: &Topology,
     stacks: &mut [Box<dyn Stack>],
     capture: Option<&Capture>,
+    peers: &[Option<String>],
     node: &str,
     event: &Event,
     timeout: Duration,
@@ -210,18 +237,8 @@ async fn wait(
         .iter()
         .position(|e| e.node == node)
         .expect("validated: the node has an endpoint");
-    let first = stacks[i].state().await.map_err(|e| e.to_string())?;
-    // The peer's true port is what `peer-moved` compares, not the
-    // snapshot label (which folds NAT-chosen ports into `ephemeral`).
-    let remote = |x: &crate::stack::IkeState| {
-        if x.remote_raw.is_empty() {
-            x.remote.clone()
-        } else {
-            x.remote_raw.clone()
-        }
-    };
-    let start_remote = first.ike.as_ref().map(remote);
-    let mut st = first;
+    let start_remote = peers[i].clone();
+    let mut st = stacks[i].state().await.map_err(|e| e.to_string())?;
     loop {
         let ike_up = st.ike.as_ref().is_some_and(|x| x.state == "ESTABLISHED");
         let child_up = st.child.as_ref().is_some_and(|c| c.state == "INSTALLED");
@@ -259,23 +276,32 @@ async fn reboot(topo: &mut Topology, gw: &str) -> Result<String, String> {
 }
 
 /// The range after a reboot: 20000-29999 the first time, then the next
-/// block of the same width (wrapping to 1024).
+/// block of the same width, or from 1024 when that does not fit, always
+/// apart from the old range (a range too wide for that shrinks to the ports
+/// beside it).
 fn next_range(k: &Knobs) -> (u16, u16) {
     match k.port_range {
         None => (20000, 29999),
         Some((a, b)) => {
-            let w = u32::from(b - a) + 1;
-            let (na, nb) = (u32::from(a) + w, u32::from(b) + w);
-            if nb <= 65535 {
-                (na as u16, nb as u16)
+            let (a, b) = (u32::from(a), u32::from(b));
+            let w = b - a + 1;
+            if b + w <= 65535 {
+                ((a + w) as u16, (b + w) as u16)
+            } else if a >= 1024 + w {
+                (1024, (1024 + w - 1) as u16)
+            } else if b < 65535 {
+                // Too wide to move as a whole: the ports above it.
+                ((b + 1) as u16, 65535)
             } else {
-                (1024, (1024 + w - 1).min(65535) as u16)
+                // It covers the top: the ports below it.
+                (1024, (a - 1).max(1024) as u16)
             }
         }
     }
 }
 
 async fn link(
+    cell: &Cell,
     topo: &Topology,
     node: &str,
     iface: &str,
@@ -292,11 +318,35 @@ async fn link(
             .map_err(|e| e.to_string())?;
     }
     match up {
-        Some(true) => crate::link::up(ns, idx, iface).await,
-        Some(false) => crate::link::down(ns, idx, iface).await,
+        Some(true) => {
+            crate::link::up(ns, idx, iface)
+                .await
+                .map_err(|e| e.to_string())?;
+            // Taking an interface down deletes the routes through it; the
+            // cell's own come back here. (An IKE daemon's routes, e.g.
+            // strongSwan's table 220 with kernel IPsec, do not.)
+            let net = cell
+                .links
+                .iter()
+                .flat_map(|l| [&l.a, &l.b])
+                .find(|e| e.node == node && e.iface == iface)
+                .map(|e| e.addr.trunc());
+            for r in cell
+                .routes
+                .iter()
+                .filter(|r| r.node == node && net.is_some_and(|n| n.contains(&r.via)))
+            {
+                crate::link::route(ns, r.dst, r.via)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        Some(false) => crate::link::down(ns, idx, iface)
+            .await
+            .map_err(|e| e.to_string()),
         None => Ok(()),
     }
-    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -311,5 +361,9 @@ mod tests {
         assert_eq!(next_range(&k), (30000, 39999));
         k.port_range = Some((60000, 65000));
         assert_eq!(next_range(&k), (1024, 6024));
+        k.port_range = Some((1024, 40000));
+        assert_eq!(next_range(&k), (40001, 65535));
+        k.port_range = Some((1024, 65535));
+        assert_eq!(next_range(&k), (1024, 1024));
     }
 }

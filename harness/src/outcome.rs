@@ -286,6 +286,11 @@ impl Outcome {
                 None => m.push(format!("check {name}: expected {}, not run", word(want))),
             }
         }
+        for st in &self.steps {
+            if let Some(e) = &st.error {
+                m.push(format!("step {}: could not be carried out: {e}", st.name));
+            }
+        }
         for (name, want) in &exp.waits {
             let seen = self
                 .steps

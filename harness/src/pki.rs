@@ -229,6 +229,12 @@ impl TestCa {
     }
 }
 
+/// Whether `id` can be an identity in a certificate here (an IP address or
+/// a DNS-like name); scenario validation asks before anything runs.
+pub fn check_identity(id: &str) -> Result<(), PkiError> {
+    identity_san(id).map(|_| ())
+}
+
 /// The SAN that carries IKE identity `id`, which charon matches against the
 /// peer's ID payload (ID_IPV4_ADDR/ID_IPV6_ADDR against iPAddress, ID_FQDN
 /// against dNSName).

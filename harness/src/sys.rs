@@ -190,6 +190,12 @@ pub fn flush_conntrack() -> io::Result<()> {
         SockProtocol::NetlinkNetFilter,
     )?;
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+    // The kernel always answers a request with NLM_F_ACK; bounded anyway.
+    nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(2, 0),
+    )?;
     // struct nlmsghdr (16 bytes) + struct nfgenmsg (4 bytes).
     let mut msg = Vec::with_capacity(20);
     msg.extend_from_slice(&20u32.to_ne_bytes());

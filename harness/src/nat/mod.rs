@@ -275,10 +275,30 @@ impl NatProfile {
             }
         };
         let extra = knobs_rules(knobs, out);
-        if helper.is_empty() && body.is_empty() && extra.is_empty() {
-            return String::new();
-        }
-        format!("table ip vpnlab {{\n{helper}{body}{extra}}}\n")
+        let main = if helper.is_empty() && body.is_empty() && extra.is_empty() {
+            String::new()
+        } else {
+            format!("table ip vpnlab {{\n{helper}{body}{extra}}}\n")
+        };
+        main + &timeouts(knobs)
+    }
+}
+
+/// The table that holds the UDP mapping timeout, apart from `vpnlab`:
+/// steps replace `vpnlab`, and deleting a `ct timeout` object would detach
+/// it from every mapping already made (they would fall back to the
+/// kernel's defaults).
+pub const TIMEOUT_TABLE: &str = "vpnlab-timeouts";
+
+fn timeouts(k: &Knobs) -> String {
+    match k.udp_timeout {
+        // Attached to a new connection after conntrack has created it and
+        // before it is confirmed (so at filter priority, not raw), for the
+        // unreplied and the replied ("stream") state alike.
+        Some(t) => format!(
+            "table ip {TIMEOUT_TABLE} {{\n  ct timeout udp-mapping {{\n    protocol udp;\n    l3proto ip;\n    policy = {{ unreplied : {t}, replied : {t} }}\n  }}\n  chain mapping-timeout {{\n    type filter hook prerouting priority filter; policy accept;\n    meta l4proto udp ct timeout set \"udp-mapping\"\n  }}\n}}\n"
+        ),
+        None => String::new(),
     }
 }
 
@@ -286,14 +306,6 @@ impl NatProfile {
 /// rulesets are unchanged).
 fn knobs_rules(k: &Knobs, outside: &str) -> String {
     let mut s = String::new();
-    if let Some(t) = k.udp_timeout {
-        // Attached to a new connection after conntrack has created it and
-        // before it is confirmed (so at filter priority, not raw), for the
-        // unreplied and the replied ("stream") state alike.
-        s.push_str(&format!(
-            "  ct timeout udp-mapping {{\n    protocol udp;\n    l3proto ip;\n    policy = {{ unreplied : {t}, replied : {t} }}\n  }}\n  chain mapping-timeout {{\n    type filter hook prerouting priority filter; policy accept;\n    meta l4proto udp ct timeout set \"udp-mapping\"\n  }}\n"
-        ));
-    }
     if k.block.contains(&Block::Fragments) {
         // Before nf_defrag (priority -400): once reassembled, a fragment
         // can no longer be told apart.

@@ -19,8 +19,12 @@ pub async fn apply(
         return Ok(());
     }
     // `table` declares it (a no-op if it exists) so `delete` cannot fail.
+    // The timeouts table stays as it is (see `TIMEOUT_TABLE`).
     let text = if replace {
-        format!("table ip vpnlab\ndelete table ip vpnlab\n{ruleset}")
+        let main = ruleset
+            .split_once(&format!("table ip {}", crate::nat::TIMEOUT_TABLE))
+            .map_or(ruleset, |(main, _)| main);
+        format!("table ip vpnlab\ndelete table ip vpnlab\n{main}")
     } else {
         ruleset.to_string()
     };

@@ -152,6 +152,9 @@ pub(super) fn endpoint_knobs(
         }
         Some((_, "cert")) => {
             let size = e.cert_size.as_ref().map(|c| *c.get_ref());
+            if let Err(err) = crate::pki::check_identity(e.id.get_ref()) {
+                d.err(sp(&e.id), format!("{field}.id"), err.to_string());
+            }
             if let Some(c) = &e.cert_size {
                 if !(1..=60_000).contains(c.get_ref()) {
                     d.err(sp(c), format!("{field}.cert_size"), "must be 1-60000 bytes");
@@ -267,9 +270,10 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
     k
 }
 
-/// Lay the file's knobs over a profile's preset.
-pub(super) fn merge(base: &mut Knobs, file: &Knobs) {
-    if file.ports != Ports::Preserve {
+/// Lay the file's knobs over a profile's preset (`ports_set`: the file
+/// names its port assignment, which then wins either way).
+pub(super) fn merge(base: &mut Knobs, file: &Knobs, ports_set: bool) {
+    if ports_set {
         base.ports = file.ports;
     }
     base.port_range = file.port_range.or(base.port_range);

@@ -479,8 +479,8 @@ pub struct WaitSpec {
     pub node: Spanned<String>,
     /// Interface (for `packet`).
     pub iface: Option<Spanned<String>>,
-    /// Packet class (for `packet`): `ike`, `ike-nat-t`, `esp`, `esp-in-udp`,
-    /// `nat-keepalive`, `icmp`.
+    /// Packet class (for `packet`): `ike-500`, `ike-4500`, `esp-in-udp`,
+    /// `natt-keepalive`, `esp`, `ah`, `fragment-first`.
     pub class: Option<Spanned<String>>,
     /// Bound, e.g. `"5s"` (at most 60 s).
     pub timeout: Spanned<String>,

@@ -8,7 +8,7 @@ use super::knobs::duration;
 use super::model::ScenarioFile;
 use super::validate::{sp, Diags, Iface};
 use crate::capture::Class;
-use crate::nat::Block;
+use crate::nat::{Block, NatProfile};
 
 /// Packet classes a `wait` step may name (those the capture tells apart
 /// without knowing the checks' flows).
@@ -31,6 +31,7 @@ pub(super) fn validate(
     ifaces: &[Iface],
     checks: &BTreeSet<String>,
     endpoint_nodes: BTreeSet<String>,
+    routers: &BTreeSet<String>,
 ) -> Vec<Step> {
     let mut out = Vec::new();
     let mut names = BTreeSet::new();
@@ -216,14 +217,34 @@ pub(super) fn validate(
             ))
         } else if let Some(g) = &st.nat_reboot {
             let known = node(d, g, format!("{field}.nat_reboot"));
-            let is_nat = f.nodes.get(g.get_ref()).is_some_and(|n| {
-                n.get_ref().nat.is_some() || f.matrix.nat.contains_key(g.get_ref())
-            });
-            if known && !is_nat {
+            // Every profile the gateway has in any cell must translate:
+            // only then are there mappings to forget and ports to move.
+            let profiles: Vec<String> = match f.matrix.nat.get(g.get_ref()) {
+                Some(v) => v.get_ref().iter().map(|x| x.get_ref().clone()).collect(),
+                None => f
+                    .nodes
+                    .get(g.get_ref())
+                    .and_then(|n| n.get_ref().nat.as_ref())
+                    .map(|p| vec![p.get_ref().clone()])
+                    .unwrap_or_default(),
+            };
+            let translates = !profiles.is_empty()
+                && profiles
+                    .iter()
+                    .all(|p| NatProfile::parse(p).is_some_and(NatProfile::translates));
+            if known && !translates {
                 d.err(
                     sp(g),
                     format!("{field}.nat_reboot"),
-                    format!("{} is not a NAT gateway (no `nat`)", g.get_ref()),
+                    format!(
+                        "{} is not a NAT gateway that translates in every cell (profiles: {})",
+                        g.get_ref(),
+                        if profiles.is_empty() {
+                            "none".into()
+                        } else {
+                            profiles.join(", ")
+                        }
+                    ),
                 );
             }
             Some(Action::NatReboot(g.get_ref().clone()))
@@ -258,6 +279,17 @@ pub(super) fn validate(
             };
             let b = b.get_ref();
             let known = node(d, &b.node, format!("{f}.node"));
+            // The drops hook packets a node forwards, not its own.
+            if known && !routers.contains(b.node.get_ref()) {
+                d.err(
+                    sp(&b.node),
+                    format!("{f}.node"),
+                    format!(
+                        "{} forwards nothing (no `nat`, `behaviour` or routes through it): block at a gateway or router",
+                        b.node.get_ref()
+                    ),
+                );
+            }
             let class = Block::parse(b.class.get_ref());
             if class.is_none() {
                 d.err(

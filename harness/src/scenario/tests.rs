@@ -510,3 +510,41 @@ fn hairpin_needs_a_forwarding() {
         "nodes.gw.behaviour.hairpin: hairpinning applies to a forwarding: set `forward_ike_to` too"
     )));
 }
+
+#[test]
+fn steps_act_where_they_can() {
+    // A block on a host forwards nothing; a reboot needs a translating NAT.
+    let text = REBOOT.replace(
+        "[[steps]]\nname = \"reboot\"\nnat_reboot = \"gw\"",
+        "[[steps]]\nname = \"reboot\"\nblock = { node = \"client\", class = \"esp\" }",
+    );
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("steps[0].block.node: client forwards nothing")));
+    let none = REBOOT.replace("nat = \"masquerade\"", "nat = \"udp-only\"");
+    assert!(errors(&none).iter().any(|m| m.contains(
+        "steps[0].nat_reboot: gw is not a NAT gateway that translates in every cell (profiles: udp-only)"
+    )));
+}
+
+#[test]
+fn peers_agree_on_auth_and_protocol() {
+    let text = REBOOT.replacen(
+        "inner = \"10.10.1.1\"",
+        "inner = \"10.10.1.1\"\nproto = \"ah\"",
+        1,
+    );
+    assert!(errors(&text)
+        .iter()
+        .any(|m| m.contains("endpoints[0].proto: `ah` differs from the proto of server (`esp`)")));
+    let cert = REBOOT
+        .replace("psk = \"vpnlab-field-psk\"\n", "auth = \"cert\"\n")
+        .replacen(
+            "id = \"client.vpnlab.test\"",
+            "id = \"user@vpnlab.test\"",
+            1,
+        );
+    assert!(errors(&cert)
+        .iter()
+        .any(|m| m.contains("endpoints[0].id: ") && m.contains("user@vpnlab.test")));
+}

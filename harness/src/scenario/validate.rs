@@ -616,6 +616,26 @@ pub(super) fn validate(
                     format!("differs from the mode of {}", p.node.get_ref()),
                 );
             }
+            for (name, mine, theirs, default) in [
+                ("auth", &e.auth, &p.auth, "psk"),
+                ("proto", &e.proto, &p.proto, "esp"),
+            ] {
+                let v = |x: &Option<Spanned<String>>| {
+                    x.as_ref()
+                        .map_or(default.to_string(), |x| x.get_ref().clone())
+                };
+                let (a, b) = (v(mine), v(theirs));
+                if a != b {
+                    d.err(
+                        mine.as_ref().map_or(sp(&f.endpoints[i]), sp),
+                        format!("{field}.{name}"),
+                        format!(
+                            "`{a}` differs from the {name} of {} (`{b}`)",
+                            p.node.get_ref()
+                        ),
+                    );
+                }
+            }
         }
         if *e.mode.get_ref() == model::Mode::Tunnel && e.inner.is_none() {
             d.err(
@@ -1045,6 +1065,20 @@ pub(super) fn validate(
     }
 
     // --- timed steps
+    // Nodes that forward in some cell (as `cell::Node::forwarding` decides).
+    let routers: BTreeSet<String> = f
+        .nodes
+        .iter()
+        .filter(|(n, spec)| {
+            spec.get_ref().nat.is_some()
+                || spec.get_ref().behaviour.is_some()
+                || f.matrix.nat.contains_key(*n)
+                || routes
+                    .iter()
+                    .any(|r| &r.node != *n && r.via_owner(&ifaces) == Some(n.as_str()))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
     let steps = super::steps::validate(
         &mut d,
         &f,
@@ -1055,6 +1089,7 @@ pub(super) fn validate(
             .iter()
             .map(|e| e.get_ref().node.get_ref().clone())
             .collect(),
+        &routers,
     );
     let mut all_checks = check_names.clone();
     let mut wait_names = BTreeSet::new();
@@ -1187,7 +1222,12 @@ pub(super) fn validate(
             let out = outside.get(n).cloned().flatten();
             let mut knobs = nat.preset();
             if let Some(k) = file_knobs.get(n) {
-                knobs::merge(&mut knobs, k);
+                let ports_set = spec
+                    .get_ref()
+                    .behaviour
+                    .as_ref()
+                    .is_some_and(|b| b.get_ref().ports.is_some());
+                knobs::merge(&mut knobs, k, ports_set);
             }
             if let (true, Some(v)) = (f.matrix.hairpin.contains_key(n), value("hairpin")) {
                 knobs.hairpin = v == "true";

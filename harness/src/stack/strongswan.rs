@@ -461,11 +461,27 @@ impl StrongSwan {
                 all.push(state);
             }
         }
-        // One SA per peer; in a stable order for snapshots (by the peer's
-        // traffic selectors, then its address:port).
+        if self.ep.others.is_empty() {
+            // One peer: its SA (the last listed, as charon orders them), and
+            // the last installed CHILD SA.
+            let mut state = EndpointState::default();
+            for sa in all {
+                state.ike = sa.ike;
+                if sa.child.is_some() {
+                    state.child = sa.child;
+                }
+            }
+            return Ok(state);
+        }
+        // Several peers: one SA each, in a stable order for snapshots
+        // (working SAs first, then by the peer's traffic selectors and
+        // address:port).
         all.sort_by(|a, b| {
             let key = |s: &EndpointState| {
+                let up = s.ike.as_ref().is_some_and(|i| i.state == "ESTABLISHED")
+                    && s.child.as_ref().is_some_and(|c| c.state == "INSTALLED");
                 (
+                    !up,
                     s.child.as_ref().map(|c| c.remote_ts.clone()),
                     s.ike.as_ref().map(|i| i.remote.clone()),
                 )
