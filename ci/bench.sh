@@ -50,6 +50,19 @@ for i in $(seq "$RUNS"); do
 done
 
 ms() { awk '{printf "%.1f ms", $1/1000}'; }
+# alternate NAME RUNS CMD_A CMD_B: run A and B alternately RUNS times; wall
+# times (µs) go to $TMP/NAME_a and NAME_b, pairwise ratios A/B to NAME_ratio.
+alternate() {
+  local name=$1 runs=$2 a=$3 b=$4 t0 t1 t2
+  : >"$TMP/${name}_a"; : >"$TMP/${name}_b"; : >"$TMP/${name}_ratio"
+  for _ in $(seq "$runs"); do
+    t0=$(now_ns); $a >/dev/null 2>&1; t1=$(now_ns)
+    $b >/dev/null 2>&1; t2=$(now_ns)
+    echo $(( (t1 - t0) / 1000 )) >>"$TMP/${name}_a"
+    echo $(( (t2 - t1) / 1000 )) >>"$TMP/${name}_b"
+    awk -v a="$(( t1 - t0 ))" -v b="$(( t2 - t1 ))" 'BEGIN {printf "%.3f\n", a/b}' >>"$TMP/${name}_ratio"
+  done
+}
 echo "== masquerade/auto cell, end to end ($RUNS runs each, alternated)"
 echo "vpnlab   median $(median <"$TMP/a" | ms)  (min $(sort -g "$TMP/a" | head -1 | ms), max $(sort -g "$TMP/a" | tail -1 | ms))"
 echo "baseline median $(median <"$TMP/b" | ms)  (min $(sort -g "$TMP/b" | head -1 | ms), max $(sort -g "$TMP/b" | tail -1 | ms))"
@@ -82,26 +95,14 @@ echo "== vpnlab peak memory (the process running the cells)"
 echo "median $(median <"$TMP/peak") KiB (target <= 30720 KiB)"
 echo
 echo "== capture cost on the masquerade/auto cell ($RUNS runs each, alternated)"
-: >"$TMP/cap_on"; : >"$TMP/cap_off"; : >"$TMP/cap_ratio"
-for i in $(seq "$RUNS"); do
-  t0=$(now_ns); $VPNLAB run topologies/seed.toml --cell "$CELL" >/dev/null 2>&1; t1=$(now_ns)
-  $VPNLAB run topologies/seed.toml --cell "$CELL" --no-capture >/dev/null 2>&1; t2=$(now_ns)
-  a=$(( (t1 - t0) / 1000 )); b=$(( (t2 - t1) / 1000 ))
-  echo "$a" >>"$TMP/cap_on"; echo "$b" >>"$TMP/cap_off"
-  awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f\n", a/b}' >>"$TMP/cap_ratio"
-done
-echo "with capture    median $(median <"$TMP/cap_on" | ms)"
-echo "without capture median $(median <"$TMP/cap_off" | ms)"
+alternate cap "$RUNS" "$VPNLAB run topologies/seed.toml --cell $CELL" \
+  "$VPNLAB run topologies/seed.toml --cell $CELL --no-capture"
+echo "with capture    median $(median <"$TMP/cap_a" | ms)"
+echo "without capture median $(median <"$TMP/cap_b" | ms)"
 echo "ratio with/without: median $(median <"$TMP/cap_ratio") (target <= 1.10)"
 echo
 echo "== field suite on the host (topologies/field/), 3 runs each, alternated"
-for _ in 1 2 3; do
-  t0=$(now_ns); $VPNLAB run topologies/field --jobs 2 >/dev/null 2>&1; t1=$(now_ns)
-  $VPNLAB run topologies/field --jobs 1 >/dev/null 2>&1; t2=$(now_ns)
-  a=$(( (t1 - t0) / 1000 )); b=$(( (t2 - t1) / 1000 ))
-  echo "$a" >>"$TMP/field_j2"; echo "$b" >>"$TMP/field_j1"
-  awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f\n", a/b}' >>"$TMP/field_ratio"
-done
-echo "--jobs 2 wall: median $(median <"$TMP/field_j2" | ms) (target <= 60000 ms)"
-echo "--jobs 1 wall: median $(median <"$TMP/field_j1" | ms)"
+alternate field 3 "$VPNLAB run topologies/field --jobs 2" "$VPNLAB run topologies/field --jobs 1"
+echo "--jobs 2 wall: median $(median <"$TMP/field_a" | ms) (target <= 60000 ms)"
+echo "--jobs 1 wall: median $(median <"$TMP/field_b" | ms)"
 echo "ratio jobs2/jobs1: median $(median <"$TMP/field_ratio")"

@@ -353,19 +353,26 @@ mod tests {
         let der_path = dir.join(format!("{name}.der"));
         let pem_path = dir.join(format!("{name}.pem"));
         std::fs::write(&der_path, der).unwrap();
+        openssl(
+            &["x509", "-inform", "DER", "-in"],
+            &[&der_path, Path::new("-out"), &pem_path],
+        );
+        pem_path
+    }
+
+    /// Run openssl with `args` then `paths`; it must succeed.
+    fn openssl(args: &[&str], paths: &[&Path]) -> std::process::Output {
         let out = Command::new("openssl")
-            .args(["x509", "-inform", "DER", "-in"])
-            .arg(&der_path)
-            .arg("-out")
-            .arg(&pem_path)
+            .args(args)
+            .args(paths)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "openssl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        pem_path
+        out
     }
 
     #[test]
@@ -394,11 +401,10 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
             // The identity is where charon looks for it.
-            let text = Command::new("openssl")
-                .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
-                .arg(&ee_pem)
-                .output()
-                .unwrap();
+            let text = openssl(
+                &["x509", "-noout", "-ext", "subjectAltName", "-in"],
+                &[&ee_pem],
+            );
             let text = String::from_utf8_lossy(&text.stdout);
             let want = if id.parse::<IpAddr>().is_ok() {
                 format!("IP Address:{id}")
@@ -409,16 +415,7 @@ mod tests {
             // The key is PKCS#8 that openssl can read.
             let key = dir.join("ee.key.der");
             std::fs::write(&key, &issued.key_pkcs8_der).unwrap();
-            let out = Command::new("openssl")
-                .args(["pkey", "-inform", "DER", "-noout", "-in"])
-                .arg(&key)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            openssl(&["pkey", "-inform", "DER", "-noout", "-in"], &[&key]);
         }
         std::fs::remove_dir_all(&dir).ok();
     }
