@@ -252,6 +252,8 @@ pub struct Endpoint {
     pub dpd: Option<u32>,
     /// IKEv2 fragmentation.
     pub fragmentation: bool,
+    /// MOBIKE.
+    pub mobike: bool,
     /// Authentication.
     pub auth: Auth,
     /// ESP or AH.

@@ -54,10 +54,11 @@ fn yes_no(text: &str) -> Result<bool, String> {
     }
 }
 
-/// Check one value of the `keepalive`, `dpd` or `fragmentation` axis.
+/// Check one value of the `keepalive`, `dpd`, `fragmentation` or `mobike`
+/// axis.
 pub(super) fn endpoint_axis_value(d: &mut Diags<'_>, axis: &str, v: &Spanned<String>) {
     let r = match axis {
-        "fragmentation" => yes_no(v.get_ref()).map(|_| ()),
+        "fragmentation" | "mobike" => yes_no(v.get_ref()).map(|_| ()),
         _ => interval(v.get_ref()).map(|_| ()),
     };
     if let Err(m) = r {
@@ -71,11 +72,12 @@ pub(super) struct EndpointKnobs {
     pub keepalive: Option<u32>,
     pub dpd: Option<u32>,
     pub fragmentation: bool,
+    pub mobike: bool,
     pub auth: Auth,
     pub proto: Proto,
-    /// Which of keepalive, dpd, fragmentation the endpoint sets itself
-    /// (an axis does not override those).
-    pub own: [bool; 3],
+    /// Which of keepalive, dpd, fragmentation, mobike the endpoint sets
+    /// itself (an axis does not override those).
+    pub own: [bool; 4],
 }
 
 impl EndpointKnobs {
@@ -91,6 +93,9 @@ impl EndpointKnobs {
         }
         if let (Some(v), false) = (value("fragmentation"), self.own[2]) {
             k.fragmentation = yes_no(v).unwrap_or(k.fragmentation);
+        }
+        if let (Some(v), false) = (value("mobike"), self.own[3]) {
+            k.mobike = yes_no(v).unwrap_or(k.mobike);
         }
         k
     }
@@ -108,12 +113,14 @@ pub(super) fn endpoint_knobs(
         keepalive: Some(20),
         dpd: None,
         fragmentation: true,
+        mobike: false,
         auth: Auth::Psk,
         proto: Proto::Esp,
         own: [
             e.keepalive.is_some(),
             e.dpd.is_some(),
             e.fragmentation.is_some(),
+            e.mobike.is_some(),
         ],
     };
     for (name, v, slot) in [
@@ -125,6 +132,12 @@ pub(super) fn endpoint_knobs(
                 Ok(x) => *slot = x,
                 Err(m) => d.err(sp(v), format!("{field}.{name}"), m),
             }
+        }
+    }
+    if let Some(v) = &e.mobike {
+        match yes_no(v.get_ref()) {
+            Ok(x) => k.mobike = x,
+            Err(m) => d.err(sp(v), format!("{field}.mobike"), m),
         }
     }
     if let Some(v) = &e.fragmentation {

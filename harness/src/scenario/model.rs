@@ -188,6 +188,11 @@ pub struct EndpointSpec {
     /// IKEv2 fragmentation (RFC 7383): `"yes"` (strongSwan's default) or
     /// `"no"`.
     pub fragmentation: Option<Spanned<String>>,
+    /// MOBIKE (RFC 4555): `"no"` (the default: IKE stays on port 500 without
+    /// NAT, and a peer's new address is followed by implicit update) or
+    /// `"yes"` (the initiator announces address changes itself; strongSwan
+    /// adds NAT-D payloads to DPD exchanges to notice a NAT's new mapping).
+    pub mobike: Option<Spanned<String>>,
     /// Authentication: `psk` (the default) or `cert` (a per-run test CA
     /// issues both ends' certificates; strongSwan only).
     pub auth: Option<Spanned<String>>,
@@ -400,7 +405,8 @@ pub struct MatrixSpec {
     #[serde(default)]
     pub stack: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
     /// NAT keepalive intervals to try (`"off"`, `"1s"`) on every endpoint
-    /// that does not set its own (likewise `dpd` and `fragmentation`).
+    /// that does not set its own (likewise `dpd`, `fragmentation` and
+    /// `mobike`).
     pub keepalive: Option<Spanned<Vec<Spanned<String>>>>,
     /// DPD intervals to try (`"off"`, `"1s"`).
     pub dpd: Option<Spanned<Vec<Spanned<String>>>>,
@@ -410,6 +416,8 @@ pub struct MatrixSpec {
     pub hairpin: BTreeMap<String, Spanned<Vec<Spanned<bool>>>>,
     /// IKEv2 fragmentation settings to try (`"no"`, `"yes"`).
     pub fragmentation: Option<Spanned<Vec<Spanned<String>>>>,
+    /// MOBIKE settings to try (`"no"`, `"yes"`).
+    pub mobike: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One expectation entry.

@@ -1049,6 +1049,7 @@ pub(super) fn validate(
         ("keepalive", &f.matrix.keepalive),
         ("dpd", &f.matrix.dpd),
         ("fragmentation", &f.matrix.fragmentation),
+        ("mobike", &f.matrix.mobike),
     ] {
         let Some(values) = values else { continue };
         if values.get_ref().is_empty() {
@@ -1348,6 +1349,7 @@ pub(super) fn validate(
                 keepalive: k.keepalive,
                 dpd: k.dpd,
                 fragmentation: k.fragmentation,
+                mobike: k.mobike,
                 auth: k.auth,
                 proto: k.proto,
             });

@@ -164,7 +164,8 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
 }
 
 /// The first endpoint knob set away from its default (which every driver
-/// shares: keepalive 20 s, DPD off, fragmentation on, PSK, ESP).
+/// shares: keepalive 20 s, DPD off, fragmentation on, MOBIKE off, PSK,
+/// ESP).
 fn unmapped_knob(ep: &Endpoint) -> Option<&'static str> {
     use crate::scenario::cell::{Auth, Proto};
     if ep.keepalive != Some(20) {
@@ -173,6 +174,8 @@ fn unmapped_knob(ep: &Endpoint) -> Option<&'static str> {
         Some("dpd")
     } else if !ep.fragmentation {
         Some("fragmentation")
+    } else if ep.mobike {
+        Some("mobike")
     } else if ep.auth != Auth::Psk {
         Some("auth = \"cert\"")
     } else if ep.proto != Proto::Esp {

@@ -156,7 +156,7 @@ pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
             local_addrs: vec!["%any".into()],
             remote_addrs: vec![ep.remote_addr.map_or("%any".into(), |a| a.to_string())],
             encap: if ep.nat_t == NatT::Force { "yes" } else { "no" }.into(),
-            mobike: "no".into(),
+            mobike: if ep.mobike { "yes" } else { "no" }.into(),
             dpd_delay: format!("{}s", ep.dpd.unwrap_or(0)),
             fragmentation: if ep.fragmentation { "yes" } else { "no" }.into(),
             send_cert,
