@@ -183,7 +183,17 @@ async fn run_inner(
         })
         .collect();
     let capture = if opts.capture {
-        match Capture::start(&topo, flows) {
+        // Live counts only where a step waits for a packet.
+        let live = cell.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                crate::scenario::cell::Action::Wait {
+                    event: crate::scenario::cell::Event::Packet { .. },
+                    ..
+                }
+            )
+        });
+        match Capture::start(&topo, flows, live) {
             Ok(c) => Some(c),
             Err(e) => return Outcome::not_run(cell, opts.backend, Verdict::Error, e.to_string()),
         }

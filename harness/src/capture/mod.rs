@@ -94,8 +94,9 @@ struct Running {
 }
 
 /// Counts while the capture runs, both directions together, for `wait`
-/// steps: (ifindex, class) → packets.
-type Live = Arc<std::sync::Mutex<BTreeMap<(u32, Class), u64>>>;
+/// steps: (ifindex, class) → packets. Kept only for cells that wait for a
+/// packet, so other cells pay no lock per frame.
+type Live = Option<Arc<std::sync::Mutex<BTreeMap<(u32, Class), u64>>>>;
 
 /// Capture running on every node of a cell.
 pub struct Capture {
@@ -116,8 +117,10 @@ pub struct Captured {
 }
 
 impl Capture {
-    /// Start capturing on every node; `flows` are the checks' address pairs.
-    pub fn start(topo: &Topology, flows: Vec<Flow>) -> Result<Self, TopologyError> {
+    /// Start capturing on every node; `flows` are the checks' address pairs;
+    /// with `live`, counts are also kept for [`Capture::seen`].
+    pub fn start(topo: &Topology, flows: Vec<Flow>, live: bool) -> Result<Self, TopologyError> {
+        let want_live = live;
         let flows = Arc::new(flows);
         let mut running = Vec::new();
         let counters = topo
@@ -139,7 +142,7 @@ impl Capture {
                 source: e.into(),
             })?;
             let flows = flows.clone();
-            let live = Live::default();
+            let live: Live = want_live.then(Default::default);
             let counts = live.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
@@ -167,6 +170,7 @@ impl Capture {
             .find(|r| r.node == node)
             .and_then(|r| {
                 r.live
+                    .as_ref()?
                     .lock()
                     .ok()
                     .and_then(|m| m.get(&(ifindex, class)).copied())
@@ -265,7 +269,7 @@ fn read_loop(
         let pkt = &buf[..n];
         let class = classify::classify(pkt, tun, flows);
         *nf.counts.entry((ifindex, dir, class)).or_default() += 1;
-        if let Ok(mut m) = live.lock() {
+        if let Some(Ok(mut m)) = live.as_ref().map(|l| l.lock()) {
             *m.entry((ifindex, class)).or_default() += 1;
         }
         let kept = per_iface.entry(ifindex).or_default();

@@ -246,6 +246,14 @@ pub struct Endpoint {
     /// Programs of a `command` stack.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandStack>,
+    /// Timers, fragmentation, MOBIKE, authentication, protocol.
+    #[serde(flatten)]
+    pub knobs: EndpointKnobs,
+}
+
+/// An endpoint's settings beyond addressing and identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EndpointKnobs {
     /// NAT keepalive interval in seconds; `None`: off.
     pub keepalive: Option<u32>,
     /// DPD interval in seconds; `None`: off.
@@ -258,6 +266,21 @@ pub struct Endpoint {
     pub auth: Auth,
     /// ESP or AH.
     pub proto: Proto,
+}
+
+impl Default for EndpointKnobs {
+    /// strongSwan's defaults, which every driver shares: keepalive 20 s,
+    /// DPD off, fragmentation on, MOBIKE off, PSK, ESP.
+    fn default() -> Self {
+        EndpointKnobs {
+            keepalive: Some(20),
+            dpd: None,
+            fragmentation: true,
+            mobike: false,
+            auth: Auth::Psk,
+            proto: Proto::Esp,
+        }
+    }
 }
 
 /// A further initiator of a responder with several peers.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::cell::{Auth, Proto};
+use super::cell::{Auth, EndpointKnobs, Proto};
 use super::model::{BehaviourSpec, EndpointSpec};
 use super::validate::{sp, Diags};
 use crate::nat::{Block, Knobs, Ports};
@@ -68,23 +68,19 @@ pub(super) fn endpoint_axis_value(d: &mut Diags<'_>, axis: &str, v: &Spanned<Str
 
 /// An endpoint's knobs as the file sets them.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct EndpointKnobs {
-    pub keepalive: Option<u32>,
-    pub dpd: Option<u32>,
-    pub fragmentation: bool,
-    pub mobike: bool,
-    pub auth: Auth,
-    pub proto: Proto,
+pub(super) struct FileKnobs {
+    pub knobs: EndpointKnobs,
     /// Which of keepalive, dpd, fragmentation, mobike the endpoint sets
     /// itself (an axis does not override those).
     pub own: [bool; 4],
 }
 
-impl EndpointKnobs {
-    /// With this cell's `keepalive`, `dpd` and `fragmentation` axis values
-    /// (already validated), for the knobs the endpoint leaves to the matrix.
-    pub fn with_axes<'a>(&self, value: &dyn Fn(&str) -> Option<&'a str>) -> Self {
-        let mut k = *self;
+impl FileKnobs {
+    /// With this cell's `keepalive`, `dpd`, `fragmentation` and `mobike`
+    /// axis values (already validated), for the knobs the endpoint leaves to
+    /// the matrix.
+    pub fn with_axes<'a>(&self, value: &dyn Fn(&str) -> Option<&'a str>) -> EndpointKnobs {
+        let mut k = self.knobs;
         if let (Some(v), false) = (value("keepalive"), self.own[0]) {
             k.keepalive = interval(v).unwrap_or(k.keepalive);
         }
@@ -106,23 +102,15 @@ pub(super) fn endpoint_knobs(
     d: &mut Diags<'_>,
     spec: &Spanned<EndpointSpec>,
     field: &str,
-) -> EndpointKnobs {
+) -> FileKnobs {
     let e = spec.get_ref();
-    let mut k = EndpointKnobs {
-        // strongSwan's default.
-        keepalive: Some(20),
-        dpd: None,
-        fragmentation: true,
-        mobike: false,
-        auth: Auth::Psk,
-        proto: Proto::Esp,
-        own: [
-            e.keepalive.is_some(),
-            e.dpd.is_some(),
-            e.fragmentation.is_some(),
-            e.mobike.is_some(),
-        ],
-    };
+    let own = [
+        e.keepalive.is_some(),
+        e.dpd.is_some(),
+        e.fragmentation.is_some(),
+        e.mobike.is_some(),
+    ];
+    let mut k = EndpointKnobs::default();
     for (name, v, slot) in [
         ("keepalive", &e.keepalive, &mut k.keepalive),
         ("dpd", &e.dpd, &mut k.dpd),
@@ -197,7 +185,7 @@ pub(super) fn endpoint_knobs(
             format!("unknown IPsec protocol `{other}` (known: esp, ah)"),
         ),
     }
-    k
+    FileKnobs { knobs: k, own }
 }
 
 /// Parse and check a gateway's `behaviour` table.

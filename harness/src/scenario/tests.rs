@@ -441,13 +441,17 @@ fn knobs_reach_the_cells() {
     let s = parse(Path::new("t.toml"), MAPPING).unwrap();
     let gw = s.cells[0].node("gw").unwrap();
     assert_eq!(gw.knobs.udp_timeout, Some(3));
-    let ka: Vec<Option<u32>> = s.cells.iter().map(|c| c.endpoints[0].keepalive).collect();
+    let ka: Vec<Option<u32>> = s
+        .cells
+        .iter()
+        .map(|c| c.endpoints[0].knobs.keepalive)
+        .collect();
     assert_eq!(ka, vec![None, Some(1)]);
     // The server sets its own DPD: the axis leaves it alone.
     let r = parse(Path::new("t.toml"), REBOOT).unwrap();
     let on = r.cells.iter().find(|c| c.id.contains("dpd=1s")).unwrap();
-    assert_eq!(on.endpoints[0].dpd, Some(1));
-    assert_eq!(on.endpoints[1].dpd, None);
+    assert_eq!(on.endpoints[0].knobs.dpd, Some(1));
+    assert_eq!(on.endpoints[1].knobs.dpd, None);
     assert_eq!(on.steps.len(), 4);
 }
 

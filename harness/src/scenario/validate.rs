@@ -429,7 +429,7 @@ pub(super) fn validate(
     // --- endpoints
     let mut inner_seen: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     let mut inner_of: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
-    let mut ep_knobs: Vec<knobs::EndpointKnobs> = Vec::new();
+    let mut ep_knobs: Vec<knobs::FileKnobs> = Vec::new();
     for (i, e) in f.endpoints.iter().enumerate() {
         let e = e.get_ref();
         let field = format!("endpoints[{i}]");
@@ -1346,12 +1346,7 @@ pub(super) fn validate(
                         status: abs(c.status.get_ref()),
                     }
                 }),
-                keepalive: k.keepalive,
-                dpd: k.dpd,
-                fragmentation: k.fragmentation,
-                mobike: k.mobike,
-                auth: k.auth,
-                proto: k.proto,
+                knobs: k,
             });
         }
         // A responder's own address is the one its initiator targets.

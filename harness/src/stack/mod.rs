@@ -164,25 +164,19 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
 }
 
 /// The first endpoint knob set away from its default (which every driver
-/// shares: keepalive 20 s, DPD off, fragmentation on, MOBIKE off, PSK,
-/// ESP).
+/// shares).
 fn unmapped_knob(ep: &Endpoint) -> Option<&'static str> {
-    use crate::scenario::cell::{Auth, Proto};
-    if ep.keepalive != Some(20) {
-        Some("keepalive")
-    } else if ep.dpd.is_some() {
-        Some("dpd")
-    } else if !ep.fragmentation {
-        Some("fragmentation")
-    } else if ep.mobike {
-        Some("mobike")
-    } else if ep.auth != Auth::Psk {
-        Some("auth = \"cert\"")
-    } else if ep.proto != Proto::Esp {
-        Some("proto = \"ah\"")
-    } else {
-        None
-    }
+    let (k, d) = (&ep.knobs, crate::scenario::cell::EndpointKnobs::default());
+    [
+        (k.keepalive != d.keepalive, "keepalive"),
+        (k.dpd != d.dpd, "dpd"),
+        (k.fragmentation != d.fragmentation, "fragmentation"),
+        (k.mobike != d.mobike, "mobike"),
+        (k.auth != d.auth, "auth = \"cert\""),
+        (k.proto != d.proto, "proto = \"ah\""),
+    ]
+    .into_iter()
+    .find_map(|(differs, name)| differs.then_some(name))
 }
 
 /// IKE retransmission timers: short, so a blocked exchange is decided in

@@ -68,7 +68,7 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
             "strongSwan cannot disable NAT traversal (it can only force it with encap=yes)".into(),
         );
     }
-    if ep.proto == Proto::Ah && backend == Backend::KernelLibipsec {
+    if ep.knobs.proto == Proto::Ah && backend == Backend::KernelLibipsec {
         return Some("strongSwan's kernel-libipsec backend implements ESP only; AH needs kernel IPsec (pin `backend = \"kernel-netlink\"` and run with --kernel auto)".into());
     }
     if ep.mode == Mode::Transport && backend == Backend::KernelLibipsec {
@@ -141,10 +141,10 @@ pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
             },
             start_action: "none".into(),
             // No PFS group, like the ESP default here.
-            ah_proposals: (ep.proto == Proto::Ah).then(|| vec!["sha256".to_string()]),
+            ah_proposals: (ep.knobs.proto == Proto::Ah).then(|| vec!["sha256".to_string()]),
         },
     );
-    let (auth, send_cert) = match ep.auth {
+    let (auth, send_cert) = match ep.knobs.auth {
         Auth::Psk => ("psk", None),
         Auth::Cert { .. } => ("pubkey", Some("always".to_string())),
     };
@@ -156,9 +156,9 @@ pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
             local_addrs: vec!["%any".into()],
             remote_addrs: vec![ep.remote_addr.map_or("%any".into(), |a| a.to_string())],
             encap: if ep.nat_t == NatT::Force { "yes" } else { "no" }.into(),
-            mobike: if ep.mobike { "yes" } else { "no" }.into(),
-            dpd_delay: format!("{}s", ep.dpd.unwrap_or(0)),
-            fragmentation: if ep.fragmentation { "yes" } else { "no" }.into(),
+            mobike: if ep.knobs.mobike { "yes" } else { "no" }.into(),
+            dpd_delay: format!("{}s", ep.knobs.dpd.unwrap_or(0)),
+            fragmentation: if ep.knobs.fragmentation { "yes" } else { "no" }.into(),
             send_cert,
             local: vici::AuthSection {
                 auth: auth.into(),
@@ -278,7 +278,7 @@ impl StrongSwan {
         let conf = self.work.file("strongswan.conf");
         std::fs::write(
             &conf,
-            strongswan_conf(self.backend, self.timers, self.ep.keepalive),
+            strongswan_conf(self.backend, self.timers, self.ep.knobs.keepalive),
         )
         .map_err(cfg_err(conf.clone()))?;
 
@@ -330,7 +330,7 @@ impl StrongSwan {
     async fn do_load(&mut self) -> Result<(), StackError> {
         let conn = conn_config(&self.ep);
         self.command("load-conn", conn).await?;
-        if let Auth::Cert { size } = self.ep.auth {
+        if let Auth::Cert { size } = self.ep.knobs.auth {
             return self.load_certificates(size).await;
         }
         let key = vici::SharedKey {
