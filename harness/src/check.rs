@@ -3,15 +3,15 @@
 //! pseudo-header while UDP's covers the IP addresses, so a NAT can break one
 //! and not the other; scenarios use both.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::{timeout_at, Instant};
 
+use crate::model::{Check, CheckExpect, CheckKind};
 use crate::netns::Netns;
-use crate::scenario::cell::{Check, CheckExpect, CheckKind};
 
 /// How long after the last probe replies are awaited.
 pub const REPLY_WAIT: Duration = Duration::from_millis(1000);
@@ -112,7 +112,13 @@ pub fn parse_echo_reply(pkt: &[u8], from: Ipv4Addr, id: u16) -> Option<u16> {
     (u16::from_be_bytes([icmp[4], icmp[5]]) == id).then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
-async fn ping(from: &Netns, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> std::io::Result<u32> {
+async fn ping(from: &Netns, src: IpAddr, dst: IpAddr, count: u32) -> std::io::Result<u32> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "ping over IPv6 (ICMPv6) is not supported yet",
+        ));
+    };
     let fd: OwnedFd = from.icmp_socket(src)?;
     // A raw socket has no tokio wrapper; the exchange is short and bounded,
     // so it runs on a blocking thread.
@@ -172,20 +178,20 @@ fn ping_blocking(fd: OwnedFd, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> std::
 async fn udp_echo(
     from: &Netns,
     to: &Netns,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     port: u16,
     count: u32,
 ) -> std::io::Result<u32> {
-    let server = to.udp_socket(SocketAddrV4::new(dst, port))?;
+    let server = to.udp_socket(SocketAddr::new(dst, port))?;
     let responder = tokio::spawn(async move {
         let mut buf = [0u8; 2048];
         while let Ok((n, peer)) = server.recv_from(&mut buf).await {
             let _ = server.send_to(&buf[..n], peer).await;
         }
     });
-    let client = from.udp_socket(SocketAddrV4::new(src, 0))?;
-    let target = SocketAddrV4::new(dst, port);
+    let client = from.udp_socket(SocketAddr::new(src, 0))?;
+    let target = SocketAddr::new(dst, port);
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = [0u8; 2048];
     // Probe, drain for a short gap, repeat; then wait for stragglers.
@@ -213,7 +219,7 @@ async fn udp_echo(
 
 async fn recv_echoes(
     client: &tokio::net::UdpSocket,
-    target: SocketAddrV4,
+    target: SocketAddr,
     seen: &mut std::collections::BTreeSet<u32>,
     buf: &mut [u8],
     count: u32,
@@ -221,7 +227,7 @@ async fn recv_echoes(
 ) {
     while (seen.len() as u32) < count {
         match timeout_at(deadline, client.recv_from(buf)).await {
-            Ok(Ok((n, peer))) if peer == std::net::SocketAddr::V4(target) => {
+            Ok(Ok((n, peer))) if peer == target => {
                 if let Some(seq) = std::str::from_utf8(&buf[..n])
                     .ok()
                     .and_then(|s| s.strip_prefix("vpnlab-udp-"))

@@ -77,6 +77,14 @@ pub enum TopologyError {
         /// Netlink error.
         source: rtnetlink::Error,
     },
+    /// Addresses of two IP families where one is needed.
+    #[error("node {node}: {what}: the addresses are of different IP families")]
+    MixedFamilies {
+        /// Node name.
+        node: String,
+        /// What was attempted.
+        what: String,
+    },
     /// A sysctl could not be written.
     #[error("node {node}: sysctl {key}: {source}")]
     Sysctl {

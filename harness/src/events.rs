@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::capture::Capture;
 use crate::check;
-use crate::nat::Knobs;
+use crate::model::Cell;
+use crate::model::Knobs;
+use crate::model::{Action, Event, Step, WaitExpect};
 use crate::outcome::{StepOutcome, StepView};
-use crate::scenario::cell::{Action, Event, Step, WaitExpect};
-use crate::scenario::Cell;
 use crate::stack::{EndpointState, Stack};
 use crate::topology::Topology;
 
@@ -171,7 +171,7 @@ fn describe(step: &Step) -> String {
         Action::Block { node, class, on } => format!(
             "{} {} at {node}",
             if *on { "block" } else { "unblock" },
-            class.as_str()
+            class
         ),
     }
 }
@@ -187,20 +187,21 @@ fn human(d: Duration) -> String {
 fn view(node: &str, st: &EndpointState) -> StepView {
     StepView {
         node: node.to_string(),
-        ike: st.ike.as_ref().map_or("none".into(), |i| i.state.clone()),
+        ike: st
+            .ike
+            .as_ref()
+            .map_or("none".into(), |i| i.state.to_string()),
         remote: st.ike.as_ref().map(|i| i.remote.clone()),
-        child: st.child.as_ref().map_or("none".into(), |c| c.state.clone()),
+        child: st
+            .child
+            .as_ref()
+            .map_or("none".into(), |c| c.state.to_string()),
     }
 }
 
-/// The peer's true address:port (not the snapshot label, which folds
-/// NAT-chosen ports into `ephemeral`).
-fn remote(x: &crate::stack::IkeState) -> String {
-    if x.remote_raw.is_empty() {
-        x.remote.clone()
-    } else {
-        x.remote_raw.clone()
-    }
+/// The peer's true address:port.
+fn remote(x: &crate::model::IkeSa) -> String {
+    x.true_remote().to_string()
 }
 
 /// Wait until `event` happens on `node` or `timeout` passes; `Ok(true)` if
@@ -243,8 +244,8 @@ async fn wait(
     let start_remote = peers[i].clone();
     let mut st = stacks[i].state().await.map_err(|e| e.to_string())?;
     loop {
-        let ike_up = st.ike.as_ref().is_some_and(|x| x.state == "ESTABLISHED");
-        let child_up = st.child.as_ref().is_some_and(|c| c.state == "INSTALLED");
+        let ike_up = st.ike.as_ref().is_some_and(crate::model::IkeSa::is_up);
+        let child_up = st.child.as_ref().is_some_and(crate::model::ChildSa::is_up);
         let hit = match event {
             Event::IkeUp => ike_up,
             Event::IkeDown => !ike_up,

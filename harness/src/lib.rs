@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod link;
+pub mod model;
 pub mod nat;
 pub mod netns;
 pub mod outcome;

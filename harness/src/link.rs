@@ -1,11 +1,11 @@
 //! Links, addresses and routes through rtnetlink, each request sent on the
 //! netlink socket of the namespace it concerns.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
@@ -90,26 +90,33 @@ pub async fn mtu(ns: &Netns, index: u32, name: &str, mtu: u32) -> Result<(), Top
 }
 
 /// Add `addr` to interface `index`.
-pub async fn address(
-    ns: &Netns,
-    index: u32,
-    name: &str,
-    addr: Ipv4Net,
-) -> Result<(), TopologyError> {
+pub async fn address(ns: &Netns, index: u32, name: &str, addr: IpNet) -> Result<(), TopologyError> {
     ns.rtnl
         .address()
-        .add(index, IpAddr::V4(addr.addr()), addr.prefix_len())
+        .add(index, addr.addr(), addr.prefix_len())
         .execute()
         .await
         .map_err(nl(ns, format!("add address {addr} on {name}")))
 }
 
 /// Add a route to `dst` via `via`.
-pub async fn route(ns: &Netns, dst: Ipv4Net, via: Ipv4Addr) -> Result<(), TopologyError> {
-    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(dst.network(), dst.prefix_len())
-        .gateway(via)
-        .build();
+pub async fn route(ns: &Netns, dst: IpNet, via: IpAddr) -> Result<(), TopologyError> {
+    let msg = match (dst, via) {
+        (IpNet::V4(d), IpAddr::V4(v)) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(d.network(), d.prefix_len())
+            .gateway(v)
+            .build(),
+        (IpNet::V6(d), IpAddr::V6(v)) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(d.network(), d.prefix_len())
+            .gateway(v)
+            .build(),
+        _ => {
+            return Err(TopologyError::MixedFamilies {
+                node: ns.node.clone(),
+                what: format!("route {dst} via {via}"),
+            })
+        }
+    };
     ns.rtnl
         .route()
         .add(msg)

@@ -105,7 +105,7 @@ impl Netns {
     }
 
     /// A UDP socket bound to `addr` inside this namespace.
-    pub fn udp_socket(&self, addr: SocketAddrV4) -> std::io::Result<tokio::net::UdpSocket> {
+    pub fn udp_socket(&self, addr: std::net::SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
         let std_sock = self.run_in(move || {
             let s = std::net::UdpSocket::bind(addr)?;
             s.set_nonblocking(true)?;

@@ -11,38 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::path::PathReport;
 use crate::check::CheckResult;
-use crate::scenario::cell::{Encapsulation, Expectation, TunnelExpect, WaitExpect};
-use crate::stack::{Backend, EndpointState, Initiation};
-
-/// How a cell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// Everything observed matches `expect`.
-    Pass,
-    /// Something observed differs from `expect` (see `mismatches`).
-    Fail,
-    /// A stack cannot express this cell; nothing was run.
-    Unsupported,
-    /// This machine lacks what the cell requires (see `reason` for the
-    /// command that runs it); nothing was run.
-    Skipped,
-    /// vpnlab could not run the cell (see `error`).
-    Error,
-}
-
-impl Verdict {
-    /// Upper-case label for tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Pass => "PASS",
-            Verdict::Fail => "FAIL",
-            Verdict::Unsupported => "UNSUPPORTED",
-            Verdict::Skipped => "SKIPPED",
-            Verdict::Error => "ERROR",
-        }
-    }
-}
+pub use crate::model::Verdict;
+use crate::model::{
+    Backend, Encapsulation, EndpointState, Expectation, Initiation, NatProfile, NatT, PppKind,
+    Role, TunnelExpect, WaitExpect,
+};
 
 /// One endpoint in the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -50,11 +23,11 @@ pub struct EndpointOutcome {
     /// Node.
     pub node: String,
     /// Initiator or responder.
-    pub role: String,
+    pub role: Role,
     /// Stack and version.
     pub stack: String,
     /// NAT-T mode asked for.
-    pub nat_t: String,
+    pub nat_t: NatT,
     /// SAs as reported by the daemon.
     #[serde(flatten)]
     pub state: EndpointState,
@@ -63,8 +36,8 @@ pub struct EndpointOutcome {
 /// The PPP link as observed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PppOutcome {
-    /// `l2tp` or `pptp`.
-    pub kind: String,
+    /// L2TP or PPTP.
+    pub kind: PppKind,
     /// Up when the client's PPP interface has the negotiated addresses.
     pub state: TunnelExpect,
     /// The client's PPP address, as negotiated.
@@ -118,8 +91,8 @@ pub struct StepView {
 /// A gateway's NAT in the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NatOutcome {
-    /// Profile name.
-    pub profile: String,
+    /// Profile.
+    pub profile: NatProfile,
     /// The nftables ruleset applied inside the gateway, line by line.
     pub ruleset: Vec<String>,
 }
@@ -175,7 +148,7 @@ pub struct Outcome {
 impl Outcome {
     /// A cell that never ran.
     pub fn not_run(
-        cell: &crate::scenario::Cell,
+        cell: &crate::model::Cell,
         backend: Backend,
         verdict: Verdict,
         reason: String,
@@ -210,11 +183,7 @@ impl Outcome {
                 .iter()
                 .flat_map(|e| std::iter::once(&e.state).chain(&e.state.also))
         };
-        let up = !self.endpoints.is_empty()
-            && sas().all(|s| {
-                s.ike.as_ref().is_some_and(|i| i.state == "ESTABLISHED")
-                    && s.child.as_ref().is_some_and(|c| c.state == "INSTALLED")
-            });
+        let up = !self.endpoints.is_empty() && sas().all(EndpointState::is_up);
         self.tunnel = (!self.endpoints.is_empty()).then_some(if up {
             TunnelExpect::Up
         } else {
@@ -247,8 +216,8 @@ impl Outcome {
             if self.tunnel != Some(want) {
                 m.push(format!(
                     "tunnel: expected {}, observed {}",
-                    word(&want),
-                    self.tunnel.map_or("nothing".into(), |t| word(&t))
+                    want,
+                    self.tunnel.map_or("nothing".into(), |t| t.to_string())
                 ));
             }
         }
@@ -257,8 +226,8 @@ impl Outcome {
             if seen != Some(want) {
                 m.push(format!(
                     "ppp: expected {}, observed {}",
-                    word(&want),
-                    seen.map_or("nothing".into(), |t| word(&t))
+                    want,
+                    seen.map_or("nothing".into(), |t| t.to_string())
                 ));
             }
         }
@@ -266,8 +235,9 @@ impl Outcome {
             if self.tunnel == Some(TunnelExpect::Up) && self.encapsulation != Some(want) {
                 m.push(format!(
                     "encapsulation: expected {}, observed {}",
-                    word(&want),
-                    self.encapsulation.map_or("nothing".into(), |e| word(&e))
+                    want,
+                    self.encapsulation
+                        .map_or("nothing".into(), |e| e.to_string())
                 ));
             }
         }
@@ -278,12 +248,9 @@ impl Outcome {
                 Some(c) if c.result == *want => {}
                 Some(c) => m.push(format!(
                     "check {name}: expected {}, observed {} ({}/{} answered)",
-                    word(want),
-                    word(&c.result),
-                    c.received,
-                    c.sent
+                    want, c.result, c.received, c.sent
                 )),
-                None => m.push(format!("check {name}: expected {}, not run", word(want))),
+                None => m.push(format!("check {name}: expected {}, not run", want)),
             }
         }
         for st in &self.steps {
@@ -300,8 +267,8 @@ impl Outcome {
             if seen != Some(*want) {
                 m.push(format!(
                     "wait {name}: expected {}, observed {}",
-                    word(want),
-                    seen.map_or("nothing (not run)".into(), |w| word(&w))
+                    want,
+                    seen.map_or("nothing (not run)".into(), |w| w.to_string())
                 ));
             }
         }
@@ -324,13 +291,13 @@ impl Outcome {
         let mut s = if self.endpoints.is_empty() {
             String::new()
         } else {
-            self.tunnel.map_or("?".into(), |t| word(&t))
+            self.tunnel.map_or("?".into(), |t| t.to_string())
         };
         if let Some(e) = self.encapsulation {
-            s.push_str(&format!(" encap={}", word(&e)));
+            s.push_str(&format!(" encap={}", e));
         }
         if let Some(p) = &self.ppp {
-            s.push_str(&format!(" ppp={}", word(&p.state)));
+            s.push_str(&format!(" ppp={}", p.state));
         }
         let mut s = s.trim_start().to_string();
         for c in self
@@ -346,48 +313,43 @@ impl Outcome {
 
 /// Expected state as a one-line summary.
 pub fn expected_summary(e: &Expectation) -> String {
-    let mut s = e.tunnel.map_or_else(String::new, |t| word(&t));
+    let mut s = e.tunnel.map_or_else(String::new, |t| t.to_string());
     if let (Some(x), Some(TunnelExpect::Up)) = (e.encapsulation, e.tunnel) {
-        s.push_str(&format!(" encap={}", word(&x)));
+        s.push_str(&format!(" encap={}", x));
     }
     if let Some(p) = e.ppp {
-        s.push_str(&format!(" ppp={}", word(&p)));
+        s.push_str(&format!(" ppp={}", p));
     }
     let mut s = s.trim_start().to_string();
     for (n, r) in &e.checks {
-        s.push_str(&format!(" {n}={}", word(r)));
+        s.push_str(&format!(" {n}={}", r));
     }
     s
-}
-
-/// The serde name of a unit enum value.
-fn word<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::CheckResult;
-    use crate::scenario::cell::{CheckExpect, CheckKind};
-    use crate::stack::{ChildState, IkeState};
+    use crate::model::{CheckExpect, CheckKind, ChildSa, IkeSa, SaState};
 
     fn outcome(up: bool, encap: bool, ping: u32) -> Outcome {
         let ep = |node: &str| EndpointOutcome {
             node: node.into(),
-            role: "initiator".into(),
+            role: Role::Initiator,
             stack: "strongSwan".into(),
-            nat_t: "auto".into(),
+            nat_t: NatT::Auto,
             state: EndpointState {
-                ike: Some(IkeState {
-                    state: if up { "ESTABLISHED" } else { "CONNECTING" }.into(),
+                ike: Some(IkeSa {
+                    state: if up {
+                        SaState::Established
+                    } else {
+                        SaState::Connecting
+                    },
                     ..Default::default()
                 }),
-                child: up.then(|| ChildState {
-                    state: "INSTALLED".into(),
+                child: up.then(|| ChildSa {
+                    state: SaState::Installed,
                     udp_encap: encap,
                     ..Default::default()
                 }),

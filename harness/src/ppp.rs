@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::model::{Ppp, PppKind, TunnelExpect};
 use crate::netns::Netns;
 use crate::outcome::PppOutcome;
-use crate::scenario::cell::{Ppp, PppKind, TunnelExpect};
 use crate::topology::Topology;
 
 /// User and CHAP secret of the PPP link (they never leave the cell).
@@ -141,7 +141,7 @@ impl PppLayer {
     ) -> (PppLayer, PppOutcome) {
         let mut layer = PppLayer { children: vec![] };
         let mut out = PppOutcome {
-            kind: ppp.kind.as_str().into(),
+            kind: ppp.kind,
             state: TunnelExpect::Down,
             client_ip: None,
             server_ip: None,
@@ -152,7 +152,7 @@ impl PppLayer {
                 let rules = l2tp_guard(dir);
                 if let Err(e) = crate::nat::nft::apply(
                     topo.node(node),
-                    crate::nat::NatProfile::None,
+                    crate::model::NatProfile::None,
                     &rules,
                     false,
                 )
@@ -164,10 +164,7 @@ impl PppLayer {
             }
         }
         if let Err(e) = layer.start(ppp, topo, celldir).await {
-            out.reason = Some(format!(
-                "cannot start the {} daemons: {e}",
-                ppp.kind.as_str()
-            ));
+            out.reason = Some(format!("cannot start the {} daemons: {e}", ppp.kind));
             return (layer, out);
         }
         let client = topo.node(&ppp.client);
@@ -323,10 +320,10 @@ async fn wait_bound(ns: &Netns, proto: &'static str, port: u16) {
 }
 
 /// Whether the node routes `dst` over a PPP interface.
-async fn routes_over_ppp(ns: &Netns, dst: std::net::Ipv4Addr) -> bool {
+async fn routes_over_ppp(ns: &Netns, dst: std::net::IpAddr) -> bool {
     let Ok(out) = ns
         .command("ip", vec![])
-        .args(["-4", "-o", "route", "get", &dst.to_string()])
+        .args(["-o", "route", "get", &dst.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .output()

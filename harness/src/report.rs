@@ -4,9 +4,9 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Encapsulation, TunnelExpect};
 use crate::outcome::{expected_summary, Verdict};
 use crate::run::CellReport;
-use crate::scenario::cell::{Encapsulation, TunnelExpect};
 
 /// The JSON report written by `--report`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,8 +72,10 @@ pub fn markdown(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()
             .ppp
             .as_ref()
             .map_or("–".into(), |p| match (&p.client_ip, &p.server_ip) {
-                (Some(c), Some(s)) => format!("{} up, {c} ↔ {s}", p.kind.to_uppercase()),
-                _ => format!("{} down", p.kind.to_uppercase()),
+                (Some(c), Some(s)) => {
+                    format!("{} up, {c} ↔ {s}", p.kind.to_string().to_uppercase())
+                }
+                _ => format!("{} down", p.kind.to_string().to_uppercase()),
             });
         let checks = o
             .checks
@@ -239,7 +241,7 @@ fn path(out: &mut dyn Write, c: &CellReport) -> std::io::Result<()> {
             .map(|(k, v)| {
                 format!(
                     "{}={}",
-                    k.as_str(),
+                    k,
                     serde_json::to_string(v)
                         .unwrap_or_default()
                         .trim_matches('"')
@@ -252,7 +254,7 @@ fn path(out: &mut dyn Write, c: &CellReport) -> std::io::Result<()> {
                 out,
                 "    {:<w$}  lost on the link: {}={}",
                 "",
-                k.as_str(),
+                k,
                 serde_json::to_string(v).unwrap_or_default()
             )?;
         }

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use crate::capture::{path, pcap, Capture, Flow, IfaceCapture};
 use crate::check;
+use crate::model::Cell;
+use crate::model::{Requirement, Role};
 use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, Verdict};
-use crate::scenario::cell::Role;
-use crate::scenario::Cell;
 use crate::stack::{self, Backend, Stack, Workdir};
 use crate::topology::Topology;
 
@@ -99,7 +99,7 @@ pub async fn run_cell(cell: &Cell, index: usize, opts: &RunOptions) -> CellRepor
         capture: vec![],
         pcap_files: vec![],
     };
-    tracing::debug!(cell = %cell.id, backend = opts.backend.as_str(), "cell start");
+    tracing::debug!(cell = %cell.id, backend = %opts.backend, "cell start");
     report.outcome = run_inner(cell, index, opts, &mut report).await;
     report.elapsed_ms = (started.elapsed().as_secs_f64() * 1000.0 - report.phases.kept_ms) as u64;
     tracing::debug!(cell = %cell.id, verdict = report.outcome.verdict.label(), phases = ?report.phases, "cell done");
@@ -184,16 +184,7 @@ async fn run_inner(
         .collect();
     let capture = if opts.capture {
         // Live counts only where a step waits for a packet.
-        let live = cell.steps.iter().any(|s| {
-            matches!(
-                s.action,
-                crate::scenario::cell::Action::Wait {
-                    event: crate::scenario::cell::Event::Packet { .. },
-                    ..
-                }
-            )
-        });
-        match Capture::start(&topo, flows, live) {
+        match Capture::start(&topo, flows, cell.waits_for_packets()) {
             Ok(c) => Some(c),
             Err(e) => return Outcome::not_run(cell, opts.backend, Verdict::Error, e.to_string()),
         }
@@ -337,7 +328,7 @@ async fn exercise(
             for (s, done) in stacks.iter_mut().zip(installed.iter_mut()) {
                 if !*done {
                     let st = s.state().await.map_err(|e| e.to_string())?;
-                    *done = st.child.is_some_and(|c| c.state == "INSTALLED");
+                    *done = st.child.is_some_and(|c| c.is_up());
                 }
             }
             if installed.iter().all(|d| *d) || Instant::now() > deadline {
@@ -351,8 +342,8 @@ async fn exercise(
     let ipsec_failed = initiation.as_ref().is_some_and(|i| !i.success);
     if let (Some(p), true) = (&cell.ppp, ipsec_failed) {
         ppp = Some(crate::outcome::PppOutcome {
-            kind: p.kind.as_str().into(),
-            state: crate::scenario::cell::TunnelExpect::Down,
+            kind: p.kind,
+            state: crate::model::TunnelExpect::Down,
             client_ip: None,
             server_ip: None,
             reason: Some("not attempted: the IPsec tunnel did not come up".into()),
@@ -380,12 +371,9 @@ async fn exercise(
         let state = s.state().await.map_err(|e| e.to_string())?;
         endpoints.push(EndpointOutcome {
             node: e.node.clone(),
-            role: match e.role {
-                Role::Initiator => "initiator".into(),
-                Role::Responder => "responder".into(),
-            },
+            role: e.role,
             stack: s.version(),
-            nat_t: e.nat_t.as_str().into(),
+            nat_t: e.nat_t,
             state,
         });
     }
@@ -398,7 +386,7 @@ async fn exercise(
             (
                 n.clone(),
                 NatOutcome {
-                    profile: p.to_string(),
+                    profile: *p,
                     ruleset: r.lines().map(str::to_string).collect(),
                 },
             )
@@ -485,11 +473,11 @@ pub fn default_backend(kernel_esp: bool) -> Result<Backend, String> {
 pub fn missing_features(cell: &Cell, kernel_esp: bool) -> Vec<&'static str> {
     cell.requires
         .iter()
-        .filter_map(|r| match r.as_str() {
-            "kernel-esp" if !kernel_esp => Some("kernel ESP"),
-            "kernel-ppp" if !kernel_has_ppp() => Some("kernel PPP"),
-            _ => None,
+        .filter(|r| match r {
+            Requirement::KernelEsp => !kernel_esp,
+            Requirement::KernelPpp => !kernel_has_ppp(),
         })
+        .map(|r| r.describe())
         .collect()
 }
 

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::error::TopologyError;
 use crate::link;
-use crate::nat::{self, NatProfile};
+use crate::model::Cell;
+use crate::model::{Knobs, NatProfile};
+use crate::nat;
 use crate::netns::Netns;
-use crate::scenario::Cell;
 
 /// The live namespaces of one cell.
 pub struct Topology {
@@ -33,14 +34,18 @@ pub struct Gateway {
     /// PPTP helper.
     pub pptp_helper: bool,
     /// Behaviour knobs (steps add blocks and move the port range).
-    pub knobs: nat::Knobs,
+    pub knobs: Knobs,
 }
 
 impl Gateway {
     /// The ruleset for the current state.
     pub fn ruleset(&self) -> String {
-        self.profile
-            .ruleset(self.outside.as_deref(), self.pptp_helper, &self.knobs)
+        nat::ruleset(
+            self.profile,
+            self.outside.as_deref(),
+            self.pptp_helper,
+            &self.knobs,
+        )
     }
 }
 
@@ -114,7 +119,7 @@ impl Topology {
             if let Some(inner) = e.inner {
                 let ns = self.node(&e.node);
                 let lo = link::index(ns, "lo").await?;
-                link::address(ns, lo, "lo", Ipv4Net::new(inner, 32).expect("/32")).await?;
+                link::address(ns, lo, "lo", IpNet::from(inner)).await?;
             }
         }
         for l in &cell.links {

@@ -724,13 +724,9 @@ impl VmBatch {
     }
 }
 
-/// Whether an expectation states a failure: the tunnel down, a check
-/// failing, or a wait timing out.
-pub fn negative(e: &vpnlab::scenario::cell::Expectation) -> bool {
-    use vpnlab::scenario::cell::{CheckExpect, TunnelExpect, WaitExpect};
-    e.tunnel == Some(TunnelExpect::Down)
-        || e.checks.values().any(|c| *c == CheckExpect::Fail)
-        || e.waits.values().any(|w| *w == WaitExpect::Timeout)
+/// Whether an expectation states a failure.
+pub fn negative(e: &vpnlab::model::Expectation) -> bool {
+    e.is_negative()
 }
 
 /// What an outcome observed as failed: `tunnel`, `check <name>`, `wait

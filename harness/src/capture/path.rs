@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Captured, Class, Dir};
-use crate::scenario::Cell;
+use crate::model::Cell;
+use strum::IntoEnumIterator;
 
 /// A normalized packet count: exact, or only "seen" for classes whose
 /// number depends on timing (retransmits, keepalives).
@@ -124,7 +125,7 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
     for l in &cell.links {
         for (a, b) in [(&l.a, &l.b), (&l.b, &l.a)] {
             let mut m = BTreeMap::new();
-            for c in Class::ALL {
+            for c in Class::iter() {
                 let sent = cap.count(&a.node, &a.iface, Dir::Out, c);
                 let mut arrived = cap.count(&b.node, &b.iface, Dir::In, c);
                 if c == Class::CheckClear && arrived > sent {
@@ -230,7 +231,7 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
             }
         }
     }
-    for c in Class::ALL {
+    for c in Class::iter() {
         for node in cell.nodes.iter().map(|n| n.name.as_str()) {
             if endpoint(node) {
                 continue;

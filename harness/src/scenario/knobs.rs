@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::cell::{Auth, EndpointKnobs, Proto};
-use super::model::{BehaviourSpec, EndpointSpec};
+use super::file::{BehaviourSpec, EndpointSpec};
 use super::validate::{sp, Diags};
-use crate::nat::{Block, Knobs, Ports};
+use crate::model::{Auth, EndpointKnobs, Proto};
+use crate::model::{Block, Knobs, Ports};
 
 /// Longest pause, wait, keepalive or DPD interval a file may ask for: the
 /// field suite's timers are scaled down to seconds.
@@ -229,7 +229,7 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
         k.udp_timeout = Some(*t.get_ref());
     }
     for c in &b.block {
-        match Block::parse(c.get_ref()) {
+        match c.get_ref().parse::<Block>().ok() {
             Some(x) => k.add_block(x),
             None => d.err(
                 sp(c),
@@ -237,7 +237,7 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
                 format!(
                     "unknown packet class `{}` (known: {})",
                     c.get_ref(),
-                    Block::names()
+                    crate::model::known::<Block>()
                 ),
             ),
         }
@@ -259,8 +259,8 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
         }
     }
     if let Some(a) = &b.forward_ike_to {
-        match a.get_ref().parse() {
-            Ok(x) => k.forward_ike_to = Some(x),
+        match a.get_ref().parse::<std::net::Ipv4Addr>() {
+            Ok(x) => k.forward_ike_to = Some(x.into()),
             Err(_) => d.err(
                 sp(a),
                 format!("{field}.forward_ike_to"),

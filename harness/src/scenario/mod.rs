@@ -1,17 +1,18 @@
-//! Scenario files: loading ([`model`]), validation and matrix expansion into
-//! [`cell::Cell`]s. Nothing here touches the system; every problem is reported
-//! with file, line, column and field before anything is created.
+//! Scenario files: the file as written ([`file`]), validation and matrix
+//! expansion into [`Cell`]s of the [`crate::model`]. Nothing is created
+//! here: validation reads only the scenario files (and checks that the
+//! programs a `command` stack names are executable), and every problem is
+//! reported with file, line, column and field before anything runs.
 
-pub mod cell;
+pub mod file;
 mod knobs;
-pub mod model;
 mod steps;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Diagnostic, ScenarioError};
-pub use cell::Cell;
+pub use crate::model::Cell;
 
 /// A loaded, validated scenario file.
 #[derive(Debug, Clone)]
@@ -37,7 +38,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 
 /// Validate scenario text (the path is used for messages and the default name).
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-    let file: model::ScenarioFile = toml::from_str(text).map_err(|e| {
+    let file: file::ScenarioFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let (line, column) = line_col(text, span.start);
         ScenarioError::Invalid(vec![Diagnostic {

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use super::cell::{Action, Event, Step};
+use super::file::ScenarioFile;
 use super::knobs::duration;
-use super::model::ScenarioFile;
 use super::validate::{sp, Diags, Iface};
-use crate::capture::Class;
-use crate::nat::{Block, NatProfile};
+use crate::model::Class;
+use crate::model::{Action, Event, Step};
+use crate::model::{Block, NatProfile};
 
 /// Packet classes a `wait` step may name (those the capture tells apart
 /// without knowing the checks' flows).
@@ -143,7 +143,9 @@ pub(super) fn validate(
                     };
                     let class = match &w.class {
                         Some(c) => {
-                            let x = WAIT_CLASSES.into_iter().find(|k| k.as_str() == c.get_ref());
+                            let x = WAIT_CLASSES
+                                .into_iter()
+                                .find(|k| k.to_string() == *c.get_ref());
                             if x.is_none() {
                                 d.err(
                                     sp(c),
@@ -151,7 +153,7 @@ pub(super) fn validate(
                                     format!(
                                         "unknown packet class `{}` (known: {})",
                                         c.get_ref(),
-                                        WAIT_CLASSES.map(Class::as_str).join(", ")
+                                        WAIT_CLASSES.map(|k| k.to_string()).join(", ")
                                     ),
                                 );
                             }
@@ -231,7 +233,7 @@ pub(super) fn validate(
             let translates = !profiles.is_empty()
                 && profiles
                     .iter()
-                    .all(|p| NatProfile::parse(p).is_some_and(NatProfile::translates));
+                    .all(|p| p.parse::<NatProfile>().is_ok_and(NatProfile::translates));
             if known && !translates {
                 d.err(
                     sp(g),
@@ -290,7 +292,7 @@ pub(super) fn validate(
                     ),
                 );
             }
-            let class = Block::parse(b.class.get_ref());
+            let class = b.class.get_ref().parse::<Block>().ok();
             if class.is_none() {
                 d.err(
                     sp(&b.class),
@@ -298,7 +300,7 @@ pub(super) fn validate(
                     format!(
                         "unknown packet class `{}` (known: {})",
                         b.class.get_ref(),
-                        Block::names()
+                        crate::model::known::<Block>()
                     ),
                 );
             }

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::parse;
 use crate::error::ScenarioError;
-use crate::nat::NatProfile;
-use crate::scenario::cell::{CheckExpect, NatT, TunnelExpect};
+use crate::model::NatProfile;
+use crate::model::{CheckExpect, NatT, TunnelExpect};
 
 const SEED: &str = include_str!("../../../topologies/seed.toml");
 
@@ -227,7 +227,7 @@ fn kernel_netlink_backend_implies_kernel_esp() {
     assert!(s
         .cells
         .iter()
-        .all(|c| c.requires == vec!["kernel-esp".to_string()]));
+        .all(|c| c.requires == vec![crate::model::Requirement::KernelEsp]));
     assert!(s
         .cells
         .iter()
@@ -239,7 +239,7 @@ fn kernel_netlink_backend_implies_kernel_esp() {
         .unwrap();
     assert_eq!(
         raw.expect.encapsulation,
-        Some(crate::scenario::cell::Encapsulation::None)
+        Some(crate::model::Encapsulation::None)
     );
     let seed = parse(Path::new("seed.toml"), SEED).unwrap();
     assert!(seed.cells.iter().all(|c| c.requires.is_empty()));
@@ -320,7 +320,10 @@ fn stack_axis_expands_the_interop_grid_and_sets_each_endpoint() {
         .iter()
         .find(|c| c.id == "seed/nat=none,nat_t=auto,stack.client=libreswan,stack.server=libreswan")
         .unwrap();
-    assert!(c.endpoints.iter().all(|e| e.stack == "libreswan"));
+    assert!(c
+        .endpoints
+        .iter()
+        .all(|e| e.stack == crate::model::StackKind::Libreswan));
     // Each end knows its own IKE address: the responder's is the one the
     // initiator targets.
     let server = c.endpoints.iter().find(|e| e.node == "server").unwrap();

@@ -2,23 +2,21 @@
 //! offending field; all findings of a file are reported together.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use toml::Spanned;
 
-use super::cell::{self, Cell, Expectation};
+use super::file::{self as model, ScenarioFile};
 use super::knobs;
-use super::model::{self, NatT, Role, ScenarioFile};
 use super::{line_col, Scenario};
 use crate::error::{Diagnostic, ScenarioError};
-use crate::nat::{Knobs, NatProfile};
-use crate::stack::{self, Backend};
-
-/// Machine features a scenario may require.
-pub const REQUIREMENTS: &[&str] = &["kernel-esp", "kernel-ppp"];
+use crate::model::{self as cell, Cell, Expectation};
+use crate::model::{known, Backend, Requirement, StackKind, StackName};
+use crate::model::{Knobs, NatProfile};
+use crate::model::{NatT, Role};
 
 /// Longest interface name Linux accepts.
 const IFNAMSIZ: usize = 15;
@@ -78,14 +76,14 @@ fn executable(p: &Path) -> Result<(), String> {
 
 /// Report a stack name vpnlab has no driver for.
 fn known_stack(d: &mut Diags<'_>, st: &Spanned<String>, field: String) {
-    if !stack::KNOWN.contains(&st.get_ref().as_str()) {
+    if st.get_ref().parse::<StackName>().is_err() {
         d.err(
             sp(st),
             field,
             format!(
                 "unknown stack `{}` (known: {})",
                 st.get_ref(),
-                stack::KNOWN.join(", ")
+                known::<StackName>()
             ),
         );
     }
@@ -100,9 +98,9 @@ pub(super) fn sp<T>(s: &Spanned<T>) -> Range<usize> {
 pub(super) struct Iface {
     pub(super) node: String,
     pub(super) name: String,
-    pub(super) net: Ipv4Net,
+    pub(super) net: IpNet,
     pub(super) peer_node: String,
-    pub(super) peer_addr: Ipv4Addr,
+    pub(super) peer_addr: IpAddr,
 }
 
 pub(super) fn validate(
@@ -122,36 +120,38 @@ pub(super) fn validate(
     });
 
     // --- machine requirements and backend
-    let mut requires: Vec<String> = Vec::new();
+    let mut requires: Vec<Requirement> = Vec::new();
     for r in &f.requires {
-        if REQUIREMENTS.contains(&r.get_ref().as_str()) {
-            requires.push(r.get_ref().clone());
-        } else {
-            d.err(
+        match r.get_ref().parse::<Requirement>() {
+            Ok(x) => requires.push(x),
+            Err(_) => d.err(
                 sp(r),
                 "requires",
                 format!(
                     "unknown requirement `{}` (known: {})",
                     r.get_ref(),
-                    REQUIREMENTS.join(", ")
+                    known::<Requirement>()
                 ),
-            );
+            ),
         }
     }
-    let backend = f.backend.as_ref().and_then(|b| match b.get_ref().as_str() {
-        "kernel-netlink" => Some(Backend::KernelNetlink),
-        "kernel-libipsec" => Some(Backend::KernelLibipsec),
-        other => {
+    let backend = f.backend.as_ref().and_then(|b| match b.get_ref().parse() {
+        Ok(x) => Some(x),
+        Err(_) => {
             d.err(
                 sp(b),
                 "backend",
-                format!("unknown backend `{other}` (known: kernel-netlink, kernel-libipsec)"),
+                format!(
+                    "unknown backend `{}` (known: {})",
+                    b.get_ref(),
+                    known::<Backend>()
+                ),
             );
             None
         }
     });
-    if backend == Some(Backend::KernelNetlink) && !requires.iter().any(|r| r == "kernel-esp") {
-        requires.push("kernel-esp".into());
+    if backend == Some(Backend::KernelNetlink) && !requires.contains(&Requirement::KernelEsp) {
+        requires.push(Requirement::KernelEsp);
     }
 
     // --- nodes
@@ -170,14 +170,14 @@ pub(super) fn validate(
             );
         }
         if let Some(p) = &spec.get_ref().nat {
-            if NatProfile::parse(p.get_ref()).is_none() {
+            if p.get_ref().parse::<NatProfile>().is_err() {
                 d.err(
                     sp(p),
                     format!("nodes.{n}.nat"),
                     format!(
                         "unknown NAT profile `{}` (known: {})",
                         p.get_ref(),
-                        NatProfile::names()
+                        crate::model::known::<NatProfile>()
                     ),
                 );
             }
@@ -215,8 +215,8 @@ pub(super) fn validate(
 
     // --- links
     let mut ifaces: Vec<Iface> = Vec::new();
-    let mut seen_addr: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
-    let mut nets: Vec<(Ipv4Net, String)> = Vec::new();
+    let mut seen_addr: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut nets: Vec<(IpNet, String)> = Vec::new();
     let mut links = Vec::new();
     for (i, l) in f.links.iter().enumerate() {
         let l = l.get_ref();
@@ -224,7 +224,7 @@ pub(super) fn validate(
         for (side, end, other) in [("a", &l.a, &l.b), ("b", &l.b, &l.a)] {
             let field = format!("links[{i}].{side}");
             let known = node_ref(&mut d, &end.node, format!("{field}.node"));
-            let addr = match end.addr.get_ref().parse::<Ipv4Net>() {
+            let addr = match end.addr.get_ref().parse::<Ipv4Net>().map(IpNet::V4) {
                 Ok(a)
                     if a.prefix_len() < 31
                         && (a.addr() == a.network() || a.addr() == a.broadcast()) =>
@@ -353,9 +353,9 @@ pub(super) fn validate(
         let field = format!("routes[{i}]");
         let known = node_ref(&mut d, &r.node, format!("{field}.node"));
         let dst = if r.to.get_ref() == "default" {
-            Some(Ipv4Net::default())
+            Some(IpNet::V4(Ipv4Net::default()))
         } else {
-            match r.to.get_ref().parse::<Ipv4Net>() {
+            match r.to.get_ref().parse::<Ipv4Net>().map(IpNet::V4) {
                 Ok(n) => Some(n.trunc()),
                 Err(_) => {
                     d.err(
@@ -370,7 +370,7 @@ pub(super) fn validate(
                 }
             }
         };
-        let via = match r.via.get_ref().parse::<Ipv4Addr>() {
+        let via = match r.via.get_ref().parse::<Ipv4Addr>().map(IpAddr::V4) {
             Ok(v) => Some(v),
             Err(_) => {
                 d.err(
@@ -427,8 +427,8 @@ pub(super) fn validate(
     }
 
     // --- endpoints
-    let mut inner_seen: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
-    let mut inner_of: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
+    let mut inner_seen: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut inner_of: BTreeMap<String, IpAddr> = BTreeMap::new();
     let mut ep_knobs: Vec<knobs::FileKnobs> = Vec::new();
     for (i, e) in f.endpoints.iter().enumerate() {
         let e = e.get_ref();
@@ -457,7 +457,7 @@ pub(super) fn validate(
                 format!("{field}.stack"),
                 format!(
                     "missing: set `stack` ({}) or give the node an axis `matrix.stack.{}`",
-                    stack::KNOWN.join(", "),
+                    known::<StackName>(),
                     e.node.get_ref()
                 ),
             ),
@@ -509,7 +509,7 @@ pub(super) fn validate(
         }
         ep_knobs.push(knobs::endpoint_knobs(&mut d, &f.endpoints[i], &field));
         if let Some(inner) = &e.inner {
-            match inner.get_ref().parse::<Ipv4Addr>() {
+            match inner.get_ref().parse::<Ipv4Addr>().map(IpAddr::V4) {
                 Ok(a) => {
                     if let Some(prev) = inner_seen
                         .insert(a, field.clone())
@@ -637,7 +637,7 @@ pub(super) fn validate(
                 }
             }
         }
-        if *e.mode.get_ref() == model::Mode::Tunnel && e.inner.is_none() {
+        if *e.mode.get_ref() == crate::model::Mode::Tunnel && e.inner.is_none() {
             d.err(
                 sp(&e.node),
                 format!("{field}.inner"),
@@ -652,7 +652,7 @@ pub(super) fn validate(
                     "only the initiator sends IKE to a peer address",
                 );
             }
-            match pa.get_ref().parse::<Ipv4Addr>() {
+            match pa.get_ref().parse::<Ipv4Addr>().map(IpAddr::V4) {
                 Ok(a)
                     if !ifaces
                         .iter()
@@ -703,28 +703,30 @@ pub(super) fn validate(
                 "client and server must be different nodes",
             );
         }
-        let ip =
-            |d: &mut Diags, v: &Spanned<String>, field: &str| match v.get_ref().parse::<Ipv4Addr>()
-            {
-                Ok(a) => {
-                    if let Some(prev) = seen_addr.get(&a).or_else(|| inner_seen.get(&a)) {
-                        d.err(
-                            sp(v),
-                            field.to_string(),
-                            format!("duplicate address {a} (also at {prev})"),
-                        );
-                    }
-                    Some(a)
-                }
-                Err(_) => {
+        let ip = |d: &mut Diags, v: &Spanned<String>, field: &str| match v
+            .get_ref()
+            .parse::<Ipv4Addr>()
+            .map(IpAddr::V4)
+        {
+            Ok(a) => {
+                if let Some(prev) = seen_addr.get(&a).or_else(|| inner_seen.get(&a)) {
                     d.err(
                         sp(v),
                         field.to_string(),
-                        format!("`{}` is not an IPv4 address", v.get_ref()),
+                        format!("duplicate address {a} (also at {prev})"),
                     );
-                    None
                 }
-            };
+                Some(a)
+            }
+            Err(_) => {
+                d.err(
+                    sp(v),
+                    field.to_string(),
+                    format!("`{}` is not an IPv4 address", v.get_ref()),
+                );
+                None
+            }
+        };
         let server_ip = ip(&mut d, &p.server_ip, "ppp.server_ip");
         let client_ip = ip(&mut d, &p.client_ip, "ppp.client_ip");
         if server_ip.is_some() && server_ip == client_ip {
@@ -735,7 +737,7 @@ pub(super) fn validate(
             );
         }
         let server_addr = match &p.server_addr {
-            Some(a) => match a.get_ref().parse::<Ipv4Addr>() {
+            Some(a) => match a.get_ref().parse::<Ipv4Addr>().map(IpAddr::V4) {
                 Ok(x)
                     if ifaces
                         .iter()
@@ -761,7 +763,7 @@ pub(super) fn validate(
                 }
             },
             None => {
-                let own: Vec<Ipv4Addr> = ifaces
+                let own: Vec<IpAddr> = ifaces
                     .iter()
                     .filter(|i| &i.node == p.server.get_ref())
                     .map(|i| i.net.addr())
@@ -816,9 +818,9 @@ pub(super) fn validate(
                     explicit: &Option<Spanned<String>>,
                     node: &Spanned<String>,
                     which: &str|
-         -> Option<Ipv4Addr> {
+         -> Option<IpAddr> {
             match explicit {
-                Some(s) => match s.get_ref().parse::<Ipv4Addr>() {
+                Some(s) => match s.get_ref().parse::<Ipv4Addr>().map(IpAddr::V4) {
                     Ok(a) => Some(a),
                     Err(_) => {
                         d.err(
@@ -896,9 +898,12 @@ pub(super) fn validate(
         for (explicit, node, which) in [(&c.src, &c.from, "src"), (&c.dst, &c.to, "dst")] {
             if let (Some(e), Ok(a)) = (
                 explicit,
-                explicit
-                    .as_ref()
-                    .map_or(Err(()), |e| e.get_ref().parse::<Ipv4Addr>().map_err(|_| ())),
+                explicit.as_ref().map_or(Err(()), |e| {
+                    e.get_ref()
+                        .parse::<Ipv4Addr>()
+                        .map(IpAddr::V4)
+                        .map_err(|_| ())
+                }),
             ) {
                 let owned = ifaces
                     .iter()
@@ -914,15 +919,15 @@ pub(super) fn validate(
             }
         }
         match (*c.kind.get_ref(), &c.port) {
-            (model::CheckKind::Udp, None) => d.err(
+            (crate::model::CheckKind::Udp, None) => d.err(
                 sp(&c.kind),
                 format!("{field}.port"),
                 "a udp check needs a port",
             ),
-            (model::CheckKind::Udp, Some(p)) if *p.get_ref() == 0 => {
+            (crate::model::CheckKind::Udp, Some(p)) if *p.get_ref() == 0 => {
                 d.err(sp(p), format!("{field}.port"), "port must be 1-65535")
             }
-            (model::CheckKind::Ping, Some(p)) => {
+            (crate::model::CheckKind::Ping, Some(p)) => {
                 d.err(sp(p), format!("{field}.port"), "a ping check has no port")
             }
             _ => {}
@@ -972,14 +977,14 @@ pub(super) fn validate(
             );
         }
         for v in values.get_ref() {
-            if NatProfile::parse(v.get_ref()).is_none() {
+            if v.get_ref().parse::<NatProfile>().is_err() {
                 d.err(
                     sp(v),
                     format!("matrix.nat.{n}"),
                     format!(
                         "unknown NAT profile `{}` (known: {})",
                         v.get_ref(),
-                        NatProfile::names()
+                        crate::model::known::<NatProfile>()
                     ),
                 );
             }
@@ -994,7 +999,7 @@ pub(super) fn validate(
             "nat_t".into(),
             v.get_ref()
                 .iter()
-                .map(|x| x.get_ref().as_str().to_string())
+                .map(|x| x.get_ref().to_string())
                 .collect(),
             sp(v),
         ));
@@ -1218,7 +1223,7 @@ pub(super) fn validate(
                 .or_else(|| spec.get_ref().nat.as_ref().map(|p| p.get_ref().clone()));
             let nat = prof_name
                 .as_deref()
-                .and_then(NatProfile::parse)
+                .and_then(|p| p.parse::<NatProfile>().ok())
                 .unwrap_or(NatProfile::None);
             let out = outside.get(n).cloned().flatten();
             let mut knobs = nat.preset();
@@ -1288,18 +1293,34 @@ pub(super) fn validate(
                     .expect("validated peer address")
             });
             let nat_t = value("nat_t")
-                .and_then(|v| {
-                    [NatT::Auto, NatT::Force, NatT::Off]
-                        .into_iter()
-                        .find(|m| m.as_str() == v)
-                })
+                .and_then(|v| v.parse::<NatT>().ok())
                 .unwrap_or(*e.nat_t.get_ref());
+            let stack_name = value(&format!("stack.{}", e.node.get_ref()))
+                .map(str::to_string)
+                .or_else(|| e.stack.as_ref().map(|s| s.get_ref().clone()))
+                .and_then(|s| s.parse::<StackName>().ok())
+                .expect("validated stack");
+            let stack = match stack_name {
+                StackName::Strongswan => StackKind::StrongSwan,
+                StackName::Libreswan => StackKind::Libreswan,
+                StackName::Command => {
+                    let c = e.command.as_ref().expect("validated command").get_ref();
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    let abs = |p: &str| std::path::absolute(base.join(p)).unwrap_or(base.join(p));
+                    StackKind::Command(cell::CommandSpec {
+                        name: c
+                            .name
+                            .as_ref()
+                            .map_or_else(|| "command".to_string(), |n| n.get_ref().clone()),
+                        start: abs(c.start.get_ref()),
+                        initiate: c.initiate.as_ref().map(|x| abs(x.get_ref())),
+                        status: abs(c.status.get_ref()),
+                    })
+                }
+            };
             endpoints.push(cell::Endpoint {
                 node: e.node.get_ref().clone(),
-                stack: value(&format!("stack.{}", e.node.get_ref()))
-                    .map(str::to_string)
-                    .or_else(|| e.stack.as_ref().map(|s| s.get_ref().clone()))
-                    .expect("validated stack"),
+                stack,
                 role: *e.role.get_ref(),
                 peer: e.peer.get_ref().first().clone(),
                 others: e
@@ -1332,20 +1353,6 @@ pub(super) fn validate(
                 ike: *e.ike.get_ref(),
                 nat_t,
                 mode: *e.mode.get_ref(),
-                command: e.command.as_ref().map(|c| {
-                    let c = c.get_ref();
-                    let base = path.parent().unwrap_or(Path::new("."));
-                    let abs = |p: &str| std::path::absolute(base.join(p)).unwrap_or(base.join(p));
-                    cell::CommandStack {
-                        name: c
-                            .name
-                            .as_ref()
-                            .map_or_else(|| "command".to_string(), |n| n.get_ref().clone()),
-                        start: abs(c.start.get_ref()),
-                        initiate: c.initiate.as_ref().map(|x| abs(x.get_ref())),
-                        status: abs(c.status.get_ref()),
-                    }
-                }),
                 knobs: k,
             });
         }
@@ -1501,7 +1508,7 @@ impl cell::Route {
 /// Where a node sends a packet for `dst`: the interface and the next node.
 fn next_hop<'a>(
     node: &str,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     ifaces: &'a [Iface],
     routes: &[cell::Route],
 ) -> Option<&'a Iface> {
@@ -1529,17 +1536,17 @@ fn next_hop<'a>(
 /// way, then the reply path back to the (translated) source.
 fn reachable(
     from: &str,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     ifaces: &[Iface],
     routes: &[cell::Route],
     nodes: &[cell::Node],
 ) -> Result<(), String> {
-    let owns = |n: &str, a: Ipv4Addr| ifaces.iter().any(|x| x.node == n && x.net.addr() == a);
+    let owns = |n: &str, a: IpAddr| ifaces.iter().any(|x| x.node == n && x.net.addr() == a);
     let Some(first) = next_hop(from, dst, ifaces, routes) else {
         return Err(format!("{from} has no route to {dst}"));
     };
     let mut src = first.net.addr();
-    let mut nats: Vec<(String, Ipv4Addr)> = Vec::new();
+    let mut nats: Vec<(String, IpAddr)> = Vec::new();
     let mut at = from.to_string();
     for _ in 0..16 {
         if owns(&at, dst) {
@@ -1585,10 +1592,10 @@ fn reachable(
 /// The inside address and node a gateway forwards IKE sent to `addr` to
 /// (`behaviour.forward_ike_to`), if `addr` is such a gateway's address.
 fn forwarded_to(
-    addr: Ipv4Addr,
+    addr: IpAddr,
     ifaces: &[Iface],
     knobs: &BTreeMap<String, Knobs>,
-) -> Option<(Ipv4Addr, String)> {
+) -> Option<(IpAddr, String)> {
     let gw = ifaces.iter().find(|x| x.net.addr() == addr)?;
     let to = knobs.get(&gw.node)?.forward_ike_to?;
     let owner = ifaces.iter().find(|x| x.net.addr() == to)?;

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::{endpoint_label, Backend, EndpointState, Initiation, Timers, Workdir};
 use crate::error::StackError;
+use crate::model::{CommandSpec, Endpoint};
 use crate::netns::Netns;
-use crate::scenario::cell::{Endpoint, Mode, Role};
 
 /// Upper bound for `status` to first succeed after `start`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,17 +31,10 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The environment every program of the contract gets.
 pub fn env(ep: &Endpoint, backend: Backend, timers: Timers) -> BTreeMap<&'static str, String> {
-    let opt = |a: Option<std::net::Ipv4Addr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let opt = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     BTreeMap::from([
         ("VPNLAB_NODE", ep.node.clone()),
-        (
-            "VPNLAB_ROLE",
-            match ep.role {
-                Role::Initiator => "initiator",
-                Role::Responder => "responder",
-            }
-            .into(),
-        ),
+        ("VPNLAB_ROLE", ep.role.to_string()),
         ("VPNLAB_PEER", ep.peer.clone()),
         ("VPNLAB_LOCAL_ADDR", opt(ep.local_addr)),
         ("VPNLAB_REMOTE_ADDR", opt(ep.remote_addr)),
@@ -51,17 +44,10 @@ pub fn env(ep: &Endpoint, backend: Backend, timers: Timers) -> BTreeMap<&'static
         ("VPNLAB_INNER", opt(ep.inner)),
         ("VPNLAB_PEER_INNER", opt(ep.peer_inner)),
         ("VPNLAB_IKE", ep.ike.to_string()),
-        ("VPNLAB_NAT_T", ep.nat_t.as_str().into()),
-        (
-            "VPNLAB_MODE",
-            match ep.mode {
-                Mode::Tunnel => "tunnel",
-                Mode::Transport => "transport",
-            }
-            .into(),
-        ),
+        ("VPNLAB_NAT_T", ep.nat_t.to_string()),
+        ("VPNLAB_MODE", ep.mode.to_string()),
         ("VPNLAB_RUN_DIR", "/run".into()),
-        ("VPNLAB_ESP_BACKEND", backend.as_str().into()),
+        ("VPNLAB_ESP_BACKEND", backend.to_string()),
         (
             "VPNLAB_RETRANSMIT_TIMEOUT",
             timers.retransmit_timeout.to_string(),
@@ -95,6 +81,7 @@ pub fn parse_status(stdout: &str) -> Result<EndpointState, String> {
 /// A user's stack for one endpoint.
 pub struct CommandStack {
     ep: Endpoint,
+    spec: CommandSpec,
     backend: Backend,
     work: Workdir,
     timers: Timers,
@@ -105,13 +92,17 @@ pub struct CommandStack {
 
 impl CommandStack {
     /// A driver for `ep` (which has `command`); nothing runs until `start`.
-    pub fn new(ep: Endpoint, backend: Backend, work: Workdir, timers: Timers) -> Self {
+    pub fn new(
+        ep: Endpoint,
+        spec: CommandSpec,
+        backend: Backend,
+        work: Workdir,
+        timers: Timers,
+    ) -> Self {
         Self {
-            version: ep
-                .command
-                .as_ref()
-                .map_or_else(String::new, |c| c.name.clone()),
+            version: spec.name.clone(),
             ep,
+            spec,
             backend,
             work,
             timers,
@@ -120,11 +111,8 @@ impl CommandStack {
         }
     }
 
-    fn programs(&self) -> &crate::scenario::cell::CommandStack {
-        self.ep
-            .command
-            .as_ref()
-            .expect("validated: command stack has programs")
+    fn programs(&self) -> &CommandSpec {
+        &self.spec
     }
 
     fn err(&self, program: &Path, detail: impl ToString) -> StackError {

@@ -13,12 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::{
-    endpoint_label, Backend, ChildState, EndpointState, IkeState, Initiation, Timers, Workdir,
-};
+use super::{endpoint_label, Backend, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
 use crate::error::StackError;
+use crate::model::{Endpoint, Mode, NatT, Proto, Role, SaState};
 use crate::netns::{command_in, Netns};
-use crate::scenario::cell::{Endpoint, Mode, NatT, Role};
 
 /// Name of the connection vpnlab adds.
 const CONN: &str = "vpnlab";
@@ -55,7 +53,7 @@ pub fn unsupported(_ep: &Endpoint, backend: Backend) -> Option<String> {
 
 /// An identity as libreswan writes it: addresses bare, names with `@`.
 pub fn id(s: &str) -> String {
-    if s.parse::<std::net::Ipv4Addr>().is_ok() || s.starts_with('@') {
+    if s.parse::<std::net::IpAddr>().is_ok() || s.starts_with('@') {
         s.to_string()
     } else {
         format!("@{s}")
@@ -100,10 +98,7 @@ conn {CONN}
 \tpfs=no
 ",
         ikev2 = if ep.ike == 2 { "yes" } else { "no" },
-        mode = match ep.mode {
-            Mode::Tunnel => "tunnel",
-            Mode::Transport => "transport",
-        },
+        mode = ep.mode,
         left = ep
             .local_addr
             .map_or("%defaultroute".into(), |a| a.to_string()),
@@ -122,12 +117,22 @@ conn {CONN}
         // advertises it even with encapsulation=no.
         c += "\tnat-ikev1-method=none\n";
     }
-    if ep.mode == Mode::Tunnel {
-        if let (Some(l), Some(r)) = (ep.inner, ep.peer_inner) {
-            c += &format!("\tleftsubnet={l}/32\n\trightsubnet={r}/32\n");
-        }
+    if let ([l], [r]) = (
+        &host_selector(ep.mode, ep.inner)[..],
+        &host_selector(ep.mode, ep.peer_inner)[..],
+    ) {
+        c += &format!("\tleftsubnet={l}\n\trightsubnet={r}\n");
     }
     c
+}
+
+/// A tunnel-mode traffic selector of one host (`10.10.1.1/32`); none in
+/// transport mode, where the SA covers the outer addresses.
+fn host_selector(mode: Mode, addr: Option<std::net::IpAddr>) -> Vec<String> {
+    match (mode, addr) {
+        (Mode::Tunnel, Some(a)) => vec![ipnet::IpNet::from(a).to_string()],
+        _ => vec![],
+    }
 }
 
 /// The generated `ipsec.secrets`. The identities' line serves IKEv2 and
@@ -200,15 +205,15 @@ fn is_child_state(name: &str) -> bool {
 }
 
 /// Established states, in the vocabulary strongSwan's driver reports.
-fn normalize_state(name: &str) -> String {
+fn normalize_state(name: &str) -> SaState {
     match name {
         "STATE_V2_ESTABLISHED_IKE_SA"
         | "STATE_MAIN_I4"
         | "STATE_MAIN_R3"
         | "STATE_AGGR_I2"
-        | "STATE_AGGR_R2" => "ESTABLISHED".into(),
-        "STATE_V2_ESTABLISHED_CHILD_SA" | "STATE_QUICK_I2" | "STATE_QUICK_R2" => "INSTALLED".into(),
-        other => other.trim_start_matches("STATE_").to_string(),
+        | "STATE_AGGR_R2" => SaState::Established,
+        "STATE_V2_ESTABLISHED_CHILD_SA" | "STATE_QUICK_I2" | "STATE_QUICK_R2" => SaState::Installed,
+        other => SaState::Other(other.trim_start_matches("STATE_").to_string()),
     }
 }
 
@@ -636,7 +641,7 @@ impl Libreswan {
         // refused, so success also needs an established CHILD SA.
         let child_up = parse_showstates(&self.whack(&["--showstates"], CONTROL_TIMEOUT).await?.1)
             .iter()
-            .any(|s| normalize_state(&s.name) == "INSTALLED");
+            .any(|s| normalize_state(&s.name) == SaState::Installed);
         init.success = rc == 0 && child_up;
         if !init.success {
             let last = out
@@ -667,7 +672,7 @@ impl Libreswan {
                     .map_or("?".into(), |(a, p)| endpoint_label(a, p))
             };
             let remote_port = ike.remote_port.to_string();
-            state.ike = Some(IkeState {
+            state.ike = Some(IkeSa {
                 state: normalize_state(&ike.name),
                 version: self.ep.ike,
                 local: label(&facts.local),
@@ -693,13 +698,16 @@ impl Libreswan {
             let out = sas.iter().find(|s| Some(s.dst.as_str()) == remote_addr);
             let inb = sas.iter().find(|s| Some(s.src.as_str()) == remote_addr);
             let any = out.or(inb);
-            state.child = Some(ChildState {
+            state.child = Some(ChildSa {
                 state: normalize_state(&c.name),
-                mode: any.map_or_else(
-                    || if c.tunnel { "tunnel" } else { "transport" }.to_string(),
-                    |s| s.mode.clone(),
-                ),
-                protocol: any.map_or("esp".into(), |s| s.proto.clone()),
+                mode: any
+                    .and_then(|s| s.mode.parse().ok())
+                    .unwrap_or(if c.tunnel {
+                        Mode::Tunnel
+                    } else {
+                        Mode::Transport
+                    }),
+                protocol: any.and_then(|s| s.proto.parse().ok()).unwrap_or(Proto::Esp),
                 udp_encap: out.is_some_and(|s| s.udp_encap) && inb.is_some_and(|s| s.udp_encap),
                 udp_encap_oneway: match (out, inb) {
                     (Some(o), Some(i)) if o.udp_encap != i.udp_encap => Some(if o.udp_encap {
@@ -709,14 +717,8 @@ impl Libreswan {
                     }),
                     _ => None,
                 },
-                local_ts: match (self.ep.mode, self.ep.inner) {
-                    (Mode::Tunnel, Some(a)) => vec![format!("{a}/32")],
-                    _ => vec![],
-                },
-                remote_ts: match (self.ep.mode, self.ep.peer_inner) {
-                    (Mode::Tunnel, Some(a)) => vec![format!("{a}/32")],
-                    _ => vec![],
-                },
+                local_ts: host_selector(self.ep.mode, self.ep.inner),
+                remote_ts: host_selector(self.ep.mode, self.ep.peer_inner),
             });
         }
         Ok(state)
@@ -796,11 +798,14 @@ mod tests {
         let s = parse_showstates(text);
         assert_eq!(s.len(), 2);
         assert_eq!((s[0].serial, s[0].remote_port), (1, 4500));
-        assert_eq!(normalize_state(&s[0].name), "ESTABLISHED");
+        assert_eq!(normalize_state(&s[0].name), SaState::Established);
         assert!(is_child_state(&s[1].name) && s[1].tunnel && !s[0].tunnel);
-        assert_eq!(normalize_state(&s[1].name), "INSTALLED");
-        assert_eq!(normalize_state("STATE_QUICK_R2"), "INSTALLED");
-        assert_eq!(normalize_state("STATE_MAIN_I1"), "MAIN_I1");
+        assert_eq!(normalize_state(&s[1].name), SaState::Installed);
+        assert_eq!(normalize_state("STATE_QUICK_R2"), SaState::Installed);
+        assert_eq!(
+            normalize_state("STATE_MAIN_I1"),
+            SaState::Other("MAIN_I1".into())
+        );
         assert!(!is_child_state("STATE_MAIN_I4"));
     }
 

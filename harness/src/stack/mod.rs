@@ -5,34 +5,11 @@
 use std::path::PathBuf;
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 
 use crate::error::StackError;
+pub use crate::model::{Backend, ChildSa, EndpointState, IkeSa, Initiation};
+use crate::model::{Endpoint, StackKind};
 use crate::netns::Netns;
-use crate::scenario::cell::Endpoint;
-
-/// Stack names a scenario may use.
-pub const KNOWN: &[&str] = &["strongswan", "libreswan", "command"];
-
-/// How ESP is processed on this machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Backend {
-    /// Kernel XFRM (real ESP states in the kernel).
-    KernelNetlink,
-    /// strongSwan's userspace ESP over a TUN device; always UDP-encapsulates.
-    KernelLibipsec,
-}
-
-impl Backend {
-    /// Name as shown in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::KernelNetlink => "kernel-netlink",
-            Backend::KernelLibipsec => "kernel-libipsec",
-        }
-    }
-}
 
 /// Where a driver puts an endpoint's files. The directory is mounted on
 /// `/run` inside the daemon's private mount namespace, so the daemon sees its
@@ -49,75 +26,6 @@ impl Workdir {
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-}
-
-/// IKE SA as observed, normalized.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct IkeState {
-    /// e.g. `ESTABLISHED`, `CONNECTING`.
-    pub state: String,
-    /// 1 or 2.
-    pub version: u8,
-    /// Local address:port (non-IKE ports normalized to `ephemeral`).
-    pub local: String,
-    /// Remote address:port.
-    pub remote: String,
-    /// Remote address:port as reported, before normalization (not in
-    /// snapshots; `peer-moved` waits compare it).
-    #[serde(skip)]
-    pub remote_raw: String,
-    /// This end is behind NAT.
-    pub nat_local: bool,
-    /// The peer is behind NAT.
-    pub nat_remote: bool,
-    /// NAT faked to force UDP encapsulation.
-    pub nat_fake: bool,
-}
-
-/// CHILD SA as observed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct ChildState {
-    /// e.g. `INSTALLED`.
-    pub state: String,
-    /// `tunnel` or `transport`.
-    pub mode: String,
-    /// `esp` or `ah`.
-    pub protocol: String,
-    /// ESP in UDP, both directions.
-    pub udp_encap: bool,
-    /// Set when only one direction is ESP in UDP (`outbound only` or
-    /// `inbound only`): the two ends disagreed about NAT traversal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp_encap_oneway: Option<String>,
-    /// Local traffic selectors.
-    pub local_ts: Vec<String>,
-    /// Remote traffic selectors.
-    pub remote_ts: Vec<String>,
-}
-
-/// What one endpoint reports after the exchange.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct EndpointState {
-    /// The IKE SA, if any exists.
-    pub ike: Option<IkeState>,
-    /// The CHILD SA, if one is installed.
-    pub child: Option<ChildState>,
-    /// A responder with several peers: the SAs with the others, sorted by
-    /// remote address:port (the first pair is `ike`/`child`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub also: Vec<EndpointState>,
-}
-
-/// Result of asking the initiator to bring the tunnel up.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct Initiation {
-    /// The daemon reported success.
-    pub success: bool,
-    /// Notable, normalized facts from the daemon's log of the exchange
-    /// (NAT detection, retransmits, why it gave up).
-    pub log: Vec<String>,
-    /// The daemon's error message on failure.
-    pub error: Option<String>,
 }
 
 /// One VPN implementation. All methods are called from the orchestrator in
@@ -140,43 +48,25 @@ pub trait Stack: Send {
 /// Why `stack` cannot express `ep` on `backend`, if it cannot. Checked before
 /// anything is created, so such a cell is reported as unsupported.
 pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
-    if ep.stack != "strongswan" {
+    let name = ep.stack.name();
+    if ep.stack != StackKind::StrongSwan {
         if !ep.others.is_empty() {
             return Some(format!(
-                "a responder with several peers is only implemented for strongSwan, not {}",
-                ep.stack
+                "a responder with several peers is only implemented for strongSwan, not {name}"
             ));
         }
-        if let Some(k) = unmapped_knob(ep) {
+        if let Some(k) = ep.knobs.first_non_default() {
             return Some(format!(
-                "vpnlab does not map `{k}` onto {} yet (only the strongSwan driver does)",
-                ep.stack
+                "vpnlab does not map `{k}` onto {name} yet (only the strongSwan driver does)"
             ));
         }
     }
-    match ep.stack.as_str() {
-        "strongswan" => strongswan::unsupported(ep, backend),
-        "libreswan" => libreswan::unsupported(ep, backend),
+    match &ep.stack {
+        StackKind::StrongSwan => strongswan::unsupported(ep, backend),
+        StackKind::Libreswan => libreswan::unsupported(ep, backend),
         // A user's own stack: whether it can run is its own business.
-        "command" => None,
-        other => Some(format!("unknown stack {other}")),
+        StackKind::Command(_) => None,
     }
-}
-
-/// The first endpoint knob set away from its default (which every driver
-/// shares).
-fn unmapped_knob(ep: &Endpoint) -> Option<&'static str> {
-    let (k, d) = (&ep.knobs, crate::scenario::cell::EndpointKnobs::default());
-    [
-        (k.keepalive != d.keepalive, "keepalive"),
-        (k.dpd != d.dpd, "dpd"),
-        (k.fragmentation != d.fragmentation, "fragmentation"),
-        (k.mobike != d.mobike, "mobike"),
-        (k.auth != d.auth, "auth = \"cert\""),
-        (k.proto != d.proto, "proto = \"ah\""),
-    ]
-    .into_iter()
-    .find_map(|(differs, name)| differs.then_some(name))
 }
 
 /// IKE retransmission timers: short, so a blocked exchange is decided in
@@ -204,21 +94,21 @@ impl Timers {
 
 /// Create the driver for an endpoint.
 pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) -> Box<dyn Stack> {
-    match ep.stack.as_str() {
-        "strongswan" => Box::new(strongswan::StrongSwan::new(
+    match &ep.stack {
+        StackKind::StrongSwan => Box::new(strongswan::StrongSwan::new(
             ep.clone(),
             backend,
             work,
             timers,
         )),
-        "libreswan" => Box::new(libreswan::Libreswan::new(ep.clone(), work, timers)),
-        "command" => Box::new(command::CommandStack::new(
+        StackKind::Libreswan => Box::new(libreswan::Libreswan::new(ep.clone(), work, timers)),
+        StackKind::Command(spec) => Box::new(command::CommandStack::new(
             ep.clone(),
+            spec.clone(),
             backend,
             work,
             timers,
         )),
-        other => unreachable!("stack {other} passed validation"),
     }
 }
 

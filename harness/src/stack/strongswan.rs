@@ -9,12 +9,10 @@ use std::time::{Duration, Instant};
 use futures::{pin_mut, StreamExt};
 
 use super::vici;
-use super::{
-    endpoint_label, Backend, ChildState, EndpointState, IkeState, Initiation, Timers, Workdir,
-};
+use super::{endpoint_label, Backend, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
 use crate::error::StackError;
+use crate::model::{Auth, Endpoint, Mode, NatT, Proto, Role, SaState};
 use crate::netns::Netns;
-use crate::scenario::cell::{Auth, Endpoint, Mode, NatT, Proto, Role};
 
 /// Name of the IKE and CHILD configs vpnlab loads.
 const CONN: &str = "vpnlab";
@@ -122,8 +120,8 @@ charon {{
 
 /// The `load-conn` message for an endpoint.
 pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
-    let ts = |a: Option<std::net::Ipv4Addr>| match (ep.mode, a) {
-        (Mode::Tunnel, Some(a)) => vec![format!("{a}/32")],
+    let ts = |a: Option<std::net::IpAddr>| match (ep.mode, a) {
+        (Mode::Tunnel, Some(a)) => vec![ipnet::IpNet::from(a).to_string()],
         _ => vec!["dynamic".to_string()],
     };
     let mut children = BTreeMap::new();
@@ -135,10 +133,7 @@ pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
                 .chain(ep.others.iter().map(|o| o.inner))
                 .flat_map(ts)
                 .collect(),
-            mode: match ep.mode {
-                Mode::Tunnel => "tunnel".into(),
-                Mode::Transport => "transport".into(),
-            },
+            mode: ep.mode.to_string(),
             start_action: "none".into(),
             // No PFS group, like the ESP default here.
             ah_proposals: (ep.knobs.proto == Proto::Ah).then(|| vec!["sha256".to_string()]),
@@ -426,8 +421,8 @@ impl StrongSwan {
                 let host = |h: &Option<String>, p: &Option<String>| {
                     endpoint_label(h.as_deref().unwrap_or("?"), p.as_deref().unwrap_or("?"))
                 };
-                state.ike = Some(IkeState {
-                    state: sa.state.clone(),
+                state.ike = Some(IkeSa {
+                    state: sa.state.parse().unwrap_or_default(),
                     version: sa.version.parse().unwrap_or(0),
                     local: host(&sa.local_host, &sa.local_port),
                     remote: host(&sa.remote_host, &sa.remote_port),
@@ -445,13 +440,24 @@ impl StrongSwan {
                 // state DELETED next to the installed one.
                 let children = sa.child_sas.as_ref();
                 let child = children
-                    .and_then(|c| c.values().find(|c| c.state == "INSTALLED"))
+                    .and_then(|c| {
+                        c.values()
+                            .find(|c| c.state.parse() == Ok(SaState::Installed))
+                    })
                     .or_else(|| children.and_then(|c| c.values().next()));
                 if let Some(c) = child {
-                    state.child = Some(ChildState {
-                        state: c.state.clone(),
-                        mode: c.mode.clone().unwrap_or_default().to_lowercase(),
-                        protocol: c.protocol.clone().unwrap_or_default().to_lowercase(),
+                    state.child = Some(ChildSa {
+                        state: c.state.parse().unwrap_or_default(),
+                        mode: c
+                            .mode
+                            .as_deref()
+                            .and_then(|m| m.parse().ok())
+                            .unwrap_or(self.ep.mode),
+                        protocol: c
+                            .protocol
+                            .as_deref()
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(self.ep.knobs.proto),
                         udp_encap: yes(&c.encap),
                         udp_encap_oneway: None,
                         local_ts: c.local_ts.clone().unwrap_or_default(),
@@ -478,8 +484,7 @@ impl StrongSwan {
         // address:port).
         all.sort_by(|a, b| {
             let key = |s: &EndpointState| {
-                let up = s.ike.as_ref().is_some_and(|i| i.state == "ESTABLISHED")
-                    && s.child.as_ref().is_some_and(|c| c.state == "INSTALLED");
+                let up = s.is_up();
                 (
                     !up,
                     s.child.as_ref().map(|c| c.remote_ts.clone()),

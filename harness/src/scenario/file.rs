@@ -4,8 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
 use toml::Spanned;
+
+use crate::model::{
+    CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Role, TunnelExpect, WaitExpect,
+};
 
 /// A whole scenario file.
 #[derive(Debug, Deserialize)]
@@ -259,49 +264,6 @@ fn default_mode() -> Spanned<Mode> {
     Spanned::new(0..0, Mode::Tunnel)
 }
 
-/// Who starts the exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// Sends IKE_SA_INIT.
-    Initiator,
-    /// Waits for it.
-    Responder,
-}
-
-/// NAT traversal mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NatT {
-    /// Detect NAT (RFC 3947/7296 NAT-D) and encapsulate only if found.
-    Auto,
-    /// Always encapsulate ESP in UDP 4500, faking NAT detection.
-    Force,
-    /// Never encapsulate; raw ESP even through NAT.
-    Off,
-}
-
-impl NatT {
-    /// The name used in files and cell names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NatT::Auto => "auto",
-            NatT::Force => "force",
-            NatT::Off => "off",
-        }
-    }
-}
-
-/// IPsec mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Inner packets wrapped in a new IP header.
-    Tunnel,
-    /// Host-to-host, the original IP header kept.
-    Transport,
-}
-
 /// A PPP link between two nodes: the seed case's L2TP (xl2tpd and pppd on
 /// both ends, UDP 1701, protected by the file's IPsec endpoints in
 /// transport mode) or PPTP (pptpd and the pptp client under pppd; TCP 1723
@@ -321,26 +283,6 @@ pub struct PppSpec {
     pub server_ip: Spanned<String>,
     /// The address the server gives the client.
     pub client_ip: Spanned<String>,
-}
-
-/// PPP over what.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PppKind {
-    /// L2TP (RFC 2661) over UDP 1701.
-    L2tp,
-    /// PPTP (RFC 2637): TCP 1723 control, GRE data.
-    Pptp,
-}
-
-impl PppKind {
-    /// The name used in files and outcomes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PppKind::L2tp => "l2tp",
-            PppKind::Pptp => "pptp",
-        }
-    }
 }
 
 /// A traffic check.
@@ -374,21 +316,11 @@ fn default_count() -> Spanned<u32> {
 }
 
 /// What a check is sent over, when not the IPsec tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Over {
     /// The scenario's PPP link.
     Ppp,
-}
-
-/// Kinds of check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckKind {
-    /// ICMP echo (no pseudo-header in its checksum).
-    Ping,
-    /// UDP echo on `port` (its checksum covers the IP addresses).
-    Udp,
 }
 
 /// Matrix axes.
@@ -440,16 +372,6 @@ pub struct ExpectSpec {
     /// `wait` step name → `seen` or `timeout`.
     #[serde(default)]
     pub waits: BTreeMap<String, Spanned<WaitExpect>>,
-}
-
-/// Expected end of a `wait` step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WaitExpect {
-    /// The event happened within the timeout.
-    Seen,
-    /// It did not.
-    Timeout,
 }
 
 /// One timed event. Exactly one action field is set.
@@ -536,37 +458,4 @@ impl OneOrMany {
             OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
         }
     }
-}
-
-/// Expected tunnel state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TunnelExpect {
-    /// IKE and CHILD SAs established.
-    Up,
-    /// Not established.
-    Down,
-}
-
-/// ESP encapsulation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Encapsulation {
-    /// ESP in UDP 4500 (RFC 3948).
-    Udp,
-    /// Raw ESP (IP protocol 50).
-    None,
-    /// The ends disagree: one installed ESP in UDP, the other raw ESP (an
-    /// end that will not encapsulate against one that detected NAT).
-    Mixed,
-}
-
-/// Expected check result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckExpect {
-    /// Every probe answered.
-    Pass,
-    /// Not every probe answered.
-    Fail,
 }

@@ -2,17 +2,20 @@
 //! axes. Everything downstream (topology, stacks, checks) consumes only this.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
-use serde::Serialize;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr};
 
-use crate::nat::{Block, Knobs, NatProfile};
-pub use crate::scenario::model::{
-    CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Role, TunnelExpect, WaitExpect,
+use super::class::Class;
+use super::kinds::{
+    Backend, CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Requirement, Role,
+    StackKind, TunnelExpect, WaitExpect,
 };
+use super::nat::{Block, Knobs, NatProfile};
 
 /// One runnable cell.
 #[derive(Debug, Clone)]
@@ -39,12 +42,47 @@ pub struct Cell {
     pub checks: Vec<Check>,
     /// What must be observed.
     pub expect: Expectation,
-    /// Machine features the cell needs (`kernel-esp`).
-    pub requires: Vec<String>,
+    /// Machine features the cell needs.
+    pub requires: Vec<Requirement>,
     /// ESP backend pinned by the file, if any.
-    pub backend: Option<crate::stack::Backend>,
+    pub backend: Option<Backend>,
     /// Timed events after the checks.
     pub steps: Vec<Step>,
+}
+
+impl Cell {
+    /// Look up a node by name.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The endpoint on `node`, if it has one.
+    pub fn endpoint(&self, node: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.node == node)
+    }
+
+    /// The cell's matrix values as `a=b,c=d` (empty without a matrix).
+    pub fn axes_label(&self) -> String {
+        self.axes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether a step waits for a packet (the capture then keeps live
+    /// counts).
+    pub fn waits_for_packets(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::Wait {
+                    event: Event::Packet { .. },
+                    ..
+                }
+            )
+        })
+    }
 }
 
 /// One timed event.
@@ -114,7 +152,7 @@ pub enum Event {
         /// Interface.
         iface: String,
         /// Class.
-        class: crate::capture::Class,
+        class: Class,
     },
 }
 
@@ -127,14 +165,13 @@ impl Event {
             Event::ChildUp => "child-up".into(),
             Event::ChildDown => "child-down".into(),
             Event::PeerMoved => "peer-moved".into(),
-            Event::Packet { iface, class } => format!("packet {} on {iface}", class.as_str()),
+            Event::Packet { iface, class } => format!("packet {class} on {iface}"),
         }
     }
 }
 
 /// How an endpoint authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
     /// Pre-shared key.
     Psk,
@@ -146,8 +183,11 @@ pub enum Auth {
 }
 
 /// IPsec protocol of the CHILD SA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Display, EnumString, IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case", ascii_case_insensitive)]
 pub enum Proto {
     /// Encapsulating Security Payload.
     Esp,
@@ -182,7 +222,7 @@ pub struct LinkEnd {
     /// Interface name inside the node.
     pub iface: String,
     /// Address and prefix.
-    pub addr: Ipv4Net,
+    pub addr: IpNet,
 }
 
 /// A veth pair.
@@ -202,57 +242,51 @@ pub struct Route {
     /// Node.
     pub node: String,
     /// Destination.
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     /// Next hop.
-    pub via: Ipv4Addr,
+    pub via: IpAddr,
 }
 
 /// A VPN endpoint with everything its driver needs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Node the daemon runs in.
     pub node: String,
-    /// Stack name (`strongswan`).
-    pub stack: String,
+    /// Which implementation runs it.
+    pub stack: StackKind,
     /// Initiator or responder.
     pub role: Role,
     /// Peer endpoint's node (the first, for a responder with several).
     pub peer: String,
     /// Further initiators a responder accepts (strongSwan only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<OtherPeer>,
     /// Where IKE is sent (initiator only).
-    pub remote_addr: Option<Ipv4Addr>,
+    pub remote_addr: Option<IpAddr>,
     /// The node's own address IKE uses: toward `remote_addr` on the
     /// initiator, the address the initiator targets on the responder.
-    pub local_addr: Option<Ipv4Addr>,
+    pub local_addr: Option<IpAddr>,
     /// Own identity.
     pub id: String,
     /// Peer identity.
     pub peer_id: String,
     /// Pre-shared key.
-    #[serde(skip)]
     pub psk: String,
     /// Own inner address (tunnel mode traffic selector).
-    pub inner: Option<Ipv4Addr>,
+    pub inner: Option<IpAddr>,
     /// Peer's inner address.
-    pub peer_inner: Option<Ipv4Addr>,
+    pub peer_inner: Option<IpAddr>,
     /// IKE version.
     pub ike: u8,
     /// NAT-T mode.
     pub nat_t: NatT,
     /// IPsec mode.
     pub mode: Mode,
-    /// Programs of a `command` stack.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<CommandStack>,
     /// Timers, fragmentation, MOBIKE, authentication, protocol.
-    #[serde(flatten)]
     pub knobs: EndpointKnobs,
 }
 
 /// An endpoint's settings beyond addressing and identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointKnobs {
     /// NAT keepalive interval in seconds; `None`: off.
     pub keepalive: Option<u32>,
@@ -283,21 +317,39 @@ impl Default for EndpointKnobs {
     }
 }
 
+impl EndpointKnobs {
+    /// The first knob set away from its default, by its file name (only
+    /// the strongSwan driver maps them all).
+    pub fn first_non_default(&self) -> Option<&'static str> {
+        let d = EndpointKnobs::default();
+        [
+            (self.keepalive != d.keepalive, "keepalive"),
+            (self.dpd != d.dpd, "dpd"),
+            (self.fragmentation != d.fragmentation, "fragmentation"),
+            (self.mobike != d.mobike, "mobike"),
+            (self.auth != d.auth, "auth = \"cert\""),
+            (self.proto != d.proto, "proto = \"ah\""),
+        ]
+        .into_iter()
+        .find_map(|(differs, name)| differs.then_some(name))
+    }
+}
+
 /// A further initiator of a responder with several peers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct OtherPeer {
     /// Its node.
     pub node: String,
     /// Its IKE identity.
     pub id: String,
     /// Its inner address.
-    pub inner: Option<Ipv4Addr>,
+    pub inner: Option<IpAddr>,
 }
 
 /// The programs of a user's own stack (`stack = "command"`), resolved to
 /// absolute paths.
-#[derive(Debug, Clone, Serialize)]
-pub struct CommandStack {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
     /// Name shown in the outcome.
     pub name: String,
     /// Start program (runs for the whole cell).
@@ -309,7 +361,7 @@ pub struct CommandStack {
 }
 
 /// A resolved PPP link.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Ppp {
     /// L2TP or PPTP.
     pub kind: PppKind,
@@ -318,15 +370,15 @@ pub struct Ppp {
     /// Answering node.
     pub server: String,
     /// Address the client dials.
-    pub server_addr: Ipv4Addr,
+    pub server_addr: IpAddr,
     /// The server's PPP address.
-    pub server_ip: Ipv4Addr,
+    pub server_ip: IpAddr,
     /// The client's PPP address.
-    pub client_ip: Ipv4Addr,
+    pub client_ip: IpAddr,
 }
 
 /// A resolved traffic check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Check {
     /// Name.
     pub name: String,
@@ -337,9 +389,9 @@ pub struct Check {
     /// Answering node.
     pub to: String,
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Destination address.
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     /// UDP port.
     pub port: Option<u16>,
     /// Probes to send.
@@ -347,7 +399,7 @@ pub struct Check {
 }
 
 /// The merged expectation of a cell.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Expectation {
     /// IPsec tunnel up or down (absent for a file without endpoints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -365,18 +417,12 @@ pub struct Expectation {
     pub waits: BTreeMap<String, WaitExpect>,
 }
 
-impl Cell {
-    /// Look up a node by name.
-    pub fn node(&self, name: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.name == name)
-    }
-
-    /// The cell's matrix values as `a=b,c=d` (empty without a matrix).
-    pub fn axes_label(&self) -> String {
-        self.axes
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+impl Expectation {
+    /// Whether it states a failure: the tunnel down, a check failing, or a
+    /// wait timing out.
+    pub fn is_negative(&self) -> bool {
+        self.tunnel == Some(TunnelExpect::Down)
+            || self.checks.values().any(|c| *c == CheckExpect::Fail)
+            || self.waits.values().any(|w| *w == WaitExpect::Timeout)
     }
 }
