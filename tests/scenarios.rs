@@ -20,7 +20,7 @@ use support::{privileged, run_vpnlab, topologies_dir};
 /// Whether the cell needs a kernel feature this host lacks (so it runs in
 /// the VM batch), decided as `vpnlab run` would.
 fn needs_vm(cell: &vpnlab::scenario::Cell, esp: bool) -> bool {
-    !vpnlab::run::missing_features(cell, esp).is_empty()
+    !vpnlab::cell::missing_features(cell, esp).is_empty()
 }
 
 /// One test per pair of field cells where the negative cell flips to
@@ -31,7 +31,7 @@ fn flip_tests(
     trials: &mut Vec<Trial>,
     privilege: &support::Privilege,
     machine: Option<(vpnlab::stack::Backend, bool)>,
-    vm_ready: &Result<(std::path::PathBuf, std::path::PathBuf), vpnlab::vm::VmError>,
+    vm_ready: &Result<(std::path::PathBuf, std::path::PathBuf), vpnlab::batch::vm::VmError>,
     batch: &std::sync::Arc<std::sync::Mutex<support::VmBatch>>,
 ) {
     let field = topologies_dir().join("field");
@@ -119,7 +119,7 @@ fn main() {
     let machine = support::machine(&privilege);
     let mut trials = Vec::new();
 
-    let vm_ready = vpnlab::vm::readiness();
+    let vm_ready = vpnlab::batch::vm::readiness();
     let require = std::env::var("VPNLAB_REQUIRE_PRIVILEGED").as_deref() == Ok("1");
     let batch = std::sync::Arc::new(std::sync::Mutex::new(support::VmBatch { cells: vec![] }));
     let files = vpnlab::scenario::discover(&[topologies_dir()]).expect("topologies/ is readable");

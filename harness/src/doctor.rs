@@ -126,7 +126,7 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
             libreswan::INSTALL_HINT.into()
         },
     });
-    match crate::vm::readiness() {
+    match crate::batch::vm::readiness() {
         Ok((vng, kernel)) => f.push(finding(
             "VM mode (--kernel)",
             true,
@@ -138,7 +138,7 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
             // Optional: only cells that need kernel ESP on a kernel without it.
             ok: esp == Some(true),
             detail: e.to_string(),
-            fix: crate::vm::INSTALL.into(),
+            fix: crate::batch::vm::INSTALL.into(),
         }),
     }
     let plugdir = Path::new("/usr/lib/ipsec/plugins");

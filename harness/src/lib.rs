@@ -1,29 +1,24 @@
 //! vpnlab: a network-emulation test harness for IPsec VPNs.
 //!
-//! Data flows one way: [`scenario`] (file → validated cells) → [`topology`]
-//! (namespaces, links, NAT) → [`stack`] (daemons) → [`ppp`] (an optional
-//! L2TP or PPTP link over them) → [`check`] (traffic) →
-//! [`outcome`] (normalized observation, verdict) → [`report`].
-//! [`run`] orchestrates one cell; [`sandbox`] makes sure a run leaves nothing
-//! behind; [`sys`] holds the raw syscalls.
+//! Data flows one way, and the module tree reads in that order:
+//! [`model`] (the cell and every shared vocabulary; a leaf) →
+//! [`scenario`] (file → validated cells) → [`topology`] (namespaces,
+//! links, NAT) → [`stack`] (IKE daemons) → [`capture`] (packets per
+//! interface, path, diagnosis) → [`cell`] (one cell's run: tunnel, PPP,
+//! checks, steps) → [`outcome`] (normalized observation, verdict) →
+//! [`batch`] (probe the machine once, place each cell on the host or in a
+//! VM, run the plan) → [`report`] (table, Markdown, JSON).
+//! [`sys`] holds every raw syscall and all of the crate's `unsafe`.
 
+pub mod batch;
 pub mod capture;
-pub mod check;
+pub mod cell;
 pub mod doctor;
 pub mod error;
-pub mod events;
-pub mod link;
 pub mod model;
-pub mod nat;
-pub mod netns;
 pub mod outcome;
-pub mod pki;
-pub mod ppp;
 pub mod report;
-pub mod run;
-pub mod sandbox;
 pub mod scenario;
 pub mod stack;
 pub mod sys;
 pub mod topology;
-pub mod vm;

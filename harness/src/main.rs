@@ -8,9 +8,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 
-use vpnlab::run::{run_cell, CellReport, RunOptions};
+use vpnlab::batch::sandbox;
+use vpnlab::cell::{run_cell, CellReport, RunOptions};
 use vpnlab::scenario::{self, Cell};
-use vpnlab::{doctor, outcome::Verdict, report, sandbox};
+use vpnlab::{doctor, outcome::Verdict, report};
 
 /// Network-emulation test harness for IPsec VPNs.
 ///
@@ -338,13 +339,13 @@ async fn run_here(
     view: &View,
 ) -> Result<report::Report> {
     if std::env::var_os("VPNLAB_IN_VM").is_some() {
-        vpnlab::vm::load_guest_modules().await;
+        vpnlab::batch::vm::load_guest_modules().await;
     }
-    let kernel_esp = vpnlab::run::kernel_has_esp().await;
-    let backend = vpnlab::run::default_backend(kernel_esp).map_err(anyhow::Error::msg)?;
+    let kernel_esp = vpnlab::cell::kernel_has_esp().await;
+    let backend = vpnlab::cell::default_backend(kernel_esp).map_err(anyhow::Error::msg)?;
     if std::env::var_os("VPNLAB_IN_VM").is_some() {
         // The host waits for this line to measure the boot.
-        eprintln!("{} ({} cells)", vpnlab::vm::START_MARK, cells.len());
+        eprintln!("{} ({} cells)", vpnlab::batch::vm::START_MARK, cells.len());
     }
     // Resolved now, relative to where vpnlab was started.
     let pcap_dir = view.pcap.as_ref().map(std::path::absolute).transpose()?;
@@ -405,11 +406,11 @@ async fn run_split(
     report: Option<PathBuf>,
     view: View,
 ) -> Result<i32> {
-    let esp = vpnlab::run::kernel_has_esp().await;
-    let needs_vm = |c: &Cell| !vpnlab::run::missing_features(c, esp).is_empty();
+    let esp = vpnlab::cell::kernel_has_esp().await;
+    let needs_vm = |c: &Cell| !vpnlab::cell::missing_features(c, esp).is_empty();
     let order: Vec<String> = cells.iter().map(|c| c.id.clone()).collect();
     let (vm_cells, here): (Vec<Cell>, Vec<Cell>) = cells.into_iter().partition(needs_vm);
-    let vm_ready = vpnlab::vm::readiness();
+    let vm_ready = vpnlab::batch::vm::readiness();
     if vm_cells.is_empty() || vm_ready.is_err() {
         if let (false, Err(e)) = (vm_cells.is_empty(), &vm_ready) {
             eprintln!("vpnlab: VM mode is not ready ({e}); cells that need it are SKIPPED");
@@ -490,7 +491,7 @@ async fn run_in_vm(
     jobs: usize,
     view: &View,
 ) -> Result<report::Report> {
-    use vpnlab::vm;
+    use vpnlab::batch::vm;
     let vng = vm::vng()?;
     let kernel = vm::find_kernel(&kernel)?;
     let accel = vm::accel(&vng, &kernel, std::time::Duration::from_secs(15)).await;
@@ -545,7 +546,7 @@ async fn run_in_vm(
 fn doctor_cmd() -> Result<i32> {
     let esp = if nix::unistd::geteuid().is_root() {
         let rt = tokio::runtime::Runtime::new()?;
-        Some(rt.block_on(vpnlab::run::kernel_has_esp()))
+        Some(rt.block_on(vpnlab::cell::kernel_has_esp()))
     } else {
         None
     };

@@ -57,8 +57,8 @@ pub fn machine(p: &Privilege) -> Option<(Backend, bool)> {
     match p {
         Privilege::Yes => {
             let rt = tokio::runtime::Runtime::new().ok()?;
-            let esp = rt.block_on(vpnlab::run::kernel_has_esp());
-            Some((vpnlab::run::default_backend(esp).ok()?, esp))
+            let esp = rt.block_on(vpnlab::cell::kernel_has_esp());
+            Some((vpnlab::cell::default_backend(esp).ok()?, esp))
         }
         Privilege::No { .. } => None,
     }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::netns::Netns;
+use crate::topology::netns::Netns;
 
 /// Counter name → value.
 pub type Counters = BTreeMap<String, u64>;

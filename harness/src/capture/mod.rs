@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::error::TopologyError;
-use crate::netns::Netns;
 use crate::sys;
+use crate::topology::netns::Netns;
 use crate::topology::Topology;
 pub use classify::{Class, Flow};
 
@@ -211,7 +211,7 @@ impl Capture {
 }
 
 async fn iface_names(ns: &Netns) -> BTreeMap<u32, String> {
-    crate::link::all(ns)
+    crate::topology::link::all(ns)
         .await
         .unwrap_or_default()
         .into_iter()

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::{endpoint_label, Backend, EndpointState, Initiation, Timers, Workdir};
 use crate::error::StackError;
 use crate::model::{CommandSpec, Endpoint};
-use crate::netns::Netns;
+use crate::topology::netns::Netns;
 
 /// Upper bound for `status` to first succeed after `start`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,7 +128,7 @@ impl CommandStack {
     fn command(&self, program: &Path) -> tokio::process::Command {
         use std::os::fd::AsFd;
         let ns = self.ns.as_ref().expect("started");
-        let mut c = crate::netns::command_in(
+        let mut c = crate::topology::netns::command_in(
             ns.as_fd(),
             &program.to_string_lossy(),
             vec![(self.work.dir.clone(), "/run".into())],

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::{endpoint_label, Backend, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
 use crate::error::StackError;
 use crate::model::{Endpoint, Mode, NatT, Proto, Role, SaState};
-use crate::netns::{command_in, Netns};
+use crate::topology::netns::{command_in, Netns};
 
 /// Name of the connection vpnlab adds.
 const CONN: &str = "vpnlab";

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use crate::error::StackError;
 pub use crate::model::{Backend, ChildSa, EndpointState, IkeSa, Initiation};
 use crate::model::{Endpoint, StackKind};
-use crate::netns::Netns;
+use crate::topology::netns::Netns;
 
 /// Where a driver puts an endpoint's files. The directory is mounted on
 /// `/run` inside the daemon's private mount namespace, so the daemon sees its
@@ -141,7 +141,7 @@ macro_rules! forward_stack {
             }
             fn start<'a>(
                 &'a mut self,
-                ns: &'a $crate::netns::Netns,
+                ns: &'a $crate::topology::netns::Netns,
             ) -> futures::future::BoxFuture<'a, Result<(), $crate::error::StackError>> {
                 futures::FutureExt::boxed(self.do_start(ns))
             }
@@ -176,6 +176,7 @@ pub(crate) use forward_stack;
 
 pub mod command;
 pub mod libreswan;
+pub mod pki;
 pub mod strongswan;
 mod vici;
 

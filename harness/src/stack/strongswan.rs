@@ -12,7 +12,7 @@ use super::vici;
 use super::{endpoint_label, Backend, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
 use crate::error::StackError;
 use crate::model::{Auth, Endpoint, Mode, NatT, Proto, Role, SaState};
-use crate::netns::Netns;
+use crate::topology::netns::Netns;
 
 /// Name of the IKE and CHILD configs vpnlab loads.
 const CONN: &str = "vpnlab";
@@ -192,9 +192,10 @@ pub fn notable(msg: &str) -> bool {
 }
 
 /// The run's test CA: made once, shared by every cell's endpoints.
-fn run_ca() -> Result<&'static crate::pki::TestCa, String> {
-    static CA: std::sync::OnceLock<Result<crate::pki::TestCa, String>> = std::sync::OnceLock::new();
-    CA.get_or_init(|| crate::pki::TestCa::new().map_err(|e| e.to_string()))
+fn run_ca() -> Result<&'static crate::stack::pki::TestCa, String> {
+    static CA: std::sync::OnceLock<Result<crate::stack::pki::TestCa, String>> =
+        std::sync::OnceLock::new();
+    CA.get_or_init(|| crate::stack::pki::TestCa::new().map_err(|e| e.to_string()))
         .as_ref()
         .map_err(Clone::clone)
 }

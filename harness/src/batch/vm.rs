@@ -80,7 +80,7 @@ const HOST_ONLY_ENV: &[&str] = &[
     "VPNLAB_VNG",
     "VPNLAB_VM_ACCEL",
     "VPNLAB_IN_VM",
-    crate::sandbox::INNER_ENV,
+    crate::batch::sandbox::INNER_ENV,
 ];
 
 /// Where `vng` is: `VPNLAB_VNG`, else the PATH, else pip's usual places.
@@ -309,11 +309,11 @@ pub async fn run(
     }
     // virtme's temporary files (its return-code channel) go to the run's
     // private tmpfs, so a killed run leaves none in /tmp.
-    let tmp = Path::new(crate::sandbox::WORKDIR).join("vm-tmp");
+    let tmp = Path::new(crate::batch::sandbox::WORKDIR).join("vm-tmp");
     let _ = std::fs::create_dir_all(&tmp);
     cmd.args(["--exec", "/bin/sh -s"])
         .env("TMPDIR", &tmp)
-        .env_remove(crate::sandbox::INNER_ENV)
+        .env_remove(crate::batch::sandbox::INNER_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::checks;
 use crate::capture::Capture;
-use crate::check;
 use crate::model::Cell;
 use crate::model::Knobs;
 use crate::model::{Action, Event, Step, WaitExpect};
@@ -79,7 +79,7 @@ pub async fn run(
                     .checks
                     .iter()
                     .filter(|c| names.contains(&c.name))
-                    .map(|c| check::run(c, topo.node(&c.from), topo.node(&c.to)));
+                    .map(|c| checks::run(c, topo.node(&c.from), topo.node(&c.to)));
                 o.checks = futures::future::join_all(runs).await;
                 for c in &mut o.checks {
                     c.name = format!("{}@{}", c.name, step.name);
@@ -222,7 +222,7 @@ async fn wait(
         let Some(cap) = capture else {
             return Err("a packet wait needs the capture (do not use --no-capture)".into());
         };
-        let idx = crate::link::index(topo.node(node), iface)
+        let idx = crate::topology::link::index(topo.node(node), iface)
             .await
             .map_err(|e| e.to_string())?;
         let before = cap.seen(node, idx, *class);
@@ -313,17 +313,17 @@ async fn link(
     mtu: Option<u32>,
 ) -> Result<(), String> {
     let ns = topo.node(node);
-    let idx = crate::link::index(ns, iface)
+    let idx = crate::topology::link::index(ns, iface)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(m) = mtu {
-        crate::link::mtu(ns, idx, iface, m)
+        crate::topology::link::mtu(ns, idx, iface, m)
             .await
             .map_err(|e| e.to_string())?;
     }
     match up {
         Some(true) => {
-            crate::link::up(ns, idx, iface)
+            crate::topology::link::up(ns, idx, iface)
                 .await
                 .map_err(|e| e.to_string())?;
             // Taking an interface down deletes the routes through it; the
@@ -340,13 +340,13 @@ async fn link(
                 .iter()
                 .filter(|r| r.node == node && net.is_some_and(|n| n.contains(&r.via)))
             {
-                crate::link::route(ns, r.dst, r.via)
+                crate::topology::link::route(ns, r.dst, r.via)
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Ok(())
         }
-        Some(false) => crate::link::down(ns, idx, iface)
+        Some(false) => crate::topology::link::down(ns, idx, iface)
             .await
             .map_err(|e| e.to_string()),
         None => Ok(()),

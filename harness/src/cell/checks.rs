@@ -7,36 +7,16 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::{timeout_at, Instant};
 
 use crate::model::{Check, CheckExpect, CheckKind};
-use crate::netns::Netns;
+use crate::outcome::CheckResult;
+use crate::topology::netns::Netns;
 
 /// How long after the last probe replies are awaited.
 pub const REPLY_WAIT: Duration = Duration::from_millis(1000);
 /// Gap between probes, so they are not all in flight at once.
 const PROBE_GAP: Duration = Duration::from_millis(10);
-
-/// The observed result of one check.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct CheckResult {
-    /// Check name.
-    pub name: String,
-    /// Ping or UDP.
-    pub kind: CheckKind,
-    /// `src -> dst[:port]`.
-    pub path: String,
-    /// Probes sent.
-    pub sent: u32,
-    /// Answers received.
-    pub received: u32,
-    /// Pass when every probe was answered.
-    pub result: CheckExpect,
-    /// Why the check could not run at all (socket errors).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// Run one check between two namespaces.
 pub async fn run(check: &Check, from: &Netns, to: &Netns) -> CheckResult {

@@ -1,6 +1,10 @@
 //! Orchestration of one cell: topology → stacks → checks → outcome →
 //! teardown, with bounded waits and teardown on every path.
 
+pub mod checks;
+pub mod ppp;
+pub mod steps;
+
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,6 @@ use futures::future::join_all;
 use serde::Serialize;
 
 use crate::capture::{path, pcap, Capture, Flow, IfaceCapture};
-use crate::check;
 use crate::model::Cell;
 use crate::model::{Requirement, Role};
 use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, Verdict};
@@ -233,7 +236,7 @@ async fn run_inner(
     }
     let mut t = Instant::now();
     if let Some(mut l) = ppp_layer {
-        crate::ppp::PppLayer::stop(&mut l).await;
+        crate::cell::ppp::PppLayer::stop(&mut l).await;
     }
     join_all(stacks.iter_mut().map(|s| s.stop())).await;
     if let Some(dir) = &opts.logs_dir {
@@ -280,7 +283,7 @@ async fn exercise(
     topo: &mut Topology,
     capture: Option<&Capture>,
     stacks: &mut [Box<dyn Stack>],
-    ppp_layer: &mut Option<crate::ppp::PppLayer>,
+    ppp_layer: &mut Option<crate::cell::ppp::PppLayer>,
     celldir: &Path,
     phases: &mut Phases,
     t: &mut Instant,
@@ -354,7 +357,8 @@ async fn exercise(
         let limit = Duration::from_secs_f64(10.0 * opts.timers.retransmit_timeout / 0.5)
             .min(Duration::from_secs(25));
         let (layer, o) =
-            crate::ppp::PppLayer::up(p, topo, celldir, limit, !cell.endpoints.is_empty()).await;
+            crate::cell::ppp::PppLayer::up(p, topo, celldir, limit, !cell.endpoints.is_empty())
+                .await;
         *ppp_layer = Some(layer);
         ppp = Some(o);
         phases.ppp_ms = lap(t);
@@ -362,7 +366,7 @@ async fn exercise(
     let checks = join_all(
         cell.checks
             .iter()
-            .map(|c| check::run(c, topo.node(&c.from), topo.node(&c.to))),
+            .map(|c| checks::run(c, topo.node(&c.from), topo.node(&c.to))),
     )
     .await;
 
@@ -377,7 +381,7 @@ async fn exercise(
             state,
         });
     }
-    let steps = crate::events::run(cell, topo, stacks, capture).await;
+    let steps = crate::cell::steps::run(cell, topo, stacks, capture).await;
     phases.checks_ms = lap(t);
     let nat: BTreeMap<String, NatOutcome> = topo
         .nat
@@ -489,7 +493,7 @@ pub fn kernel_has_ppp() -> bool {
 
 /// Try to install an ESP SA in a throwaway namespace.
 pub async fn kernel_has_esp() -> bool {
-    let Ok(ns) = crate::netns::Netns::create("esp-probe") else {
+    let Ok(ns) = crate::topology::netns::Netns::create("esp-probe") else {
         return false;
     };
     let out = ns

@@ -14,8 +14,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::model::{Ppp, PppKind, TunnelExpect};
-use crate::netns::Netns;
 use crate::outcome::PppOutcome;
+use crate::topology::netns::Netns;
 use crate::topology::Topology;
 
 /// User and CHAP secret of the PPP link (they never leave the cell).
@@ -84,7 +84,7 @@ impl Side {
             "{}.stderr",
             Path::new(program).file_name().unwrap_or_default().to_string_lossy()
         )))?;
-        crate::netns::command_in(ns.fd().as_fd(), program, self.binds())
+        crate::topology::netns::command_in(ns.fd().as_fd(), program, self.binds())
             .args(args)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -150,7 +150,7 @@ impl PppLayer {
         if require_ipsec && ppp.kind == PppKind::L2tp {
             for (node, dir) in [(&ppp.server, "sport"), (&ppp.client, "dport")] {
                 let rules = l2tp_guard(dir);
-                if let Err(e) = crate::nat::nft::apply(
+                if let Err(e) = crate::topology::nft::apply(
                     topo.node(node),
                     crate::model::NatProfile::None,
                     &rules,

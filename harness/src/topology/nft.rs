@@ -3,8 +3,8 @@
 use tokio::io::AsyncWriteExt;
 
 use crate::error::TopologyError;
-use crate::nat::NatProfile;
-use crate::netns::Netns;
+use crate::model::NatProfile;
+use crate::topology::netns::Netns;
 
 /// Load `ruleset` into the gateway's namespace (never the host's: the nft
 /// process enters the node before it starts). With `replace`, vpnlab's
@@ -22,7 +22,7 @@ pub async fn apply(
     // The timeouts table stays as it is (see `TIMEOUT_TABLE`).
     let text = if replace {
         let main = ruleset
-            .split_once(&format!("table ip {}", crate::nat::TIMEOUT_TABLE))
+            .split_once(&format!("table ip {}", crate::topology::nat::TIMEOUT_TABLE))
             .map_or(ruleset, |(main, _)| main);
         format!("table ip vpnlab\ndelete table ip vpnlab\n{main}")
     } else {

@@ -3,16 +3,20 @@
 //! sysctls and NAT rulesets. Dropping a [`Topology`] releases every
 //! namespace (the kernel then removes their interfaces, rules and routes).
 
+pub mod link;
+pub mod nat;
+pub mod netns;
+pub mod nft;
+
+pub use netns::Netns;
+
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
 use crate::error::TopologyError;
-use crate::link;
 use crate::model::Cell;
 use crate::model::{Knobs, NatProfile};
-use crate::nat;
-use crate::netns::Netns;
 
 /// The live namespaces of one cell.
 pub struct Topology {
@@ -71,7 +75,7 @@ impl Topology {
                 knobs: n.knobs.clone(),
             };
             let ruleset = gw.ruleset();
-            nat::nft::apply(topo.node(&n.name), n.nat, &ruleset, false).await?;
+            nft::apply(topo.node(&n.name), n.nat, &ruleset, false).await?;
             topo.nat.insert(n.name.clone(), (n.nat, ruleset));
             topo.gateways.insert(n.name.clone(), gw);
         }
@@ -91,7 +95,7 @@ impl Topology {
         let gw = self.gateways.get_mut(node).expect("validated node");
         change(gw);
         let gw = gw.clone();
-        nat::nft::apply(self.node(node), gw.profile, &gw.ruleset(), true).await?;
+        nft::apply(self.node(node), gw.profile, &gw.ruleset(), true).await?;
         Ok(gw)
     }
 

@@ -4,9 +4,9 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cell::CellReport;
 use crate::model::{Encapsulation, TunnelExpect};
 use crate::outcome::{expected_summary, Verdict};
-use crate::run::CellReport;
 
 /// The JSON report written by `--report`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,7 +31,7 @@ pub struct VmInfo {
     /// Kernel image booted.
     pub kernel: std::path::PathBuf,
     /// KVM or TCG.
-    pub accel: crate::vm::Accel,
+    pub accel: crate::batch::vm::Accel,
     /// From launch until vpnlab started inside.
     pub boot_ms: u64,
     /// The whole VM run.

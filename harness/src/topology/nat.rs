@@ -1,8 +1,6 @@
 //! NAT rendering: a gateway's profile and knobs (from the model) as an
 //! nftables ruleset, generated here and applied by [`nft`].
 
-pub mod nft;
-
 use crate::model::{Block, Knobs, NatProfile, Ports};
 
 /// The forward-chain rules that drop `b` (none for fragments, which need

@@ -10,7 +10,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute}
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::TopologyError;
-use crate::netns::Netns;
+use crate::topology::netns::Netns;
 
 fn nl(ns: &Netns, op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> TopologyError {
     let node = ns.node.clone();

@@ -10,12 +10,31 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::path::PathReport;
-use crate::check::CheckResult;
 pub use crate::model::Verdict;
 use crate::model::{
-    Backend, Encapsulation, EndpointState, Expectation, Initiation, NatProfile, NatT, PppKind,
-    Role, TunnelExpect, WaitExpect,
+    Backend, CheckExpect, CheckKind, Encapsulation, EndpointState, Expectation, Initiation,
+    NatProfile, NatT, PppKind, Role, TunnelExpect, WaitExpect,
 };
+
+/// The observed result of one check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckResult {
+    /// Check name.
+    pub name: String,
+    /// Ping or UDP.
+    pub kind: CheckKind,
+    /// `src -> dst[:port]`.
+    pub path: String,
+    /// Probes sent.
+    pub sent: u32,
+    /// Answers received.
+    pub received: u32,
+    /// Pass when every probe was answered.
+    pub result: CheckExpect,
+    /// Why the check could not run at all (socket errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 /// One endpoint in the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -330,7 +349,6 @@ pub fn expected_summary(e: &Expectation) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::CheckResult;
     use crate::model::{CheckExpect, CheckKind, ChildSa, IkeSa, SaState};
 
     fn outcome(up: bool, encap: bool, ping: u32) -> Outcome {

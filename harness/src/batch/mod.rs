@@ -1,0 +1,4 @@
+//! Running many cells: the run sandbox and VM mode.
+
+pub mod sandbox;
+pub mod vm;
