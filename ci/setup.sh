@@ -12,7 +12,8 @@ fi
 # libcharon-extra-plugins, vici in strongswan-swanctl, openssl in the standard
 # plugins, curve25519 in the extra plugins); nftables for NAT; iproute2 for
 # the kernel ESP probe and the safety tests;
-# ping and python3 for the hand-written benchmark baseline; tshark for the
+# ping and python3 for the hand-written benchmark baseline; openssl to
+# verify the test CA's certificates in a unit test; tshark for the
 # test that reads vpnlab's pcap files with Wireshark's dissectors; qemu,
 # Debian's stock kernel (which has ESP as modules) and a static busybox
 # (virtme-ng builds its initramfs from it) for `--kernel` (VM mode, with
@@ -20,7 +21,7 @@ fi
 # busybox, which conflicts with busybox-static.
 PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           libstrongswan-standard-plugins libstrongswan-extra-plugins
-          nftables iproute2 iputils-ping python3 tshark
+          nftables iproute2 iputils-ping python3 tshark openssl
           qemu-system-x86 linux-image-amd64 busybox-static
           xl2tpd ppp pptpd pptp-linux)
 

@@ -23,6 +23,20 @@ pub enum ScenarioError {
         /// Directory path.
         path: PathBuf,
     },
+    /// Two files define a cell of the same name (names select cells, key
+    /// snapshots and name pcap directories).
+    #[error("{}: cell {id} is also defined by {} (set a different `name` in one of them)", path.display(), other.display())]
+    Duplicate {
+        /// The later file.
+        path: PathBuf,
+        /// The cell name.
+        id: String,
+        /// The file that defined it first.
+        other: PathBuf,
+    },
+    /// Several of the above, from several files.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ScenarioError>),
 }
 
 /// One validation finding: `file:line:column: field: message`.
@@ -105,6 +119,47 @@ pub enum TopologyError {
         /// nft's stderr.
         message: String,
     },
+}
+
+/// Why VM mode cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// No kernel image matches.
+    #[error("{0}")]
+    NoKernel(String),
+    /// virtme-ng or qemu is missing.
+    #[error("{what} not found; install it: {install}")]
+    Missing {
+        /// The missing program.
+        what: String,
+        /// The command that installs it.
+        install: String,
+    },
+    /// The VM could not be started or gave no report.
+    #[error("VM run failed: {0}")]
+    Run(String),
+}
+
+/// A problem that stops a batch of cells (single cells' problems are
+/// their outcomes).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// A setting (environment variable, option) is invalid.
+    #[error("{0}")]
+    Setting(String),
+    /// A file or directory vpnlab needs could not be used.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        /// What was attempted.
+        what: String,
+        /// The path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// VM mode failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
 }
 
 /// A problem with a VPN stack (daemon start-up, control channel).

@@ -10,6 +10,8 @@
 //! VM, run the plan) → [`report`] (table, Markdown, JSON).
 //! [`sys`] holds every raw syscall and all of the crate's `unsafe`.
 
+#![deny(unsafe_code)]
+
 pub mod batch;
 pub mod capture;
 pub mod cell;
@@ -20,5 +22,6 @@ pub mod outcome;
 pub mod report;
 pub mod scenario;
 pub mod stack;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod topology;

@@ -1,17 +1,18 @@
-//! The `vpnlab` command line. Library errors are turned into messages here
-//! (anyhow at the binary edge only).
+//! The `vpnlab` command line: arguments in, tables and messages out. The
+//! work is the library's ([`vpnlab::batch`] runs cells); library errors
+//! become messages here (anyhow at the binary edge only).
+
+#![deny(unsafe_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
 
-use vpnlab::batch::sandbox;
-use vpnlab::cell::{run_cell, CellReport, RunOptions};
-use vpnlab::scenario::{self, Cell};
-use vpnlab::{doctor, outcome::Verdict, report};
+use vpnlab::batch::{self, sandbox, vm, Event, Machine, VmPolicy};
+use vpnlab::model::{Cell, Verdict};
+use vpnlab::{doctor, report, scenario};
 
 /// Network-emulation test harness for IPsec VPNs.
 ///
@@ -140,33 +141,7 @@ fn load_cells(paths: Vec<PathBuf>) -> Result<Vec<Cell>> {
     } else {
         paths
     };
-    let files = scenario::discover(&paths)?;
-    let mut cells: Vec<Cell> = Vec::new();
-    let mut errors = Vec::new();
-    for f in files {
-        match scenario::load(&f) {
-            Ok(s) => {
-                for c in s.cells {
-                    // Two files may not define the same cell: names select
-                    // cells, key snapshots and name pcap directories.
-                    match cells.iter().find(|x| x.id == c.id) {
-                        Some(x) => errors.push(format!(
-                            "{}: cell {} is also defined by {} (set a different `name` in one of them)",
-                            c.file.display(),
-                            c.id,
-                            x.file.display()
-                        )),
-                        None => cells.push(c),
-                    }
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n"));
-    }
-    Ok(cells)
+    Ok(scenario::load_all(&paths)?)
 }
 
 fn select(cells: Vec<Cell>, filter: &[String], exact: &[String]) -> Result<Vec<Cell>> {
@@ -247,42 +222,52 @@ fn real_main(cli: Cli) -> Result<i32> {
             // Validate before anything is created.
             let cells = select(load_cells(paths)?, &filter, &cell)?;
             preflight(report.as_deref(), &[pcap.as_deref(), logs.as_deref()])?;
+            if kernel.is_some() && keep {
+                bail!("--keep cannot be used with --kernel (the VM ends with the run)");
+            }
+            let policy = match (kernel, kernel_when_needed) {
+                (Some(k), _) => VmPolicy::Always(k),
+                (None, Some(k)) => VmPolicy::WhenNeeded(k),
+                (None, None) => VmPolicy::Never,
+            };
             let view = View {
                 explain,
                 format,
-                capture: !no_capture,
-                pcap,
-                logs,
+                report,
             };
-            match kernel {
-                Some(_) if keep => {
-                    bail!("--keep cannot be used with --kernel (the VM ends with the run)")
-                }
-                Some(k) => sandboxed(|| run_vm(k, cells, usize::from(jobs), report, view)),
-                None if kernel_when_needed.is_some() => sandboxed(|| {
-                    let k = kernel_when_needed.expect("some");
-                    run_split(k, cells, usize::from(jobs), report, view)
-                }),
-                None => sandboxed(|| run_cmd(cells, usize::from(jobs), report, keep, view)),
-            }
+            let settings = batch::Settings {
+                jobs: usize::from(jobs),
+                keep,
+                capture: !no_capture,
+                // Resolved now, relative to where vpnlab was started.
+                pcap_dir: pcap.map(std::path::absolute).transpose()?,
+                logs_dir: logs.map(std::path::absolute).transpose()?,
+            };
+            sandboxed(|| run_cmd(cells, policy, settings, view))
         }
         Command::Explain { cells, paths, pcap } => {
             let cells = select(load_cells(paths)?, &[], &cells)?;
+            preflight(None, &[pcap.as_deref()])?;
             let view = View {
                 explain: true,
                 format: report::Format::Text,
-                capture: true,
-                pcap,
-                logs: None,
+                report: None,
             };
-            sandboxed(|| run_cmd(cells, 1, None, false, view))
+            let settings = batch::Settings {
+                jobs: 1,
+                keep: false,
+                capture: true,
+                pcap_dir: pcap.map(std::path::absolute).transpose()?,
+                logs_dir: None,
+            };
+            sandboxed(|| run_cmd(cells, VmPolicy::Never, settings, view))
         }
     }
 }
 
 /// Fail before any cell runs if the report, pcap or log location is unusable.
-fn preflight(report: Option<&std::path::Path>, dirs: &[Option<&std::path::Path>]) -> Result<()> {
-    if let Some(r) = report.filter(|r| *r != std::path::Path::new("-")) {
+fn preflight(report: Option<&Path>, dirs: &[Option<&Path>]) -> Result<()> {
+    if let Some(r) = report.filter(|r| *r != Path::new("-")) {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -296,13 +281,11 @@ fn preflight(report: Option<&std::path::Path>, dirs: &[Option<&std::path::Path>]
     Ok(())
 }
 
-/// How much of each cell to show and record.
+/// How the results are shown and where the JSON report goes.
 struct View {
     explain: bool,
     format: report::Format,
-    capture: bool,
-    pcap: Option<PathBuf>,
-    logs: Option<PathBuf>,
+    report: Option<PathBuf>,
 }
 
 /// Re-run this command in the run sandbox (see `sandbox`), or, inside it,
@@ -320,135 +303,73 @@ where
     rt.block_on(f())
 }
 
+/// Probe, plan, run, render.
 async fn run_cmd(
     cells: Vec<Cell>,
-    jobs: usize,
-    report: Option<PathBuf>,
-    keep: bool,
+    policy: VmPolicy,
+    settings: batch::Settings,
     view: View,
 ) -> Result<i32> {
-    let summary = run_here(cells, jobs, keep, &view).await?;
-    finish(summary, report, view.explain, view.format)
-}
-
-/// Run `cells` on this machine.
-async fn run_here(
-    cells: Vec<Cell>,
-    jobs: usize,
-    keep: bool,
-    view: &View,
-) -> Result<report::Report> {
-    if std::env::var_os("VPNLAB_IN_VM").is_some() {
-        vpnlab::batch::vm::load_guest_modules().await;
-    }
-    let kernel_esp = vpnlab::cell::kernel_has_esp().await;
-    let backend = vpnlab::cell::default_backend(kernel_esp).map_err(anyhow::Error::msg)?;
-    if std::env::var_os("VPNLAB_IN_VM").is_some() {
+    let machine = Machine::probe().await?;
+    if machine.in_vm {
         // The host waits for this line to measure the boot.
-        eprintln!("{} ({} cells)", vpnlab::batch::vm::START_MARK, cells.len());
+        eprintln!("{} ({} cells)", vm::START_MARK, cells.len());
     }
-    // Resolved now, relative to where vpnlab was started.
-    let pcap_dir = view.pcap.as_ref().map(std::path::absolute).transpose()?;
-    let logs_dir = view.logs.as_ref().map(std::path::absolute).transpose()?;
-    let opts = RunOptions {
-        backend,
-        kernel_esp,
-        keep,
-        workdir: PathBuf::from(sandbox::WORKDIR),
-        capture: view.capture,
-        pcap_dir,
-        logs_dir,
-        // Inside a VM (software emulation), everything is ~10x slower.
-        timers: if std::env::var_os("VPNLAB_IN_VM").is_some() {
-            vpnlab::stack::Timers::EMULATED
-        } else {
-            vpnlab::stack::Timers::HOST
-        },
-    };
-    let total = cells.len();
-    let mut done: Vec<(usize, CellReport)> = futures::stream::iter(cells.iter().enumerate())
-        .map(|(i, c)| {
-            let opts = &opts;
-            async move {
-                let r = run_cell(c, i, opts).await;
-                eprintln!(
-                    "[{}/{total}] {:<11} {} ({:.2}s)",
-                    i + 1,
-                    r.outcome.verdict.label(),
-                    r.outcome.cell,
-                    r.elapsed_ms as f64 / 1000.0
-                );
-                (i, r)
-            }
-        })
-        .buffer_unordered(jobs)
-        .collect()
-        .await;
-    done.sort_by_key(|(i, _)| *i);
-    let reports: Vec<CellReport> = done.into_iter().map(|(_, r)| r).collect();
-    Ok(report::Report {
-        vpnlab: env!("CARGO_PKG_VERSION").into(),
-        backend,
-        peak_rss_kib: report::peak_rss_kib(),
-        vm: None,
-        cells: reports,
-    })
+    let plan = batch::plan(cells, &machine, &policy);
+    let report = batch::run(plan, &machine, &settings, &Stderr).await?;
+    finish(report, &view)
 }
 
-/// `run --kernel-when-needed`: the cells this machine can run run here; those
-/// that need kernel ESP or PPP it lacks run in one VM boot; one table and
-/// report. Without VM mode, everything runs here (those cells are SKIPPED,
-/// with the command that runs them).
-async fn run_split(
-    kernel: String,
-    cells: Vec<Cell>,
-    jobs: usize,
-    report: Option<PathBuf>,
-    view: View,
-) -> Result<i32> {
-    let esp = vpnlab::cell::kernel_has_esp().await;
-    let needs_vm = |c: &Cell| !vpnlab::cell::missing_features(c, esp).is_empty();
-    let order: Vec<String> = cells.iter().map(|c| c.id.clone()).collect();
-    let (vm_cells, here): (Vec<Cell>, Vec<Cell>) = cells.into_iter().partition(needs_vm);
-    let vm_ready = vpnlab::batch::vm::readiness();
-    if vm_cells.is_empty() || vm_ready.is_err() {
-        if let (false, Err(e)) = (vm_cells.is_empty(), &vm_ready) {
-            eprintln!("vpnlab: VM mode is not ready ({e}); cells that need it are SKIPPED");
+/// Progress on stderr.
+struct Stderr;
+
+impl batch::Progress for Stderr {
+    fn event(&self, e: Event<'_>) {
+        match e {
+            Event::CellDone {
+                index,
+                total,
+                report,
+            } => eprintln!(
+                "[{index}/{total}] {:<11} {} ({:.2}s)",
+                report.outcome.verdict.label(),
+                report.outcome.cell,
+                report.elapsed_ms as f64 / 1000.0
+            ),
+            Event::VmBooting {
+                kernel,
+                accel,
+                cells,
+            } => eprintln!(
+                "booting {} under {} for {cells} cells...",
+                kernel.display(),
+                match accel {
+                    vm::Accel::Kvm => "KVM",
+                    vm::Accel::Tcg => "TCG (software emulation)",
+                }
+            ),
+            Event::VmConsole(line) => eprintln!("  vm| {line}"),
+            Event::Warning(w) => eprintln!("vpnlab: {w}"),
         }
-        let all = here.into_iter().chain(vm_cells).collect();
-        return run_cmd(all, jobs, report, false, view).await;
     }
-    let mut summary = run_here(here, jobs, false, &view).await?;
-    let vm = run_in_vm(kernel, vm_cells, jobs, &view).await?;
-    summary.vm = vm.vm;
-    summary.cells.extend(vm.cells);
-    summary
-        .cells
-        .sort_by_key(|c| order.iter().position(|id| *id == c.outcome.cell));
-    finish(summary, report, view.explain, view.format)
 }
 
 /// Print the table, write the JSON report, and compute the exit code.
-fn finish(
-    summary: report::Report,
-    report: Option<PathBuf>,
-    explain: bool,
-    format: report::Format,
-) -> Result<i32> {
-    let to_stdout = report.as_deref() == Some(std::path::Path::new("-"));
+fn finish(summary: batch::Report, view: &View) -> Result<i32> {
+    let to_stdout = view.report.as_deref() == Some(Path::new("-"));
     let mut table = Vec::new();
     if let Some(vm) = &summary.vm {
         writeln!(
             table,
             "VM: {} ({}), boot {:.1}s, whole batch {:.1}s",
             vm.kernel.display(),
-            serde_json::to_value(vm.accel)?.as_str().unwrap_or(""),
+            vm.accel,
             vm.boot_ms as f64 / 1000.0,
             vm.total_ms as f64 / 1000.0
         )?;
     }
-    match format {
-        report::Format::Text => report::table(&mut table, &summary.cells, explain)?,
+    match view.format {
+        report::Format::Text => report::table(&mut table, &summary.cells, view.explain)?,
         report::Format::Markdown => report::markdown(&mut table, &summary.cells)?,
     }
     if to_stdout {
@@ -456,12 +377,12 @@ fn finish(
     } else {
         std::io::stdout().write_all(&table)?;
     }
-    if let Some(path) = report {
+    if let Some(path) = &view.report {
         let json = serde_json::to_string_pretty(&summary)?;
         if to_stdout {
             println!("{json}");
         } else {
-            std::fs::write(&path, json + "\n")
+            std::fs::write(path, json + "\n")
                 .with_context(|| format!("cannot write report {}", path.display()))?;
         }
     }
@@ -472,81 +393,10 @@ fn finish(
     Ok(i32::from(failed))
 }
 
-/// `run --kernel`: boot the kernel once and run the selected cells inside.
-async fn run_vm(
-    kernel: String,
-    cells: Vec<Cell>,
-    jobs: usize,
-    report: Option<PathBuf>,
-    view: View,
-) -> Result<i32> {
-    let summary = run_in_vm(kernel, cells, jobs, &view).await?;
-    finish(summary, report, view.explain, view.format)
-}
-
-/// Boot `kernel` once and run `cells` inside; the guest's report.
-async fn run_in_vm(
-    kernel: String,
-    cells: Vec<Cell>,
-    jobs: usize,
-    view: &View,
-) -> Result<report::Report> {
-    use vpnlab::batch::vm;
-    let vng = vm::vng()?;
-    let kernel = vm::find_kernel(&kernel)?;
-    let accel = vm::accel(&vng, &kernel, std::time::Duration::from_secs(15)).await;
-    // The guest runs exactly these cells, from the same files.
-    let mut args: Vec<String> = Vec::new();
-    let mut files: Vec<PathBuf> = cells
-        .iter()
-        .map(|c| std::path::absolute(&c.file))
-        .collect::<Result<_, _>>()?;
-    files.sort();
-    files.dedup();
-    args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
-    for c in &cells {
-        args.extend(["--cell".into(), c.id.clone()]);
-    }
-    args.extend(["--jobs".into(), jobs.to_string()]);
-    if !view.capture {
-        args.push("--no-capture".into());
-    }
-    let mut rw = Vec::new();
-    for (flag, dir) in [("--pcap", &view.pcap), ("--logs", &view.logs)] {
-        if let Some(p) = dir {
-            let p = std::path::absolute(p)?;
-            std::fs::create_dir_all(&p)
-                .with_context(|| format!("cannot create {}", p.display()))?;
-            args.extend([flag.into(), p.to_string_lossy().into_owned()]);
-            rw.push(p);
-        }
-    }
-    eprintln!(
-        "booting {} under {} for {} cells...",
-        kernel.display(),
-        if accel == vm::Accel::Kvm {
-            "KVM"
-        } else {
-            "TCG (software emulation)"
-        },
-        cells.len()
-    );
-    let out = vm::run(&vng, &kernel, accel, &args, &rw).await?;
-    let mut summary: report::Report =
-        serde_json::from_value(out.report).context("the VM's report")?;
-    summary.vm = Some(report::VmInfo {
-        kernel,
-        accel,
-        boot_ms: out.boot.as_millis() as u64,
-        total_ms: out.total.as_millis() as u64,
-    });
-    Ok(summary)
-}
-
 fn doctor_cmd() -> Result<i32> {
     let esp = if nix::unistd::geteuid().is_root() {
         let rt = tokio::runtime::Runtime::new()?;
-        Some(rt.block_on(vpnlab::cell::kernel_has_esp()))
+        Some(rt.block_on(batch::machine::kernel_has_esp()))
     } else {
         None
     };

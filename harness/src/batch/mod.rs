@@ -1,4 +1,313 @@
-//! Running many cells: the run sandbox and VM mode.
+//! Running many cells: probe the machine once ([`machine`]), place every
+//! cell ([`plan`]: host, VM, unsupported or skipped), then run the plan —
+//! host cells here, concurrently, VM cells in one VM boot ([`vm`]) — into
+//! one [`Report`]. The CLI and the test suite both go through here, so
+//! where a cell runs is decided in one place.
+//!
+//! Nothing here prints: progress goes to a [`Progress`] the caller
+//! renders.
 
+pub mod machine;
+pub mod plan;
 pub mod sandbox;
 pub mod vm;
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::cell::{run_cell, CellReport, Phases, RunOptions};
+use crate::error::BatchError;
+use crate::model::{Backend, Cell, Verdict};
+use crate::outcome::Outcome;
+use crate::stack::Timers;
+
+pub use machine::Machine;
+pub use plan::{plan, Placement, Plan, Planned, VmPolicy};
+
+/// The JSON report written by `--report`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// vpnlab version.
+    pub vpnlab: String,
+    /// ESP backend of the run.
+    pub backend: Backend,
+    /// Peak resident memory of the vpnlab process running the cells, in KiB
+    /// (its daemons not included).
+    pub peak_rss_kib: Option<u64>,
+    /// The VM the cells ran in (`--kernel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmInfo>,
+    /// Every cell, in scenario order.
+    pub cells: Vec<CellReport>,
+}
+
+/// How a `--kernel` batch ran.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VmInfo {
+    /// Kernel image booted.
+    pub kernel: PathBuf,
+    /// KVM or TCG.
+    pub accel: vm::Accel,
+    /// From launch until vpnlab started inside.
+    pub boot_ms: u64,
+    /// The whole VM run.
+    pub total_ms: u64,
+}
+
+/// How cells are run and what is kept of them.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Cells run in parallel on this machine.
+    pub jobs: usize,
+    /// Keep a failed cell's topology up until Ctrl-C.
+    pub keep: bool,
+    /// Capture packets (the path and diagnosis).
+    pub capture: bool,
+    /// Write pcap files under this directory (absolute).
+    pub pcap_dir: Option<PathBuf>,
+    /// Copy daemon logs under this directory (absolute).
+    pub logs_dir: Option<PathBuf>,
+}
+
+/// Something worth telling the user while a batch runs.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A cell finished here: the `index`th (from 1) of the `total` cells
+    /// this machine deals with.
+    CellDone {
+        /// Its position among them.
+        index: usize,
+        /// Cells this machine runs.
+        total: usize,
+        /// The finished cell.
+        report: &'a CellReport,
+    },
+    /// A VM is booting for `cells` cells.
+    VmBooting {
+        /// Kernel image.
+        kernel: &'a Path,
+        /// KVM or TCG.
+        accel: vm::Accel,
+        /// Cells it runs.
+        cells: usize,
+    },
+    /// A line the VM printed (its vpnlab's progress and table).
+    VmConsole(&'a str),
+    /// Something went wrong that does not stop the batch.
+    Warning(&'a str),
+}
+
+/// Where a batch's events go (the binary prints them on stderr).
+pub trait Progress: Sync {
+    /// Take one event.
+    fn event(&self, e: Event<'_>);
+}
+
+/// A [`Progress`] that drops everything (tests, tools).
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn event(&self, _: Event<'_>) {}
+}
+
+/// Run `plan` on `machine`: host cells here (at most `jobs` at a time),
+/// then the VM cells in one boot; the report lists every cell in plan
+/// order.
+pub async fn run(
+    plan: Plan,
+    machine: &Machine,
+    settings: &Settings,
+    progress: &dyn Progress,
+) -> Result<Report, BatchError> {
+    if let Some(w) = &plan.warning {
+        progress.event(Event::Warning(w));
+    }
+    let order: Vec<String> = plan.cells.iter().map(|p| p.cell.id.clone()).collect();
+    let mut vm_cells = Vec::new();
+    let mut here = Vec::new();
+    for p in plan.cells {
+        let backend = p.cell.backend.unwrap_or(machine.backend);
+        match p.placement {
+            Placement::Host => here.push(Here::Run(p.cell)),
+            Placement::Vm => vm_cells.push(p.cell),
+            Placement::Unsupported { reason, backend } => here.push(Here::Report(not_run(
+                &p.cell,
+                backend,
+                Verdict::Unsupported,
+                &reason,
+            ))),
+            Placement::Skipped { reason } => here.push(Here::Report(not_run(
+                &p.cell,
+                backend,
+                Verdict::Skipped,
+                &reason,
+            ))),
+        }
+    }
+    let mut report = Report {
+        vpnlab: env!("CARGO_PKG_VERSION").into(),
+        backend: machine.backend,
+        peak_rss_kib: None,
+        vm: None,
+        cells: run_here(here, machine, settings, progress).await,
+    };
+    if !vm_cells.is_empty() {
+        let kernel = plan.kernel.as_deref().unwrap_or("auto");
+        let guest = run_in_vm(kernel, &vm_cells, settings, progress).await?;
+        report.vm = guest.vm;
+        report.cells.extend(guest.cells);
+        report
+            .cells
+            .sort_by_key(|c| order.iter().position(|id| *id == c.outcome.cell));
+    }
+    report.peak_rss_kib = crate::sys::self_status_field("VmHWM");
+    Ok(report)
+}
+
+/// A cell this machine deals with: run it, or report how it was placed.
+enum Here {
+    Run(Cell),
+    Report(CellReport),
+}
+
+/// The cells placed here: host cells run, the others reported as they
+/// were placed.
+async fn run_here(
+    cells: Vec<Here>,
+    machine: &Machine,
+    settings: &Settings,
+    progress: &dyn Progress,
+) -> Vec<CellReport> {
+    let opts = RunOptions {
+        backend: machine.backend,
+        kernel_esp: machine.kernel_esp,
+        keep: settings.keep,
+        workdir: PathBuf::from(sandbox::WORKDIR),
+        capture: settings.capture,
+        pcap_dir: settings.pcap_dir.clone(),
+        logs_dir: settings.logs_dir.clone(),
+        // Inside a VM (software emulation), everything is ~10x slower.
+        timers: if machine.in_vm {
+            Timers::EMULATED
+        } else {
+            Timers::HOST
+        },
+    };
+    let total = cells.len();
+    let mut out: Vec<(usize, CellReport)> = futures::stream::iter(cells.into_iter().enumerate())
+        .map(|(i, h)| {
+            let opts = &opts;
+            async move {
+                let r = match h {
+                    Here::Run(cell) => run_cell(&cell, i, opts).await,
+                    Here::Report(r) => r,
+                };
+                progress.event(Event::CellDone {
+                    index: i + 1,
+                    total,
+                    report: &r,
+                });
+                (i, r)
+            }
+        })
+        .buffer_unordered(settings.jobs.max(1))
+        .collect()
+        .await;
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The report of a cell that was not run.
+fn not_run(cell: &Cell, backend: Backend, verdict: Verdict, reason: &str) -> CellReport {
+    CellReport {
+        file: cell.file.clone(),
+        outcome: Outcome::not_run(cell, backend, verdict, reason.to_string()),
+        elapsed_ms: 0,
+        phases: Phases::default(),
+        capture: vec![],
+        pcap_files: vec![],
+    }
+}
+
+/// The arguments that select exactly `cells` from their files: each file
+/// once (sorted, absolute), then `--cell <id>` for every cell.
+pub fn selection_args<'a>(
+    cells: impl IntoIterator<Item = (&'a Path, &'a str)>,
+) -> std::io::Result<Vec<String>> {
+    let cells: Vec<(&Path, &str)> = cells.into_iter().collect();
+    let mut files: Vec<PathBuf> = cells
+        .iter()
+        .map(|(f, _)| std::path::absolute(f))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    files.dedup();
+    let mut args: Vec<String> = files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    for (_, id) in cells {
+        args.extend(["--cell".into(), id.to_string()]);
+    }
+    Ok(args)
+}
+
+/// The guest's `vpnlab run` arguments for `cells` (without `--report`).
+fn guest_args(
+    cells: &[Cell],
+    settings: &Settings,
+) -> Result<(Vec<String>, Vec<PathBuf>), BatchError> {
+    let io = |what: &str, path: &Path| {
+        let (what, path) = (what.to_string(), path.to_path_buf());
+        move |source| BatchError::Io { what, path, source }
+    };
+    let mut args = selection_args(cells.iter().map(|c| (c.file.as_path(), c.id.as_str())))
+        .map_err(io("resolve the scenario files", Path::new(".")))?;
+    args.extend(["--jobs".into(), settings.jobs.max(1).to_string()]);
+    if !settings.capture {
+        args.push("--no-capture".into());
+    }
+    // Directories the guest writes into, shared read-write.
+    let mut rw = Vec::new();
+    for (flag, dir) in [
+        ("--pcap", &settings.pcap_dir),
+        ("--logs", &settings.logs_dir),
+    ] {
+        if let Some(p) = dir {
+            std::fs::create_dir_all(p).map_err(io("create", p))?;
+            args.extend([flag.into(), p.to_string_lossy().into_owned()]);
+            rw.push(p.clone());
+        }
+    }
+    Ok((args, rw))
+}
+
+/// Boot `kernel` once and run `cells` inside; the guest's report.
+async fn run_in_vm(
+    kernel: &str,
+    cells: &[Cell],
+    settings: &Settings,
+    progress: &dyn Progress,
+) -> Result<Report, BatchError> {
+    let vng = vm::vng()?;
+    let kernel = vm::find_kernel(kernel)?;
+    let accel = vm::accel(&vng, &kernel, std::time::Duration::from_secs(15)).await;
+    let (args, rw) = guest_args(cells, settings)?;
+    progress.event(Event::VmBooting {
+        kernel: &kernel,
+        accel,
+        cells: cells.len(),
+    });
+    let console = |line: &str| progress.event(Event::VmConsole(line));
+    let out = vm::run(&vng, &kernel, accel, &args, &rw, &console).await?;
+    let mut report: Report = serde_json::from_value(out.report)
+        .map_err(|e| BatchError::Vm(vm::VmError::Run(format!("the VM's report: {e}"))))?;
+    report.vm = Some(VmInfo {
+        kernel,
+        accel,
+        boot_ms: out.boot.as_millis() as u64,
+        total_ms: out.total.as_millis() as u64,
+    });
+    Ok(report)
+}

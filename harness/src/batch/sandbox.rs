@@ -7,7 +7,6 @@
 //! daemons in it; the network namespaces, their veths and nftables rules,
 //! the mounts and the tmpfs all disappear with their last user.
 
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use crate::sys;
@@ -32,31 +31,12 @@ pub fn run_outer() -> Result<i32, String> {
     })?;
     // Ctrl-C reaches both processes; the inner one tears down and exits, and
     // this one reports its status.
-    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
-    unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGINT,
-            nix::sys::signal::SigHandler::SigIgn,
-        )
-        .map_err(|e| e.to_string())?;
-    }
+    sys::ignore_sigint().map_err(|e| e.to_string())?;
     let exe =
         std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot find own binary: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1)).env(INNER_ENV, "1");
-    // SAFETY: runs between fork and exec; only raw syscalls.
-    unsafe {
-        cmd.pre_exec(|| {
-            sys::set_pdeathsig_kill()?;
-            // Restore Ctrl-C for the inner process (SIG_IGN is inherited).
-            nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGINT,
-                nix::sys::signal::SigHandler::SigDfl,
-            )
-            .map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
+    sys::pre_exec_sandbox_child(&mut cmd);
     let status = cmd
         .status()
         .map_err(|e| format!("cannot start the sandboxed run: {e}"))?;

@@ -9,24 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Why VM mode cannot run.
-#[derive(Debug, thiserror::Error)]
-pub enum VmError {
-    /// No kernel image matches.
-    #[error("{0}")]
-    NoKernel(String),
-    /// virtme-ng or qemu is missing.
-    #[error("{what} not found; install it: {install}")]
-    Missing {
-        /// The missing program.
-        what: String,
-        /// The command that installs it.
-        install: String,
-    },
-    /// The VM could not be started or gave no report.
-    #[error("VM run failed: {0}")]
-    Run(String),
-}
+pub use crate::error::VmError;
 
 /// The command that installs everything VM mode needs.
 pub const INSTALL: &str = "apt-get install -y --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static && pip install virtme-ng";
@@ -138,8 +121,11 @@ pub fn readiness() -> Result<(PathBuf, PathBuf), VmError> {
 /// Hardware acceleration to use. KVM is tried only when asked for
 /// (`VPNLAB_VM_ACCEL=kvm`) or when a bounded probe boot succeeds; on
 /// machines where a KVM guest hangs, the probe times out and TCG is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, strum::Display,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Accel {
     /// Hardware virtualization.
     Kvm,
@@ -269,6 +255,7 @@ pub async fn run(
     accel: Accel,
     args: &[String],
     rw: &[PathBuf],
+    console: &(dyn Fn(&str) + Sync),
 ) -> Result<VmRun, VmError> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let exe = std::fs::read_link("/proc/self/exe")
@@ -318,10 +305,7 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: runs between fork and exec; only a raw prctl.
-    unsafe {
-        cmd.pre_exec(crate::sys::set_pdeathsig_kill);
-    }
+    crate::sys::pre_exec_die_with_parent(&mut cmd);
     let started = Instant::now();
     let mut child = cmd
         .spawn()
@@ -351,7 +335,7 @@ pub async fn run(
                 boot = Some(started.elapsed());
             }
             if boot.is_some() {
-                eprintln!("  vm| {line}");
+                console(&line);
             }
             tail.push(line);
             if tail.len() > 40 {

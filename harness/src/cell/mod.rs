@@ -377,6 +377,7 @@ async fn exercise(
             node: e.node.clone(),
             role: e.role,
             stack: s.version(),
+            version: None,
             nat_t: e.nat_t,
             state,
         });

@@ -36,6 +36,9 @@ pub struct CheckResult {
     pub error: Option<String>,
 }
 
+/// What a redacted outcome shows in place of a stack version.
+pub const VERSION_PLACEHOLDER: &str = "[version]";
+
 /// One endpoint in the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EndpointOutcome {
@@ -43,8 +46,11 @@ pub struct EndpointOutcome {
     pub node: String,
     /// Initiator or responder.
     pub role: Role,
-    /// Stack and version.
+    /// Stack and version, e.g. `strongSwan 5.9.8 (charon)`.
     pub stack: String,
+    /// The version part of `stack` (`5.9.8`), where the driver knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// NAT-T mode asked for.
     pub nat_t: NatT,
     /// SAs as reported by the daemon.
@@ -190,6 +196,20 @@ impl Outcome {
             steps: vec![],
             path: None,
         }
+    }
+
+    /// The outcome as snapshots hold it: the same on every machine that
+    /// runs the same stacks, whatever their versions (a distribution update
+    /// must not rewrite the snapshots of users validating a stack change;
+    /// the JSON report keeps the versions).
+    pub fn redacted(&self) -> Outcome {
+        let mut o = self.clone();
+        for e in &mut o.endpoints {
+            if let Some(v) = e.version.take() {
+                e.stack = e.stack.replacen(&v, VERSION_PLACEHOLDER, 1);
+            }
+        }
+        o
     }
 
     /// Derive tunnel state and encapsulation from the endpoints: up when
@@ -356,6 +376,7 @@ mod tests {
             node: node.into(),
             role: Role::Initiator,
             stack: "strongSwan".into(),
+            version: None,
             nat_t: NatT::Auto,
             state: EndpointState {
                 ike: Some(IkeSa {

@@ -76,6 +76,36 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
     Ok(out)
 }
 
+/// Every cell of every scenario file under `paths` (see [`discover`]), in
+/// file order. Every file is validated; all their problems are reported
+/// together, and so is a cell name defined by two files.
+pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Cell>, ScenarioError> {
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut errors = Vec::new();
+    for f in discover(paths)? {
+        match load(&f) {
+            Ok(s) => {
+                for c in s.cells {
+                    match cells.iter().find(|x| x.id == c.id) {
+                        Some(x) => errors.push(ScenarioError::Duplicate {
+                            path: c.file.clone(),
+                            id: c.id.clone(),
+                            other: x.file.clone(),
+                        }),
+                        None => cells.push(c),
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.len() {
+        0 => Ok(cells),
+        1 => Err(errors.remove(0)),
+        _ => Err(ScenarioError::Several(errors)),
+    }
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)

@@ -280,7 +280,6 @@ mod tests {
     use super::*;
     use std::path::Path;
     use std::process::Command;
-    use std::time::Instant;
 
     /// The strongSwan driver keeps one CA per process in a static.
     #[test]
@@ -319,20 +318,6 @@ mod tests {
                 "{min}: {len}"
             );
         }
-    }
-
-    #[test]
-    fn large_cert_is_fast() {
-        let ca = TestCa::new().unwrap();
-        let start = Instant::now();
-        let issued = ca.issue("client.vpnlab.test", Some(16_384)).unwrap();
-        let took = start.elapsed();
-        eprintln!(
-            "16 KiB certificate ({} bytes) issued in {took:?}",
-            issued.cert_der.len()
-        );
-        // Generous: debug builds are much slower than release.
-        assert!(took < Duration::from_secs(2), "took {took:?}");
     }
 
     #[test]
@@ -377,10 +362,10 @@ mod tests {
 
     #[test]
     fn openssl_verifies_chain() {
-        if Command::new("openssl").arg("version").output().is_err() {
-            eprintln!("skipped: no openssl binary in PATH");
-            return;
-        }
+        assert!(
+            Command::new("openssl").arg("version").output().is_ok(),
+            "openssl is not installed: apt-get install openssl (ci/setup.sh does)"
+        );
         let dir = std::env::temp_dir().join(format!("vpnlab-pki-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = TestCa::new().unwrap();

@@ -155,15 +155,7 @@ impl Netns {
 /// spawned.
 pub fn command_in(ns: BorrowedFd<'_>, program: &str, binds: Vec<(PathBuf, PathBuf)>) -> Command {
     let mut cmd = Command::new(program);
-    let raw = ns.as_raw_fd();
     cmd.stdin(Stdio::null()).kill_on_drop(true);
-    // SAFETY: the closure runs between fork and exec; it only performs raw
-    // syscalls on a descriptor the child inherited.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = BorrowedFd::borrow_raw(raw);
-            sys::enter_node(fd, &binds)
-        });
-    }
+    sys::pre_exec_enter_node(&mut cmd, ns.as_raw_fd(), binds);
     cmd
 }

@@ -1,0 +1,167 @@
+//! Placement: where each cell runs, decided once from the machine's facts.
+//! The CLI and the test suite both ask this module; nothing else decides.
+
+use crate::model::{Backend, Cell, Requirement};
+use crate::stack;
+
+use super::machine::Machine;
+
+/// When cells may go to a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmPolicy {
+    /// Never: a cell this machine cannot run is skipped, with the command
+    /// that runs it.
+    Never,
+    /// Only the cells that need kernel features this machine lacks
+    /// (`--kernel-when-needed`), booting this kernel (`auto` or a path).
+    WhenNeeded(String),
+    /// Every cell (`--kernel`), booting this kernel.
+    Always(String),
+}
+
+/// Where one cell runs, or why it does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// On this machine.
+    Host,
+    /// In the VM batch (the guest plans it again with its own facts).
+    Vm,
+    /// A stack cannot express the cell on the backend it would get.
+    Unsupported {
+        /// Why, per endpoint group.
+        reason: String,
+        /// The backend the decision was made for.
+        backend: Backend,
+    },
+    /// This machine lacks what the cell needs and no VM may run it.
+    Skipped {
+        /// What it lacks and the command that runs it.
+        reason: String,
+    },
+}
+
+/// A cell and its placement.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The cell.
+    pub cell: Cell,
+    /// Where it runs.
+    pub placement: Placement,
+}
+
+/// Every selected cell, placed, in selection order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The cells.
+    pub cells: Vec<Planned>,
+    /// The kernel a VM boots, when some cell goes there.
+    pub kernel: Option<String>,
+    /// Why cells that needed a VM were skipped instead, if they were.
+    pub warning: Option<String>,
+}
+
+impl Plan {
+    /// The cells placed `p`.
+    pub fn placed<'a>(&'a self, p: &'a Placement) -> impl Iterator<Item = &'a Cell> + 'a {
+        self.cells
+            .iter()
+            .filter(move |c| c.placement == *p)
+            .map(|c| &c.cell)
+    }
+}
+
+/// Place `cells` on `machine` under `policy`.
+pub fn plan(cells: Vec<Cell>, machine: &Machine, policy: &VmPolicy) -> Plan {
+    let vm_ok = machine.vm.is_ok();
+    let mut warning = None;
+    let cells: Vec<Planned> = cells
+        .into_iter()
+        .map(|cell| {
+            let placement = match policy {
+                VmPolicy::Always(_) => Placement::Vm,
+                VmPolicy::WhenNeeded(_) if vm_ok => place(&cell, machine, true),
+                VmPolicy::WhenNeeded(_) => {
+                    let p = place(&cell, machine, false);
+                    if let (Placement::Skipped { .. }, Err(e)) = (&p, &machine.vm) {
+                        warning = Some(format!(
+                            "VM mode is not ready ({e}); cells that need it are SKIPPED"
+                        ));
+                    }
+                    p
+                }
+                VmPolicy::Never => place(&cell, machine, false),
+            };
+            Planned { cell, placement }
+        })
+        .collect();
+    let kernel = match policy {
+        VmPolicy::Always(k) | VmPolicy::WhenNeeded(k)
+            if cells.iter().any(|c| c.placement == Placement::Vm) =>
+        {
+            Some(k.clone())
+        }
+        _ => None,
+    };
+    Plan {
+        cells,
+        kernel,
+        warning,
+    }
+}
+
+/// One cell: what it lacks decides host, VM or skipped; then whether its
+/// stacks can express it on the backend it gets there.
+fn place(cell: &Cell, machine: &Machine, vm: bool) -> Placement {
+    let lacks = machine.lacks(cell);
+    let (placement, backend) = match (lacks.is_empty(), vm) {
+        (true, _) => (Placement::Host, cell.backend.unwrap_or(machine.backend)),
+        // A VM boots a distribution kernel, which has kernel ESP.
+        (false, true) => (
+            Placement::Vm,
+            cell.backend.unwrap_or(Backend::KernelNetlink),
+        ),
+        (false, false) => {
+            return Placement::Skipped {
+                reason: skip_reason(cell, &lacks),
+            }
+        }
+    };
+    match unsupported(cell, backend) {
+        Some(reason) => Placement::Unsupported { reason, backend },
+        None => placement,
+    }
+}
+
+fn skip_reason(cell: &Cell, lacks: &[Requirement]) -> String {
+    format!(
+        "needs {}, which this kernel lacks; run it in a VM with a distribution kernel: vpnlab run --kernel auto {} --cell '{}'",
+        lacks
+            .iter()
+            .map(|r| r.describe())
+            .collect::<Vec<_>>()
+            .join(" and "),
+        cell.file.display(),
+        cell.id
+    )
+}
+
+/// Why the cell's stacks cannot express it on `backend`, endpoints with
+/// the same reason named together.
+pub fn unsupported(cell: &Cell, backend: Backend) -> Option<String> {
+    let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
+    for e in &cell.endpoints {
+        if let Some(r) = stack::unsupported(e, backend) {
+            match reasons.iter_mut().find(|(x, _)| *x == r) {
+                Some((_, nodes)) => nodes.push(&e.node),
+                None => reasons.push((r, vec![&e.node])),
+            }
+        }
+    }
+    (!reasons.is_empty()).then(|| {
+        reasons
+            .iter()
+            .map(|(r, nodes)| format!("{r} (endpoints on {})", nodes.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}

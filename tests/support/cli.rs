@@ -1,0 +1,137 @@
+//! The command line's contract: unsupported cells reported, not passed; a
+//! wrong expectation fails the run; bad input names file, line and field;
+//! `check` lists exactly the bundled cells.
+
+use libtest_mimic::Failed;
+use vpnlab::model::Verdict;
+
+use super::{report_of, run_vpnlab, tempdir, topologies_dir};
+
+/// `vpnlab run` on the NAT-T off cells: listed as UNSUPPORTED with the
+/// reason, not as a pass, and they do not fail the run.
+pub fn unsupported_reported() -> Result<(), Failed> {
+    let out = run_vpnlab(&[
+        "run",
+        "topologies/seed.toml",
+        "--filter",
+        "nat_t=off",
+        "--report",
+        "-",
+    ])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("unsupported cells must not fail the run:\n{stderr}").into());
+    }
+    let report = report_of(&out)?;
+    if report.cells.len() != 4 {
+        return Err(format!("expected the 4 nat_t=off cells, got {}", report.cells.len()).into());
+    }
+    for c in &report.cells {
+        let o = &c.outcome;
+        if o.verdict != Verdict::Unsupported {
+            return Err(format!(
+                "{}: verdict {}, expected unsupported",
+                o.cell,
+                o.verdict.label()
+            )
+            .into());
+        }
+        let reason = o.reason.as_deref().unwrap_or("");
+        if !reason.contains("cannot disable NAT traversal") {
+            return Err(format!("{}: reason does not say why: {reason}", o.cell).into());
+        }
+    }
+    if !stderr.contains("UNSUPPORTED") || !stderr.contains("0 passed, 0 failed, 4 unsupported") {
+        return Err(format!("table does not show the cells as unsupported:\n{stderr}").into());
+    }
+    Ok(())
+}
+
+/// A scenario whose expectation is wrong must fail the run (exit 1) and
+/// name the mismatch: the verdict is computed, not assumed.
+pub fn wrong_expectation_fails() -> Result<(), Failed> {
+    let text = std::fs::read_to_string(topologies_dir().join("seed.toml"))?;
+    // Claim the block-4500 cells come up: they must not.
+    let wrong = text.replace(
+        "when = { nat = \"block-4500\" }\ntunnel = \"down\"",
+        "when = { nat = \"block-4500\" }\ntunnel = \"up\"",
+    );
+    assert_ne!(wrong, text, "the seed file changed shape; update this test");
+    let dir = tempdir()?;
+    let file = dir.join("wrong.toml");
+    std::fs::write(&file, wrong)?;
+    let out = run_vpnlab(&[
+        "run",
+        &file.to_string_lossy(),
+        "--filter",
+        "nat=block-4500,nat_t=auto",
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    if out.status.code() != Some(1) {
+        return Err(format!("expected exit 1, got {:?}\n{stdout}", out.status.code()).into());
+    }
+    if !stdout.contains("FAIL") || !stdout.contains("tunnel: expected up, observed down") {
+        return Err(format!("the table does not explain the failure:\n{stdout}").into());
+    }
+    if !stdout.contains("giving up after 2 retransmits") {
+        return Err(format!("the initiator's log should show why IKE failed:\n{stdout}").into());
+    }
+    Ok(())
+}
+
+/// Bad input: a clear error naming file, line, column and field; exit 2.
+pub fn invalid_rejected() -> Result<(), Failed> {
+    let dir = tempdir()?;
+    let file = dir.join("bad.toml");
+    let text = std::fs::read_to_string(topologies_dir().join("seed.toml"))?.replace(
+        "b = { node = \"gw\", addr = \"192.168.1.1/24\" }",
+        "b = { node = \"gw2\", addr = \"192.168.1.1/24\" }",
+    );
+    std::fs::write(&file, &text)?;
+    let line = text
+        .lines()
+        .position(|l| l.contains("gw2"))
+        .ok_or("edit failed")?
+        + 1;
+    for cmd in ["check", "run"] {
+        let out = run_vpnlab(&[cmd, &file.to_string_lossy()])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = format!("bad.toml:{line}:");
+        if out.status.code() != Some(2)
+            || !stderr.contains(&want)
+            || !stderr.contains("links[0].b.node: unknown node `gw2`")
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("vpnlab {cmd}: expected exit 2 and `{want}... links[0].b.node: unknown node`, got {:?}:\n{stderr}", out.status.code()).into());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `vpnlab check` lists every bundled cell, in file order, exactly once,
+/// and counts them: the same cells the library loads.
+pub fn check_lists_every_bundled_cell() -> Result<(), Failed> {
+    let out = run_vpnlab(&["check"])?;
+    if !out.status.success() {
+        return Err(format!(
+            "vpnlab check failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let cells = vpnlab::scenario::load_all(&[topologies_dir()])?;
+    let mut want: Vec<String> = cells.iter().map(|c| format!("ok  {}", c.id)).collect();
+    want.push(format!("{} cells valid", cells.len()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<&str> = text.lines().collect();
+    if got != want {
+        return Err(format!(
+            "vpnlab check printed\n{text}\nexpected\n{}",
+            want.join("\n")
+        )
+        .into());
+    }
+    Ok(())
+}
