@@ -40,45 +40,68 @@ fn which(bin: &str) -> Option<String> {
 /// Run every check. `esp` is the result of the kernel ESP probe (it needs
 /// privileges, so the caller runs it when it can).
 pub fn findings(esp: Option<bool>) -> Vec<Finding> {
-    let mut f = Vec::new();
+    let mut f = vec![privileges(), tun(), kernel_esp(esp)];
+    f.extend(tools());
+    f.push(charon());
+    f.push(libreswan_pluto());
+    f.push(vm_mode(esp));
+    f.push(strongswan_plugins());
+    f
+}
+
+fn privileges() -> Finding {
     let root = nix::unistd::geteuid().is_root();
-    f.push(finding(
+    finding(
         "privileges",
         root,
         if root { "running as root" } else { "not root" },
         "sudo vpnlab ... (namespaces, veth and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)",
-    ));
+    )
+}
+
+fn tun() -> Finding {
     let tun = Path::new("/dev/net/tun").exists();
-    f.push(finding(
+    finding(
         "TUN device",
         tun,
         if tun { "/dev/net/tun" } else { "missing" },
         "modprobe tun",
-    ));
+    )
+}
+
+fn kernel_esp(esp: Option<bool>) -> Finding {
     match esp {
-        Some(true) => f.push(finding("kernel ESP", true, "ESP states can be installed: backend kernel-netlink", "")),
-        Some(false) => f.push(Finding {
-            what: "kernel ESP".into(),
-            ok: true,
-            detail: "no ESP in this kernel: strongSwan uses kernel-libipsec (userspace ESP, always UDP-encapsulated)".into(),
-            fix: String::new(),
-        }),
-        None => f.push(finding("kernel ESP", false, "not probed (needs root)", "sudo vpnlab doctor")),
+        Some(true) => finding("kernel ESP", true, "ESP states can be installed: backend kernel-netlink", ""),
+        Some(false) => finding(
+            "kernel ESP",
+            true,
+            "no ESP in this kernel: strongSwan uses kernel-libipsec (userspace ESP, always UDP-encapsulated)",
+            "",
+        ),
+        None => finding("kernel ESP", false, "not probed (needs root)", "sudo vpnlab doctor"),
     }
+}
+
+fn tools() -> [Finding; 2] {
     let nft = which("nft");
-    f.push(finding(
-        "nftables",
-        nft.is_some(),
-        nft.clone().unwrap_or_else(|| "nft not found".into()),
-        "apt-get install -y nftables",
-    ));
     let ip = which("ip");
-    f.push(finding(
-        "iproute2 (ESP probe only)",
-        ip.is_some(),
-        ip.unwrap_or_else(|| "ip not found".into()),
-        "apt-get install -y iproute2",
-    ));
+    [
+        finding(
+            "nftables",
+            nft.is_some(),
+            nft.clone().unwrap_or_else(|| "nft not found".into()),
+            "apt-get install -y nftables",
+        ),
+        finding(
+            "iproute2 (ESP probe only)",
+            ip.is_some(),
+            ip.unwrap_or_else(|| "ip not found".into()),
+            "apt-get install -y iproute2",
+        ),
+    ]
+}
+
+fn charon() -> Finding {
     let charon = strongswan::charon_path();
     let version = std::process::Command::new(&charon)
         .arg("--version")
@@ -88,7 +111,7 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
             let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
             (!s.is_empty()).then_some(s)
         });
-    f.push(finding(
+    finding(
         "strongSwan charon",
         charon.is_file(),
         match (&version, charon.is_file()) {
@@ -100,12 +123,15 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
             ),
         },
         "apt-get install -y strongswan-charon",
-    ));
-    // libreswan: optional (only cells with stack = "libreswan" need it).
+    )
+}
+
+/// Optional: only cells with `stack = "libreswan"` need it.
+fn libreswan_pluto() -> Finding {
     let pluto = libreswan::tool("pluto");
     let certutil = which("certutil");
     let lsw_ok = pluto.is_file() && certutil.is_some();
-    f.push(Finding {
+    Finding {
         what: "libreswan pluto (optional)".into(),
         ok: true,
         detail: match (pluto.is_file(), &certutil) {
@@ -125,32 +151,38 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
         } else {
             libreswan::INSTALL_HINT.into()
         },
-    });
+    }
+}
+
+/// Optional where the kernel has ESP: only cells that need kernel features
+/// this kernel lacks go to a VM.
+fn vm_mode(esp: Option<bool>) -> Finding {
     match crate::batch::vm::readiness() {
-        Ok((vng, kernel)) => f.push(finding(
+        Ok((vng, kernel)) => finding(
             "VM mode (--kernel)",
             true,
             format!("{} with {}", vng.display(), kernel.display()),
             "",
-        )),
-        Err(e) => f.push(Finding {
+        ),
+        Err(e) => Finding {
             what: "VM mode (--kernel)".into(),
-            // Optional: only cells that need kernel ESP on a kernel without it.
             ok: esp == Some(true),
             detail: e.to_string(),
             fix: crate::batch::vm::INSTALL.into(),
-        }),
+        },
     }
+}
+
+fn strongswan_plugins() -> Finding {
     let plugdir = Path::new("/usr/lib/ipsec/plugins");
-    let missing: Vec<&str> = strongswan::plugins(crate::stack::Backend::KernelLibipsec)
+    let missing: Vec<&str> = strongswan::plugins(crate::model::Backend::KernelLibipsec)
         .into_iter()
         .filter(|p| !plugdir.join(format!("libstrongswan-{p}.so")).is_file())
         .collect();
-    f.push(finding(
+    finding(
         "strongSwan plugins",
         missing.is_empty(),
         if missing.is_empty() { "all present".to_string() } else { format!("missing: {}", missing.join(", ")) },
         "apt-get install -y strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins",
-    ));
-    f
+    )
 }

@@ -296,9 +296,9 @@ where
     Fut: std::future::Future<Output = Result<i32>>,
 {
     if !sandbox::is_inner() {
-        return sandbox::run_outer().map_err(anyhow::Error::msg);
+        return Ok(sandbox::run_outer()?);
     }
-    sandbox::enter_inner().map_err(anyhow::Error::msg)?;
+    sandbox::enter_inner()?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(f())
 }

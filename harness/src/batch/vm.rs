@@ -62,8 +62,8 @@ pub fn find_kernel(spec: &str) -> Result<PathBuf, VmError> {
 const HOST_ONLY_ENV: &[&str] = &[
     "VPNLAB_VNG",
     "VPNLAB_VM_ACCEL",
-    "VPNLAB_IN_VM",
-    crate::batch::sandbox::INNER_ENV,
+    super::machine::IN_VM_ENV,
+    super::sandbox::INNER_ENV,
 ];
 
 /// Where `vng` is: `VPNLAB_VNG`, else the PATH, else pip's usual places.
@@ -247,8 +247,8 @@ pub const START_MARK: &str = "vpnlab-vm: running cells";
 
 /// Boot `kernel` and run `vpnlab run ARGS --report -` inside. The report
 /// comes back on the guest's stdout; its stderr (progress, table) and the
-/// kernel console stream to our stderr, prefixed. `rw` are host directories
-/// the guest may write (pcap output).
+/// kernel console go, line by line, to `console` once vpnlab has started
+/// inside. `rw` are host directories the guest may write (pcap output).
 pub async fn run(
     vng: &Path,
     kernel: &Path,
@@ -257,10 +257,75 @@ pub async fn run(
     rw: &[PathBuf],
     console: &(dyn Fn(&str) + Sync),
 ) -> Result<VmRun, VmError> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use tokio::io::AsyncReadExt;
+    let script = guest_script(args)?;
+    let mut cmd = vng_command(vng, kernel, accel, rw);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| VmError::Run(format!("cannot start {}: {e}", vng.display())))?;
+    let (Some(mut stdin), Some(mut out), Some(err)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(VmError::Run("vng's standard streams are not piped".into()));
+    };
+    {
+        use tokio::io::AsyncWriteExt;
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| VmError::Run(format!("cannot pass the command to the VM: {e}")))?;
+        // Dropped here: the guest's shell reads to the end of the script.
+    }
+    let stdout = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s).await;
+        s
+    });
+    let mut watch = Console::new(started);
+    let waited = tokio::time::timeout(BATCH_TIMEOUT, async {
+        watch.follow(err, console).await;
+        child.wait().await
+    })
+    .await;
+    let status = match waited {
+        Ok(s) => s.map_err(|e| VmError::Run(e.to_string()))?,
+        // kill_on_drop ends vng; the run's PID namespace ends qemu.
+        Err(_) => {
+            return Err(VmError::Run(format!(
+                "the VM did not finish within {BATCH_TIMEOUT:?}; last console lines:\n{}",
+                watch.tail()
+            )))
+        }
+    };
+    let total = started.elapsed();
+    let text = stdout.await.unwrap_or_default();
+    // The report is the JSON document on stdout.
+    let json = text.find("{\n").map(|i| &text[i..]).unwrap_or("");
+    let report: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        VmError::Run(format!(
+            "no report from inside the VM ({e}); vng exited with {status}; last console lines:\n{}",
+            watch.tail()
+        ))
+    })?;
+    Ok(VmRun {
+        report,
+        boot: watch.boot.unwrap_or(total),
+        total,
+    })
+}
+
+/// The guest's shell script: `exec env VPNLAB_IN_VM=1 [settings] vpnlab
+/// run ARGS --report -`. It goes in on the guest's stdin, not on --exec:
+/// --exec travels on the kernel command line, whose 2 KiB limit a long cell
+/// list would overflow (the guest then panics early and never exits).
+fn guest_script(args: &[String]) -> Result<String, VmError> {
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| VmError::Run(format!("cannot find own binary: {e}")))?;
-    let mut inner = vec!["env".to_string(), "VPNLAB_IN_VM=1".into()];
+    let mut inner = vec![
+        "env".to_string(),
+        format!("{}=1", super::machine::IN_VM_ENV),
+    ];
     // The guest does not inherit our environment: pass on the settings
     // that choose programs and backends (VPNLAB_LIBRESWAN, VPNLAB_CHARON...).
     let mut settings: Vec<(String, String)> = std::env::vars()
@@ -271,17 +336,12 @@ pub async fn run(
     inner.extend([exe.to_string_lossy().into_owned(), "run".into()]);
     inner.extend(args.iter().cloned());
     inner.extend(["--report".into(), "-".into()]);
-    // The command goes in on the guest's stdin, not on --exec: --exec travels
-    // on the kernel command line, whose 2 KiB limit a long cell list would
-    // overflow (the guest then panics early and never exits).
-    let script = format!(
-        "exec {}\n",
-        inner
-            .iter()
-            .map(|a| sh_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let quoted: Vec<String> = inner.iter().map(|a| sh_quote(a)).collect();
+    Ok(format!("exec {}\n", quoted.join(" ")))
+}
+
+/// The `vng` command that boots `kernel` and runs a shell reading stdin.
+fn vng_command(vng: &Path, kernel: &Path, accel: Accel, rw: &[PathBuf]) -> tokio::process::Command {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let mut cmd = tokio::process::Command::new(vng);
     cmd.arg("--run").arg(kernel);
@@ -296,79 +356,61 @@ pub async fn run(
     }
     // virtme's temporary files (its return-code channel) go to the run's
     // private tmpfs, so a killed run leaves none in /tmp.
-    let tmp = Path::new(crate::batch::sandbox::WORKDIR).join("vm-tmp");
+    let tmp = Path::new(super::sandbox::WORKDIR).join("vm-tmp");
     let _ = std::fs::create_dir_all(&tmp);
     cmd.args(["--exec", "/bin/sh -s"])
         .env("TMPDIR", &tmp)
-        .env_remove(crate::batch::sandbox::INNER_ENV)
+        .env_remove(super::sandbox::INNER_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     crate::sys::pre_exec_die_with_parent(&mut cmd);
-    let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| VmError::Run(format!("cannot start {}: {e}", vng.display())))?;
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin
-            .write_all(script.as_bytes())
-            .await
-            .map_err(|e| VmError::Run(format!("cannot pass the command to the VM: {e}")))?;
-        // Dropped here: the guest's shell reads to the end of the script.
+    cmd
+}
+
+/// The VM's console as it goes by: when vpnlab started inside (the end of
+/// the boot), and the last lines for error messages.
+struct Console {
+    started: Instant,
+    boot: Option<Duration>,
+    last: std::collections::VecDeque<String>,
+}
+
+impl Console {
+    /// Lines kept for error messages.
+    const TAIL: usize = 40;
+
+    fn new(started: Instant) -> Self {
+        Console {
+            started,
+            boot: None,
+            last: Default::default(),
+        }
     }
-    let mut out = child.stdout.take().expect("piped");
-    let err = child.stderr.take().expect("piped");
-    let stdout = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s).await;
-        s
-    });
-    let mut boot = None;
-    let mut tail: Vec<String> = Vec::new();
-    let console = async {
+
+    /// Read the console to its end, handing lines to `console` from the
+    /// start mark on.
+    async fn follow(&mut self, err: tokio::process::ChildStderr, console: &(dyn Fn(&str) + Sync)) {
+        use tokio::io::{AsyncBufReadExt, BufReader};
         let mut lines = BufReader::new(err).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if boot.is_none() && line.contains(START_MARK) {
-                boot = Some(started.elapsed());
+            if self.boot.is_none() && line.contains(START_MARK) {
+                self.boot = Some(self.started.elapsed());
             }
-            if boot.is_some() {
+            if self.boot.is_some() {
                 console(&line);
             }
-            tail.push(line);
-            if tail.len() > 40 {
-                tail.remove(0);
+            self.last.push_back(line);
+            if self.last.len() > Self::TAIL {
+                self.last.pop_front();
             }
         }
-        child.wait().await
-    };
-    let status = match tokio::time::timeout(BATCH_TIMEOUT, console).await {
-        Ok(s) => s.map_err(|e| VmError::Run(e.to_string()))?,
-        Err(_) => {
-            // kill_on_drop ends vng; the run's PID namespace ends qemu.
-            return Err(VmError::Run(format!(
-                "the VM did not finish within {BATCH_TIMEOUT:?}; last console lines:\n{}",
-                tail.join("\n")
-            )));
-        }
-    };
-    let total = started.elapsed();
-    let text = stdout.await.unwrap_or_default();
-    // The report is the JSON document on stdout.
-    let json = text.find("{\n").map(|i| &text[i..]).unwrap_or("");
-    let report: serde_json::Value = serde_json::from_str(json).map_err(|e| {
-        VmError::Run(format!(
-            "no report from inside the VM ({e}); vng exited with {status}; last console lines:\n{}",
-            tail.join("\n")
-        ))
-    })?;
-    Ok(VmRun {
-        report,
-        boot: boot.unwrap_or(total),
-        total,
-    })
+    }
+
+    fn tail(&self) -> String {
+        Vec::from(self.last.clone()).join("\n")
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Captured, Class, Dir};
-use crate::model::Cell;
+use crate::model::{Cell, LinkEnd};
 use strum::IntoEnumIterator;
 
 /// A normalized packet count: exact, or only "seen" for classes whose
@@ -120,69 +120,9 @@ type LinkDir = (String, String, BTreeMap<Class, (u64, u64)>);
 /// Build the path of `cell` from its capture.
 pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
     let mut report = PathReport::default();
-    // (from, to) → class → (sent, arrived)
-    let mut dirs: Vec<LinkDir> = Vec::new();
-    for l in &cell.links {
-        for (a, b) in [(&l.a, &l.b), (&l.b, &l.a)] {
-            let mut m = BTreeMap::new();
-            for c in Class::iter() {
-                let sent = cap.count(&a.node, &a.iface, Dir::Out, c);
-                let mut arrived = cap.count(&b.node, &b.iface, Dir::In, c);
-                if c == Class::CheckClear && arrived > sent {
-                    // Check packets that arrive without having been sent on
-                    // the link are ESP the kernel decrypted and re-injected
-                    // on this interface (XFRM tunnel mode): tunnel output,
-                    // not clear text on the wire.
-                    report.tunnels.push(TunnelEnd {
-                        at: format!("{}/{} (xfrm)", b.node, b.iface),
-                        into_tunnel: None,
-                        out_of_tunnel: arrived - sent,
-                    });
-                    arrived = sent;
-                }
-                if sent + arrived > 0 {
-                    m.insert(c, (sent, arrived));
-                }
-            }
-            if !m.is_empty() {
-                report.hops.push(Hop {
-                    hop: format!("{} -> {}", a.node, b.node),
-                    ifaces: format!("{} -> {}", a.iface, b.iface),
-                    packets: m
-                        .iter()
-                        .filter(|(_, (_, r))| *r > 0)
-                        .map(|(c, (_, r))| (*c, Count::of(cell, *c, *r)))
-                        .collect(),
-                    lost: m
-                        .iter()
-                        .filter(|(_, (s, r))| s > r)
-                        .map(|(c, (s, r))| (*c, Count::of(cell, *c, s - r)))
-                        .collect(),
-                });
-            }
-            dirs.push((a.node.clone(), b.node.clone(), m));
-        }
-    }
+    let dirs = link_dirs(cell, cap, &mut report);
     for (node, nf) in &cap.nodes {
-        for idx in &nf.tun {
-            let name = cap
-                .names
-                .get(node)
-                .and_then(|m| m.get(idx))
-                .cloned()
-                .unwrap_or_else(|| format!("if{idx}"));
-            let get = |d| {
-                nf.counts
-                    .get(&(*idx, d, Class::Inner))
-                    .copied()
-                    .unwrap_or(0)
-            };
-            report.tunnels.push(TunnelEnd {
-                at: format!("{node}/{name}"),
-                into_tunnel: Some(get(Dir::Out)),
-                out_of_tunnel: get(Dir::In),
-            });
-        }
+        tun_ends(node, nf, cap, &mut report);
         for (idx, n) in &nf.over_cap {
             report.capture_notes.push(format!(
                 "{node}: {n} frames on if{idx} counted but not kept (cap {} per interface)",
@@ -207,19 +147,99 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
     report
 }
 
-/// Compare what entered and left each node, class by class.
-fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
-    let mut out = Vec::new();
-    let endpoint = |n: &str| cell.endpoints.iter().any(|e| e.node == n);
-    let neighbours = |n: &str| -> Vec<String> {
-        let mut v: Vec<String> = dirs
+/// Both directions of every link: what was sent and what arrived, per
+/// class; the hops that carried anything go into `report`.
+fn link_dirs(cell: &Cell, cap: &Captured, report: &mut PathReport) -> Vec<LinkDir> {
+    let mut dirs: Vec<LinkDir> = Vec::new();
+    for l in &cell.links {
+        for (a, b) in [(&l.a, &l.b), (&l.b, &l.a)] {
+            let mut m = BTreeMap::new();
+            for c in Class::iter() {
+                let sent = cap.count(&a.node, &a.iface, Dir::Out, c);
+                let mut arrived = cap.count(&b.node, &b.iface, Dir::In, c);
+                if c == Class::CheckClear && arrived > sent {
+                    // Check packets that arrive without having been sent on
+                    // the link are ESP the kernel decrypted and re-injected
+                    // on this interface (XFRM tunnel mode): tunnel output,
+                    // not clear text on the wire.
+                    report.tunnels.push(TunnelEnd {
+                        at: format!("{}/{} (xfrm)", b.node, b.iface),
+                        into_tunnel: None,
+                        out_of_tunnel: arrived - sent,
+                    });
+                    arrived = sent;
+                }
+                if sent + arrived > 0 {
+                    m.insert(c, (sent, arrived));
+                }
+            }
+            if !m.is_empty() {
+                report.hops.push(hop(cell, a, b, &m));
+            }
+            dirs.push((a.node.clone(), b.node.clone(), m));
+        }
+    }
+    dirs
+}
+
+/// One link direction as the outcome shows it.
+fn hop(cell: &Cell, a: &LinkEnd, b: &LinkEnd, m: &BTreeMap<Class, (u64, u64)>) -> Hop {
+    Hop {
+        hop: format!("{} -> {}", a.node, b.node),
+        ifaces: format!("{} -> {}", a.iface, b.iface),
+        packets: m
             .iter()
-            .filter(|d| d.0 == n)
-            .map(|d| d.1.clone())
-            .collect();
-        v.dedup();
-        v
-    };
+            .filter(|(_, (_, r))| *r > 0)
+            .map(|(c, (_, r))| (*c, Count::of(cell, *c, *r)))
+            .collect(),
+        lost: m
+            .iter()
+            .filter(|(_, (s, r))| s > r)
+            .map(|(c, (s, r))| (*c, Count::of(cell, *c, s - r)))
+            .collect(),
+    }
+}
+
+/// Tunnel payload on a node's TUN devices (kernel-libipsec), both ways.
+fn tun_ends(node: &str, nf: &super::NodeFrames, cap: &Captured, report: &mut PathReport) {
+    for idx in &nf.tun {
+        let name = cap
+            .names
+            .get(node)
+            .and_then(|m| m.get(idx))
+            .cloned()
+            .unwrap_or_else(|| format!("if{idx}"));
+        let get = |d| {
+            nf.counts
+                .get(&(*idx, d, Class::Inner))
+                .copied()
+                .unwrap_or(0)
+        };
+        report.tunnels.push(TunnelEnd {
+            at: format!("{node}/{name}"),
+            into_tunnel: Some(get(Dir::Out)),
+            out_of_tunnel: get(Dir::In),
+        });
+    }
+}
+
+/// Compare what entered and left each link and node, class by class.
+fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
+    let mut out = lost_on_links(dirs);
+    for c in Class::iter() {
+        for node in cell.nodes.iter().map(|n| n.name.as_str()) {
+            if cell.endpoint(node).is_none() {
+                out.extend(at_node(cell, dirs, node, c));
+            }
+        }
+    }
+    out.extend(bypassed(cell, dirs));
+    out
+}
+
+/// Packets that left one end of a link and did not arrive at the other.
+fn lost_on_links(dirs: &[LinkDir]) -> Vec<String> {
+    let mut out = Vec::new();
     for (from, to, m) in dirs {
         for (c, (s, r)) in m {
             if s > r {
@@ -231,69 +251,82 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
             }
         }
     }
-    for c in Class::iter() {
-        for node in cell.nodes.iter().map(|n| n.name.as_str()) {
-            if endpoint(node) {
-                continue;
-            }
-            let ins: Vec<(&str, u64)> = dirs
-                .iter()
-                .filter(|d| d.1 == node)
-                .filter_map(|d| d.2.get(&c).map(|x| (d.0.as_str(), x.1)))
-                .filter(|x| x.1 > 0)
-                .collect();
-            let outs: Vec<(&str, u64)> = dirs
-                .iter()
-                .filter(|d| d.0 == node)
-                .filter_map(|d| d.2.get(&c).map(|x| (d.1.as_str(), x.0)))
-                .filter(|x| x.1 > 0)
-                .collect();
-            let total_in: u64 = ins.iter().map(|x| x.1).sum();
-            let total_out: u64 = outs.iter().map(|x| x.1).sum();
-            if total_in > 0 && total_out == 0 {
-                let from: Vec<String> = ins
-                    .iter()
-                    .map(|(n, k)| format!("{n}{}", Count::of(cell, c, *k).paren()))
-                    .collect();
-                let others: Vec<String> = neighbours(node)
-                    .into_iter()
-                    .filter(|n| !ins.iter().any(|(i, _)| i == n))
-                    .collect();
-                let toward = if others.is_empty() {
-                    String::new()
+    out
+}
+
+/// What a forwarding node did with packets of class `c`: dropped them all,
+/// sent ICMP errors of its own, or dropped some.
+fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class) -> Option<String> {
+    // (neighbour, packets) that arrived from / left toward each neighbour.
+    let side = |arriving: bool| -> Vec<(&str, u64)> {
+        dirs.iter()
+            .filter(|d| if arriving { d.1 == node } else { d.0 == node })
+            .filter_map(|d| {
+                let (n, x) = if arriving {
+                    (&d.0, d.2.get(&c)?.1)
                 } else {
-                    format!(" toward {}", others.join(", "))
+                    (&d.1, d.2.get(&c)?.0)
                 };
-                out.push(format!(
-                    "{} left {} and reached {node} but never left {node}{toward}: dropped at {node}",
-                    c.describe(),
-                    from.join(", ")
-                ));
-            } else if total_in == 0
-                && total_out > 0
-                && matches!(c, Class::IcmpError | Class::IcmpFragNeeded)
-            {
-                let to: Vec<String> = outs
-                    .iter()
-                    .map(|(n, k)| format!("{n}{}", Count::of(cell, c, *k).paren()))
-                    .collect();
-                out.push(format!(
-                    "{node} sent {} toward {}",
-                    c.describe(),
-                    to.join(", ")
-                ));
-            } else if !c.timing_dependent()
-                && c != Class::CheckClear // counts both ways, replies included
-                && total_in > total_out
-                && total_out > 0
-            {
-                out.push(format!("{} reached {node} ({total_in}) but only {total_out} left it: some dropped at {node}", c.describe()));
-            }
-        }
+                (x > 0).then_some((n.as_str(), x))
+            })
+            .collect()
+    };
+    let (ins, outs) = (side(true), side(false));
+    let total_in: u64 = ins.iter().map(|x| x.1).sum();
+    let total_out: u64 = outs.iter().map(|x| x.1).sum();
+    let list = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(n, k)| format!("{n}{}", Count::of(cell, c, *k).paren()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if total_in > 0 && total_out == 0 {
+        let mut others: Vec<&str> = dirs
+            .iter()
+            .filter(|d| d.0 == node)
+            .map(|d| d.1.as_str())
+            .collect();
+        others.dedup();
+        others.retain(|n| !ins.iter().any(|(i, _)| i == n));
+        let toward = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" toward {}", others.join(", "))
+        };
+        Some(format!(
+            "{} left {} and reached {node} but never left {node}{toward}: dropped at {node}",
+            c.describe(),
+            list(&ins)
+        ))
+    } else if total_in == 0
+        && total_out > 0
+        && matches!(c, Class::IcmpError | Class::IcmpFragNeeded)
+    {
+        Some(format!(
+            "{node} sent {} toward {}",
+            c.describe(),
+            list(&outs)
+        ))
+    } else if !c.timing_dependent()
+        && c != Class::CheckClear // counts both ways, replies included
+        && total_in > total_out
+        && total_out > 0
+    {
+        Some(format!(
+            "{} reached {node} ({total_in}) but only {total_out} left it: some dropped at {node}",
+            c.describe()
+        ))
+    } else {
+        None
     }
+}
+
+/// Check traffic an endpoint sent in clear text, outside the tunnel.
+fn bypassed(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
+    let mut out = Vec::new();
     for (from, to, m) in dirs {
         if let Some((s, _)) = m.get(&Class::CheckClear) {
-            if *s > 0 && endpoint(from) {
+            if *s > 0 && cell.endpoint(from).is_some() {
                 out.push(format!(
                     "{} left {from} toward {to} ({s}): it bypassed the tunnel",
                     Class::CheckClear.describe()
