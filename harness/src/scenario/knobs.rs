@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::file::{BehaviourSpec, EndpointSpec};
 use super::validate::{sp, Diags};
-use crate::model::{Auth, EndpointKnobs, Proto};
+use crate::model::{Auth, EndpointKnobs, Identity, Proto};
 use crate::model::{Block, Knobs, Ports};
 
 /// Longest pause, wait, keepalive or DPD interval a file may ask for: the
@@ -153,7 +153,7 @@ pub(super) fn endpoint_knobs(
         }
         Some((_, "cert")) => {
             let size = e.cert_size.as_ref().map(|c| *c.get_ref());
-            if let Err(err) = crate::stack::pki::check_identity(e.id.get_ref()) {
+            if let Err(err) = Identity::parse(e.id.get_ref()) {
                 d.err(sp(&e.id), format!("{field}.id"), err.to_string());
             }
             if let Some(c) = &e.cert_size {
