@@ -22,14 +22,15 @@ const IFNAMSIZ: usize = 15;
 /// Node names stay short so default interface names (`to-<node>`) fit.
 const MAX_NODE_NAME: usize = 12;
 
-/// An address on a node, with where it was declared.
+/// An interface a link puts on a node: its address, and the neighbour at
+/// the other end.
 #[derive(Clone)]
 pub(super) struct Iface {
-    pub(super) node: String,
-    pub(super) name: String,
-    pub(super) net: IpNet,
-    pub(super) peer_node: String,
-    pub(super) peer_addr: IpAddr,
+    pub node: String,
+    pub name: String,
+    pub net: IpNet,
+    pub peer_node: String,
+    pub peer_addr: IpAddr,
 }
 
 /// The validated network.
