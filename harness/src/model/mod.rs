@@ -10,6 +10,7 @@
 
 mod cell;
 mod class;
+mod identity;
 mod kinds;
 mod nat;
 mod sa;
@@ -19,6 +20,7 @@ pub use cell::{
     LinkEnd, Node, OtherPeer, Ppp, Proto, Route, Step,
 };
 pub use class::{Class, Flow};
+pub use identity::{Identity, InvalidIdentity};
 pub use kinds::{
     known, Backend, CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Requirement, Role,
     StackKind, StackName, TunnelExpect, Verdict, WaitExpect,

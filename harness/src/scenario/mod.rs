@@ -5,8 +5,6 @@
 //! reported with file, line, column and field before anything runs.
 
 pub mod file;
-mod knobs;
-mod steps;
 mod validate;
 
 use std::path::{Path, PathBuf};

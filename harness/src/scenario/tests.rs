@@ -231,7 +231,7 @@ fn kernel_netlink_backend_implies_kernel_esp() {
     assert!(s
         .cells
         .iter()
-        .all(|c| c.backend == Some(crate::stack::Backend::KernelNetlink)));
+        .all(|c| c.backend == Some(crate::model::Backend::KernelNetlink)));
     let raw = s
         .cells
         .iter()
@@ -554,4 +554,72 @@ fn peers_agree_on_auth_and_protocol() {
     assert!(errors(&cert)
         .iter()
         .any(|m| m.contains("endpoints[0].id: ") && m.contains("user@vpnlab.test")));
+}
+
+/// `file:line:col` of the quoted `value` on the first line containing
+/// `key_value` (where the field's span starts).
+fn pos_of(text: &str, key_value: &str, value: &str) -> String {
+    let line = line_of(text, key_value);
+    let col = text.lines().nth(line - 1).unwrap().find(value).unwrap() + 1;
+    format!("t.toml:{line}:{col}")
+}
+
+const V6: &str = "is an IPv6 address; vpnlab's scenarios are IPv4 for now";
+
+#[test]
+fn ipv6_is_refused_where_it_is_written() {
+    let link = SEED.replace("\"192.168.1.2/24\"", "\"2001:db8::2/64\"");
+    let inner = SEED.replace("\"10.10.1.1\"", "\"2001:db8:1::1\"");
+    let dst = SEED.replace(
+        "kind = \"ping\"\nfrom = \"client\"",
+        "kind = \"ping\"\ndst = \"2001:db8:2::1\"\nfrom = \"client\"",
+    );
+    for (text, needle, field) in [
+        (&link, "\"2001:db8::2/64\"", "links[0].a.addr"),
+        (&inner, "\"2001:db8:1::1\"", "endpoints[0].inner"),
+        (&dst, "\"2001:db8:2::1\"", "checks[0].dst"),
+    ] {
+        let value = needle.trim_matches('"');
+        let want = format!(
+            "{}: {field}: IPv6 is not supported yet: {value} {V6}",
+            pos_of(text, needle, needle)
+        );
+        let e = errors(text);
+        assert!(e.contains(&want), "missing {want}: {e:?}");
+    }
+}
+
+#[test]
+fn non_addresses_get_one_message_per_form() {
+    let text = SEED
+        .replace("\"192.168.1.2/24\"", "\"192.168.1.300/24\"")
+        .replace("via = \"192.168.1.1\"", "via = \"gw\"")
+        .replace("\"10.10.2.1\"", "\"10.10.2.1/32\"")
+        .replace(
+            "nat_outside = \"server\"",
+            "nat_outside = \"server\"\nbehaviour = { forward_ike_to = \"fe80::1\" }",
+        );
+    let e = errors(&text);
+    for (needle, want) in [
+        (
+            "\"192.168.1.300/24\"",
+            "links[0].a.addr: `192.168.1.300/24` is not an IP address with prefix length (e.g. 192.0.2.1/24)",
+        ),
+        (
+            "via = \"gw\"",
+            "routes[0].via: `gw` is not an IP address (e.g. 192.0.2.1)",
+        ),
+        (
+            "\"10.10.2.1/32\"",
+            "endpoints[1].inner: `10.10.2.1/32` is not an IP address (e.g. 192.0.2.1)",
+        ),
+        (
+            "\"fe80::1\"",
+            "nodes.gw.behaviour.forward_ike_to: IPv6 is not supported yet: fe80::1 is an IPv6 address; vpnlab's scenarios are IPv4 for now",
+        ),
+    ] {
+        let value = &needle[needle.find('"').unwrap()..];
+        let want = format!("{}: {want}", pos_of(&text, needle, value));
+        assert!(e.contains(&want), "missing {want}: {e:?}");
+    }
 }

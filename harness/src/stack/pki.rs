@@ -7,13 +7,14 @@
 //! be fragmented (RFC 7383) or IP-fragmented.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
 };
+
+use crate::model::{Identity, InvalidIdentity};
 
 /// Largest `min_size` [`TestCa::issue`] accepts. A VICI value carries a
 /// 16-bit length (rsvici's serializer silently truncates longer ones) and an
@@ -47,13 +48,8 @@ pub enum PkiError {
         source: rcgen::Error,
     },
     /// The identity is neither an IP address nor a DNS-like name.
-    #[error("IKE identity {id:?} cannot go into a certificate: {reason}")]
-    InvalidId {
-        /// The identity as given.
-        id: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidId(#[from] InvalidIdentity),
     /// `min_size` is above [`MAX_CERT_SIZE`].
     #[error("certificate for {id:?}: requested minimum size {min_size} bytes exceeds the limit of {max} bytes (VICI values and IKE payloads have 16-bit lengths)")]
     TooLarge {
@@ -229,42 +225,25 @@ impl TestCa {
     }
 }
 
-/// Whether `id` can be an identity in a certificate here (an IP address or
-/// a DNS-like name); scenario validation asks before anything runs.
-pub fn check_identity(id: &str) -> Result<(), PkiError> {
-    identity_san(id).map(|_| ())
-}
-
 /// The SAN that carries IKE identity `id`, which charon matches against the
 /// peer's ID payload (ID_IPV4_ADDR/ID_IPV6_ADDR against iPAddress, ID_FQDN
-/// against dNSName).
+/// against dNSName). The rules are [`Identity::parse`]'s, which scenario
+/// validation applies before anything runs.
 fn identity_san(id: &str) -> Result<SanType, PkiError> {
-    if let Ok(ip) = id.parse::<IpAddr>() {
-        return Ok(SanType::IpAddress(ip));
+    match Identity::parse(id)? {
+        Identity::Ip(ip) => Ok(SanType::IpAddress(ip)),
+        Identity::Dns(name) => {
+            name.as_str()
+                .try_into()
+                .map(SanType::DnsName)
+                .map_err(|e: rcgen::Error| {
+                    PkiError::InvalidId(InvalidIdentity {
+                        id: id.into(),
+                        reason: e.to_string(),
+                    })
+                })
+        }
     }
-    let invalid = |reason: &str| PkiError::InvalidId {
-        id: id.into(),
-        reason: reason.into(),
-    };
-    if id.is_empty() || id.len() > 253 {
-        return Err(invalid("a DNS name must have 1 to 253 characters"));
-    }
-    // Anything else (an e-mail address, a DN) would be parsed by charon as
-    // another identity type and never match a dNSName.
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-    {
-        return Err(invalid(
-            "expected an IP address or a DNS name (letters, digits, '.', '-', '_')",
-        ));
-    }
-    if id.starts_with('.') || id.ends_with('.') || id.contains("..") {
-        return Err(invalid("a DNS name has no empty labels"));
-    }
-    id.try_into()
-        .map(SanType::DnsName)
-        .map_err(|e: rcgen::Error| invalid(&e.to_string()))
 }
 
 /// Padding SAN number `n`: always four digits, so every one encodes to
@@ -391,7 +370,7 @@ mod tests {
                 &[&ee_pem],
             );
             let text = String::from_utf8_lossy(&text.stdout);
-            let want = if id.parse::<IpAddr>().is_ok() {
+            let want = if id.parse::<std::net::IpAddr>().is_ok() {
                 format!("IP Address:{id}")
             } else {
                 format!("DNS:{id}")

@@ -1,14 +1,16 @@
 //! The knobs of a scenario beyond topology: a gateway's NAT behaviour and an
 //! endpoint's timers, fragmentation, authentication and IPsec protocol.
-//! Parsed and checked here; the matrix may override an endpoint's timers.
+//! Parsed and checked here; the matrix may vary an endpoint's timers,
+//! fragmentation and MOBIKE.
 
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::file::{BehaviourSpec, EndpointSpec};
-use super::validate::{sp, Diags};
-use crate::model::{Auth, EndpointKnobs, Proto};
+use super::super::file::{BehaviourSpec, EndpointSpec};
+use super::diag::{sp, Diags};
+use super::matrix::{Axes, Choice, Pick, Varies};
+use crate::model::{known, Auth, EndpointKnobs, Identity, Proto};
 use crate::model::{Block, Knobs, Ports};
 
 /// Longest pause, wait, keepalive or DPD interval a file may ask for: the
@@ -75,25 +77,66 @@ pub(super) struct FileKnobs {
     pub own: [bool; 4],
 }
 
+/// An endpoint's knobs in every cell: the file's, with the `keepalive`,
+/// `dpd`, `fragmentation` and `mobike` axes for those it leaves to the
+/// matrix.
+#[derive(Debug, Clone)]
+pub(super) struct KnobChoice {
+    knobs: EndpointKnobs,
+    keepalive: Choice<Option<u32>>,
+    dpd: Choice<Option<u32>>,
+    fragmentation: Choice<bool>,
+    mobike: Choice<bool>,
+}
+
 impl FileKnobs {
-    /// With this cell's `keepalive`, `dpd`, `fragmentation` and `mobike`
-    /// axis values (already validated), for the knobs the endpoint leaves to
-    /// the matrix.
-    pub fn with_axes<'a>(&self, value: &dyn Fn(&str) -> Option<&'a str>) -> EndpointKnobs {
-        let mut k = self.knobs;
-        if let (Some(v), false) = (value("keepalive"), self.own[0]) {
-            k.keepalive = interval(v).unwrap_or(k.keepalive);
+    /// With the matrix's axes (`None` if an axis value does not parse,
+    /// which the matrix check reports).
+    pub(super) fn choices(&self, axes: &Axes) -> Option<KnobChoice> {
+        let k = self.knobs;
+        let interval = |v: &str| interval(v).ok();
+        let yes_no = |v: &str| yes_no(v).ok();
+        Some(KnobChoice {
+            knobs: k,
+            keepalive: own_or_axis(axes, self.own[0], Varies::Keepalive, k.keepalive, interval)?,
+            dpd: own_or_axis(axes, self.own[1], Varies::Dpd, k.dpd, interval)?,
+            fragmentation: own_or_axis(
+                axes,
+                self.own[2],
+                Varies::Fragmentation,
+                k.fragmentation,
+                yes_no,
+            )?,
+            mobike: own_or_axis(axes, self.own[3], Varies::Mobike, k.mobike, yes_no)?,
+        })
+    }
+}
+
+/// The endpoint's own setting, or the axis's when it leaves it to the matrix.
+fn own_or_axis<T>(
+    axes: &Axes,
+    own: bool,
+    varies: Varies,
+    fixed: T,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<Choice<T>> {
+    if own {
+        Some(Choice::Fixed(fixed))
+    } else {
+        axes.choice(&varies, fixed, parse)
+    }
+}
+
+impl KnobChoice {
+    /// The knobs in the cell `pick`.
+    pub(super) fn at(&self, pick: &Pick<'_>) -> EndpointKnobs {
+        EndpointKnobs {
+            keepalive: *self.keepalive.at(pick),
+            dpd: *self.dpd.at(pick),
+            fragmentation: *self.fragmentation.at(pick),
+            mobike: *self.mobike.at(pick),
+            ..self.knobs
         }
-        if let (Some(v), false) = (value("dpd"), self.own[1]) {
-            k.dpd = interval(v).unwrap_or(k.dpd);
-        }
-        if let (Some(v), false) = (value("fragmentation"), self.own[2]) {
-            k.fragmentation = yes_no(v).unwrap_or(k.fragmentation);
-        }
-        if let (Some(v), false) = (value("mobike"), self.own[3]) {
-            k.mobike = yes_no(v).unwrap_or(k.mobike);
-        }
-        k
     }
 }
 
@@ -122,18 +165,35 @@ pub(super) fn endpoint_knobs(
             }
         }
     }
-    if let Some(v) = &e.mobike {
-        match yes_no(v.get_ref()) {
-            Ok(x) => k.mobike = x,
-            Err(m) => d.err(sp(v), format!("{field}.mobike"), m),
+    for (name, v, slot) in [
+        ("mobike", &e.mobike, &mut k.mobike),
+        ("fragmentation", &e.fragmentation, &mut k.fragmentation),
+    ] {
+        if let Some(v) = v {
+            match yes_no(v.get_ref()) {
+                Ok(x) => *slot = x,
+                Err(m) => d.err(sp(v), format!("{field}.{name}"), m),
+            }
         }
     }
-    if let Some(v) = &e.fragmentation {
-        match yes_no(v.get_ref()) {
-            Ok(x) => k.fragmentation = x,
-            Err(m) => d.err(sp(v), format!("{field}.fragmentation"), m),
-        }
+    if let Some(auth) = auth(d, spec, field) {
+        k.auth = auth;
     }
+    match e.proto.as_ref().map(|p| (p, p.get_ref().as_str())) {
+        None | Some((_, "esp")) => {}
+        Some((_, "ah")) => k.proto = Proto::Ah,
+        Some((p, other)) => d.err(
+            sp(p),
+            format!("{field}.proto"),
+            format!("unknown IPsec protocol `{other}` (known: esp, ah)"),
+        ),
+    }
+    FileKnobs { knobs: k, own }
+}
+
+/// An endpoint's authentication, with the fields that go with it.
+fn auth(d: &mut Diags<'_>, spec: &Spanned<EndpointSpec>, field: &str) -> Option<Auth> {
+    let e = spec.get_ref();
     match e.auth.as_ref().map(|a| (a, a.get_ref().as_str())) {
         None | Some((_, "psk")) => {
             if e.psk.is_none() {
@@ -150,10 +210,10 @@ pub(super) fn endpoint_knobs(
                     "only with `auth = \"cert\"`",
                 );
             }
+            None
         }
         Some((_, "cert")) => {
-            let size = e.cert_size.as_ref().map(|c| *c.get_ref());
-            if let Err(err) = crate::stack::pki::check_identity(e.id.get_ref()) {
+            if let Err(err) = Identity::parse(e.id.get_ref()) {
                 d.err(sp(&e.id), format!("{field}.id"), err.to_string());
             }
             if let Some(c) = &e.cert_size {
@@ -168,24 +228,18 @@ pub(super) fn endpoint_knobs(
                     "not used with `auth = \"cert\"`: remove it",
                 );
             }
-            k.auth = Auth::Cert { size };
+            let size = e.cert_size.as_ref().map(|c| *c.get_ref());
+            Some(Auth::Cert { size })
         }
-        Some((a, other)) => d.err(
-            sp(a),
-            format!("{field}.auth"),
-            format!("unknown authentication `{other}` (known: psk, cert)"),
-        ),
+        Some((a, other)) => {
+            d.err(
+                sp(a),
+                format!("{field}.auth"),
+                format!("unknown authentication `{other}` (known: psk, cert)"),
+            );
+            None
+        }
     }
-    match e.proto.as_ref().map(|p| (p, p.get_ref().as_str())) {
-        None | Some((_, "esp")) => {}
-        Some((_, "ah")) => k.proto = Proto::Ah,
-        Some((p, other)) => d.err(
-            sp(p),
-            format!("{field}.proto"),
-            format!("unknown IPsec protocol `{other}` (known: esp, ah)"),
-        ),
-    }
-    FileKnobs { knobs: k, own }
 }
 
 /// Parse and check a gateway's `behaviour` table.
@@ -203,20 +257,7 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
         }
     }
     if let Some(r) = &b.port_range {
-        let parsed = r.get_ref().split_once('-').and_then(|(a, b)| {
-            Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
-        });
-        match parsed {
-            Some((a, z)) if 1024 <= a && a <= z => k.port_range = Some((a, z)),
-            _ => d.err(
-                sp(r),
-                format!("{field}.port_range"),
-                format!(
-                    "`{}` is not a port range like \"20000-29999\" (from 1024 up)",
-                    r.get_ref()
-                ),
-            ),
-        }
+        k.port_range = port_range(d, r, field);
     }
     if let Some(t) = &b.udp_timeout {
         if !(1..=3600).contains(t.get_ref()) {
@@ -237,11 +278,39 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
                 format!(
                     "unknown packet class `{}` (known: {})",
                     c.get_ref(),
-                    crate::model::known::<Block>()
+                    known::<Block>()
                 ),
             ),
         }
     }
+    forwarding(d, b, field, &mut k);
+    k
+}
+
+/// `port_range = "20000-29999"`.
+fn port_range(d: &mut Diags<'_>, r: &Spanned<String>, field: &str) -> Option<(u16, u16)> {
+    let parsed = r
+        .get_ref()
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+    match parsed {
+        Some((a, z)) if 1024 <= a && a <= z => Some((a, z)),
+        _ => {
+            d.err(
+                sp(r),
+                format!("{field}.port_range"),
+                format!(
+                    "`{}` is not a port range like \"20000-29999\" (from 1024 up)",
+                    r.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Loss, hairpinning and the IKE forwarding it applies to.
+fn forwarding(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str, k: &mut Knobs) {
     if let Some(l) = &b.loss {
         if *l.get_ref() > 100 {
             d.err(sp(l), format!("{field}.loss"), "a percentage: 0-100");
@@ -259,16 +328,8 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
         }
     }
     if let Some(a) = &b.forward_ike_to {
-        match a.get_ref().parse::<std::net::Ipv4Addr>() {
-            Ok(x) => k.forward_ike_to = Some(x.into()),
-            Err(_) => d.err(
-                sp(a),
-                format!("{field}.forward_ike_to"),
-                format!("`{}` is not an IPv4 address", a.get_ref()),
-            ),
-        }
+        k.forward_ike_to = d.addr(a, &format!("{field}.forward_ike_to"));
     }
-    k
 }
 
 /// Lay the file's knobs over a profile's preset (`ports_set`: the file

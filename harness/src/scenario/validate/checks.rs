@@ -1,0 +1,188 @@
+//! Traffic checks (`[[checks]]`): unique names, known nodes, and the two
+//! addresses a probe goes between (explicit ones must belong to their
+//! node; by default the endpoints' inner addresses, or the PPP link's).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use toml::Spanned;
+
+use super::super::file::{CheckSpec, ScenarioFile};
+use super::diag::{known_node, sp, Diags};
+use super::endpoints::Endpoints;
+use super::network::Network;
+use crate::model::{self as cell, CheckKind};
+
+/// The validated checks.
+pub(super) struct Checks {
+    /// Every check name in the file.
+    pub names: BTreeSet<String>,
+    /// The valid checks, resolved.
+    pub list: Vec<cell::Check>,
+}
+
+/// Validate every check.
+pub(super) fn validate(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    net: &Network,
+    eps: &Endpoints,
+    ppp: Option<&cell::Ppp>,
+) -> Checks {
+    let mut out = Checks {
+        names: BTreeSet::new(),
+        list: Vec::new(),
+    };
+    for (i, c) in f.checks.iter().enumerate() {
+        let c = c.get_ref();
+        let field = format!("checks[{i}]");
+        if !out.names.insert(c.name.get_ref().clone()) {
+            d.err(
+                sp(&c.name),
+                format!("{field}.name"),
+                format!("duplicate check name `{}`", c.name.get_ref()),
+            );
+        }
+        let kf = known_node(d, &net.nodes, &c.from, format!("{field}.from"));
+        let kt = known_node(d, &net.nodes, &c.to, format!("{field}.to"));
+        let ends = if c.over.is_some() {
+            over_ppp(d, f, c, &field, ppp)
+        } else {
+            through_tunnel(d, net, eps, c, &field)
+        };
+        if let (true, true, Some((src, dst))) = (kf, kt, ends) {
+            out.list.push(cell::Check {
+                name: c.name.get_ref().clone(),
+                kind: *c.kind.get_ref(),
+                from: c.from.get_ref().clone(),
+                to: c.to.get_ref().clone(),
+                src,
+                dst,
+                port: c.port.as_ref().map(|p| *p.get_ref()),
+                count: *c.count.get_ref(),
+            });
+        }
+    }
+    out
+}
+
+/// A check over the PPP link: between its two addresses, which exist only
+/// once the link is up.
+fn over_ppp(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    c: &CheckSpec,
+    field: &str,
+    ppp: Option<&cell::Ppp>,
+) -> Option<(IpAddr, IpAddr)> {
+    let over = c.over.as_ref()?;
+    let Some(p) = ppp else {
+        if f.ppp.is_none() {
+            d.err(
+                sp(over),
+                format!("{field}.over"),
+                "`over = \"ppp\"` needs a `[ppp]` section",
+            );
+        }
+        return None;
+    };
+    if c.from.get_ref() != &p.client || c.to.get_ref() != &p.server {
+        d.err(
+            sp(over),
+            format!("{field}.over"),
+            format!(
+                "a check over PPP goes from the PPP client ({}) to its server ({})",
+                p.client, p.server
+            ),
+        );
+    }
+    if let Some(x) = c.src.as_ref().or(c.dst.as_ref()) {
+        d.err(
+            sp(x),
+            field,
+            "a check over PPP uses the link's addresses: leave out src and dst",
+        );
+    }
+    Some((p.client_ip, p.server_ip))
+}
+
+/// A check through the tunnel (or plain routing): its addresses, port and
+/// count.
+fn through_tunnel(
+    d: &mut Diags<'_>,
+    net: &Network,
+    eps: &Endpoints,
+    c: &CheckSpec,
+    field: &str,
+) -> Option<(IpAddr, IpAddr)> {
+    let src = end(d, net, eps, &c.src, &c.from, field, "src");
+    let dst = end(d, net, eps, &c.dst, &c.to, field, "dst");
+    // An explicit address must belong to its node: the probe socket is
+    // bound there (src) or the echo responder listens there (dst).
+    for (end, explicit, node, which) in [(src, &c.src, &c.from, "src"), (dst, &c.dst, &c.to, "dst")]
+    {
+        if let (Some(e), Some(a)) = (explicit, end) {
+            let owned = net.owns(node.get_ref(), a) || eps.inner_of.get(node.get_ref()) == Some(&a);
+            if !owned && net.nodes.contains(node.get_ref()) {
+                d.err(
+                    sp(e),
+                    format!("{field}.{which}"),
+                    format!("{a} is not an address of {}", node.get_ref()),
+                );
+            }
+        }
+    }
+    port_and_count(d, c, field);
+    Some((src?, dst?))
+}
+
+/// One end of a check: the explicit address, or the node's inner address.
+fn end(
+    d: &mut Diags<'_>,
+    net: &Network,
+    eps: &Endpoints,
+    explicit: &Option<Spanned<String>>,
+    node: &Spanned<String>,
+    field: &str,
+    which: &str,
+) -> Option<IpAddr> {
+    if let Some(s) = explicit {
+        return d.addr(s, &format!("{field}.{which}"));
+    }
+    let a = eps.inner_of.get(node.get_ref()).copied();
+    if a.is_none() && net.nodes.contains(node.get_ref()) {
+        d.err(
+            sp(node),
+            format!("{field}.{which}"),
+            format!(
+                "node {} has no endpoint inner address; set `{which}`",
+                node.get_ref()
+            ),
+        );
+    }
+    a
+}
+
+fn port_and_count(d: &mut Diags<'_>, c: &CheckSpec, field: &str) {
+    match (*c.kind.get_ref(), &c.port) {
+        (CheckKind::Udp, None) => d.err(
+            sp(&c.kind),
+            format!("{field}.port"),
+            "a udp check needs a port",
+        ),
+        (CheckKind::Udp, Some(p)) if *p.get_ref() == 0 => {
+            d.err(sp(p), format!("{field}.port"), "port must be 1-65535")
+        }
+        (CheckKind::Ping, Some(p)) => {
+            d.err(sp(p), format!("{field}.port"), "a ping check has no port")
+        }
+        _ => {}
+    }
+    if !(1..=100).contains(c.count.get_ref()) {
+        d.err(
+            sp(&c.count),
+            format!("{field}.count"),
+            "count must be 1-100",
+        );
+    }
+}

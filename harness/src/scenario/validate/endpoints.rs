@@ -1,0 +1,486 @@
+//! The IPsec endpoints: each on its own (node, peers, stack and its
+//! programs, IKE version, knobs, inner address), then each against its
+//! peers (roles, keys, versions, modes, where IKE is sent). What a cell
+//! needs of an endpoint is resolved here, once, into an [`EndpointPlan`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::super::file::{CommandSpec, EndpointSpec, Peers, ScenarioFile};
+use super::diag::{known_node, known_stack, sp, Diags};
+use super::knobs::{self, KnobChoice};
+use super::matrix::{Axes, Choice, Varies};
+use super::network::Network;
+use super::routing::forwarded_to;
+use crate::model::{self as cell, known, Mode, NatT, Role, StackKind, StackName};
+
+/// The validated endpoints.
+#[derive(Default)]
+pub(super) struct Endpoints {
+    /// Those that validated, in file order, with what a cell needs.
+    pub plans: Vec<EndpointPlan>,
+    /// Each endpoint node's inner address.
+    pub inner_of: BTreeMap<String, IpAddr>,
+    /// Every inner address, with the field that declares it.
+    pub inner_seen: BTreeMap<IpAddr, String>,
+    /// The nodes with an endpoint.
+    pub nodes: BTreeSet<String>,
+}
+
+/// What validation resolved for `endpoints[index]`.
+pub(super) struct EndpointPlan {
+    pub index: usize,
+    /// The peer's endpoint (the first peer's, for a responder with several).
+    pub peer: usize,
+    /// The further peers' endpoints.
+    pub others: Vec<usize>,
+    /// Where an initiator sends IKE (`None` for a responder).
+    pub remote_addr: Option<IpAddr>,
+    pub stack: Choice<StackKind>,
+    pub nat_t: Choice<NatT>,
+    pub knobs: KnobChoice,
+}
+
+/// What an endpoint resolves to on its own.
+struct Declared {
+    stack: Choice<StackKind>,
+    knobs: KnobChoice,
+}
+
+/// What it resolves to against its peers.
+struct Paired {
+    peer: usize,
+    others: Vec<usize>,
+    remote_addr: Option<IpAddr>,
+}
+
+/// Validate every endpoint, on its own and then against its peers.
+pub(super) fn validate(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    path: &Path,
+    net: &Network,
+    axes: &Axes,
+) -> Endpoints {
+    let mut eps = Endpoints {
+        nodes: f
+            .endpoints
+            .iter()
+            .map(|e| e.get_ref().node.get_ref().clone())
+            .collect(),
+        ..Endpoints::default()
+    };
+    let declared: Vec<Option<Declared>> = (0..f.endpoints.len())
+        .map(|i| declared(d, f, path, net, axes, i, &mut eps))
+        .collect();
+    let paired: Vec<Option<Paired>> = (0..f.endpoints.len())
+        .map(|i| paired(d, f, net, i))
+        .collect();
+    for (i, (own, pair)) in declared.into_iter().zip(paired).enumerate() {
+        let e = f.endpoints[i].get_ref();
+        let nat_t = axes.choice(&Varies::NatT, *e.nat_t.get_ref(), |v| v.parse().ok());
+        if let (Some(own), Some(pair), Some(nat_t)) = (own, pair, nat_t) {
+            eps.plans.push(EndpointPlan {
+                index: i,
+                peer: pair.peer,
+                others: pair.others,
+                remote_addr: pair.remote_addr,
+                stack: own.stack,
+                nat_t,
+                knobs: own.knobs,
+            });
+        }
+    }
+    eps
+}
+
+/// Check `endpoints[i]` on its own.
+fn declared(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    path: &Path,
+    net: &Network,
+    axes: &Axes,
+    i: usize,
+    eps: &mut Endpoints,
+) -> Option<Declared> {
+    let e = f.endpoints[i].get_ref();
+    let field = format!("endpoints[{i}]");
+    known_node(d, &net.nodes, &e.node, format!("{field}.node"));
+    for p in e.peer.get_ref().all() {
+        let p = Spanned::new(sp(&e.peer), p.clone());
+        known_node(d, &net.nodes, &p, format!("{field}.peer"));
+    }
+    if let Peers::Many(v) = e.peer.get_ref() {
+        if *e.role.get_ref() != Role::Responder || v.is_empty() {
+            d.err(
+                sp(&e.peer),
+                format!("{field}.peer"),
+                "only a responder may list several peers (and at least one)",
+            );
+        }
+    }
+    let stack = stack(d, f, path, axes, i);
+    if ![1u8, 2].contains(e.ike.get_ref()) {
+        d.err(
+            sp(&e.ike),
+            format!("{field}.ike"),
+            "IKE version must be 1 or 2",
+        );
+    }
+    let knobs = knobs::endpoint_knobs(d, &f.endpoints[i], &field);
+    if let Some(inner) = &e.inner {
+        self::inner(d, net, eps, e, inner, &field);
+    }
+    Some(Declared {
+        stack: stack?,
+        knobs: knobs.choices(axes)?,
+    })
+}
+
+/// The endpoint's stack in every cell: its own `stack`, or the values of
+/// its axis `stack.<node>` (which win). `None` after reporting why not.
+fn stack(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    path: &Path,
+    axes: &Axes,
+    i: usize,
+) -> Option<Choice<StackKind>> {
+    let e = f.endpoints[i].get_ref();
+    let field = format!("endpoints[{i}]");
+    let node = e.node.get_ref();
+    match &e.stack {
+        Some(st) => known_stack(d, st, format!("{field}.stack")),
+        None if !f.matrix.stack.contains_key(node) => d.err(
+            sp(&f.endpoints[i]),
+            format!("{field}.stack"),
+            format!(
+                "missing: set `stack` ({}) or give the node an axis `matrix.stack.{node}`",
+                known::<StackName>(),
+            ),
+        ),
+        None => {}
+    }
+    // A `command` stack needs its programs, in every cell it can be in.
+    let stacks: Vec<&str> = match f.matrix.stack.get(node) {
+        Some(v) => v.get_ref().iter().map(|x| x.get_ref().as_str()).collect(),
+        None => e.stack.iter().map(|x| x.get_ref().as_str()).collect(),
+    };
+    match &e.command {
+        None if stacks.contains(&"command") => d.err(
+            sp(&f.endpoints[i]),
+            format!("{field}.command"),
+            "stack `command` needs `command = { start = …, status = …, initiate = … }`",
+        ),
+        Some(c) => programs(d, path, e, c, &field),
+        None => {}
+    }
+    let command = e.command.as_ref().map(|c| command_spec(path, c.get_ref()));
+    let kind = |name: &str| match name.parse::<StackName>().ok()? {
+        StackName::Strongswan => Some(StackKind::StrongSwan),
+        StackName::Libreswan => Some(StackKind::Libreswan),
+        StackName::Command => command.clone().map(StackKind::Command),
+    };
+    match axes.varying(&Varies::Stack(node.clone())) {
+        Some(axis) => axes.varied(axis, kind),
+        None => kind(e.stack.as_ref()?.get_ref()).map(Choice::Fixed),
+    }
+}
+
+/// A `command` stack's programs exist and are executable; an initiator
+/// has an `initiate` program.
+fn programs(
+    d: &mut Diags<'_>,
+    path: &Path,
+    e: &EndpointSpec,
+    c: &Spanned<CommandSpec>,
+    field: &str,
+) {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let progs = [
+        ("start", Some(&c.get_ref().start)),
+        ("status", Some(&c.get_ref().status)),
+        ("initiate", c.get_ref().initiate.as_ref()),
+    ];
+    for (name, prog) in progs {
+        let Some(prog) = prog else {
+            if *e.role.get_ref() == Role::Initiator {
+                d.err(
+                    sp(c),
+                    format!("{field}.command.initiate"),
+                    "an initiator needs an `initiate` program",
+                );
+            }
+            continue;
+        };
+        if let Err(m) = executable(&base.join(prog.get_ref())) {
+            d.err(sp(prog), format!("{field}.command.{name}"), m);
+        }
+    }
+}
+
+/// Whether `p` is a file vpnlab may execute.
+fn executable(p: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(format!(
+            "{} is not an executable file (chmod +x {})",
+            p.display(),
+            p.display()
+        )),
+        Err(e) => Err(format!("{}: {e}", p.display())),
+    }
+}
+
+/// The programs with absolute paths (they are relative to the file).
+fn command_spec(path: &Path, c: &CommandSpec) -> cell::CommandSpec {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let abs = |p: &str| std::path::absolute(base.join(p)).unwrap_or(base.join(p));
+    cell::CommandSpec {
+        name: c
+            .name
+            .as_ref()
+            .map_or_else(|| "command".to_string(), |n| n.get_ref().clone()),
+        start: abs(c.start.get_ref()),
+        initiate: c.initiate.as_ref().map(|x| abs(x.get_ref())),
+        status: abs(c.status.get_ref()),
+    }
+}
+
+/// The inner address: unique, and outside every link subnet.
+fn inner(
+    d: &mut Diags<'_>,
+    net: &Network,
+    eps: &mut Endpoints,
+    e: &EndpointSpec,
+    inner: &Spanned<String>,
+    field: &str,
+) {
+    let Some(a) = d.addr(inner, &format!("{field}.inner")) else {
+        return;
+    };
+    if let Some(prev) = eps
+        .inner_seen
+        .insert(a, field.to_string())
+        .or_else(|| net.addrs.get(&a).cloned())
+    {
+        d.err(
+            sp(inner),
+            format!("{field}.inner"),
+            format!("duplicate address {a} (also at {prev})"),
+        );
+    } else if let Some((subnet, l)) = net.subnets.iter().find(|(n, _)| n.contains(&a)) {
+        d.err(
+            sp(inner),
+            format!("{field}.inner"),
+            format!("inner address {a} lies in link subnet {subnet} of {l}"),
+        );
+    }
+    eps.inner_of.insert(e.node.get_ref().clone(), a);
+}
+
+/// The endpoint on node `n` (the first, if the file has several).
+fn endpoint_on(f: &ScenarioFile, n: &str) -> Option<usize> {
+    f.endpoints
+        .iter()
+        .position(|e| e.get_ref().node.get_ref() == n)
+}
+
+/// Check `endpoints[i]` against its peers.
+fn paired(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network, i: usize) -> Option<Paired> {
+    let e = f.endpoints[i].get_ref();
+    let field = format!("endpoints[{i}]");
+    let node = e.node.get_ref();
+    if f.endpoints
+        .iter()
+        .filter(|x| x.get_ref().node.get_ref() == node)
+        .count()
+        > 1
+    {
+        d.err(
+            sp(&e.node),
+            format!("{field}.node"),
+            format!("node {node} has more than one endpoint"),
+        );
+    }
+    let peers: Vec<Option<usize>> = e
+        .peer
+        .get_ref()
+        .all()
+        .into_iter()
+        .map(|peer| agree(d, f, net, i, peer))
+        .collect();
+    if *e.mode.get_ref() == Mode::Tunnel && e.inner.is_none() {
+        d.err(
+            sp(&e.node),
+            format!("{field}.inner"),
+            "tunnel mode needs an inner address (the traffic selector)",
+        );
+    }
+    let remote_addr = remote_addr(d, net, e, &field);
+    let peers = peers.into_iter().collect::<Option<Vec<usize>>>()?;
+    let (&peer, others) = peers.split_first()?;
+    Some(Paired {
+        peer,
+        others: others.to_vec(),
+        remote_addr: remote_addr?,
+    })
+}
+
+/// `endpoints[i]` and the endpoint on `peer` agree: each is the other's
+/// peer, one initiates, keys, versions, modes, auth and protocol match.
+/// The peer's endpoint, if it has one.
+fn agree(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    net: &Network,
+    i: usize,
+    peer: &str,
+) -> Option<usize> {
+    let e = f.endpoints[i].get_ref();
+    let field = format!("endpoints[{i}]");
+    let Some(pi) = endpoint_on(f, peer) else {
+        if net.nodes.contains(peer) {
+            d.err(
+                sp(&e.peer),
+                format!("{field}.peer"),
+                format!("node {peer} has no endpoint"),
+            );
+        }
+        return None;
+    };
+    let p = f.endpoints[pi].get_ref();
+    if !p.peer.get_ref().all().contains(&e.node.get_ref()) {
+        d.err(
+            sp(&e.peer),
+            format!("{field}.peer"),
+            format!(
+                "{}'s peer is {}, not {}",
+                p.node.get_ref(),
+                p.peer.get_ref().first(),
+                e.node.get_ref()
+            ),
+        );
+    }
+    if p.role.get_ref() == e.role.get_ref() {
+        d.err(
+            sp(&e.role),
+            format!("{field}.role"),
+            format!(
+                "both {} and {} are {:?}s; one must be the initiator, the other the responder",
+                e.node.get_ref(),
+                p.node.get_ref(),
+                e.role.get_ref()
+            ),
+        );
+    }
+    same_settings(d, f, i, e, p, &field);
+    Some(pi)
+}
+
+/// Keys, IKE version, mode, auth and protocol match the peer's.
+fn same_settings(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    i: usize,
+    e: &EndpointSpec,
+    p: &EndpointSpec,
+    field: &str,
+) {
+    let peer = p.node.get_ref();
+    if let (Some(a), Some(b)) = (&e.psk, &p.psk) {
+        if a.get_ref() != b.get_ref() {
+            d.err(
+                sp(a),
+                format!("{field}.psk"),
+                format!("differs from the psk of {peer}"),
+            );
+        }
+    }
+    if p.ike.get_ref() != e.ike.get_ref() {
+        d.err(
+            sp(&e.ike),
+            format!("{field}.ike"),
+            format!("differs from the IKE version of {peer}"),
+        );
+    }
+    if p.mode.get_ref() != e.mode.get_ref() {
+        d.err(
+            sp(&e.mode),
+            format!("{field}.mode"),
+            format!("differs from the mode of {peer}"),
+        );
+    }
+    for (name, mine, theirs, default) in [
+        ("auth", &e.auth, &p.auth, "psk"),
+        ("proto", &e.proto, &p.proto, "esp"),
+    ] {
+        let v = |x: &Option<Spanned<String>>| {
+            x.as_ref()
+                .map_or(default.to_string(), |x| x.get_ref().clone())
+        };
+        let (a, b) = (v(mine), v(theirs));
+        if a != b {
+            d.err(
+                mine.as_ref().map_or(sp(&f.endpoints[i]), sp),
+                format!("{field}.{name}"),
+                format!("`{a}` differs from the {name} of {peer} (`{b}`)"),
+            );
+        }
+    }
+}
+
+/// Where the endpoint sends IKE: `peer_addr`, or the peer's only address.
+/// `Some(None)` for a responder; `None` after reporting why not.
+fn remote_addr(
+    d: &mut Diags<'_>,
+    net: &Network,
+    e: &EndpointSpec,
+    field: &str,
+) -> Option<Option<IpAddr>> {
+    let initiator = *e.role.get_ref() == Role::Initiator;
+    let peer = e.peer.get_ref().first();
+    let Some(pa) = &e.peer_addr else {
+        if !initiator {
+            return Some(None);
+        }
+        let own: Vec<IpAddr> = net.addrs_of(peer).collect();
+        if let [one] = own[..] {
+            return Some(Some(one));
+        }
+        d.err(
+            sp(&e.peer),
+            format!("{field}.peer_addr"),
+            format!(
+                "{peer} has {} addresses; say which one IKE goes to with `peer_addr`",
+                own.len()
+            ),
+        );
+        return None;
+    };
+    if !initiator {
+        d.err(
+            sp(pa),
+            format!("{field}.peer_addr"),
+            "only the initiator sends IKE to a peer address",
+        );
+    }
+    let a = d.addr(pa, &format!("{field}.peer_addr"))?;
+    let forwarded = forwarded_to(a, &net.ifaces, &net.knobs).is_some_and(|(_, n)| &n == peer);
+    if !net.owns(peer, a) && !forwarded {
+        d.err(
+            sp(pa),
+            format!("{field}.peer_addr"),
+            format!(
+                "{a} is not an address of {peer} nor of a gateway that forwards IKE to it \
+                 (`behaviour.forward_ike_to`)"
+            ),
+        );
+    }
+    Some(initiator.then_some(a))
+}

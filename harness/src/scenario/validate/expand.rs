@@ -1,0 +1,208 @@
+//! Matrix expansion: one [`Cell`] per pick of axis values, from what
+//! validation resolved. Nothing here can fail on what validation checked:
+//! the plans carry every setting, per cell where an axis varies it. What
+//! only a cell can show is still reported here: a NAT profile without an
+//! outside side, IKE that cannot get through the cell's NAT, an
+//! expectation that leaves the cell's tunnel, PPP link or a check open.
+
+use std::net::IpAddr;
+use std::ops::Range;
+
+use super::endpoints::EndpointPlan;
+use super::expect;
+use super::knobs;
+use super::matrix::Pick;
+use super::network::NodePlan;
+use super::routing::{forwarded_to, next_hop, reachable};
+use super::{Diags, Validated};
+use crate::model::{self as cell, Cell, Role};
+
+/// A routing problem, with the cells it occurs in (often all of them).
+struct Unreachable {
+    span: Range<usize>,
+    field: String,
+    msg: String,
+    cells: Vec<String>,
+}
+
+/// Every cell of the matrix, in matrix order.
+pub(super) fn cells(d: &mut Diags<'_>, v: &Validated<'_>) -> Vec<Cell> {
+    let picks = v.axes.picks();
+    let local = local_addrs(v);
+    let mut cells = Vec::new();
+    let mut unreachable = Vec::new();
+    for pick in &picks {
+        let id = pick.id(&v.name);
+        let nodes: Vec<cell::Node> = v.net.plans.iter().map(|p| node(d, p, pick)).collect();
+        let endpoints: Vec<cell::Endpoint> = v
+            .eps
+            .plans
+            .iter()
+            .zip(&local)
+            .map(|(p, local)| endpoint(v, p, *local, pick))
+            .collect();
+        routable(v, &endpoints, &nodes, &id, &mut unreachable);
+        let has = (!endpoints.is_empty(), v.ppp.is_some());
+        let Some(expect) = expect::of_cell(d, v.f, pick, &id, &v.names, has) else {
+            continue;
+        };
+        cells.push(Cell {
+            id,
+            scenario: v.name.clone(),
+            file: v.path.to_path_buf(),
+            axes: pick.labels(),
+            nodes,
+            links: v.net.links.clone(),
+            routes: v.net.routes.clone(),
+            checks: v.checks.clone(),
+            requires: v.requires.clone(),
+            backend: v.backend,
+            expect,
+            steps: v.steps.clone(),
+            ppp: v.ppp.clone(),
+            endpoints,
+        });
+    }
+    for u in unreachable {
+        if u.cells.len() == picks.len() {
+            d.err(u.span, u.field, u.msg);
+        } else {
+            let msg = format!("in cells {}: {}", u.cells.join(", "), u.msg);
+            d.err(u.span, u.field, msg);
+        }
+    }
+    cells
+}
+
+/// A node with the cell's NAT profile and hairpinning.
+fn node(d: &mut Diags<'_>, p: &NodePlan, pick: &Pick<'_>) -> cell::Node {
+    let nat = *p.nat.at(pick);
+    let mut knobs = nat.preset();
+    if let Some((k, ports_set)) = &p.knobs {
+        knobs::merge(&mut knobs, k, *ports_set);
+    }
+    if let Some(on) = p.hairpin.at(pick) {
+        knobs.hairpin = *on;
+    }
+    if (nat.translates() || knobs.forward_ike_to.is_some()) && p.nat_outside.is_none() {
+        d.err(
+            p.span.clone(),
+            format!("nodes.{}.nat_outside", p.name),
+            format!(
+                "NAT profile {nat} (or forward_ike_to) needs `nat_outside` (the neighbour on the public side)"
+            ),
+        );
+    }
+    cell::Node {
+        name: p.name.clone(),
+        nat,
+        nat_outside: p.nat_outside.clone(),
+        forwarding: p.forwarding,
+        sysctl: p.sysctl.clone(),
+        pptp_helper: p.pptp_helper,
+        knobs,
+    }
+}
+
+/// Each endpoint's own IKE address (the same in every cell): toward its
+/// remote address on an initiator; on a responder, the address its
+/// initiator targets (or the inside address a gateway forwards that to).
+fn local_addrs(v: &Validated<'_>) -> Vec<Option<IpAddr>> {
+    let ifaces = &v.net.ifaces;
+    let node = |i: usize| v.f.endpoints[i].get_ref().node.get_ref();
+    let role = |i: usize| *v.f.endpoints[i].get_ref().role.get_ref();
+    let plans = &v.eps.plans;
+    plans
+        .iter()
+        .map(|p| {
+            if role(p.index) != Role::Responder {
+                let dst = p.remote_addr?;
+                return next_hop(node(p.index), dst, ifaces, &v.net.routes).map(|x| x.net.addr());
+            }
+            let me = node(p.index);
+            plans
+                .iter()
+                .filter(|q| node(q.peer) == me)
+                .filter_map(|q| q.remote_addr)
+                .find_map(|a| {
+                    if v.net.owns(me, a) {
+                        Some(a)
+                    } else {
+                        // Through a gateway that forwards IKE to it.
+                        forwarded_to(a, ifaces, &v.net.knobs)
+                            .filter(|(_, n)| n == me)
+                            .map(|(to, _)| to)
+                    }
+                })
+        })
+        .collect()
+}
+
+/// An endpoint with the cell's stack, NAT-T mode and knobs.
+fn endpoint(
+    v: &Validated<'_>,
+    p: &EndpointPlan,
+    local_addr: Option<IpAddr>,
+    pick: &Pick<'_>,
+) -> cell::Endpoint {
+    let e = v.f.endpoints[p.index].get_ref();
+    let peer = v.f.endpoints[p.peer].get_ref();
+    let inner = |n: &String| v.eps.inner_of.get(n).copied();
+    let others = p.others.iter().map(|&o| {
+        let other = v.f.endpoints[o].get_ref();
+        cell::OtherPeer {
+            node: other.node.get_ref().clone(),
+            id: other.id.get_ref().clone(),
+            inner: inner(other.node.get_ref()),
+        }
+    });
+    cell::Endpoint {
+        node: e.node.get_ref().clone(),
+        stack: p.stack.at(pick).clone(),
+        role: *e.role.get_ref(),
+        peer: peer.node.get_ref().clone(),
+        others: others.collect(),
+        remote_addr: p.remote_addr,
+        local_addr,
+        id: e.id.get_ref().clone(),
+        peer_id: peer.id.get_ref().clone(),
+        psk: e
+            .psk
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_default(),
+        inner: inner(e.node.get_ref()),
+        peer_inner: inner(peer.node.get_ref()),
+        ike: *e.ike.get_ref(),
+        nat_t: *p.nat_t.at(pick),
+        mode: *e.mode.get_ref(),
+        knobs: p.knobs.at(pick),
+    }
+}
+
+/// IKE must be routable both ways, through this cell's NAT.
+fn routable(
+    v: &Validated<'_>,
+    endpoints: &[cell::Endpoint],
+    nodes: &[cell::Node],
+    id: &str,
+    out: &mut Vec<Unreachable>,
+) {
+    for (p, e) in v.eps.plans.iter().zip(endpoints) {
+        let Some(dst) = e.remote_addr else { continue };
+        let Err(msg) = reachable(&e.node, dst, &v.net.ifaces, &v.net.routes, nodes) else {
+            continue;
+        };
+        let msg = format!("IKE from {} to {dst}: {msg}", e.node);
+        let field = format!("endpoints[{}].peer", p.index);
+        match out.iter_mut().find(|u| u.field == field && u.msg == msg) {
+            Some(u) => u.cells.push(id.to_string()),
+            None => out.push(Unreachable {
+                span: v.f.endpoints[p.index].get_ref().peer.span(),
+                field,
+                msg,
+                cells: vec![id.to_string()],
+            }),
+        }
+    }
+}

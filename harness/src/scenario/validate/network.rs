@@ -1,0 +1,425 @@
+//! The network as the file draws it: nodes, links (and the interfaces they
+//! put on nodes), routes, and each gateway's outside side. Everything
+//! later (endpoints, PPP, checks, steps, routing) resolves addresses and
+//! paths against the [`Network`] this returns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::ops::Range;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use toml::Spanned;
+
+use super::super::file::{LinkEnd, LinkSpec, NodeSpec, RouteSpec, ScenarioFile};
+use super::diag::{known_node, sp, Diags};
+use super::knobs;
+use super::matrix::{Axes, Choice, Varies};
+use super::routing::via_owner;
+use crate::model::{self as cell, known, Knobs, NatProfile};
+
+/// Longest interface name Linux accepts.
+const IFNAMSIZ: usize = 15;
+/// Node names stay short so default interface names (`to-<node>`) fit.
+const MAX_NODE_NAME: usize = 12;
+
+/// An interface a link puts on a node: its address, and the neighbour at
+/// the other end.
+#[derive(Clone)]
+pub(super) struct Iface {
+    pub node: String,
+    pub name: String,
+    pub net: IpNet,
+    pub peer_node: String,
+    pub peer_addr: IpAddr,
+}
+
+/// The validated network.
+#[derive(Default)]
+pub(super) struct Network {
+    /// Every node the file declares.
+    pub nodes: BTreeSet<String>,
+    /// The addresses links put on nodes (both ends of every valid link).
+    pub ifaces: Vec<Iface>,
+    /// The valid links.
+    pub links: Vec<cell::Link>,
+    /// The valid routes.
+    pub routes: Vec<cell::Route>,
+    /// Gateways' `behaviour` knobs as the file sets them.
+    pub knobs: BTreeMap<String, Knobs>,
+    /// Every link address, with the field that declares it.
+    pub addrs: BTreeMap<IpAddr, String>,
+    /// Every link subnet, with its link.
+    pub subnets: Vec<(IpNet, String)>,
+    /// What a cell needs of each node.
+    pub plans: Vec<NodePlan>,
+}
+
+/// What validation resolved for a node, with the choices a cell makes.
+pub(super) struct NodePlan {
+    pub name: String,
+    pub nat: Choice<NatProfile>,
+    /// `Some` where an axis sets hairpinning.
+    pub hairpin: Choice<Option<bool>>,
+    /// The file's `behaviour`, and whether it names its port assignment.
+    pub knobs: Option<(Knobs, bool)>,
+    /// The interface toward `nat_outside`.
+    pub nat_outside: Option<String>,
+    pub forwarding: bool,
+    pub sysctl: Vec<(String, String)>,
+    pub pptp_helper: bool,
+    /// Where a missing `nat_outside` is reported: the profile, or the node.
+    pub span: Range<usize>,
+}
+
+/// Validate nodes, links, routes and gateways' outside sides.
+pub(super) fn validate(d: &mut Diags<'_>, f: &ScenarioFile, axes: &Axes) -> Network {
+    let mut net = Network {
+        nodes: f.nodes.keys().cloned().collect(),
+        ..Network::default()
+    };
+    for (n, spec) in &f.nodes {
+        if let Some(k) = node(d, n, spec) {
+            net.knobs.insert(n.clone(), k);
+        }
+    }
+    for (i, l) in f.links.iter().enumerate() {
+        link(d, &mut net, i, l.get_ref());
+    }
+    for (i, r) in f.routes.iter().enumerate() {
+        if let Some(r) = route(d, &net, i, r.get_ref()) {
+            net.routes.push(r);
+        }
+    }
+    let outside = outside(d, f, &net);
+    net.plans = f
+        .nodes
+        .iter()
+        .filter_map(|(n, spec)| plan(f, &net, axes, n, spec, outside.get(n).cloned()))
+        .collect();
+    net
+}
+
+/// Check one node; its `behaviour` knobs, if it has them.
+fn node(d: &mut Diags<'_>, n: &str, spec: &Spanned<NodeSpec>) -> Option<Knobs> {
+    let ok = !n.is_empty()
+        && n.len() <= MAX_NODE_NAME
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        d.err(
+            sp(spec),
+            format!("nodes.{n}"),
+            format!("node names must be 1-{MAX_NODE_NAME} characters of a-z, 0-9 and '-'"),
+        );
+    }
+    let s = spec.get_ref();
+    if let Some(p) = &s.nat {
+        if p.get_ref().parse::<NatProfile>().is_err() {
+            d.err(
+                sp(p),
+                format!("nodes.{n}.nat"),
+                format!(
+                    "unknown NAT profile `{}` (known: {})",
+                    p.get_ref(),
+                    known::<NatProfile>()
+                ),
+            );
+        }
+    }
+    let knobs = s
+        .behaviour
+        .as_ref()
+        .map(|b| knobs::nat_knobs(d, b.get_ref(), &format!("nodes.{n}.behaviour")));
+    for (k, v) in &s.sysctl {
+        if !k.starts_with("net.") {
+            d.err(
+                sp(v),
+                format!("nodes.{n}.sysctl.{k}"),
+                "only per-namespace net.* sysctls may be set",
+            );
+        }
+    }
+    knobs
+}
+
+/// One end of a link as validated.
+struct End<'s> {
+    known: bool,
+    spec: &'s LinkEnd,
+    iface: String,
+    addr: Option<IpNet>,
+}
+
+/// Check one link; a valid one adds its interfaces and itself.
+fn link(d: &mut Diags<'_>, net: &mut Network, i: usize, l: &LinkSpec) {
+    let a = link_end(d, net, &format!("links[{i}].a"), &l.a, &l.b);
+    let b = link_end(d, net, &format!("links[{i}].b"), &l.b, &l.a);
+    if l.a.node.get_ref() == l.b.node.get_ref() {
+        d.err(
+            sp(&l.b.node),
+            format!("links[{i}].b.node"),
+            "a link must join two different nodes",
+        );
+    }
+    if let (Some(x), Some(y)) = (a.addr, b.addr) {
+        subnet(d, net, i, l, x, y);
+    }
+    if let Some(m) = &l.mtu {
+        if !(576..=9000).contains(m.get_ref()) {
+            d.err(
+                sp(m),
+                format!("links[{i}].mtu"),
+                "MTU must be between 576 and 9000",
+            );
+        }
+    }
+    if let (true, true, Some(aa), Some(ab)) = (a.known, b.known, a.addr, b.addr) {
+        for (x, net_x, y, addr_y) in [(&a, aa, &b, ab), (&b, ab, &a, aa)] {
+            let n = x.spec.node.get_ref();
+            if net.ifaces.iter().any(|f| &f.node == n && f.name == x.iface) {
+                d.err(
+                    sp(&l.a.node),
+                    format!("links[{i}]"),
+                    format!(
+                        "node {n} already has an interface `{}`; set `iface` on one of the links",
+                        x.iface
+                    ),
+                );
+            }
+            net.ifaces.push(Iface {
+                node: n.clone(),
+                name: x.iface.clone(),
+                net: net_x,
+                peer_node: y.spec.node.get_ref().clone(),
+                peer_addr: addr_y.addr(),
+            });
+        }
+        let end = |e: &End<'_>, addr| cell::LinkEnd {
+            node: e.spec.node.get_ref().clone(),
+            iface: e.iface.clone(),
+            addr,
+        };
+        net.links.push(cell::Link {
+            a: end(&a, aa),
+            b: end(&b, ab),
+            mtu: l.mtu.as_ref().map(|m| *m.get_ref()),
+        });
+    }
+}
+
+/// Check one end of a link (`field`: `links[i].a` or `.b`).
+fn link_end<'s>(
+    d: &mut Diags<'_>,
+    net: &mut Network,
+    field: &str,
+    end: &'s LinkEnd,
+    other: &LinkEnd,
+) -> End<'s> {
+    let known = known_node(d, &net.nodes, &end.node, format!("{field}.node"));
+    let addr = d.net(&end.addr, &format!("{field}.addr")).filter(|a| {
+        // Below /31 (/127), the first and last address of a subnet are
+        // not a host's.
+        let reserved = a.prefix_len() + 1 < a.max_prefix_len()
+            && (a.addr() == a.network() || a.addr() == a.broadcast());
+        if reserved {
+            d.err(
+                sp(&end.addr),
+                format!("{field}.addr"),
+                format!("{} is the network or broadcast address of its subnet", a),
+            );
+        }
+        !reserved
+    });
+    let iface = match &end.iface {
+        Some(i) => {
+            if i.get_ref().is_empty()
+                || i.get_ref().len() > IFNAMSIZ
+                || i.get_ref().contains(['/', ' '])
+            {
+                d.err(
+                    sp(i),
+                    format!("{field}.iface"),
+                    format!("interface names are 1-{IFNAMSIZ} characters without '/' or spaces"),
+                );
+            }
+            i.get_ref().clone()
+        }
+        None => format!("to-{}", other.node.get_ref()),
+    };
+    if let Some(a) = addr {
+        if let Some(prev) = net.addrs.insert(a.addr(), field.to_string()) {
+            d.err(
+                sp(&end.addr),
+                format!("{field}.addr"),
+                format!("duplicate address {} (also at {prev})", a.addr()),
+            );
+        }
+    }
+    End {
+        known,
+        spec: end,
+        iface,
+        addr,
+    }
+}
+
+/// Both ends of link `i` share one subnet, which overlaps no other link's.
+fn subnet(d: &mut Diags<'_>, net: &mut Network, i: usize, l: &LinkSpec, a: IpNet, b: IpNet) {
+    if a.network() != b.network() || a.prefix_len() != b.prefix_len() {
+        d.err(
+            sp(&l.b.addr),
+            format!("links[{i}].b.addr"),
+            format!("{b} is not in the same subnet as the other end {a}"),
+        );
+        return;
+    }
+    for (other, link) in &net.subnets {
+        if other.contains(&a.network()) || a.contains(&other.network()) {
+            d.err(
+                sp(&l.a.addr),
+                format!("links[{i}].a.addr"),
+                format!("subnet {} overlaps {other} of {link}", a.trunc()),
+            );
+        }
+    }
+    net.subnets.push((a.trunc(), format!("links[{i}]")));
+}
+
+/// Check one route; the route, if valid.
+fn route(d: &mut Diags<'_>, net: &Network, i: usize, r: &RouteSpec) -> Option<cell::Route> {
+    let field = format!("routes[{i}]");
+    let known = known_node(d, &net.nodes, &r.node, format!("{field}.node"));
+    let to = (r.to.get_ref() != "default")
+        .then(|| d.prefix(&r.to, &format!("{field}.to")).map(|n| n.trunc()));
+    let via = d.addr(&r.via, &format!("{field}.via"));
+    // `default` is the default route of the next hop's family.
+    let dst = match to {
+        Some(to) => to,
+        None => via.map(default_route),
+    };
+    let (true, Some(dst), Some(via)) = (known, dst, via) else {
+        return None;
+    };
+    let on_link = net
+        .ifaces
+        .iter()
+        .any(|x| &x.node == r.node.get_ref() && x.net.contains(&via) && x.peer_addr == via);
+    if !on_link {
+        d.err(
+            sp(&r.via),
+            format!("{field}.via"),
+            format!(
+                "next hop {via} is not the address of a neighbour of {}",
+                r.node.get_ref()
+            ),
+        );
+        return None;
+    }
+    Some(cell::Route {
+        node: r.node.get_ref().clone(),
+        dst,
+        via,
+    })
+}
+
+fn default_route(via: IpAddr) -> IpNet {
+    match via {
+        IpAddr::V4(_) => IpNet::V4(Ipv4Net::default()),
+        IpAddr::V6(_) => IpNet::V6(Ipv6Net::default()),
+    }
+}
+
+/// Each gateway's interface toward its `nat_outside` neighbour.
+fn outside(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (n, spec) in &f.nodes {
+        let Some(o) = &spec.get_ref().nat_outside else {
+            continue;
+        };
+        match net
+            .ifaces
+            .iter()
+            .find(|x| &x.node == n && &x.peer_node == o.get_ref())
+        {
+            Some(x) => {
+                out.insert(n.clone(), x.name.clone());
+            }
+            None => d.err(
+                sp(o),
+                format!("nodes.{n}.nat_outside"),
+                format!("`{}` is not a neighbour of {n}", o.get_ref()),
+            ),
+        }
+    }
+    out
+}
+
+/// What a cell needs of node `n` (`None` if its profile is invalid, which
+/// [`node`] or the matrix check reports).
+fn plan(
+    f: &ScenarioFile,
+    net: &Network,
+    axes: &Axes,
+    n: &str,
+    spec: &Spanned<NodeSpec>,
+    nat_outside: Option<String>,
+) -> Option<NodePlan> {
+    let s = spec.get_ref();
+    let fixed = match &s.nat {
+        Some(p) => p.get_ref().parse::<NatProfile>().ok()?,
+        None => NatProfile::None,
+    };
+    let nat = axes.choice(&Varies::Nat(n.to_string()), fixed, |v| v.parse().ok())?;
+    let hairpin = axes.choice(&Varies::Hairpin(n.to_string()), None, |v| {
+        Some(Some(v == "true"))
+    })?;
+    let ports_set = s
+        .behaviour
+        .as_ref()
+        .is_some_and(|b| b.get_ref().ports.is_some());
+    Some(NodePlan {
+        name: n.to_string(),
+        nat,
+        hairpin,
+        knobs: net.knobs.get(n).map(|k| (k.clone(), ports_set)),
+        nat_outside,
+        forwarding: net.forwards(f, n),
+        sysctl: s
+            .sysctl
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect(),
+        pptp_helper: s.pptp_helper,
+        span: s.nat.as_ref().map(sp).unwrap_or_else(|| sp(spec)),
+    })
+}
+
+impl Network {
+    /// Whether node `n` forwards packets in some cell: it has a NAT
+    /// profile (in the file or on an axis), `behaviour` knobs, or another
+    /// node routes through it.
+    pub(super) fn forwards(&self, f: &ScenarioFile, n: &str) -> bool {
+        let spec = f.nodes.get(n).map(|s| s.get_ref());
+        spec.is_some_and(|s| s.nat.is_some() || s.behaviour.is_some())
+            || f.matrix.nat.contains_key(n)
+            || self
+                .routes
+                .iter()
+                .any(|r| r.node != n && via_owner(r, &self.ifaces) == Some(n))
+    }
+
+    /// Whether `addr` is on one of node `n`'s links.
+    pub(super) fn owns(&self, n: &str, addr: IpAddr) -> bool {
+        self.ifaces
+            .iter()
+            .any(|x| x.node == n && x.net.addr() == addr)
+    }
+
+    /// The addresses on node `n`'s links.
+    pub(super) fn addrs_of<'a>(&'a self, n: &'a str) -> impl Iterator<Item = IpAddr> + 'a {
+        self.ifaces
+            .iter()
+            .filter(move |x| x.node == n)
+            .map(|x| x.net.addr())
+    }
+}

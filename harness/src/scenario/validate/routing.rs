@@ -1,0 +1,127 @@
+//! Paths through the file's network, as the kernel will route them: the
+//! next hop toward an address, whether IKE gets there and back through a
+//! cell's NAT, and where a gateway forwards IKE to. Validation asks before
+//! anything runs, so an unroutable file is refused with the reason.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::network::Iface;
+use crate::model::{self as cell, Knobs};
+
+/// The node whose address is a route's next hop.
+pub(super) fn via_owner<'a>(r: &cell::Route, ifaces: &'a [Iface]) -> Option<&'a str> {
+    ifaces
+        .iter()
+        .find(|x| x.net.addr() == r.via)
+        .map(|x| x.node.as_str())
+}
+
+/// Where a node sends a packet for `dst`: the interface and the next node.
+pub(super) fn next_hop<'a>(
+    node: &str,
+    dst: IpAddr,
+    ifaces: &'a [Iface],
+    routes: &[cell::Route],
+) -> Option<&'a Iface> {
+    let connected = ifaces
+        .iter()
+        .filter(|x| x.node == node && x.net.contains(&dst))
+        .max_by_key(|x| x.net.prefix_len());
+    let routed = routes
+        .iter()
+        .filter(|r| r.node == node && r.dst.contains(&dst))
+        .max_by_key(|r| r.dst.prefix_len());
+    match (connected, routed) {
+        (Some(c), Some(r)) if r.dst.prefix_len() > c.net.prefix_len() => ifaces
+            .iter()
+            .find(|x| x.node == node && x.peer_addr == r.via),
+        (Some(c), _) => (c.peer_addr == dst).then_some(c),
+        (None, Some(r)) => ifaces
+            .iter()
+            .find(|x| x.node == node && x.peer_addr == r.via),
+        (None, None) => None,
+    }
+}
+
+/// Walk the forward path from `from` to `dst`, applying source NAT on the
+/// way, then the reply path back to the (translated) source.
+pub(super) fn reachable(
+    from: &str,
+    dst: IpAddr,
+    ifaces: &[Iface],
+    routes: &[cell::Route],
+    nodes: &[cell::Node],
+) -> Result<(), String> {
+    let Some(first) = next_hop(from, dst, ifaces, routes) else {
+        return Err(format!("{from} has no route to {dst}"));
+    };
+    let mut src = first.net.addr();
+    let mut nats: Vec<(String, IpAddr)> = Vec::new();
+    let mut at = from.to_string();
+    for _ in 0..16 {
+        if owns(ifaces, &at, dst) {
+            return replies(at, src, nats, ifaces, routes);
+        }
+        let Some(hop) = next_hop(&at, dst, ifaces, routes) else {
+            return Err(format!("{at} has no route to {dst}"));
+        };
+        if let Some(n) = nodes.iter().find(|n| n.name == at) {
+            if n.nat.translates() && n.nat_outside.as_deref() == Some(hop.name.as_str()) {
+                nats.push((at.clone(), src));
+                src = hop.net.addr();
+            } else if at != from && !n.forwarding {
+                return Err(format!("{at} would have to forward, but is not a router"));
+            }
+        }
+        at = hop.peer_node.clone();
+    }
+    Err("path loops".into())
+}
+
+/// The reply path from `at` back to what it saw as the source, undoing the
+/// source NATs (`nats`, innermost last) on the way.
+fn replies(
+    mut at: String,
+    mut target: IpAddr,
+    mut nats: Vec<(String, IpAddr)>,
+    ifaces: &[Iface],
+    routes: &[cell::Route],
+) -> Result<(), String> {
+    for _ in 0..32 {
+        if owns(ifaces, &at, target) {
+            match nats.pop() {
+                Some((gw, orig)) if gw == at => target = orig,
+                Some(_) => return Err("inconsistent NAT path".into()),
+                None => return Ok(()),
+            }
+            if owns(ifaces, &at, target) {
+                continue;
+            }
+        }
+        let Some(hop) = next_hop(&at, target, ifaces, routes) else {
+            return Err(format!(
+                "replies cannot return: {at} has no route to {target}"
+            ));
+        };
+        at = hop.peer_node.clone();
+    }
+    Err("reply path loops".into())
+}
+
+fn owns(ifaces: &[Iface], n: &str, a: IpAddr) -> bool {
+    ifaces.iter().any(|x| x.node == n && x.net.addr() == a)
+}
+
+/// The inside address and node a gateway forwards IKE sent to `addr` to
+/// (`behaviour.forward_ike_to`), if `addr` is such a gateway's address.
+pub(super) fn forwarded_to(
+    addr: IpAddr,
+    ifaces: &[Iface],
+    knobs: &BTreeMap<String, Knobs>,
+) -> Option<(IpAddr, String)> {
+    let gw = ifaces.iter().find(|x| x.net.addr() == addr)?;
+    let to = knobs.get(&gw.node)?.forward_ike_to?;
+    let owner = ifaces.iter().find(|x| x.net.addr() == to)?;
+    Some((to, owner.node.clone()))
+}
