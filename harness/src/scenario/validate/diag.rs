@@ -60,7 +60,7 @@ impl<'a> Diags<'a> {
         &mut self,
         span: Range<usize>,
         field: impl Into<String>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
     ) {
         let (line, column) = line_col(self.text, span.start);
         let d = Diagnostic {
@@ -68,7 +68,7 @@ impl<'a> Diags<'a> {
             line,
             column,
             field: field.into(),
-            message: message.into(),
+            message: message.to_string(),
         };
         // The same problem found in several cells is reported once.
         if !self.out.contains(&d) {

@@ -223,17 +223,22 @@ fn programs(
     }
 }
 
+/// Why a command stack's program cannot be run.
+#[derive(Debug, thiserror::Error)]
+enum NotRunnable {
+    #[error("{} is not an executable file (chmod +x {})", .0.display(), .0.display())]
+    NotExecutable(std::path::PathBuf),
+    #[error("{path}: {err}", path = .0.display(), err = .1)]
+    Unreadable(std::path::PathBuf, std::io::Error),
+}
+
 /// Whether `p` is a file vpnlab may execute.
-fn executable(p: &Path) -> Result<(), String> {
+fn executable(p: &Path) -> Result<(), NotRunnable> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(p) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
-        Ok(_) => Err(format!(
-            "{} is not an executable file (chmod +x {})",
-            p.display(),
-            p.display()
-        )),
-        Err(e) => Err(format!("{}: {e}", p.display())),
+        Ok(_) => Err(NotRunnable::NotExecutable(p.to_path_buf())),
+        Err(e) => Err(NotRunnable::Unreadable(p.to_path_buf(), e)),
     }
 }
 

@@ -17,9 +17,26 @@ use crate::model::{Block, Knobs, Ports};
 /// field suite's timers are scaled down to seconds.
 pub const MAX_DURATION: Duration = Duration::from_secs(60);
 
+/// A knob's value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadValue {
+    /// Not `5s` or `500ms`.
+    #[error("`{0}` is not a duration like \"5s\" or \"500ms\"")]
+    NotADuration(String),
+    /// Zero or too long.
+    #[error("`{0}` is out of range (more than 0, at most {max}s)", max = MAX_DURATION.as_secs())]
+    OutOfRange(String),
+    /// Milliseconds where the daemons take seconds.
+    #[error("`{0}`: IKE daemons take whole seconds")]
+    NotWholeSeconds(String),
+    /// Not `yes` or `no`.
+    #[error("`{0}`: expected \"yes\" or \"no\"")]
+    NotYesNo(String),
+}
+
 /// Parse `"5s"`, `"500ms"` (at most [`MAX_DURATION`], more than zero).
-pub fn duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration like \"5s\" or \"500ms\"");
+pub fn duration(text: &str) -> Result<Duration, BadValue> {
+    let bad = || BadValue::NotADuration(text.to_string());
     let d = if let Some(ms) = text.strip_suffix("ms") {
         Duration::from_millis(ms.parse().map_err(|_| bad())?)
     } else if let Some(s) = text.strip_suffix('s') {
@@ -28,31 +45,28 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         return Err(bad());
     };
     if d.is_zero() || d > MAX_DURATION {
-        return Err(format!(
-            "`{text}` is out of range (more than 0, at most {}s)",
-            MAX_DURATION.as_secs()
-        ));
+        return Err(BadValue::OutOfRange(text.to_string()));
     }
     Ok(d)
 }
 
 /// A keepalive or DPD interval: whole seconds, or `off`.
-fn interval(text: &str) -> Result<Option<u32>, String> {
+fn interval(text: &str) -> Result<Option<u32>, BadValue> {
     if text == "off" {
         return Ok(None);
     }
     let d = duration(text)?;
     if d.subsec_millis() != 0 {
-        return Err(format!("`{text}`: IKE daemons take whole seconds"));
+        return Err(BadValue::NotWholeSeconds(text.to_string()));
     }
     Ok(Some(d.as_secs() as u32))
 }
 
-fn yes_no(text: &str) -> Result<bool, String> {
+fn yes_no(text: &str) -> Result<bool, BadValue> {
     match text {
         "yes" => Ok(true),
         "no" => Ok(false),
-        other => Err(format!("`{other}`: expected \"yes\" or \"no\"")),
+        other => Err(BadValue::NotYesNo(other.to_string())),
     }
 }
 

@@ -44,6 +44,29 @@ pub(super) fn next_hop<'a>(
     }
 }
 
+/// Why IKE cannot get from an endpoint to its peer and back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Unreachable {
+    /// A node on the way has no route.
+    #[error("{at} has no route to {dst}")]
+    NoRoute { at: String, dst: IpAddr },
+    /// A host on the way would have to forward.
+    #[error("{at} would have to forward, but is not a router")]
+    NotARouter { at: String },
+    /// The forward path loops.
+    #[error("path loops")]
+    Loops,
+    /// A node on the reply path has no route back.
+    #[error("replies cannot return: {at} has no route to {target}")]
+    NoReturn { at: String, target: IpAddr },
+    /// Replies reach a NAT other than the one that translated.
+    #[error("inconsistent NAT path")]
+    InconsistentNat,
+    /// The reply path loops.
+    #[error("reply path loops")]
+    ReplyLoops,
+}
+
 /// Walk the forward path from `from` to `dst`, applying source NAT on the
 /// way, then the reply path back to the (translated) source.
 pub(super) fn reachable(
@@ -52,9 +75,13 @@ pub(super) fn reachable(
     ifaces: &[Iface],
     routes: &[cell::Route],
     nodes: &[cell::Node],
-) -> Result<(), String> {
+) -> Result<(), Unreachable> {
+    let no_route = |at: &str| Unreachable::NoRoute {
+        at: at.to_string(),
+        dst,
+    };
     let Some(first) = next_hop(from, dst, ifaces, routes) else {
-        return Err(format!("{from} has no route to {dst}"));
+        return Err(no_route(from));
     };
     let mut src = first.net.addr();
     let mut nats: Vec<(String, IpAddr)> = Vec::new();
@@ -64,19 +91,19 @@ pub(super) fn reachable(
             return replies(at, src, nats, ifaces, routes);
         }
         let Some(hop) = next_hop(&at, dst, ifaces, routes) else {
-            return Err(format!("{at} has no route to {dst}"));
+            return Err(no_route(&at));
         };
         if let Some(n) = nodes.iter().find(|n| n.name == at) {
             if n.nat.translates() && n.nat_outside.as_deref() == Some(hop.name.as_str()) {
                 nats.push((at.clone(), src));
                 src = hop.net.addr();
             } else if at != from && !n.forwarding {
-                return Err(format!("{at} would have to forward, but is not a router"));
+                return Err(Unreachable::NotARouter { at });
             }
         }
         at = hop.peer_node.clone();
     }
-    Err("path loops".into())
+    Err(Unreachable::Loops)
 }
 
 /// The reply path from `at` back to what it saw as the source, undoing the
@@ -87,12 +114,12 @@ fn replies(
     mut nats: Vec<(String, IpAddr)>,
     ifaces: &[Iface],
     routes: &[cell::Route],
-) -> Result<(), String> {
+) -> Result<(), Unreachable> {
     for _ in 0..32 {
         if owns(ifaces, &at, target) {
             match nats.pop() {
                 Some((gw, orig)) if gw == at => target = orig,
-                Some(_) => return Err("inconsistent NAT path".into()),
+                Some(_) => return Err(Unreachable::InconsistentNat),
                 None => return Ok(()),
             }
             if owns(ifaces, &at, target) {
@@ -100,13 +127,11 @@ fn replies(
             }
         }
         let Some(hop) = next_hop(&at, target, ifaces, routes) else {
-            return Err(format!(
-                "replies cannot return: {at} has no route to {target}"
-            ));
+            return Err(Unreachable::NoReturn { at, target });
         };
         at = hop.peer_node.clone();
     }
-    Err("reply path loops".into())
+    Err(Unreachable::ReplyLoops)
 }
 
 fn owns(ifaces: &[Iface], n: &str, a: IpAddr) -> bool {
