@@ -112,21 +112,10 @@ pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) ->
     }
 }
 
-/// Stop a daemon vpnlab started: SIGTERM, then SIGKILL after 3 s; reaped
-/// either way.
+/// Stop a daemon vpnlab started (see [`daemon::terminate`]).
 pub async fn terminate(child: Option<tokio::process::Child>) {
-    let Some(mut child) = child else { return };
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(std::time::Duration::from_secs(3), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
+    if let Some(child) = child {
+        daemon::terminate(child).await;
     }
 }
 
@@ -175,6 +164,7 @@ macro_rules! forward_stack {
 pub(crate) use forward_stack;
 
 pub mod command;
+pub mod daemon;
 pub mod libreswan;
 pub mod pki;
 pub mod strongswan;
