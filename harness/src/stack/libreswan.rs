@@ -11,8 +11,9 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::daemon::{Daemon, Probe, Readiness, Spec, SYSTEM_PATH};
 use super::{endpoint_label, Backend, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
 use crate::error::StackError;
 use crate::model::{Endpoint, Mode, NatT, Proto, Role, SaState};
@@ -376,54 +377,194 @@ async fn empty_nss_db(root: &Path) -> Result<PathBuf, NssError> {
     }
 }
 
-/// A running (or not yet started) pluto for one endpoint.
-pub struct Libreswan {
+/// How pluto's start-up is waited for: until it has bound IKE's port. It
+/// does that after its control socket is up and its start-up `addconn` has
+/// told it to listen. Polled, bounded.
+const READY: Readiness = Readiness {
+    limit: START_TIMEOUT,
+    pause: Duration::from_millis(5),
+    max_pause: Duration::from_millis(5),
+    exited: |status, _| format!("pluto exited during start-up ({status})"),
+};
+
+fn control_err(node: &str, request: &str, detail: impl ToString) -> StackError {
+    StackError::Control {
+        node: node.to_string(),
+        daemon: "pluto".into(),
+        request: request.into(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Bind mounts for pluto and its tools: the endpoint's directory on
+/// `/run`, and the prefix's helpers where pluto was compiled to find them
+/// (`/usr/libexec/ipsec/addconn`, run at start-up).
+fn binds(work: &Workdir) -> Vec<(PathBuf, PathBuf)> {
+    vec![
+        (work.dir.clone(), "/run".into()),
+        (prefix().join("usr/libexec"), "/usr/libexec".into()),
+    ]
+}
+
+/// One readiness probe: whether UDP 500 is bound in the node.
+async fn bound(ns: &Netns) -> Result<Probe<()>, StackError> {
+    Ok(match ns.listens("udp", 500) {
+        true => Probe::Ready(()),
+        false => Probe::NotYet("UDP port 500 never bound".into()),
+    })
+}
+
+/// The version pluto logs at start-up: "Starting Pluto (Libreswan Version
+/// 4.10 IKEv2 ..." → "Libreswan 4.10" (`libreswan` if it is not there).
+fn logged_version(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.split("(Libreswan Version ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .map_or_else(|| "libreswan".into(), |v| format!("Libreswan {v}"))
+}
+
+/// An endpoint's pluto, configured but not started.
+pub struct Prepared {
     ep: Endpoint,
     work: Workdir,
     timers: Timers,
-    ns: Option<OwnedFd>,
-    child: Option<tokio::process::Child>,
+}
+
+impl Prepared {
+    /// A pluto for `ep`; nothing runs until [`Prepared::start`].
+    pub fn new(ep: Endpoint, work: Workdir, timers: Timers) -> Self {
+        Self { ep, work, timers }
+    }
+
+    /// Write pluto's files, start it in `ns` and wait until it listens. A
+    /// failure after the spawn stops pluto again.
+    pub async fn start(self, ns: &Netns) -> Result<Running, StackError> {
+        let pluto = tool("pluto");
+        if !pluto.exists() {
+            return Err(StackError::Missing {
+                node: self.ep.node.clone(),
+                what: format!("libreswan's pluto ({})", pluto.display()),
+                install: INSTALL_HINT.into(),
+            });
+        }
+        self.write_config()?;
+        self.copy_nss_db().await?;
+        // whack and `ip xfrm` run in the node after start-up.
+        let ns_fd = ns.dup_fd().map_err(|source| StackError::Spawn {
+            node: self.ep.node.clone(),
+            daemon: pluto.display().to_string(),
+            source,
+        })?;
+        let mut daemon = Daemon::spawn(ns, &self.ep.node, self.spec(pluto))?;
+        if let Err(e) = daemon.ready(&READY, || bound(ns)).await {
+            daemon.stop().await;
+            return Err(e);
+        }
+        let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
+        Ok(Running {
+            version: logged_version(&log),
+            ep: self.ep,
+            work: self.work,
+            ns: ns_fd,
+            daemon,
+        })
+    }
+
+    fn cfg_err(&self, path: &Path) -> impl FnOnce(std::io::Error) -> StackError {
+        let (node, path) = (self.ep.node.clone(), path.to_path_buf());
+        move |source| StackError::Config { node, path, source }
+    }
+
+    /// `ipsec.conf`, `ipsec.secrets` (owner-only, as pluto wants) and the
+    /// directories pluto expects.
+    fn write_config(&self) -> Result<(), StackError> {
+        use std::os::unix::fs::PermissionsExt;
+        let run = &self.work.dir;
+        for d in [run.clone(), run.join("nss"), run.join("ipsec.d")] {
+            std::fs::create_dir_all(&d).map_err(self.cfg_err(&d))?;
+        }
+        let conf = self.work.file("ipsec.conf");
+        std::fs::write(&conf, ipsec_conf(&self.ep, self.timers)).map_err(self.cfg_err(&conf))?;
+        let sec = self.work.file("ipsec.secrets");
+        std::fs::write(&sec, secrets(&self.ep)).map_err(self.cfg_err(&sec))?;
+        std::fs::set_permissions(&sec, std::fs::Permissions::from_mode(0o600))
+            .map_err(self.cfg_err(&sec))
+    }
+
+    /// pluto keeps keys and certificates in an NSS database; an empty one
+    /// is enough for pre-shared keys. It is created once per run and copied
+    /// (certutil takes a second under emulation).
+    async fn copy_nss_db(&self) -> Result<(), StackError> {
+        let run = &self.work.dir;
+        let root = run.parent().and_then(Path::parent).unwrap_or(run);
+        let template = match NSS_TEMPLATE.get_or_init(|| empty_nss_db(root)).await {
+            Ok(t) => t,
+            Err(NssError::NoCertutil) => {
+                return Err(StackError::Missing {
+                    node: self.ep.node.clone(),
+                    what: "certutil (creates pluto's NSS database)".into(),
+                    install: "sudo apt-get install libnss3-tools".into(),
+                })
+            }
+            Err(NssError::Failed(e)) => return Err(control_err(&self.ep.node, "certutil -N", e)),
+        };
+        for f in std::fs::read_dir(template).map_err(self.cfg_err(template))? {
+            let f = f.map_err(self.cfg_err(template))?;
+            let to = run.join("nss").join(f.file_name());
+            std::fs::copy(f.path(), &to).map_err(self.cfg_err(&to))?;
+        }
+        Ok(())
+    }
+
+    fn spec(&self, pluto: PathBuf) -> Spec {
+        let args = [
+            "--nofork",
+            "--config",
+            "/run/ipsec.conf",
+            "--rundir",
+            "/run",
+            "--nssdir",
+            "/run/nss",
+            "--secretsfile",
+            "/run/ipsec.secrets",
+            "--ipsecdir",
+            "/run/ipsec.d",
+            "--logfile",
+            "/run/pluto.log",
+        ];
+        Spec {
+            name: "pluto".into(),
+            program: pluto,
+            args: args.map(String::from).to_vec(),
+            binds: binds(&self.work),
+            env: vec![("PATH".into(), SYSTEM_PATH.into())],
+            stderr: self.work.file("pluto.stderr"),
+            logs: vec![self.work.file("pluto.log")],
+            // pluto runs with `plutodebug=base`: its debug lines would
+            // crowd out the ones that explain a failure.
+            debug_prefix: Some("| "),
+            ..Spec::default()
+        }
+    }
+}
+
+/// A running pluto, with the node's namespace for the tools that run there.
+pub struct Running {
+    ep: Endpoint,
+    work: Workdir,
+    ns: OwnedFd,
+    daemon: Daemon,
     version: String,
 }
 
-impl Libreswan {
-    /// A driver for `ep`; nothing runs until `start`.
-    pub fn new(ep: Endpoint, work: Workdir, timers: Timers) -> Self {
-        Self {
-            ep,
-            work,
-            timers,
-            ns: None,
-            child: None,
-            version: "libreswan".into(),
-        }
+impl Running {
+    /// e.g. `Libreswan 4.10`.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     fn control_err(&self, request: &str, detail: impl ToString) -> StackError {
-        StackError::Control {
-            node: self.ep.node.clone(),
-            daemon: "pluto".into(),
-            request: request.into(),
-            detail: detail.to_string(),
-        }
-    }
-
-    /// Bind mounts for pluto and its tools: the endpoint's directory on
-    /// `/run`, and the prefix's helpers where pluto was compiled to find
-    /// them (`/usr/libexec/ipsec/addconn`, run at start-up).
-    fn binds(&self) -> Vec<(PathBuf, PathBuf)> {
-        vec![
-            (self.work.dir.clone(), "/run".into()),
-            (prefix().join("usr/libexec"), "/usr/libexec".into()),
-        ]
-    }
-
-    /// The last lines of pluto's own output and log, for error messages.
-    fn log_tail(&self) -> String {
-        let mut log = std::fs::read_to_string(self.work.file("pluto.stderr")).unwrap_or_default();
-        log += &std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("| ")).collect();
-        lines[lines.len().saturating_sub(8)..].join("\n")
+        control_err(&self.ep.node, request, detail)
     }
 
     /// Run `whack` against this pluto's control socket; returns the exit
@@ -457,9 +598,8 @@ impl Libreswan {
         args: &[&str],
         mounts: bool,
     ) -> Result<String, StackError> {
-        let ns = self.ns.as_ref().expect("pluto started");
-        let binds = if mounts { self.binds() } else { vec![] };
-        let out = command_in(ns.as_fd(), &program.to_string_lossy(), binds)
+        let binds = if mounts { binds(&self.work) } else { vec![] };
+        let out = command_in(self.ns.as_fd(), &program.to_string_lossy(), binds)
             .args(args)
             .output();
         let request = format!(
@@ -483,148 +623,22 @@ impl Libreswan {
         }
     }
 
-    async fn do_start(&mut self, ns: &Netns) -> Result<(), StackError> {
-        let node = self.ep.node.clone();
-        let pluto = tool("pluto");
-        if !pluto.exists() {
-            return Err(StackError::Missing {
-                node,
-                what: format!("libreswan's pluto ({})", pluto.display()),
-                install: INSTALL_HINT.into(),
-            });
-        }
-        let cfg_err = |path: PathBuf| {
-            let node = node.clone();
-            move |source| StackError::Config { node, path, source }
-        };
-        let run = self.work.dir.clone();
-        for d in [run.clone(), run.join("nss"), run.join("ipsec.d")] {
-            std::fs::create_dir_all(&d).map_err(cfg_err(d.clone()))?;
-        }
-        let conf = self.work.file("ipsec.conf");
-        std::fs::write(&conf, ipsec_conf(&self.ep, self.timers)).map_err(cfg_err(conf.clone()))?;
-        let sec = self.work.file("ipsec.secrets");
-        std::fs::write(&sec, secrets(&self.ep)).map_err(cfg_err(sec.clone()))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&sec, std::fs::Permissions::from_mode(0o600))
-                .map_err(cfg_err(sec.clone()))?;
-        }
-        // pluto keeps keys and certificates in an NSS database; an empty
-        // one is enough for pre-shared keys. It is created once per run and
-        // copied (certutil takes a second under emulation).
-        let root = run.parent().and_then(Path::parent).unwrap_or(&run);
-        let template = match NSS_TEMPLATE.get_or_init(|| empty_nss_db(root)).await {
-            Ok(t) => t,
-            Err(NssError::NoCertutil) => {
-                return Err(StackError::Missing {
-                    node,
-                    what: "certutil (creates pluto's NSS database)".into(),
-                    install: "sudo apt-get install libnss3-tools".into(),
-                })
-            }
-            Err(NssError::Failed(e)) => return Err(self.control_err("certutil -N", e)),
-        };
-        for f in std::fs::read_dir(template).map_err(cfg_err(template.clone()))? {
-            let f = f.map_err(cfg_err(template.clone()))?;
-            let to = run.join("nss").join(f.file_name());
-            std::fs::copy(f.path(), &to).map_err(cfg_err(to.clone()))?;
-        }
-
-        let stderr_path = self.work.file("pluto.stderr");
-        let stderr = std::fs::File::create(&stderr_path).map_err(cfg_err(stderr_path.clone()))?;
-        self.ns = Some(ns.dup_fd().map_err(|source| StackError::Spawn {
-            node: node.clone(),
-            daemon: pluto.display().to_string(),
-            source,
-        })?);
-        let child = ns
-            .command(&pluto.to_string_lossy(), self.binds())
-            .args([
-                "--nofork",
-                "--config",
-                "/run/ipsec.conf",
-                "--rundir",
-                "/run",
-                "--nssdir",
-                "/run/nss",
-                "--secretsfile",
-                "/run/ipsec.secrets",
-                "--ipsecdir",
-                "/run/ipsec.d",
-                "--logfile",
-                "/run/pluto.log",
-            ])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|source| StackError::Spawn {
-                node: node.clone(),
-                daemon: pluto.display().to_string(),
-                source,
-            })?;
-        self.child = Some(child);
-
-        // Ready when pluto has bound IKE's port: it does that after its
-        // control socket is up and its start-up `addconn` has told it to
-        // listen. Polled, bounded.
-        let started = Instant::now();
-        loop {
-            if ns.listens("udp", 500) {
-                break;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || started.elapsed() > START_TIMEOUT {
-                return Err(StackError::NotReady {
-                    node,
-                    daemon: "pluto".into(),
-                    waited_ms: started.elapsed().as_millis(),
-                    detail: format!(
-                        "{}\n{}",
-                        exited.map_or("UDP port 500 never bound".into(), |s| format!(
-                            "pluto exited during start-up ({s})"
-                        )),
-                        self.log_tail()
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // "Starting Pluto (Libreswan Version 4.10 IKEv2 ..." → "Libreswan 4.10"
-        let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
-        if let Some(v) = log
-            .lines()
-            .find_map(|l| l.split("(Libreswan Version ").nth(1))
-            .and_then(|v| v.split_whitespace().next())
-        {
-            self.version = format!("Libreswan {v}");
-        }
+    /// Add the connection. addconn resolves %defaultroute, so it runs
+    /// inside the node.
+    pub async fn load(&mut self) -> Result<(), StackError> {
+        let args = [
+            "--ctlsocket",
+            "/run/pluto.ctl",
+            "--config",
+            "/run/ipsec.conf",
+            CONN,
+        ];
+        self.in_node(&tool("addconn"), &args, true).await?;
         Ok(())
     }
 
-    async fn do_load(&mut self) -> Result<(), StackError> {
-        // addconn resolves %defaultroute, so it runs inside the node.
-        self.in_node(
-            &tool("addconn"),
-            &[
-                "--ctlsocket",
-                "/run/pluto.ctl",
-                "--config",
-                "/run/ipsec.conf",
-                CONN,
-            ],
-            true,
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn do_initiate(&mut self) -> Result<Initiation, StackError> {
+    /// `whack --initiate`, then whether a CHILD SA is up.
+    pub async fn initiate(&mut self) -> Result<Initiation, StackError> {
         debug_assert_eq!(self.ep.role, Role::Initiator);
         let (rc, out) = self
             .whack(&["--name", CONN, "--initiate"], INITIATE_TIMEOUT)
@@ -658,79 +672,85 @@ impl Libreswan {
         Ok(init)
     }
 
-    async fn do_state(&mut self) -> Result<EndpointState, StackError> {
+    /// The newest IKE and CHILD SA, from whack, pluto's debug log and the
+    /// kernel's ESP states.
+    pub async fn state(&mut self) -> Result<EndpointState, StackError> {
         let (_, shown) = self.whack(&["--showstates"], CONTROL_TIMEOUT).await?;
         let states = parse_showstates(&shown);
         let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
         let facts = parse_log(&log);
-        let mut state = EndpointState::default();
         let ike = states.iter().rev().find(|s| !is_child_state(&s.name));
         let child = states.iter().rev().find(|s| is_child_state(&s.name));
-        if let Some(ike) = ike {
-            let label = |ep: &Option<(String, String)>| {
-                ep.as_ref()
-                    .map_or("?".into(), |(a, p)| endpoint_label(a, p))
-            };
-            let remote_port = ike.remote_port.to_string();
-            state.ike = Some(IkeSa {
-                state: normalize_state(&ike.name),
-                version: self.ep.ike,
-                local: label(&facts.local),
-                remote: facts
-                    .remote
-                    .as_ref()
-                    .map_or("?".into(), |(a, _)| endpoint_label(a, &remote_port)),
-                remote_raw: facts
-                    .remote
-                    .as_ref()
-                    .map_or("?".into(), |(a, _)| format!("{a}:{remote_port}")),
-                nat_local: facts.nat_local,
-                nat_remote: facts.nat_remote,
-                nat_fake: facts.nat_fake,
-            });
-        }
+        let mut state = EndpointState {
+            ike: ike.map(|s| ike_sa(self.ep.ike, s, &facts)),
+            ..EndpointState::default()
+        };
         if let Some(c) = child {
             let xfrm = self
                 .in_node(Path::new("ip"), &["xfrm", "state"], false)
                 .await?;
-            let sas = parse_xfrm_states(&xfrm);
-            let remote_addr = facts.remote.as_ref().map(|(a, _)| a.as_str());
-            let out = sas.iter().find(|s| Some(s.dst.as_str()) == remote_addr);
-            let inb = sas.iter().find(|s| Some(s.src.as_str()) == remote_addr);
-            let any = out.or(inb);
-            state.child = Some(ChildSa {
-                state: normalize_state(&c.name),
-                mode: any
-                    .and_then(|s| s.mode.parse().ok())
-                    .unwrap_or(if c.tunnel {
-                        Mode::Tunnel
-                    } else {
-                        Mode::Transport
-                    }),
-                protocol: any.and_then(|s| s.proto.parse().ok()).unwrap_or(Proto::Esp),
-                udp_encap: out.is_some_and(|s| s.udp_encap) && inb.is_some_and(|s| s.udp_encap),
-                udp_encap_oneway: match (out, inb) {
-                    (Some(o), Some(i)) if o.udp_encap != i.udp_encap => Some(if o.udp_encap {
-                        "outbound only".into()
-                    } else {
-                        "inbound only".into()
-                    }),
-                    _ => None,
-                },
-                local_ts: host_selector(self.ep.mode, self.ep.inner),
-                remote_ts: host_selector(self.ep.mode, self.ep.peer_inner),
-            });
+            state.child = Some(child_sa(&self.ep, c, &facts, &parse_xfrm_states(&xfrm)));
         }
         Ok(state)
     }
 
-    async fn do_stop(&mut self) {
-        super::terminate(self.child.take()).await;
-        self.ns = None;
+    /// Stop pluto and reap it.
+    pub async fn stop(self) {
+        self.daemon.stop().await;
     }
 }
 
-super::forward_stack!(Libreswan);
+/// The IKE SA: its state from whack, addresses and NAT from the log (the
+/// remote port from whack: the log's is the last message's).
+fn ike_sa(version: u8, ike: &ShownState, facts: &LogFacts) -> IkeSa {
+    let remote_port = ike.remote_port.to_string();
+    let remote = facts.remote.as_ref().map(|(a, _)| a);
+    IkeSa {
+        state: normalize_state(&ike.name),
+        version,
+        local: facts
+            .local
+            .as_ref()
+            .map_or("?".into(), |(a, p)| endpoint_label(a, p)),
+        remote: remote.map_or("?".into(), |a| endpoint_label(a, &remote_port)),
+        remote_raw: remote.map_or("?".into(), |a| format!("{a}:{remote_port}")),
+        nat_local: facts.nat_local,
+        nat_remote: facts.nat_remote,
+        nat_fake: facts.nat_fake,
+    }
+}
+
+/// The CHILD SA: its state from whack, mode, protocol and encapsulation
+/// from the kernel's states with the peer (each direction on its own: a
+/// one-way encapsulation is a finding).
+fn child_sa(ep: &Endpoint, c: &ShownState, facts: &LogFacts, sas: &[XfrmState]) -> ChildSa {
+    let remote_addr = facts.remote.as_ref().map(|(a, _)| a.as_str());
+    let out = sas.iter().find(|s| Some(s.dst.as_str()) == remote_addr);
+    let inb = sas.iter().find(|s| Some(s.src.as_str()) == remote_addr);
+    let any = out.or(inb);
+    ChildSa {
+        state: normalize_state(&c.name),
+        mode: any
+            .and_then(|s| s.mode.parse().ok())
+            .unwrap_or(if c.tunnel {
+                Mode::Tunnel
+            } else {
+                Mode::Transport
+            }),
+        protocol: any.and_then(|s| s.proto.parse().ok()).unwrap_or(Proto::Esp),
+        udp_encap: out.is_some_and(|s| s.udp_encap) && inb.is_some_and(|s| s.udp_encap),
+        udp_encap_oneway: match (out, inb) {
+            (Some(o), Some(i)) if o.udp_encap != i.udp_encap => Some(if o.udp_encap {
+                "outbound only".into()
+            } else {
+                "inbound only".into()
+            }),
+            _ => None,
+        },
+        local_ts: host_selector(ep.mode, ep.inner),
+        remote_ts: host_selector(ep.mode, ep.peer_inner),
+    }
+}
 
 #[cfg(test)]
 mod tests {
