@@ -223,7 +223,129 @@ pub async fn terminate(mut child: Child) {
 
 #[cfg(test)]
 mod tests {
-    use super::tail;
+    use super::*;
+
+    /// A daemon outside any namespace (`sh -c script`, stderr into a log
+    /// file), so the waiting logic is tested without privileges.
+    fn plain(test: &str, script: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("vpnlab-daemon-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("test.stderr");
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Daemon {
+            node: "n".into(),
+            name: "testd".into(),
+            child,
+            logs: vec![log],
+            debug_prefix: None,
+        }
+    }
+
+    /// Stop the test daemon and remove its directory.
+    async fn finish(d: Daemon) {
+        let dir = d.logs[0].parent().unwrap().to_path_buf();
+        d.stop().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    const WAIT: Readiness = Readiness {
+        limit: Duration::from_secs(10),
+        pause: Duration::from_millis(1),
+        max_pause: Duration::from_millis(10),
+        exited: |status, last| format!("testd exited ({status}); {last}"),
+    };
+
+    fn detail(e: StackError) -> String {
+        match e {
+            StackError::NotReady { detail, .. } => detail,
+            other => panic!("not a NotReady error: {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ready_gives_the_probe_answer_once_it_is_ready() {
+        let mut d = plain("ready", "exec sleep 30");
+        let mut tries = 0;
+        let got = d
+            .ready(&WAIT, || {
+                tries += 1;
+                let n = tries;
+                async move {
+                    Ok(match n {
+                        3 => Probe::Ready(n),
+                        _ => Probe::NotYet("not yet".into()),
+                    })
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, 3);
+        let t = Instant::now();
+        finish(d).await;
+        assert!(t.elapsed() < STOP_GRACE, "SIGTERM was enough");
+    }
+
+    #[tokio::test]
+    async fn an_exit_ends_the_wait_with_the_last_answer_and_log_tail() {
+        let mut d = plain("exit", "echo 'cannot bind' >&2; exit 3");
+        let t = Instant::now();
+        let e = d
+            .ready(&WAIT, || async {
+                Ok(Probe::<()>::NotYet("no socket".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(t.elapsed() < WAIT.limit);
+        assert_eq!(
+            detail(e),
+            "testd exited (exit status: 3); no socket\ncannot bind"
+        );
+        finish(d).await;
+    }
+
+    #[tokio::test]
+    async fn the_limit_ends_the_wait_with_the_last_reason() {
+        let mut d = plain("limit", "exec sleep 30");
+        let wait = Readiness {
+            limit: Duration::from_millis(30),
+            ..WAIT
+        };
+        let mut tries = 0;
+        let e = d
+            .ready(&wait, || {
+                tries += 1;
+                let why = format!("try {tries}");
+                async move { Ok(Probe::<()>::NotYet(why)) }
+            })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().starts_with("node n: testd not ready after "));
+        assert_eq!(detail(e), format!("try {tries}\n"));
+        finish(d).await;
+    }
+
+    #[tokio::test]
+    async fn a_probe_error_is_returned_as_it_is() {
+        let mut d = plain("probe-error", "exec sleep 30");
+        let e = d
+            .ready(&WAIT, || async {
+                Err::<Probe<()>, _>(StackError::Control {
+                    node: "n".into(),
+                    daemon: "testd".into(),
+                    request: "status".into(),
+                    detail: "hung".into(),
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "node n: testd status: hung");
+        finish(d).await;
+    }
 
     #[test]
     fn tail_keeps_the_last_lines_without_debug_output() {
