@@ -118,60 +118,59 @@ charon {{
     )
 }
 
-/// The `load-conn` message for an endpoint.
-pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
+/// The CHILD_SA config of an endpoint: its inner address to the peer's
+/// (and every other initiator's) in tunnel mode, the outer ones in
+/// transport mode.
+fn child_config(ep: &Endpoint) -> vici::ChildConfig {
     let ts = |a: Option<std::net::IpAddr>| match (ep.mode, a) {
         (Mode::Tunnel, Some(a)) => vec![ipnet::IpNet::from(a).to_string()],
         _ => vec!["dynamic".to_string()],
     };
-    let mut children = BTreeMap::new();
-    children.insert(
-        CONN.to_string(),
-        vici::ChildConfig {
-            local_ts: ts(ep.inner),
-            remote_ts: std::iter::once(ep.peer_inner)
-                .chain(ep.others.iter().map(|o| o.inner))
-                .flat_map(ts)
-                .collect(),
-            mode: ep.mode.to_string(),
-            start_action: "none".into(),
-            // No PFS group, like the ESP default here.
-            ah_proposals: (ep.knobs.proto == Proto::Ah).then(|| vec!["sha256".to_string()]),
-        },
-    );
+    vici::ChildConfig {
+        local_ts: ts(ep.inner),
+        remote_ts: std::iter::once(ep.peer_inner)
+            .chain(ep.others.iter().map(|o| o.inner))
+            .flat_map(ts)
+            .collect(),
+        mode: ep.mode.to_string(),
+        start_action: "none".into(),
+        // No PFS group, like the ESP default here.
+        ah_proposals: (ep.knobs.proto == Proto::Ah).then(|| vec!["sha256".to_string()]),
+    }
+}
+
+/// The `load-conn` message for an endpoint.
+pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
+    let children = BTreeMap::from([(CONN.to_string(), child_config(ep))]);
     let (auth, send_cert) = match ep.knobs.auth {
         Auth::Psk => ("psk", None),
         Auth::Cert { .. } => ("pubkey", Some("always".to_string())),
     };
-    let mut m = BTreeMap::new();
-    m.insert(
-        CONN.to_string(),
-        vici::ConnConfig {
-            version: ep.ike.to_string(),
-            local_addrs: vec!["%any".into()],
-            remote_addrs: vec![ep.remote_addr.map_or("%any".into(), |a| a.to_string())],
-            encap: if ep.nat_t == NatT::Force { "yes" } else { "no" }.into(),
-            mobike: if ep.knobs.mobike { "yes" } else { "no" }.into(),
-            dpd_delay: format!("{}s", ep.knobs.dpd.unwrap_or(0)),
-            fragmentation: if ep.knobs.fragmentation { "yes" } else { "no" }.into(),
-            send_cert,
-            local: vici::AuthSection {
-                auth: auth.into(),
-                id: ep.id.clone(),
-            },
-            remote: vici::AuthSection {
-                auth: auth.into(),
-                // Several initiators: any identity the key (or CA) vouches for.
-                id: if ep.others.is_empty() {
-                    ep.peer_id.clone()
-                } else {
-                    "%any".into()
-                },
-            },
-            children,
+    let conn = vici::ConnConfig {
+        version: ep.ike.to_string(),
+        local_addrs: vec!["%any".into()],
+        remote_addrs: vec![ep.remote_addr.map_or("%any".into(), |a| a.to_string())],
+        encap: if ep.nat_t == NatT::Force { "yes" } else { "no" }.into(),
+        mobike: if ep.knobs.mobike { "yes" } else { "no" }.into(),
+        dpd_delay: format!("{}s", ep.knobs.dpd.unwrap_or(0)),
+        fragmentation: if ep.knobs.fragmentation { "yes" } else { "no" }.into(),
+        send_cert,
+        local: vici::AuthSection {
+            auth: auth.into(),
+            id: ep.id.clone(),
         },
-    );
-    m
+        remote: vici::AuthSection {
+            auth: auth.into(),
+            // Several initiators: any identity the key (or CA) vouches for.
+            id: if ep.others.is_empty() {
+                ep.peer_id.clone()
+            } else {
+                "%any".into()
+            },
+        },
+        children,
+    };
+    BTreeMap::from([(CONN.to_string(), conn)])
 }
 
 /// Keep the log lines that explain an exchange and are the same on every run
