@@ -9,7 +9,7 @@
 //! * `initiate` brings the tunnel up; exit status 0 means up.
 //!
 //! All three run inside the node's network namespace with the endpoint's
-//! private directory on `/run` and the `VPNLAB_*` variables of [`env`].
+//! private directory on `/run` and the `VPNLAB_*` variables of [`env()`].
 //! The README documents the contract.
 
 use std::collections::BTreeMap;

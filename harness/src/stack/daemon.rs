@@ -54,9 +54,10 @@ impl Spec {
     /// already-open file).
     fn command(&self, ns: &Netns, stderr: std::fs::File) -> std::io::Result<Command> {
         let mut c = ns.command(&self.program.to_string_lossy(), self.binds.clone());
-        let stdout = match self.stdout_too {
-            true => Stdio::from(stderr.try_clone()?),
-            false => Stdio::null(),
+        let stdout = if self.stdout_too {
+            Stdio::from(stderr.try_clone()?)
+        } else {
+            Stdio::null()
         };
         c.args(&self.args)
             .env_clear()

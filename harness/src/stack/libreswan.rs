@@ -412,9 +412,10 @@ fn binds(work: &Workdir) -> Vec<(PathBuf, PathBuf)> {
 
 /// One readiness probe: whether UDP 500 is bound in the node.
 async fn bound(ns: &Netns) -> Result<Probe<()>, StackError> {
-    Ok(match ns.listens("udp", 500) {
-        true => Probe::Ready(()),
-        false => Probe::NotYet("UDP port 500 never bound".into()),
+    Ok(if ns.listens("udp", 500) {
+        Probe::Ready(())
+    } else {
+        Probe::NotYet("UDP port 500 never bound".into())
     })
 }
 
