@@ -17,7 +17,7 @@ use crate::capture::{path, pcap, Capture, Flow, IfaceCapture};
 use crate::model::Cell;
 use crate::model::{Requirement, Role};
 use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, Verdict};
-use crate::stack::{self, Backend, Stack, Workdir};
+use crate::stack::{self, Backend, Running, Workdir};
 use crate::topology::Topology;
 
 /// Options shared by every cell of a run.
@@ -161,11 +161,11 @@ async fn run_inner(
         Err(e) => return Outcome::not_run(cell, opts.backend, Verdict::Error, e.to_string()),
     };
     let celldir = opts.workdir.join(format!("cell-{index}"));
-    let mut stacks: Vec<Box<dyn Stack>> = cell
+    let prepared: Vec<stack::Prepared> = cell
         .endpoints
         .iter()
         .map(|e| {
-            stack::driver(
+            stack::prepare(
                 e,
                 opts.backend,
                 Workdir {
@@ -175,6 +175,8 @@ async fn run_inner(
             )
         })
         .collect();
+    // The started ones, whatever happens next: teardown stops them.
+    let mut stacks: Vec<Running> = Vec::new();
 
     // Capture starts before the daemons so the first IKE packet is seen.
     let flows = cell
@@ -201,6 +203,7 @@ async fn run_inner(
         opts,
         &mut topo,
         capture.as_ref(),
+        prepared,
         &mut stacks,
         &mut ppp_layer,
         &celldir,
@@ -238,7 +241,7 @@ async fn run_inner(
     if let Some(mut l) = ppp_layer {
         crate::cell::ppp::PppLayer::stop(&mut l).await;
     }
-    join_all(stacks.iter_mut().map(|s| s.stop())).await;
+    join_all(stacks.into_iter().map(Running::stop)).await;
     if let Some(dir) = &opts.logs_dir {
         save_logs(&celldir, &dir.join(&cell.id));
     }
@@ -282,22 +285,27 @@ async fn exercise(
     opts: &RunOptions,
     topo: &mut Topology,
     capture: Option<&Capture>,
-    stacks: &mut [Box<dyn Stack>],
+    prepared: Vec<stack::Prepared>,
+    stacks: &mut Vec<Running>,
     ppp_layer: &mut Option<crate::cell::ppp::PppLayer>,
     celldir: &Path,
     phases: &mut Phases,
     t: &mut Instant,
 ) -> Result<Outcome, String> {
     let backend = opts.backend;
-    let starts = stacks
-        .iter_mut()
+    let starts = prepared
+        .into_iter()
         .zip(&cell.endpoints)
-        .map(|(s, e)| s.start(topo.node(&e.node)));
+        .map(|(p, e)| p.start(topo.node(&e.node)));
+    let mut failed = None;
     for r in join_all(starts).await {
-        r.map_err(|e| e.to_string())?;
+        match r {
+            Ok(s) => stacks.push(s),
+            Err(e) => failed = failed.or(Some(e.to_string())),
+        }
     }
-    for r in join_all(stacks.iter_mut().map(|s| s.load())).await {
-        r.map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     phases.daemons_ms = lap(t);
     let mut initiation = None;
@@ -376,7 +384,7 @@ async fn exercise(
         endpoints.push(EndpointOutcome {
             node: e.node.clone(),
             role: e.role,
-            stack: s.version(),
+            stack: s.version().to_string(),
             version: None,
             nat_t: e.nat_t,
             state,

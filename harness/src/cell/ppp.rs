@@ -8,13 +8,13 @@
 //! `crtscts` must not leak into the scenario, and `/etc/ppp/chap-secrets`),
 //! so every option is explicit and the host's files are never touched.
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::model::{Ppp, PppKind, TunnelExpect};
 use crate::outcome::PppOutcome;
+use crate::stack::daemon::{terminate, Spec, SYSTEM_PATH};
 use crate::topology::netns::Netns;
 use crate::topology::Topology;
 
@@ -80,17 +80,17 @@ impl Side {
         program: &str,
         args: &[&str],
     ) -> std::io::Result<tokio::process::Child> {
-        let log = std::fs::File::create(self.dir.join(format!(
-            "{}.stderr",
-            Path::new(program).file_name().unwrap_or_default().to_string_lossy()
-        )))?;
-        crate::topology::netns::command_in(ns.fd().as_fd(), program, self.binds())
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
+        let name = Path::new(program).file_name().unwrap_or_default();
+        Spec {
+            stderr: self.dir.join(format!("{}.stderr", name.to_string_lossy())),
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            binds: self.binds(),
+            env: vec![("PATH".into(), SYSTEM_PATH.into())],
+            stdout_too: true,
+            ..Spec::default()
+        }
+        .spawn_child(ns)
     }
 }
 
@@ -296,7 +296,7 @@ impl PppLayer {
     /// parent's link, and with the run's PID namespace at the latest).
     pub async fn stop(&mut self) {
         for c in self.children.drain(..) {
-            crate::stack::terminate(Some(c)).await;
+            terminate(c).await;
         }
     }
 }

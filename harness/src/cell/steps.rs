@@ -11,7 +11,7 @@ use crate::model::Cell;
 use crate::model::Knobs;
 use crate::model::{Action, Event, Step, WaitExpect};
 use crate::outcome::{StepOutcome, StepView};
-use crate::stack::{EndpointState, Stack};
+use crate::stack::{EndpointState, Running};
 use crate::topology::Topology;
 
 /// How often a wait asks the daemons (or the capture) again.
@@ -21,7 +21,7 @@ const POLL: Duration = Duration::from_millis(50);
 pub async fn run(
     cell: &Cell,
     topo: &mut Topology,
-    stacks: &mut [Box<dyn Stack>],
+    stacks: &mut [Running],
     capture: Option<&Capture>,
 ) -> Vec<StepOutcome> {
     let mut out = Vec::new();
@@ -210,7 +210,7 @@ fn remote(x: &crate::model::IkeSa) -> String {
 async fn wait(
     cell: &Cell,
     topo: &Topology,
-    stacks: &mut [Box<dyn Stack>],
+    stacks: &mut [Running],
     capture: Option<&Capture>,
     peers: &[Option<String>],
     node: &str,

@@ -9,18 +9,20 @@
 //! * `initiate` brings the tunnel up; exit status 0 means up.
 //!
 //! All three run inside the node's network namespace with the endpoint's
-//! private directory on `/run` and the `VPNLAB_*` variables of [`env`].
+//! private directory on `/run` and the `VPNLAB_*` variables of [`env()`].
 //! The README documents the contract.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::daemon::{Daemon, Probe, Readiness, Spec};
 use super::{endpoint_label, Backend, EndpointState, Initiation, Timers, Workdir};
 use crate::error::StackError;
 use crate::model::{CommandSpec, Endpoint};
-use crate::topology::netns::Netns;
+use crate::topology::netns::{command_in, Netns};
 
 /// Upper bound for `status` to first succeed after `start`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,20 +80,27 @@ pub fn parse_status(stdout: &str) -> Result<EndpointState, String> {
     Ok(st)
 }
 
-/// A user's stack for one endpoint.
-pub struct CommandStack {
+/// How the stack's start-up is waited for: until `status` succeeds with
+/// valid JSON. Polled, bounded.
+const READY: Readiness = Readiness {
+    limit: START_TIMEOUT,
+    pause: Duration::from_millis(50),
+    max_pause: Duration::from_millis(50),
+    exited: |status, last| format!("start exited ({status}); {last}"),
+};
+
+/// A user's stack for one endpoint, configured but not started.
+pub struct Prepared {
     ep: Endpoint,
     spec: CommandSpec,
     backend: Backend,
     work: Workdir,
     timers: Timers,
-    ns: Option<std::os::fd::OwnedFd>,
-    child: Option<tokio::process::Child>,
-    version: String,
 }
 
-impl CommandStack {
-    /// A driver for `ep` (which has `command`); nothing runs until `start`.
+impl Prepared {
+    /// A stack for `ep` (which has `command`); nothing runs until
+    /// [`Prepared::start`].
     pub fn new(
         ep: Endpoint,
         spec: CommandSpec,
@@ -100,21 +109,57 @@ impl CommandStack {
         timers: Timers,
     ) -> Self {
         Self {
-            version: spec.name.clone(),
             ep,
             spec,
             backend,
             work,
             timers,
-            ns: None,
-            child: None,
         }
     }
 
-    fn programs(&self) -> &CommandSpec {
-        &self.spec
+    /// Run `start` in `ns` and wait until `status` answers. A failure
+    /// after the spawn stops `start` again.
+    pub async fn start(self, ns: &Netns) -> Result<Running, StackError> {
+        let start = self.spec.start.clone();
+        std::fs::create_dir_all(&self.work.dir).map_err(|source| StackError::Config {
+            node: self.ep.node.clone(),
+            path: self.work.dir.clone(),
+            source,
+        })?;
+        // `status` and `initiate` run in the node later.
+        let ns_fd = ns.dup_fd().map_err(|source| StackError::Spawn {
+            node: self.ep.node.clone(),
+            daemon: start.display().to_string(),
+            source,
+        })?;
+        let programs = Programs {
+            ep: self.ep,
+            spec: self.spec,
+            backend: self.backend,
+            work: self.work,
+            timers: self.timers,
+            ns: ns_fd,
+        };
+        let mut daemon = Daemon::spawn(ns, &programs.ep.node, programs.daemon_spec())?;
+        if let Err(e) = daemon.ready(&READY, || programs.ready()).await {
+            daemon.stop().await;
+            return Err(e);
+        }
+        Ok(Running { programs, daemon })
     }
+}
 
+/// The contract's programs for one endpoint, run in its node.
+struct Programs {
+    ep: Endpoint,
+    spec: CommandSpec,
+    backend: Backend,
+    work: Workdir,
+    timers: Timers,
+    ns: OwnedFd,
+}
+
+impl Programs {
     fn err(&self, program: &Path, detail: impl ToString) -> StackError {
         StackError::Control {
             node: self.ep.node.clone(),
@@ -124,30 +169,39 @@ impl CommandStack {
         }
     }
 
-    /// A command for one of the programs, inside the node.
-    fn command(&self, program: &Path) -> tokio::process::Command {
-        use std::os::fd::AsFd;
-        let ns = self.ns.as_ref().expect("started");
-        let mut c = crate::topology::netns::command_in(
-            ns.as_fd(),
-            &program.to_string_lossy(),
-            vec![(self.work.dir.clone(), "/run".into())],
-        );
-        c.env_clear().envs(env(&self.ep, self.backend, self.timers));
-        c
+    /// `start`, with its stdout and stderr in `start.stderr`.
+    fn daemon_spec(&self) -> Spec {
+        Spec {
+            name: self.spec.start.display().to_string(),
+            program: self.spec.start.clone(),
+            binds: vec![(self.work.dir.clone(), "/run".into())],
+            env: env(&self.ep, self.backend, self.timers)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            stderr: self.work.file("start.stderr"),
+            stdout_too: true,
+            ..Spec::default()
+        }
     }
 
-    /// Run `program` to completion, bounded: (exit code, stdout, stderr).
+    /// Run `program` in the node to completion, bounded: (exit code,
+    /// stdout, stderr).
     async fn run(
         &self,
         program: &Path,
         limit: Duration,
     ) -> Result<(i32, String, String), StackError> {
-        let out = self
-            .command(program)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output();
+        let out = command_in(
+            self.ns.as_fd(),
+            &program.to_string_lossy(),
+            vec![(self.work.dir.clone(), "/run".into())],
+        )
+        .env_clear()
+        .envs(env(&self.ep, self.backend, self.timers))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output();
         match tokio::time::timeout(limit, out).await {
             Ok(Ok(o)) => Ok((
                 o.status.code().unwrap_or(-1),
@@ -159,90 +213,36 @@ impl CommandStack {
         }
     }
 
-    /// What `start` wrote to its stderr (for error messages).
-    fn start_log(&self) -> String {
-        let log = std::fs::read_to_string(self.work.file("start.stderr")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(8)..].join("\n")
+    /// One readiness probe: `status` exits 0 with valid JSON.
+    async fn ready(&self) -> Result<Probe<()>, StackError> {
+        let (rc, out, err) = self.run(&self.spec.status, STATUS_TIMEOUT).await?;
+        Ok(match (rc, parse_status(&out)) {
+            (0, Ok(_)) => Probe::Ready(()),
+            (0, Err(e)) => Probe::NotYet(e),
+            _ => Probe::NotYet(format!("status exit {rc}: {}", err.trim())),
+        })
+    }
+}
+
+/// A user's stack, running.
+pub struct Running {
+    programs: Programs,
+    daemon: Daemon,
+}
+
+impl Running {
+    /// The stack's name from the scenario.
+    pub fn version(&self) -> &str {
+        &self.programs.spec.name
     }
 
-    async fn do_start(&mut self, ns: &Netns) -> Result<(), StackError> {
-        let node = self.ep.node.clone();
-        let start = self.programs().start.clone();
-        std::fs::create_dir_all(&self.work.dir).map_err(|source| StackError::Config {
-            node: node.clone(),
-            path: self.work.dir.clone(),
-            source,
-        })?;
-        let log_path = self.work.file("start.stderr");
-        let log = std::fs::File::create(&log_path).map_err(|source| StackError::Config {
-            node: node.clone(),
-            path: log_path.clone(),
-            source,
-        })?;
-        self.ns = Some(ns.dup_fd().map_err(|source| StackError::Spawn {
-            node: node.clone(),
-            daemon: start.display().to_string(),
-            source,
-        })?);
-        let child = self
-            .command(&start)
-            .stdout(log.try_clone().map_err(|source| StackError::Spawn {
-                node: node.clone(),
-                daemon: start.display().to_string(),
-                source,
-            })?)
-            .stderr(log)
-            .spawn()
-            .map_err(|source| StackError::Spawn {
-                node: node.clone(),
-                daemon: start.display().to_string(),
-                source,
-            })?;
-        self.child = Some(child);
-        // Ready when `status` succeeds with valid JSON. Polled, bounded.
-        let status = self.programs().status.clone();
-        let started = Instant::now();
-        loop {
-            let (rc, out, err) = self.run(&status, STATUS_TIMEOUT).await?;
-            let last = if rc == 0 {
-                match parse_status(&out) {
-                    Ok(_) => return Ok(()),
-                    Err(e) => e,
-                }
-            } else {
-                format!("status exit {rc}: {}", err.trim())
-            };
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || started.elapsed() > START_TIMEOUT {
-                return Err(StackError::NotReady {
-                    node,
-                    daemon: start.display().to_string(),
-                    waited_ms: started.elapsed().as_millis(),
-                    detail: format!(
-                        "{}{last}\n{}",
-                        exited.map_or(String::new(), |s| format!("start exited ({s}); ")),
-                        self.start_log()
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// `start` configured everything.
-    async fn do_load(&mut self) -> Result<(), StackError> {
-        Ok(())
-    }
-
-    async fn do_initiate(&mut self) -> Result<Initiation, StackError> {
-        let Some(prog) = self.programs().initiate.clone() else {
-            return Err(self.err(Path::new("initiate"), "no initiate program"));
+    /// Run `initiate`: exit status 0 means up; its stdout lines are the log.
+    pub async fn initiate(&mut self) -> Result<Initiation, StackError> {
+        let p = &self.programs;
+        let Some(prog) = &p.spec.initiate else {
+            return Err(p.err(Path::new("initiate"), "no initiate program"));
         };
-        let (rc, out, err) = self.run(&prog, INITIATE_TIMEOUT).await?;
+        let (rc, out, err) = p.run(prog, INITIATE_TIMEOUT).await?;
         let mut init = Initiation {
             success: rc == 0,
             log: out
@@ -260,22 +260,21 @@ impl CommandStack {
         Ok(init)
     }
 
-    async fn do_state(&mut self) -> Result<EndpointState, StackError> {
-        let status = self.programs().status.clone();
-        let (rc, out, err) = self.run(&status, STATUS_TIMEOUT).await?;
+    /// What `status` prints.
+    pub async fn state(&mut self) -> Result<EndpointState, StackError> {
+        let p = &self.programs;
+        let (rc, out, err) = p.run(&p.spec.status, STATUS_TIMEOUT).await?;
         if rc != 0 {
-            return Err(self.err(&status, format!("exit {rc}: {}", err.trim())));
+            return Err(p.err(&p.spec.status, format!("exit {rc}: {}", err.trim())));
         }
-        parse_status(&out).map_err(|e| self.err(&status, e))
+        parse_status(&out).map_err(|e| p.err(&p.spec.status, e))
     }
 
-    async fn do_stop(&mut self) {
-        super::terminate(self.child.take()).await;
-        self.ns = None;
+    /// Stop `start` (SIGTERM) and reap it.
+    pub async fn stop(self) {
+        self.daemon.stop().await;
     }
 }
-
-super::forward_stack!(CommandStack);
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,15 @@
-//! VPN stacks: one driver per implementation behind [`Stack`], created by
-//! [`driver`]. A driver runs one endpoint's daemon inside its node and maps
-//! what the daemon reports onto the common [`EndpointState`].
+//! VPN stacks: one driver per implementation, chosen by [`prepare`]. A
+//! driver runs one endpoint's daemon inside its node and maps what the
+//! daemon reports onto the common [`EndpointState`].
+//!
+//! The lifecycle is in the types, so no call can come too early or too late:
+//! a [`Prepared`] stack has its configuration and nothing runs;
+//! [`Prepared::start`] consumes it and gives a [`Running`] one only once
+//! the daemon answers and its connection is loaded, owning the process and
+//! its control channel; [`Running::stop`] consumes that. Dispatch is a plain
+//! `match` over the drivers (three, all known here), not trait objects.
 
 use std::path::PathBuf;
-
-use futures::future::BoxFuture;
 
 use crate::error::StackError;
 pub use crate::model::{Backend, ChildSa, EndpointState, IkeSa, Initiation};
@@ -26,23 +31,6 @@ impl Workdir {
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-}
-
-/// One VPN implementation. All methods are called from the orchestrator in
-/// order: `start`, `load`, (`initiate` on the initiator), `state`, `stop`.
-pub trait Stack: Send {
-    /// Implementation and version, e.g. `strongSwan 5.9.8`.
-    fn version(&self) -> String;
-    /// Start the daemon in `ns` and wait until its control channel answers.
-    fn start<'a>(&'a mut self, ns: &'a Netns) -> BoxFuture<'a, Result<(), StackError>>;
-    /// Load the connection and credentials.
-    fn load(&mut self) -> BoxFuture<'_, Result<(), StackError>>;
-    /// Bring the tunnel up and wait until it is up or has failed.
-    fn initiate(&mut self) -> BoxFuture<'_, Result<Initiation, StackError>>;
-    /// Observe the SAs.
-    fn state(&mut self) -> BoxFuture<'_, Result<EndpointState, StackError>>;
-    /// Stop the daemon and reap it.
-    fn stop(&mut self) -> BoxFuture<'_, ()>;
 }
 
 /// Why `stack` cannot express `ep` on `backend`, if it cannot. Checked before
@@ -92,89 +80,109 @@ impl Timers {
     };
 }
 
-/// Create the driver for an endpoint.
-pub fn driver(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) -> Box<dyn Stack> {
+/// An endpoint's stack, configured; nothing runs yet.
+pub enum Prepared {
+    /// charon, over VICI.
+    StrongSwan(strongswan::Prepared),
+    /// pluto, over whack.
+    Libreswan(libreswan::Prepared),
+    /// The user's own programs.
+    Command(command::Prepared),
+}
+
+/// An endpoint's stack, running: its daemon answers and its connection is
+/// loaded.
+pub enum Running {
+    /// charon, over VICI.
+    StrongSwan(strongswan::Running),
+    /// pluto, over whack.
+    Libreswan(libreswan::Running),
+    /// The user's own programs.
+    Command(command::Running),
+}
+
+/// The stack for an endpoint, not started.
+pub fn prepare(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) -> Prepared {
+    let ep = ep.clone();
     match &ep.stack {
-        StackKind::StrongSwan => Box::new(strongswan::StrongSwan::new(
-            ep.clone(),
-            backend,
-            work,
-            timers,
-        )),
-        StackKind::Libreswan => Box::new(libreswan::Libreswan::new(ep.clone(), work, timers)),
-        StackKind::Command(spec) => Box::new(command::CommandStack::new(
-            ep.clone(),
-            spec.clone(),
-            backend,
-            work,
-            timers,
-        )),
-    }
-}
-
-/// Stop a daemon vpnlab started: SIGTERM, then SIGKILL after 3 s; reaped
-/// either way.
-pub async fn terminate(child: Option<tokio::process::Child>) {
-    let Some(mut child) = child else { return };
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(std::time::Duration::from_secs(3), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-}
-
-/// Implement [`Stack`] for a driver by forwarding to its inherent async
-/// methods `do_start`, `do_load`, `do_initiate`, `do_state`, `do_stop` and
-/// its `version` field.
-macro_rules! forward_stack {
-    ($t:ty) => {
-        impl $crate::stack::Stack for $t {
-            fn version(&self) -> String {
-                self.version.clone()
-            }
-            fn start<'a>(
-                &'a mut self,
-                ns: &'a $crate::topology::netns::Netns,
-            ) -> futures::future::BoxFuture<'a, Result<(), $crate::error::StackError>> {
-                futures::FutureExt::boxed(self.do_start(ns))
-            }
-            fn load(
-                &mut self,
-            ) -> futures::future::BoxFuture<'_, Result<(), $crate::error::StackError>> {
-                futures::FutureExt::boxed(self.do_load())
-            }
-            fn initiate(
-                &mut self,
-            ) -> futures::future::BoxFuture<
-                '_,
-                Result<$crate::stack::Initiation, $crate::error::StackError>,
-            > {
-                futures::FutureExt::boxed(self.do_initiate())
-            }
-            fn state(
-                &mut self,
-            ) -> futures::future::BoxFuture<
-                '_,
-                Result<$crate::stack::EndpointState, $crate::error::StackError>,
-            > {
-                futures::FutureExt::boxed(self.do_state())
-            }
-            fn stop(&mut self) -> futures::future::BoxFuture<'_, ()> {
-                futures::FutureExt::boxed(self.do_stop())
-            }
+        StackKind::StrongSwan => {
+            Prepared::StrongSwan(strongswan::Prepared::new(ep, backend, work, timers))
         }
-    };
+        StackKind::Libreswan => Prepared::Libreswan(libreswan::Prepared::new(ep, work, timers)),
+        StackKind::Command(spec) => {
+            let spec = spec.clone();
+            Prepared::Command(command::Prepared::new(ep, spec, backend, work, timers))
+        }
+    }
 }
-pub(crate) use forward_stack;
+
+impl Prepared {
+    /// Start the daemon in `ns`, wait until it answers, and load the
+    /// connection and credentials. On any failure nothing is left running.
+    pub async fn start(self, ns: &Netns) -> Result<Running, StackError> {
+        let mut running = match self {
+            Prepared::StrongSwan(p) => Running::StrongSwan(p.start(ns).await?),
+            Prepared::Libreswan(p) => Running::Libreswan(p.start(ns).await?),
+            Prepared::Command(p) => Running::Command(p.start(ns).await?),
+        };
+        if let Err(e) = running.load().await {
+            running.stop().await;
+            return Err(e);
+        }
+        Ok(running)
+    }
+}
+
+impl Running {
+    /// Implementation and version, e.g. `strongSwan 5.9.8 (charon)`.
+    pub fn version(&self) -> &str {
+        match self {
+            Running::StrongSwan(s) => s.version(),
+            Running::Libreswan(s) => s.version(),
+            Running::Command(s) => s.version(),
+        }
+    }
+
+    async fn load(&mut self) -> Result<(), StackError> {
+        match self {
+            Running::StrongSwan(s) => s.load().await,
+            Running::Libreswan(s) => s.load().await,
+            // `start` configured everything.
+            Running::Command(_) => Ok(()),
+        }
+    }
+
+    /// Bring the tunnel up (on an initiator) and wait until it is up or has
+    /// failed.
+    pub async fn initiate(&mut self) -> Result<Initiation, StackError> {
+        match self {
+            Running::StrongSwan(s) => s.initiate().await,
+            Running::Libreswan(s) => s.initiate().await,
+            Running::Command(s) => s.initiate().await,
+        }
+    }
+
+    /// Observe the SAs.
+    pub async fn state(&mut self) -> Result<EndpointState, StackError> {
+        match self {
+            Running::StrongSwan(s) => s.state().await,
+            Running::Libreswan(s) => s.state().await,
+            Running::Command(s) => s.state().await,
+        }
+    }
+
+    /// Stop the daemon and reap it.
+    pub async fn stop(self) {
+        match self {
+            Running::StrongSwan(s) => s.stop().await,
+            Running::Libreswan(s) => s.stop().await,
+            Running::Command(s) => s.stop().await,
+        }
+    }
+}
 
 pub mod command;
+pub mod daemon;
 pub mod libreswan;
 pub mod pki;
 pub mod strongswan;

@@ -186,12 +186,32 @@ impl TestCa {
         params.subject_alt_names = vec![identity];
 
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err)?;
-        let mut der = params
-            .signed_by(&key, &self.issuer)
-            .map_err(err)?
-            .der()
-            .to_vec();
-        let min_size = min_size.unwrap_or(0);
+        let der = self.sign_padded(id, params, &key, min_size.unwrap_or(0))?;
+        Ok(Issued {
+            cert_der: der,
+            key_pkcs8_der: key.serialize_der(),
+        })
+    }
+
+    /// Sign `params` with `key`, adding padding SANs until the DER is at
+    /// least `min_size` bytes.
+    fn sign_padded(
+        &self,
+        id: &str,
+        mut params: CertificateParams,
+        key: &KeyPair,
+        min_size: usize,
+    ) -> Result<Vec<u8>, PkiError> {
+        let sign = |params: &CertificateParams| {
+            params
+                .signed_by(key, &self.issuer)
+                .map(|c| c.der().to_vec())
+                .map_err(|source| PkiError::Issue {
+                    id: id.into(),
+                    source,
+                })
+        };
+        let mut der = sign(&params)?;
         let mut pads = 0;
         let mut rounds = 0;
         // Each round adds enough padding SANs for the remaining deficit and
@@ -212,16 +232,9 @@ impl TestCa {
                 params.subject_alt_names.push(pad_san(n));
             }
             pads += more;
-            der = params
-                .signed_by(&key, &self.issuer)
-                .map_err(err)?
-                .der()
-                .to_vec();
+            der = sign(&params)?;
         }
-        Ok(Issued {
-            cert_der: der,
-            key_pkcs8_der: key.serialize_der(),
-        })
+        Ok(der)
     }
 }
 

@@ -2,12 +2,12 @@
 //! generated `strongswan.conf` and controlled over VICI (rsvici).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures::{pin_mut, StreamExt};
 
+use super::daemon::{Daemon, Probe, Readiness, Spec, SYSTEM_PATH};
 use super::vici;
 use super::{endpoint_label, Backend, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
 use crate::error::StackError;
@@ -118,60 +118,59 @@ charon {{
     )
 }
 
-/// The `load-conn` message for an endpoint.
-pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
+/// The CHILD_SA config of an endpoint: its inner address to the peer's
+/// (and every other initiator's) in tunnel mode, the outer ones in
+/// transport mode.
+fn child_config(ep: &Endpoint) -> vici::ChildConfig {
     let ts = |a: Option<std::net::IpAddr>| match (ep.mode, a) {
         (Mode::Tunnel, Some(a)) => vec![ipnet::IpNet::from(a).to_string()],
         _ => vec!["dynamic".to_string()],
     };
-    let mut children = BTreeMap::new();
-    children.insert(
-        CONN.to_string(),
-        vici::ChildConfig {
-            local_ts: ts(ep.inner),
-            remote_ts: std::iter::once(ep.peer_inner)
-                .chain(ep.others.iter().map(|o| o.inner))
-                .flat_map(ts)
-                .collect(),
-            mode: ep.mode.to_string(),
-            start_action: "none".into(),
-            // No PFS group, like the ESP default here.
-            ah_proposals: (ep.knobs.proto == Proto::Ah).then(|| vec!["sha256".to_string()]),
-        },
-    );
+    vici::ChildConfig {
+        local_ts: ts(ep.inner),
+        remote_ts: std::iter::once(ep.peer_inner)
+            .chain(ep.others.iter().map(|o| o.inner))
+            .flat_map(ts)
+            .collect(),
+        mode: ep.mode.to_string(),
+        start_action: "none".into(),
+        // No PFS group, like the ESP default here.
+        ah_proposals: (ep.knobs.proto == Proto::Ah).then(|| vec!["sha256".to_string()]),
+    }
+}
+
+/// The `load-conn` message for an endpoint.
+pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
+    let children = BTreeMap::from([(CONN.to_string(), child_config(ep))]);
     let (auth, send_cert) = match ep.knobs.auth {
         Auth::Psk => ("psk", None),
         Auth::Cert { .. } => ("pubkey", Some("always".to_string())),
     };
-    let mut m = BTreeMap::new();
-    m.insert(
-        CONN.to_string(),
-        vici::ConnConfig {
-            version: ep.ike.to_string(),
-            local_addrs: vec!["%any".into()],
-            remote_addrs: vec![ep.remote_addr.map_or("%any".into(), |a| a.to_string())],
-            encap: if ep.nat_t == NatT::Force { "yes" } else { "no" }.into(),
-            mobike: if ep.knobs.mobike { "yes" } else { "no" }.into(),
-            dpd_delay: format!("{}s", ep.knobs.dpd.unwrap_or(0)),
-            fragmentation: if ep.knobs.fragmentation { "yes" } else { "no" }.into(),
-            send_cert,
-            local: vici::AuthSection {
-                auth: auth.into(),
-                id: ep.id.clone(),
-            },
-            remote: vici::AuthSection {
-                auth: auth.into(),
-                // Several initiators: any identity the key (or CA) vouches for.
-                id: if ep.others.is_empty() {
-                    ep.peer_id.clone()
-                } else {
-                    "%any".into()
-                },
-            },
-            children,
+    let conn = vici::ConnConfig {
+        version: ep.ike.to_string(),
+        local_addrs: vec!["%any".into()],
+        remote_addrs: vec![ep.remote_addr.map_or("%any".into(), |a| a.to_string())],
+        encap: if ep.nat_t == NatT::Force { "yes" } else { "no" }.into(),
+        mobike: if ep.knobs.mobike { "yes" } else { "no" }.into(),
+        dpd_delay: format!("{}s", ep.knobs.dpd.unwrap_or(0)),
+        fragmentation: if ep.knobs.fragmentation { "yes" } else { "no" }.into(),
+        send_cert,
+        local: vici::AuthSection {
+            auth: auth.into(),
+            id: ep.id.clone(),
         },
-    );
-    m
+        remote: vici::AuthSection {
+            auth: auth.into(),
+            // Several initiators: any identity the key (or CA) vouches for.
+            id: if ep.others.is_empty() {
+                ep.peer_id.clone()
+            } else {
+                "%any".into()
+            },
+        },
+        children,
+    };
+    BTreeMap::from([(CONN.to_string(), conn)])
 }
 
 /// Keep the log lines that explain an exchange and are the same on every run
@@ -200,38 +199,126 @@ fn run_ca() -> Result<&'static crate::stack::pki::TestCa, String> {
         .map_err(Clone::clone)
 }
 
-/// A running (or not yet started) charon for one endpoint.
-pub struct StrongSwan {
+/// How charon's start-up is waited for: until its VICI socket accepts a
+/// connection (it appears once charon has loaded its plugins), with a
+/// short back-off while the socket does not exist yet.
+const READY: Readiness = Readiness {
+    limit: START_TIMEOUT,
+    pause: Duration::from_millis(2),
+    max_pause: Duration::from_millis(20),
+    exited: |status, _| format!("charon exited during start-up ({status})"),
+};
+
+fn control_err(node: &str, request: &str, detail: impl ToString) -> StackError {
+    StackError::Control {
+        node: node.to_string(),
+        daemon: "charon".into(),
+        request: request.into(),
+        detail: detail.to_string(),
+    }
+}
+
+/// One readiness probe: a VICI connection, or why there is none yet.
+async fn connect(socket: &Path) -> Result<Probe<rsvici::Client>, StackError> {
+    Ok(match rsvici::unix::connect(socket).await {
+        Ok(c) => Probe::Ready(c),
+        Err(e) => Probe::NotYet(e.to_string()),
+    })
+}
+
+/// An endpoint's charon, configured but not started.
+pub struct Prepared {
     ep: Endpoint,
     backend: Backend,
     work: Workdir,
     timers: Timers,
-    child: Option<tokio::process::Child>,
-    client: Option<rsvici::Client>,
-    version: String,
 }
 
-impl StrongSwan {
-    /// A driver for `ep`; nothing runs until `start`.
+impl Prepared {
+    /// A charon for `ep`; nothing runs until [`Prepared::start`].
     pub fn new(ep: Endpoint, backend: Backend, work: Workdir, timers: Timers) -> Self {
         Self {
             ep,
             backend,
             work,
             timers,
-            child: None,
-            client: None,
-            version: "strongSwan".into(),
         }
     }
 
-    fn control_err(&self, request: &str, detail: impl ToString) -> StackError {
-        StackError::Control {
-            node: self.ep.node.clone(),
-            daemon: "charon".into(),
-            request: request.into(),
-            detail: detail.to_string(),
+    /// Write `strongswan.conf`, start charon in `ns`, connect over VICI and
+    /// ask its version. A failure after the spawn stops charon again.
+    pub async fn start(self, ns: &Netns) -> Result<Running, StackError> {
+        self.write_config()?;
+        let mut daemon = Daemon::spawn(ns, &self.ep.node, self.spec())?;
+        let socket = self.work.file("charon.vici");
+        let node = &self.ep.node;
+        let up = async {
+            let mut client = daemon.ready(&READY, || connect(&socket)).await?;
+            let v: vici::Version = client
+                .request("version", ())
+                .await
+                .map_err(|e| control_err(node, "version", e))?;
+            Ok((client, format!("strongSwan {} ({})", v.version, v.daemon)))
+        };
+        match up.await {
+            Ok((client, version)) => Ok(Running {
+                ep: self.ep,
+                daemon,
+                client,
+                version,
+            }),
+            Err(e) => {
+                daemon.stop().await;
+                Err(e)
+            }
         }
+    }
+
+    fn write_config(&self) -> Result<(), StackError> {
+        let cfg_err = |path: &Path| {
+            let (node, path) = (self.ep.node.clone(), path.to_path_buf());
+            move |source| StackError::Config { node, path, source }
+        };
+        std::fs::create_dir_all(&self.work.dir).map_err(cfg_err(&self.work.dir))?;
+        let conf = self.work.file("strongswan.conf");
+        let text = strongswan_conf(self.backend, self.timers, self.ep.knobs.keepalive);
+        std::fs::write(&conf, text).map_err(cfg_err(&conf))
+    }
+
+    fn spec(&self) -> Spec {
+        Spec {
+            name: "charon".into(),
+            program: charon_path(),
+            binds: vec![(self.work.dir.clone(), "/run".into())],
+            env: vec![
+                ("STRONGSWAN_CONF".into(), "/run/strongswan.conf".into()),
+                ("PATH".into(), SYSTEM_PATH.into()),
+            ],
+            // charon's own stderr has start-up failures before its log is
+            // open.
+            stderr: self.work.file("charon.stderr"),
+            logs: vec![self.work.file("charon.log")],
+            ..Spec::default()
+        }
+    }
+}
+
+/// A running charon with its VICI connection.
+pub struct Running {
+    ep: Endpoint,
+    daemon: Daemon,
+    client: rsvici::Client,
+    version: String,
+}
+
+impl Running {
+    /// e.g. `strongSwan 5.9.8 (charon)`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn control_err(&self, request: &str, detail: impl ToString) -> StackError {
+        control_err(&self.ep.node, request, detail)
     }
 
     /// Send a VICI command whose reply is success or an error message.
@@ -241,7 +328,7 @@ impl StrongSwan {
         req: T,
     ) -> Result<(), StackError> {
         let r: vici::Reply = self
-            .client()
+            .client
             .request(name, req)
             .await
             .map_err(|e| self.control_err(name, e))?;
@@ -251,79 +338,9 @@ impl StrongSwan {
         Ok(())
     }
 
-    fn client(&mut self) -> &mut rsvici::Client {
-        self.client.as_mut().expect("charon started")
-    }
-
-    /// The last lines of charon's log, for error messages.
-    fn log_tail(&self) -> String {
-        let mut log = std::fs::read_to_string(self.work.file("charon.stderr")).unwrap_or_default();
-        log += &std::fs::read_to_string(self.work.file("charon.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(8)..].join("\n")
-    }
-
-    async fn do_start(&mut self, ns: &Netns) -> Result<(), StackError> {
-        let node = self.ep.node.clone();
-        let cfg_err = |path: PathBuf| {
-            let node = node.clone();
-            move |source| StackError::Config { node, path, source }
-        };
-        let run = self.work.dir.clone();
-        std::fs::create_dir_all(&run).map_err(cfg_err(run.clone()))?;
-        let conf = self.work.file("strongswan.conf");
-        std::fs::write(
-            &conf,
-            strongswan_conf(self.backend, self.timers, self.ep.knobs.keepalive),
-        )
-        .map_err(cfg_err(conf.clone()))?;
-
-        let charon = charon_path();
-        // charon's own stderr (start-up failures before its log is open).
-        let stderr_path = self.work.file("charon.stderr");
-        let stderr = std::fs::File::create(&stderr_path).map_err(cfg_err(stderr_path.clone()))?;
-        let child = ns
-            .command(
-                &charon.to_string_lossy(),
-                vec![(run.clone(), "/run".into())],
-            )
-            .env_clear()
-            .env("STRONGSWAN_CONF", "/run/strongswan.conf")
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|source| StackError::Spawn {
-                node: node.clone(),
-                daemon: charon.display().to_string(),
-                source,
-            })?;
-        self.child = Some(child);
-
-        let started = Instant::now();
-        let socket = self.work.file("charon.vici");
-        let connect = vici::connect(&socket, started + START_TIMEOUT);
-        let exited = self.child.as_mut().expect("spawned").wait();
-        let client = tokio::select! {
-            c = connect => c,
-            status = exited => Err(format!("charon exited during start-up ({})", status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))),
-        };
-        let mut client = client.map_err(|detail| StackError::NotReady {
-            node: node.clone(),
-            daemon: "charon".into(),
-            waited_ms: started.elapsed().as_millis(),
-            detail: format!("{detail}\n{}", self.log_tail()),
-        })?;
-        let v: vici::Version = client
-            .request("version", ())
-            .await
-            .map_err(|e| self.control_err("version", e))?;
-        self.version = format!("strongSwan {} ({})", v.version, v.daemon);
-        self.client = Some(client);
-        Ok(())
-    }
-
-    async fn do_load(&mut self) -> Result<(), StackError> {
+    /// Load the connection and its credentials (a pre-shared key, or
+    /// certificates from the run's CA).
+    pub async fn load(&mut self) -> Result<(), StackError> {
         let conn = conn_config(&self.ep);
         self.command("load-conn", conn).await?;
         if let Auth::Cert { size } = self.ep.knobs.auth {
@@ -365,7 +382,9 @@ impl StrongSwan {
         Ok(())
     }
 
-    async fn do_initiate(&mut self) -> Result<Initiation, StackError> {
+    /// Initiate the CHILD SA and wait (bounded) for charon's answer,
+    /// keeping the notable lines of its control log.
+    pub async fn initiate(&mut self) -> Result<Initiation, StackError> {
         debug_assert_eq!(self.ep.role, Role::Initiator);
         let req = vici::Initiate {
             child: CONN.into(),
@@ -375,36 +394,33 @@ impl StrongSwan {
         };
         let mut out = Initiation::default();
         let stream =
-            self.client()
+            self.client
                 .stream_request::<_, vici::ControlLog>("initiate", "control-log", req);
         pin_mut!(stream);
         let drive = async {
             while let Some(item) = stream.next().await {
-                match item {
-                    Ok(l) => {
-                        if notable(&l.msg) && !out.log.contains(&l.msg) {
-                            out.log.push(l.msg);
-                        }
-                    }
-                    Err(e) => return Err(e),
+                let l = item?;
+                if notable(&l.msg) && !out.log.contains(&l.msg) {
+                    out.log.push(l.msg);
                 }
             }
-            Ok(())
+            Ok::<_, rsvici::Error>(())
         };
         match tokio::time::timeout(INITIATE_TIMEOUT + Duration::from_secs(5), drive).await {
             Ok(Ok(())) => out.success = true,
             Ok(Err(e)) if e.is_command_failed() => {
                 out.error = Some(e.to_string());
             }
-            Ok(Err(e)) => return Err(self.control_err("initiate", e)),
+            Ok(Err(e)) => return Err(control_err(&self.ep.node, "initiate", e)),
             Err(_) => out.error = Some(format!("no result after {:?}", INITIATE_TIMEOUT)),
         }
         Ok(out)
     }
 
-    async fn do_state(&mut self) -> Result<EndpointState, StackError> {
+    /// The endpoint's SAs as charon lists them.
+    pub async fn state(&mut self) -> Result<EndpointState, StackError> {
         let stream = self
-            .client()
+            .client
             .stream_request::<_, BTreeMap<String, vici::IkeSa>>(
                 "list-sas",
                 "list-sa",
@@ -415,98 +431,112 @@ impl StrongSwan {
         pin_mut!(stream);
         let mut all: Vec<EndpointState> = Vec::new();
         while let Some(item) = stream.next().await {
-            let item = item.map_err(|e| self.control_err("list-sas", e))?;
-            for (_, sa) in item {
-                let mut state = EndpointState::default();
-                let yes = |v: &Option<String>| v.as_deref() == Some("yes");
-                let host = |h: &Option<String>, p: &Option<String>| {
-                    endpoint_label(h.as_deref().unwrap_or("?"), p.as_deref().unwrap_or("?"))
-                };
-                state.ike = Some(IkeSa {
-                    state: sa.state.parse().unwrap_or_default(),
-                    version: sa.version.parse().unwrap_or(0),
-                    local: host(&sa.local_host, &sa.local_port),
-                    remote: host(&sa.remote_host, &sa.remote_port),
-                    remote_raw: format!(
-                        "{}:{}",
-                        sa.remote_host.as_deref().unwrap_or("?"),
-                        sa.remote_port.as_deref().unwrap_or("?")
-                    ),
-                    nat_local: yes(&sa.nat_local),
-                    nat_remote: yes(&sa.nat_remote),
-                    nat_fake: yes(&sa.nat_fake),
-                });
-                // After a rekey (strongSwan rekeys when the backend cannot
-                // move an SA to a new address) the old CHILD SA lingers in
-                // state DELETED next to the installed one.
-                let children = sa.child_sas.as_ref();
-                let child = children
-                    .and_then(|c| {
-                        c.values()
-                            .find(|c| c.state.parse() == Ok(SaState::Installed))
-                    })
-                    .or_else(|| children.and_then(|c| c.values().next()));
-                if let Some(c) = child {
-                    state.child = Some(ChildSa {
-                        state: c.state.parse().unwrap_or_default(),
-                        mode: c
-                            .mode
-                            .as_deref()
-                            .and_then(|m| m.parse().ok())
-                            .unwrap_or(self.ep.mode),
-                        protocol: c
-                            .protocol
-                            .as_deref()
-                            .and_then(|p| p.parse().ok())
-                            .unwrap_or(self.ep.knobs.proto),
-                        udp_encap: yes(&c.encap),
-                        udp_encap_oneway: None,
-                        local_ts: c.local_ts.clone().unwrap_or_default(),
-                        remote_ts: c.remote_ts.clone().unwrap_or_default(),
-                    });
-                }
-                all.push(state);
-            }
+            let item = item.map_err(|e| control_err(&self.ep.node, "list-sas", e))?;
+            all.extend(item.into_values().map(|sa| sa_state(&self.ep, sa)));
         }
-        if self.ep.others.is_empty() {
-            // One peer: its SA (the last listed, as charon orders them), and
-            // the last installed CHILD SA.
-            let mut state = EndpointState::default();
-            for sa in all {
-                state.ike = sa.ike;
-                if sa.child.is_some() {
-                    state.child = sa.child;
-                }
-            }
-            return Ok(state);
-        }
-        // Several peers: one SA each, in a stable order for snapshots
-        // (working SAs first, then by the peer's traffic selectors and
-        // address:port).
-        all.sort_by(|a, b| {
-            let key = |s: &EndpointState| {
-                let up = s.is_up();
-                (
-                    !up,
-                    s.child.as_ref().map(|c| c.remote_ts.clone()),
-                    s.ike.as_ref().map(|i| i.remote.clone()),
-                )
-            };
-            key(a).cmp(&key(b))
-        });
-        let mut all = all.into_iter();
-        let mut state = all.next().unwrap_or_default();
-        state.also = all.collect();
-        Ok(state)
+        Ok(if self.ep.others.is_empty() {
+            one_peer(all)
+        } else {
+            several_peers(all)
+        })
     }
 
-    async fn do_stop(&mut self) {
-        self.client = None;
-        super::terminate(self.child.take()).await;
+    /// Close the VICI connection, stop charon and reap it.
+    pub async fn stop(self) {
+        drop(self.client);
+        self.daemon.stop().await;
     }
 }
 
-super::forward_stack!(StrongSwan);
+/// One IKE SA of `list-sas` (with its installed CHILD SA, if any).
+fn sa_state(ep: &Endpoint, sa: vici::IkeSa) -> EndpointState {
+    let yes = |v: &Option<String>| v.as_deref() == Some("yes");
+    let host = |h: &Option<String>, p: &Option<String>| {
+        endpoint_label(h.as_deref().unwrap_or("?"), p.as_deref().unwrap_or("?"))
+    };
+    let ike = IkeSa {
+        state: sa.state.parse().unwrap_or_default(),
+        version: sa.version.parse().unwrap_or(0),
+        local: host(&sa.local_host, &sa.local_port),
+        remote: host(&sa.remote_host, &sa.remote_port),
+        remote_raw: format!(
+            "{}:{}",
+            sa.remote_host.as_deref().unwrap_or("?"),
+            sa.remote_port.as_deref().unwrap_or("?")
+        ),
+        nat_local: yes(&sa.nat_local),
+        nat_remote: yes(&sa.nat_remote),
+        nat_fake: yes(&sa.nat_fake),
+    };
+    // After a rekey (strongSwan rekeys when the backend cannot move an SA
+    // to a new address) the old CHILD SA lingers in state DELETED next to
+    // the installed one.
+    let children = sa.child_sas.as_ref();
+    let child = children
+        .and_then(|c| {
+            c.values()
+                .find(|c| c.state.parse() == Ok(SaState::Installed))
+        })
+        .or_else(|| children.and_then(|c| c.values().next()));
+    EndpointState {
+        ike: Some(ike),
+        child: child.map(|c| child_sa(ep, c)),
+        ..EndpointState::default()
+    }
+}
+
+/// A CHILD SA of `list-sas`; what charon leaves out is the endpoint's own.
+fn child_sa(ep: &Endpoint, c: &vici::ChildSa) -> ChildSa {
+    ChildSa {
+        state: c.state.parse().unwrap_or_default(),
+        mode: c
+            .mode
+            .as_deref()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(ep.mode),
+        protocol: c
+            .protocol
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(ep.knobs.proto),
+        udp_encap: c.encap.as_deref() == Some("yes"),
+        udp_encap_oneway: None,
+        local_ts: c.local_ts.clone().unwrap_or_default(),
+        remote_ts: c.remote_ts.clone().unwrap_or_default(),
+    }
+}
+
+/// One peer: its SA (the last listed, as charon orders them), and the last
+/// installed CHILD SA.
+fn one_peer(all: Vec<EndpointState>) -> EndpointState {
+    let mut state = EndpointState::default();
+    for sa in all {
+        state.ike = sa.ike;
+        if sa.child.is_some() {
+            state.child = sa.child;
+        }
+    }
+    state
+}
+
+/// Several peers: one SA each, in a stable order for snapshots (working SAs
+/// first, then by the peer's traffic selectors and address:port).
+fn several_peers(mut all: Vec<EndpointState>) -> EndpointState {
+    all.sort_by(|a, b| {
+        let key = |s: &EndpointState| {
+            (
+                !s.is_up(),
+                s.child.as_ref().map(|c| c.remote_ts.clone()),
+                s.ike.as_ref().map(|i| i.remote.clone()),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut all = all.into_iter();
+    let mut state = all.next().unwrap_or_default();
+    state.also = all.collect();
+    state
+}
 
 #[cfg(test)]
 mod tests {

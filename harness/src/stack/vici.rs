@@ -5,8 +5,6 @@
 //! for keys charon leaves out.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -162,23 +160,6 @@ pub struct ChildSa {
     pub local_ts: Option<Vec<String>>,
     /// Remote traffic selectors.
     pub remote_ts: Option<Vec<String>>,
-}
-
-/// Connect to a VICI socket, retrying until `deadline` while the daemon
-/// starts up (the socket appears once charon has loaded its plugins).
-pub async fn connect(path: &Path, deadline: Instant) -> Result<rsvici::Client, String> {
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match rsvici::unix::connect(path).await {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
-            Err(_) => {
-                // Bounded back-off while the socket does not exist yet.
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-        }
-    }
 }
 
 /// `load-cert` request (reply: [`Reply`]).
