@@ -91,6 +91,12 @@ pub enum TopologyError {
         /// Netlink error.
         source: rtnetlink::Error,
     },
+    /// A node the cell does not have.
+    #[error("no node {node} in this cell")]
+    NoNode {
+        /// Node name.
+        node: String,
+    },
     /// Addresses of two IP families where one is needed.
     #[error("node {node}: {what}: the addresses are of different IP families")]
     MixedFamilies {
@@ -138,6 +144,28 @@ pub enum VmError {
     /// The VM could not be started or gave no report.
     #[error("VM run failed: {0}")]
     Run(String),
+}
+
+/// Why a cell could not be run to its outcome (its verdict is then
+/// `error`, with this as the reason).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Its namespaces, links, NAT or capture could not be set up.
+    #[error("cell {cell}: {source}")]
+    Topology {
+        /// The cell.
+        cell: String,
+        /// What failed, naming the node.
+        source: TopologyError,
+    },
+    /// A daemon could not be started, loaded or asked.
+    #[error("cell {cell}: {source}")]
+    Stack {
+        /// The cell.
+        cell: String,
+        /// What failed, naming the node.
+        source: StackError,
+    },
 }
 
 /// A problem that stops a batch of cells (single cells' problems are

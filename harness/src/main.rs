@@ -349,6 +349,26 @@ impl batch::Progress for Stderr {
                 }
             ),
             Event::VmConsole(line) => eprintln!("  vm| {line}"),
+            Event::Holding(h) => {
+                eprintln!(
+                    "\n--keep: cell {} failed; its topology stays up until Ctrl-C.",
+                    h.cell
+                );
+                for m in &h.mismatches {
+                    eprintln!("  - {m}");
+                }
+                if let Some(r) = &h.reason {
+                    eprintln!("  {r}");
+                }
+                for d in &h.diagnosis {
+                    eprintln!("  diagnosis: {d}");
+                }
+                for (name, cmd) in &h.enter {
+                    eprintln!("  {name:<10} {cmd}");
+                }
+                eprintln!("  daemon files: {}", h.files);
+            }
+            Event::Releasing(cell) => eprintln!("tearing down {cell}"),
             Event::Warning(w) => eprintln!("vpnlab: {w}"),
         }
     }
@@ -376,6 +396,11 @@ fn finish(summary: batch::Report, view: &View) -> Result<i32> {
         std::io::stderr().write_all(&table)?;
     } else {
         std::io::stdout().write_all(&table)?;
+    }
+    for c in &summary.cells {
+        for n in &c.notes {
+            eprintln!("vpnlab: {}: {n}", c.outcome.cell);
+        }
     }
     if let Some(path) = &view.report {
         let json = serde_json::to_string_pretty(&summary)?;

@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{run_cell, CellReport, Phases, RunOptions};
+use crate::cell::{run_cell, CellReport, Holding, Notice, RunOptions, TornDown};
 use crate::error::BatchError;
 use crate::model::{Backend, Cell, Verdict};
-use crate::outcome::Outcome;
 use crate::stack::Timers;
 
 pub use machine::Machine;
@@ -95,6 +94,10 @@ pub enum Event<'a> {
     },
     /// A line the VM printed (its vpnlab's progress and table).
     VmConsole(&'a str),
+    /// `--keep`: a failed cell is held up until Ctrl-C.
+    Holding(&'a Holding),
+    /// Ctrl-C came: the held cell is torn down.
+    Releasing(&'a str),
     /// Something went wrong that does not stop the batch.
     Warning(&'a str),
 }
@@ -130,20 +133,14 @@ pub async fn run(
     for p in plan.cells {
         let backend = p.cell.backend.unwrap_or(machine.backend);
         match p.placement {
-            Placement::Host => here.push(Here::Run(p.cell)),
+            Placement::Host => here.push(Here::Run(Box::new(p.cell))),
             Placement::Vm => vm_cells.push(p.cell),
-            Placement::Unsupported { reason, backend } => here.push(Here::Report(not_run(
-                &p.cell,
-                backend,
-                Verdict::Unsupported,
-                &reason,
-            ))),
-            Placement::Skipped { reason } => here.push(Here::Report(not_run(
-                &p.cell,
-                backend,
-                Verdict::Skipped,
-                &reason,
-            ))),
+            Placement::Unsupported { reason, backend } => {
+                here.push(not_run(&p.cell, backend, Verdict::Unsupported, &reason))
+            }
+            Placement::Skipped { reason } => {
+                here.push(not_run(&p.cell, backend, Verdict::Skipped, &reason))
+            }
         }
     }
     let mut report = Report {
@@ -168,8 +165,8 @@ pub async fn run(
 
 /// A cell this machine deals with: run it, or report how it was placed.
 enum Here {
-    Run(Cell),
-    Report(CellReport),
+    Run(Box<Cell>),
+    Report(Box<CellReport>),
 }
 
 /// The cells placed here: host cells run, the others reported as they
@@ -182,7 +179,6 @@ async fn run_here(
 ) -> Vec<CellReport> {
     let opts = RunOptions {
         backend: machine.backend,
-        kernel_esp: machine.kernel_esp,
         keep: settings.keep,
         workdir: PathBuf::from(sandbox::WORKDIR),
         capture: settings.capture,
@@ -196,39 +192,55 @@ async fn run_here(
         },
     };
     let total = cells.len();
-    let mut out: Vec<(usize, CellReport)> = futures::stream::iter(cells.into_iter().enumerate())
-        .map(|(i, h)| {
-            let opts = &opts;
-            async move {
-                let r = match h {
-                    Here::Run(cell) => run_cell(&cell, i, opts).await,
-                    Here::Report(r) => r,
-                };
-                progress.event(Event::CellDone {
-                    index: i + 1,
-                    total,
-                    report: &r,
-                });
-                (i, r)
-            }
-        })
-        .buffer_unordered(settings.jobs.max(1))
-        .collect()
-        .await;
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
+    let notify = |n: Notice<'_>| match n {
+        Notice::Holding(h) => progress.event(Event::Holding(h)),
+        Notice::Releasing(c) => progress.event(Event::Releasing(c)),
+    };
+    // A cell's teardown runs in a task of its own while the next cell
+    // starts; its result is reported first.
+    let mut out: Vec<(usize, CellReport, Option<tokio::task::JoinHandle<TornDown>>)> =
+        futures::stream::iter(cells.into_iter().enumerate())
+            .map(|(i, h)| {
+                let (opts, notify) = (&opts, &notify);
+                async move {
+                    let (r, teardown) = match h {
+                        Here::Run(cell) => run_cell(&cell, i, opts, notify).await,
+                        Here::Report(r) => (*r, None),
+                    };
+                    progress.event(Event::CellDone {
+                        index: i + 1,
+                        total,
+                        report: &r,
+                    });
+                    (i, r, teardown.map(|t| tokio::spawn(t.run())))
+                }
+            })
+            .buffer_unordered(settings.jobs.max(1))
+            .collect()
+            .await;
+    out.sort_by_key(|(i, _, _)| *i);
+    let mut reports = Vec::new();
+    for (_, mut r, teardown) in out {
+        if let Some(t) = teardown {
+            let torn = t.await.unwrap_or_else(|e| TornDown {
+                ms: 0.0,
+                notes: vec![format!("teardown failed: {e}")],
+            });
+            r.torn_down(torn);
+        }
+        reports.push(r);
+    }
+    reports
 }
 
-/// The report of a cell that was not run.
-fn not_run(cell: &Cell, backend: Backend, verdict: Verdict, reason: &str) -> CellReport {
-    CellReport {
-        file: cell.file.clone(),
-        outcome: Outcome::not_run(cell, backend, verdict, reason.to_string()),
-        elapsed_ms: 0,
-        phases: Phases::default(),
-        capture: vec![],
-        pcap_files: vec![],
-    }
+/// A cell that is not run here, reported as placed.
+fn not_run(cell: &Cell, backend: Backend, verdict: Verdict, reason: &str) -> Here {
+    Here::Report(Box::new(CellReport::not_run(
+        cell,
+        backend,
+        verdict,
+        reason.to_string(),
+    )))
 }
 
 /// The arguments that select exactly `cells` from their files: each file

@@ -7,15 +7,39 @@ use std::time::{Duration, Instant};
 
 use super::checks;
 use crate::capture::Capture;
-use crate::model::Cell;
-use crate::model::Knobs;
-use crate::model::{Action, Event, Step, WaitExpect};
+use crate::error::{StackError, TopologyError};
+use crate::model::{Action, Block, Cell, Event, Knobs, Step, WaitExpect};
 use crate::outcome::{StepOutcome, StepView};
 use crate::stack::{EndpointState, Running};
-use crate::topology::Topology;
+use crate::topology::{link, Topology};
 
 /// How often a wait asks the daemons (or the capture) again.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Why a step could not be carried out (a mismatch of the cell).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A packet wait without the capture.
+    #[error("a packet wait needs the capture (do not use --no-capture)")]
+    NoCapture,
+    /// A wait on a node without an endpoint.
+    #[error("node {0} has no endpoint to watch")]
+    NoEndpoint(String),
+    /// A netlink or nft request failed.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// An endpoint could not be asked for its SAs.
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    /// The gateway's mappings could not be flushed.
+    #[error("cannot flush {gw}'s connection tracking: {source}")]
+    Conntrack {
+        /// Gateway.
+        gw: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
 
 /// Run every step of `cell`.
 pub async fn run(
@@ -24,23 +48,51 @@ pub async fn run(
     stacks: &mut [Running],
     capture: Option<&Capture>,
 ) -> Vec<StepOutcome> {
-    let mut out = Vec::new();
     if cell.steps.is_empty() {
-        return out;
+        return Vec::new();
     }
-    // Each endpoint's peer address:port as last recorded: before the steps,
-    // then after each wait and checks step. `peer-moved` compares with it,
-    // so a move that happens between a reboot and the wait still counts.
-    let mut peers = Vec::new();
-    for s in stacks.iter_mut() {
-        peers.push(
-            s.state()
-                .await
-                .ok()
-                .and_then(|st| st.ike.as_ref().map(remote)),
-        );
-    }
+    let mut stage = Stage::new(cell, topo, stacks, capture).await;
+    let mut out = Vec::new();
     for step in &cell.steps {
+        out.push(stage.step(step).await);
+    }
+    out
+}
+
+/// What the steps act on, and each endpoint's peer address:port as last
+/// recorded: before the steps, then after each wait and checks step.
+/// `peer-moved` compares with it, so a move that happens between a reboot
+/// and the wait still counts.
+struct Stage<'a> {
+    cell: &'a Cell,
+    topo: &'a mut Topology,
+    stacks: &'a mut [Running],
+    capture: Option<&'a Capture>,
+    peers: Vec<Option<String>>,
+}
+
+impl<'a> Stage<'a> {
+    async fn new(
+        cell: &'a Cell,
+        topo: &'a mut Topology,
+        stacks: &'a mut [Running],
+        capture: Option<&'a Capture>,
+    ) -> Stage<'a> {
+        let mut peers = Vec::new();
+        for s in stacks.iter_mut() {
+            peers.push(s.state().await.ok().and_then(|st| remote(&st)));
+        }
+        Stage {
+            cell,
+            topo,
+            stacks,
+            capture,
+            peers,
+        }
+    }
+
+    /// Carry out one step and record what it did and what was seen.
+    async fn step(&mut self, step: &Step) -> StepOutcome {
         let mut o = StepOutcome {
             name: step.name.clone(),
             action: describe(step),
@@ -49,93 +101,224 @@ pub async fn run(
             endpoints: vec![],
             error: None,
         };
-        tracing::debug!(cell = %cell.id, step = %step.name, action = %o.action, "step");
-        let observe = match &step.action {
+        tracing::debug!(cell = %self.cell.id, step = %step.name, action = %o.action, "step");
+        let done = match &step.action {
             Action::Pause(d) => {
                 tokio::time::sleep(*d).await;
-                false
+                Ok(())
             }
             Action::Wait {
                 node,
                 event,
                 timeout,
-            } => {
-                match wait(cell, topo, stacks, capture, &peers, node, event, *timeout).await {
-                    Ok(seen) => {
-                        o.wait = Some(if seen {
-                            WaitExpect::Seen
-                        } else {
-                            WaitExpect::Timeout
-                        })
-                    }
-                    Err(e) => o.error = Some(e),
-                }
-                // Right after an event the daemons may still be moving
-                // (a rekey after an address update): observe after checks.
-                false
-            }
+            } => self.wait(node, event, *timeout).await.map(|seen| {
+                o.wait = Some(if seen {
+                    WaitExpect::Seen
+                } else {
+                    WaitExpect::Timeout
+                })
+            }),
             Action::Checks(names) => {
-                let runs = cell
-                    .checks
-                    .iter()
-                    .filter(|c| names.contains(&c.name))
-                    .map(|c| checks::run(c, topo.node(&c.from), topo.node(&c.to)));
-                o.checks = futures::future::join_all(runs).await;
-                for c in &mut o.checks {
-                    c.name = format!("{}@{}", c.name, step.name);
-                }
-                true
+                o.checks = self.checks(names, &step.name).await;
+                Ok(())
             }
-            Action::NatReboot(gw) => {
-                match reboot(topo, gw).await {
-                    Ok(range) => {
-                        o.action =
-                            format!("nat-reboot {gw}: mappings flushed, outside ports now {range}")
-                    }
-                    Err(e) => o.error = Some(e),
-                }
-                false
-            }
+            Action::NatReboot(gw) => self.reboot(gw).await.map(|range| {
+                o.action = format!("nat-reboot {gw}: mappings flushed, outside ports now {range}")
+            }),
             Action::Link {
                 node,
                 iface,
                 up,
                 mtu,
-            } => {
-                if let Err(e) = link(cell, topo, node, iface, *up, *mtu).await {
-                    o.error = Some(e);
-                }
-                false
-            }
-            Action::Block { node, class, on } => {
-                let (class, on) = (*class, *on);
-                let r = topo
-                    .reconfigure(node, |g| {
-                        if on {
-                            g.knobs.add_block(class);
-                        } else {
-                            g.knobs.block.retain(|b| *b != class);
-                        }
-                    })
-                    .await;
-                if let Err(e) = r {
-                    o.error = Some(e.to_string());
-                }
-                false
-            }
+            } => self.link(node, iface, *up, *mtu).await,
+            Action::Block { node, class, on } => self.block(node, *class, *on).await,
         };
+        o.error = done.err().map(|e| e.to_string());
         if matches!(step.action, Action::Wait { .. } | Action::Checks(_)) {
-            for (i, s) in stacks.iter_mut().enumerate() {
-                let st = s.state().await.unwrap_or_default();
-                peers[i] = st.ike.as_ref().map(remote);
-                if observe {
-                    o.endpoints.push(view(&cell.endpoints[i].node, &st));
-                }
+            // Right after an event the daemons may still be moving (a rekey
+            // after an address update): endpoints are shown after checks.
+            let show = matches!(step.action, Action::Checks(_));
+            o.endpoints = self.record(show).await;
+        }
+        o
+    }
+
+    /// Record every endpoint's peer; with `show`, their views too.
+    async fn record(&mut self, show: bool) -> Vec<StepView> {
+        let mut views = Vec::new();
+        for (i, s) in self.stacks.iter_mut().enumerate() {
+            let st = s.state().await.unwrap_or_default();
+            self.peers[i] = remote(&st);
+            if show {
+                views.push(view(&self.cell.endpoints[i].node, &st));
             }
         }
-        out.push(o);
+        views
     }
-    out
+
+    /// Run the named checks again; results are named `<check>@<step>`.
+    async fn checks(&self, names: &[String], step: &str) -> Vec<crate::outcome::CheckResult> {
+        let topo = &*self.topo;
+        let runs = self
+            .cell
+            .checks
+            .iter()
+            .filter(|c| names.contains(&c.name))
+            .map(|c| checks::run(c, topo.node(&c.from), topo.node(&c.to)));
+        let mut results = futures::future::join_all(runs).await;
+        for c in &mut results {
+            c.name = format!("{}@{step}", c.name);
+        }
+        results
+    }
+
+    /// Wait until `event` happens on `node` or `timeout` passes; `Ok(true)`
+    /// if it happened.
+    async fn wait(
+        &mut self,
+        node: &str,
+        event: &Event,
+        timeout: Duration,
+    ) -> Result<bool, StepError> {
+        let deadline = Instant::now() + timeout;
+        if let Event::Packet { iface, class } = event {
+            let cap = self.capture.ok_or(StepError::NoCapture)?;
+            let idx = link::index(self.topo.node(node), iface).await?;
+            let before = cap.seen(node, idx, *class);
+            return Ok(until(deadline, || async { cap.seen(node, idx, *class) > before }).await);
+        }
+        let i = self
+            .cell
+            .endpoints
+            .iter()
+            .position(|e| e.node == node)
+            .ok_or_else(|| StepError::NoEndpoint(node.to_string()))?;
+        let start = self.peers[i].clone();
+        let stack = &mut self.stacks[i];
+        loop {
+            let st = stack.state().await?;
+            if happened(event, &st, start.as_deref()) {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Flush the gateway's mappings and move its outside port range, as a
+    /// rebooted home router does. Returns the new range.
+    async fn reboot(&mut self, gw: &str) -> Result<String, StepError> {
+        let mut range = (0, 0);
+        self.topo
+            .reconfigure(gw, |g| {
+                range = next_range(&g.knobs);
+                g.knobs.port_range = Some(range);
+            })
+            .await?;
+        self.topo
+            .node(gw)
+            .flush_conntrack()
+            .map_err(|source| StepError::Conntrack {
+                gw: gw.to_string(),
+                source,
+            })?;
+        Ok(format!("{}-{}", range.0, range.1))
+    }
+
+    /// Take an interface down or up, or change its MTU.
+    async fn link(
+        &self,
+        node: &str,
+        iface: &str,
+        up: Option<bool>,
+        mtu: Option<u32>,
+    ) -> Result<(), StepError> {
+        let ns = self.topo.node(node);
+        let idx = link::index(ns, iface).await?;
+        if let Some(m) = mtu {
+            link::mtu(ns, idx, iface, m).await?;
+        }
+        match up {
+            Some(true) => {
+                link::up(ns, idx, iface).await?;
+                self.restore_routes(node, iface).await
+            }
+            Some(false) => Ok(link::down(ns, idx, iface).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// Taking an interface down deletes the routes through it; the cell's
+    /// own come back here. (An IKE daemon's routes, e.g. strongSwan's table
+    /// 220 with kernel IPsec, do not.)
+    async fn restore_routes(&self, node: &str, iface: &str) -> Result<(), StepError> {
+        let ns = self.topo.node(node);
+        let net = self
+            .cell
+            .links
+            .iter()
+            .flat_map(|l| [&l.a, &l.b])
+            .find(|e| e.node == node && e.iface == iface)
+            .map(|e| e.addr.trunc());
+        for r in self
+            .cell
+            .routes
+            .iter()
+            .filter(|r| r.node == node && net.is_some_and(|n| n.contains(&r.via)))
+        {
+            link::route(ns, r.dst, r.via).await?;
+        }
+        Ok(())
+    }
+
+    /// Start or stop dropping `class` at `node`.
+    async fn block(&mut self, node: &str, class: Block, on: bool) -> Result<(), StepError> {
+        self.topo
+            .reconfigure(node, |g| {
+                if on {
+                    g.knobs.add_block(class);
+                } else {
+                    g.knobs.block.retain(|b| *b != class);
+                }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Poll `cond` until it holds (true) or `deadline` passes (false).
+async fn until<F, Fut>(deadline: Instant, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether an endpoint's state shows `event`; `start` is its peer as last
+/// recorded.
+fn happened(event: &Event, st: &EndpointState, start: Option<&str>) -> bool {
+    let ike_up = st.ike.as_ref().is_some_and(crate::model::IkeSa::is_up);
+    let child_up = st.child.as_ref().is_some_and(crate::model::ChildSa::is_up);
+    match event {
+        Event::IkeUp => ike_up,
+        Event::IkeDown => !ike_up,
+        Event::ChildUp => child_up,
+        Event::ChildDown => !child_up,
+        Event::PeerMoved => st.ike.is_some() && remote(st).as_deref() != start,
+        // Packets are counted by the capture, not the endpoint.
+        Event::Packet { .. } => false,
+    }
 }
 
 /// The step as one line for the outcome.
@@ -199,84 +382,9 @@ fn view(node: &str, st: &EndpointState) -> StepView {
     }
 }
 
-/// The peer's true address:port.
-fn remote(x: &crate::model::IkeSa) -> String {
-    x.true_remote().to_string()
-}
-
-/// Wait until `event` happens on `node` or `timeout` passes; `Ok(true)` if
-/// it happened.
-#[allow(clippy::too_many_arguments)]
-async fn wait(
-    cell: &Cell,
-    topo: &Topology,
-    stacks: &mut [Running],
-    capture: Option<&Capture>,
-    peers: &[Option<String>],
-    node: &str,
-    event: &Event,
-    timeout: Duration,
-) -> Result<bool, String> {
-    let deadline = Instant::now() + timeout;
-    if let Event::Packet { iface, class } = event {
-        let Some(cap) = capture else {
-            return Err("a packet wait needs the capture (do not use --no-capture)".into());
-        };
-        let idx = crate::topology::link::index(topo.node(node), iface)
-            .await
-            .map_err(|e| e.to_string())?;
-        let before = cap.seen(node, idx, *class);
-        loop {
-            if cap.seen(node, idx, *class) > before {
-                return Ok(true);
-            }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-    let i = cell
-        .endpoints
-        .iter()
-        .position(|e| e.node == node)
-        .expect("validated: the node has an endpoint");
-    let start_remote = peers[i].clone();
-    let mut st = stacks[i].state().await.map_err(|e| e.to_string())?;
-    loop {
-        let ike_up = st.ike.as_ref().is_some_and(crate::model::IkeSa::is_up);
-        let child_up = st.child.as_ref().is_some_and(crate::model::ChildSa::is_up);
-        let hit = match event {
-            Event::IkeUp => ike_up,
-            Event::IkeDown => !ike_up,
-            Event::ChildUp => child_up,
-            Event::ChildDown => !child_up,
-            Event::PeerMoved => st.ike.is_some() && st.ike.as_ref().map(remote) != start_remote,
-            Event::Packet { .. } => unreachable!("handled above"),
-        };
-        if hit {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(POLL).await;
-        st = stacks[i].state().await.map_err(|e| e.to_string())?;
-    }
-}
-
-/// Flush the gateway's mappings and move its outside port range, as a
-/// rebooted home router does. Returns the new range.
-async fn reboot(topo: &mut Topology, gw: &str) -> Result<String, String> {
-    let g = topo
-        .reconfigure(gw, |g| g.knobs.port_range = Some(next_range(&g.knobs)))
-        .await
-        .map_err(|e| e.to_string())?;
-    topo.node(gw)
-        .flush_conntrack()
-        .map_err(|e| format!("cannot flush {gw}'s connection tracking: {e}"))?;
-    let (a, b) = g.knobs.port_range.expect("just set");
-    Ok(format!("{a}-{b}"))
+/// The peer's true address:port, if the endpoint has an IKE SA.
+fn remote(st: &EndpointState) -> Option<String> {
+    st.ike.as_ref().map(|x| x.true_remote().to_string())
 }
 
 /// The range after a reboot: 20000-29999 the first time, then the next
@@ -301,55 +409,6 @@ fn next_range(k: &Knobs) -> (u16, u16) {
                 (1024, (a - 1).max(1024) as u16)
             }
         }
-    }
-}
-
-async fn link(
-    cell: &Cell,
-    topo: &Topology,
-    node: &str,
-    iface: &str,
-    up: Option<bool>,
-    mtu: Option<u32>,
-) -> Result<(), String> {
-    let ns = topo.node(node);
-    let idx = crate::topology::link::index(ns, iface)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(m) = mtu {
-        crate::topology::link::mtu(ns, idx, iface, m)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    match up {
-        Some(true) => {
-            crate::topology::link::up(ns, idx, iface)
-                .await
-                .map_err(|e| e.to_string())?;
-            // Taking an interface down deletes the routes through it; the
-            // cell's own come back here. (An IKE daemon's routes, e.g.
-            // strongSwan's table 220 with kernel IPsec, do not.)
-            let net = cell
-                .links
-                .iter()
-                .flat_map(|l| [&l.a, &l.b])
-                .find(|e| e.node == node && e.iface == iface)
-                .map(|e| e.addr.trunc());
-            for r in cell
-                .routes
-                .iter()
-                .filter(|r| r.node == node && net.is_some_and(|n| n.contains(&r.via)))
-            {
-                crate::topology::link::route(ns, r.dst, r.via)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        }
-        Some(false) => crate::topology::link::down(ns, idx, iface)
-            .await
-            .map_err(|e| e.to_string()),
-        None => Ok(()),
     }
 }
 

@@ -37,7 +37,7 @@ pub struct CheckResult {
 }
 
 /// What a redacted outcome shows in place of a stack version.
-pub const VERSION_PLACEHOLDER: &str = "[version]";
+pub const VERSION_PLACEHOLDER: &str = "<version>";
 
 /// One endpoint in the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -179,11 +179,21 @@ impl Outcome {
         reason: String,
     ) -> Self {
         Outcome {
+            verdict,
+            reason: Some(reason),
+            ..Outcome::blank(cell, backend)
+        }
+    }
+
+    /// A cell's outcome before anything is observed (verdict `error` until
+    /// judged).
+    pub fn blank(cell: &crate::model::Cell, backend: Backend) -> Self {
+        Outcome {
             cell: cell.id.clone(),
             axes: cell.axes.iter().cloned().collect(),
-            verdict,
+            verdict: Verdict::Error,
             mismatches: vec![],
-            reason: Some(reason),
+            reason: None,
             backend,
             expected: cell.expect.clone(),
             tunnel: None,

@@ -419,13 +419,18 @@ async fn bound(ns: &Netns) -> Result<Probe<()>, StackError> {
     })
 }
 
-/// The version pluto logs at start-up: "Starting Pluto (Libreswan Version
-/// 4.10 IKEv2 ..." → "Libreswan 4.10" (`libreswan` if it is not there).
-fn logged_version(log: &str) -> String {
+/// The release pluto logs at start-up: "Starting Pluto (Libreswan Version
+/// 4.10 IKEv2 ..." → `4.10`.
+fn logged_release(log: &str) -> Option<String> {
     log.lines()
         .find_map(|l| l.split("(Libreswan Version ").nth(1))
         .and_then(|v| v.split_whitespace().next())
-        .map_or_else(|| "libreswan".into(), |v| format!("Libreswan {v}"))
+        .map(str::to_string)
+}
+
+/// "Libreswan 4.10" (`libreswan` if pluto did not say).
+fn label(release: Option<&str>) -> String {
+    release.map_or_else(|| "libreswan".into(), |v| format!("Libreswan {v}"))
 }
 
 /// An endpoint's pluto, configured but not started.
@@ -466,8 +471,10 @@ impl Prepared {
             return Err(e);
         }
         let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
+        let release = logged_release(&log);
         Ok(Running {
-            version: logged_version(&log),
+            version: label(release.as_deref()),
+            release,
             ep: self.ep,
             work: self.work,
             ns: ns_fd,
@@ -560,12 +567,18 @@ pub struct Running {
     ns: OwnedFd,
     daemon: Daemon,
     version: String,
+    release: Option<String>,
 }
 
 impl Running {
     /// e.g. `Libreswan 4.10`.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// e.g. `4.10`.
+    pub fn release(&self) -> Option<&str> {
+        self.release.as_deref()
     }
 
     fn control_err(&self, request: &str, detail: impl ToString) -> StackError {

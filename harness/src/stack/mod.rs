@@ -143,6 +143,16 @@ impl Running {
         }
     }
 
+    /// The release part of [`Running::version`] (`5.9.8`), where the
+    /// daemon says it; a user's own stack names itself.
+    pub fn version_number(&self) -> Option<&str> {
+        match self {
+            Running::StrongSwan(s) => s.release(),
+            Running::Libreswan(s) => s.release(),
+            Running::Command(_) => None,
+        }
+    }
+
     async fn load(&mut self) -> Result<(), StackError> {
         match self {
             Running::StrongSwan(s) => s.load().await,

@@ -258,14 +258,15 @@ impl Prepared {
                 .request("version", ())
                 .await
                 .map_err(|e| control_err(node, "version", e))?;
-            Ok((client, format!("strongSwan {} ({})", v.version, v.daemon)))
+            Ok((client, v))
         };
         match up.await {
-            Ok((client, version)) => Ok(Running {
+            Ok((client, v)) => Ok(Running {
                 ep: self.ep,
                 daemon,
                 client,
-                version,
+                version: format!("strongSwan {} ({})", v.version, v.daemon),
+                release: v.version,
             }),
             Err(e) => {
                 daemon.stop().await;
@@ -309,12 +310,18 @@ pub struct Running {
     daemon: Daemon,
     client: rsvici::Client,
     version: String,
+    release: String,
 }
 
 impl Running {
     /// e.g. `strongSwan 5.9.8 (charon)`.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// e.g. `5.9.8`.
+    pub fn release(&self) -> Option<&str> {
+        Some(&self.release)
     }
 
     fn control_err(&self, request: &str, detail: impl ToString) -> StackError {

@@ -92,7 +92,11 @@ impl Topology {
         node: &str,
         change: impl FnOnce(&mut Gateway),
     ) -> Result<Gateway, TopologyError> {
-        let gw = self.gateways.get_mut(node).expect("validated node");
+        let Some(gw) = self.gateways.get_mut(node) else {
+            return Err(TopologyError::NoNode {
+                node: node.to_string(),
+            });
+        };
         change(gw);
         let gw = gw.clone();
         nft::apply(self.node(node), gw.profile, &gw.ruleset(), true).await?;

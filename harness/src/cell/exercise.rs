@@ -1,0 +1,200 @@
+//! What happens inside a cell once its namespaces exist, phase by phase:
+//! daemons, the tunnel, the PPP layer, checks, SA observation, steps. Each
+//! phase is timed; each failure is a [`RunError`] naming the cell.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use super::live::Live;
+use super::ppp::PppLayer;
+use super::{checks, lap, steps, Phases, RunOptions};
+use crate::capture::Capture;
+use crate::error::RunError;
+use crate::model::{Cell, Role, TunnelExpect};
+use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, PppOutcome};
+use crate::stack::{self, Initiation, Running};
+
+/// How long every end may take to report its CHILD SA after a successful
+/// initiation.
+const INSTALL_WAIT: Duration = Duration::from_secs(5);
+
+/// Start the daemons, bring the tunnel (and the PPP link) up, run the
+/// checks and steps, observe. Whatever starts is left in `live` for
+/// teardown.
+pub(super) async fn exercise(
+    cell: &Cell,
+    opts: &RunOptions,
+    live: &mut Live,
+    capture: Option<&Capture>,
+    phases: &mut Phases,
+) -> Result<Outcome, RunError> {
+    let stack_err = |source| RunError::Stack {
+        cell: cell.id.clone(),
+        source,
+    };
+    let mut t = Instant::now();
+    start_stacks(cell, opts, live).await.map_err(stack_err)?;
+    phases.daemons_ms = lap(&mut t);
+    let initiation = bring_up(cell, &mut live.stacks).await.map_err(stack_err)?;
+    phases.ike_ms = lap(&mut t);
+    let ppp = ppp_layer(cell, opts, live, initiation.as_ref()).await;
+    if live.ppp.is_some() {
+        phases.ppp_ms = lap(&mut t);
+    }
+    let checks = join_all(
+        cell.checks
+            .iter()
+            .map(|c| checks::run(c, live.topo.node(&c.from), live.topo.node(&c.to))),
+    )
+    .await;
+    let endpoints = observe(cell, &mut live.stacks).await.map_err(stack_err)?;
+    let steps = steps::run(cell, &mut live.topo, &mut live.stacks, capture).await;
+    phases.checks_ms = lap(&mut t);
+    let mut o = Outcome::blank(cell, opts.backend);
+    o.initiation = initiation;
+    o.endpoints = endpoints;
+    o.ppp = ppp;
+    o.checks = checks;
+    o.steps = steps;
+    o.nat = nat(live);
+    o.observe_tunnel();
+    o.judge();
+    Ok(o)
+}
+
+/// Every endpoint's daemon, started concurrently; those that start are
+/// kept for teardown even when another fails (the first failure, in file
+/// order, is returned).
+async fn start_stacks(
+    cell: &Cell,
+    opts: &RunOptions,
+    live: &mut Live,
+) -> Result<(), crate::error::StackError> {
+    let starts = cell.endpoints.iter().map(|e| {
+        let work = stack::Workdir {
+            dir: live.dir.join(&e.node),
+        };
+        stack::prepare(e, opts.backend, work, opts.timers).start(live.topo.node(&e.node))
+    });
+    let mut failed = None;
+    for r in join_all(starts).await {
+        match r {
+            Ok(s) => live.stacks.push(s),
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// Initiate from every initiator, one after the other in file order (so
+/// which one a NAT gives which outside port is the same on every run); the
+/// first failure is the initiation the outcome shows. After a success,
+/// wait until every end reports its CHILD SA.
+async fn bring_up(
+    cell: &Cell,
+    stacks: &mut [Running],
+) -> Result<Option<Initiation>, crate::error::StackError> {
+    let mut initiation: Option<Initiation> = None;
+    for (s, _) in stacks
+        .iter_mut()
+        .zip(&cell.endpoints)
+        .filter(|(_, e)| e.role == Role::Initiator)
+    {
+        let r = s.initiate().await?;
+        if initiation.as_ref().is_none_or(|i| i.success) {
+            initiation = Some(r);
+        }
+    }
+    if initiation.as_ref().is_some_and(|i| i.success) {
+        wait_installed(stacks).await?;
+    }
+    Ok(initiation)
+}
+
+/// IKEv1's initiator is done when it sends the last Quick Mode message; its
+/// responder installs the SAs only when that message arrives. Wait
+/// (bounded) until every end reports its CHILD SA, so the first probe does
+/// not race the responder. Ends already seen with theirs are not asked
+/// again (a libreswan state query costs a whack, its log and `ip xfrm`).
+async fn wait_installed(stacks: &mut [Running]) -> Result<(), crate::error::StackError> {
+    let deadline = Instant::now() + INSTALL_WAIT;
+    let mut installed = vec![false; stacks.len()];
+    loop {
+        for (s, done) in stacks.iter_mut().zip(installed.iter_mut()) {
+            if !*done {
+                *done = s.state().await?.child.is_some_and(|c| c.is_up());
+            }
+        }
+        if installed.iter().all(|d| *d) || Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The PPP layer, if the cell has one: not attempted when the IPsec tunnel
+/// beneath it failed.
+async fn ppp_layer(
+    cell: &Cell,
+    opts: &RunOptions,
+    live: &mut Live,
+    initiation: Option<&Initiation>,
+) -> Option<PppOutcome> {
+    let p = cell.ppp.as_ref()?;
+    if initiation.is_some_and(|i| !i.success) {
+        return Some(PppOutcome {
+            kind: p.kind,
+            state: TunnelExpect::Down,
+            client_ip: None,
+            server_ip: None,
+            reason: Some("not attempted: the IPsec tunnel did not come up".into()),
+        });
+    }
+    // L2TP/PPTP retransmit on their own, slower timers: allow more time in
+    // an emulated VM.
+    let limit = Duration::from_secs_f64(10.0 * opts.timers.retransmit_timeout / 0.5)
+        .min(Duration::from_secs(25));
+    let ipsec = !cell.endpoints.is_empty();
+    let (layer, o) = PppLayer::up(p, &live.topo, &live.dir, limit, ipsec).await;
+    live.ppp = Some(layer);
+    Some(o)
+}
+
+/// Each endpoint's SAs as its daemon reports them.
+async fn observe(
+    cell: &Cell,
+    stacks: &mut [Running],
+) -> Result<Vec<EndpointOutcome>, crate::error::StackError> {
+    let mut endpoints = Vec::new();
+    for (s, e) in stacks.iter_mut().zip(&cell.endpoints) {
+        let state = s.state().await?;
+        endpoints.push(EndpointOutcome {
+            node: e.node.clone(),
+            role: e.role,
+            stack: s.version().to_string(),
+            version: s.version_number().map(str::to_string),
+            nat_t: e.nat_t,
+            state,
+        });
+    }
+    Ok(endpoints)
+}
+
+/// Every forwarding node's NAT as first applied.
+fn nat(live: &Live) -> BTreeMap<String, NatOutcome> {
+    live.topo
+        .nat
+        .iter()
+        .map(|(n, (p, r))| {
+            (
+                n.clone(),
+                NatOutcome {
+                    profile: *p,
+                    ruleset: r.lines().map(str::to_string).collect(),
+                },
+            )
+        })
+        .collect()
+}
