@@ -283,6 +283,10 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
         cli::invalid_rejected,
     ));
     trials.push(Trial::test(
+        "layers::no_import_cycles",
+        support::layers::no_import_cycles,
+    ));
+    trials.push(Trial::test(
         "cli::check_lists_every_bundled_cell",
         cli::check_lists_every_bundled_cell,
     ));

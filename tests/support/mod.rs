@@ -5,6 +5,7 @@
 
 pub mod cells;
 pub mod cli;
+pub mod layers;
 pub mod pcap;
 pub mod safety;
 pub mod snapshots;

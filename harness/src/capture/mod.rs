@@ -180,9 +180,14 @@ impl Capture {
 
     /// Stop, collect, and name the interfaces (while they still exist).
     pub async fn stop(self, topo: &Topology) -> Captured {
-        // Wake every reader first so they drain and finish in parallel.
+        // Wake every reader first so they drain and finish in parallel,
+        // each up to the same instant.
+        let cut = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
         for r in &self.running {
-            let _ = nix::unistd::write(&r.stop, &[1]);
+            let _ = nix::unistd::write(&r.stop, &cut.to_ne_bytes());
         }
         let joined = futures::future::join_all(self.running.into_iter().map(|r| async move {
             let frames = tokio::task::spawn_blocking(move || r.thread.join())
@@ -219,6 +224,12 @@ async fn iface_names(ns: &Netns) -> BTreeMap<u32, String> {
 }
 
 /// Read frames until the wake pipe says stop, then drain what is queued.
+///
+/// The pipe carries the stop time: every node's reader counts exactly the
+/// frames the kernel stamped up to it, so a packet crossing a veth as the
+/// capture stops is counted on both ends or on neither (readers that stop
+/// a few milliseconds apart would otherwise see it leave and not arrive:
+/// a loss that never happened).
 fn read_loop(
     sock: OwnedFd,
     wake: OwnedFd,
@@ -226,73 +237,114 @@ fn read_loop(
     live: &Live,
 ) -> std::io::Result<NodeFrames> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::socket::{recvfrom, LinkAddr};
     let mut nf = NodeFrames::default();
     let mut per_iface: BTreeMap<u32, usize> = BTreeMap::new();
     let mut buf = vec![0u8; 65536];
-    let mut stopping = false;
+    let mut cut: Option<Duration> = None;
     loop {
-        if !stopping {
+        if cut.is_none() {
             let mut fds = [
                 PollFd::new(sock.as_fd(), PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
             ];
             poll(&mut fds, PollTimeout::NONE)?;
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                stopping = true;
+                cut = Some(read_cut(&wake)?);
             }
         }
-        let (n, addr) = match recvfrom::<LinkAddr>(sock.as_raw_fd(), &mut buf) {
-            Ok(x) => x,
-            Err(nix::errno::Errno::EAGAIN) if stopping => break,
+        let frame = match receive(&sock, &mut buf) {
+            Ok(f) => f,
+            Err(nix::errno::Errno::EAGAIN) if cut.is_some() => break,
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         };
-        let Some(addr) = addr else { continue };
-        // IPv4 only (vpnlab's scenarios are IPv4); ARP and the like are not counted.
-        if addr.protocol() != (libc::ETH_P_IP as u16).to_be() {
+        let Some((n, addr, ts)) = frame else { continue };
+        if cut.is_some_and(|c| ts > c) {
             continue;
         }
-        if addr.hatype() == libc::ARPHRD_LOOPBACK {
-            continue;
-        }
-        let ifindex = addr.ifindex() as u32;
-        let tun = addr.hatype() == libc::ARPHRD_NONE;
-        if tun && !nf.tun.contains(&ifindex) {
-            nf.tun.push(ifindex);
-        }
-        let dir = if addr.pkttype() == libc::PACKET_OUTGOING {
-            Dir::Out
-        } else {
-            Dir::In
-        };
-        let pkt = &buf[..n];
-        let class = classify::classify(pkt, tun, flows);
-        *nf.counts.entry((ifindex, dir, class)).or_default() += 1;
-        if let Some(Ok(mut m)) = live.as_ref().map(|l| l.lock()) {
-            *m.entry((ifindex, class)).or_default() += 1;
-        }
-        let kept = per_iface.entry(ifindex).or_default();
-        if *kept < FRAMES_PER_IFACE {
-            *kept += 1;
-            nf.frames.push(Frame {
-                ifindex,
-                dir,
-                ts: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default(),
-                len: n as u32,
-                data: pkt[..n.min(SNAPLEN)].to_vec(),
-            });
-        } else {
-            *nf.over_cap.entry(ifindex).or_default() += 1;
-        }
+        count(&mut nf, &mut per_iface, &buf[..n], &addr, ts, flows, live);
     }
     nf.kernel_drops = sys::packet_drops(sock.as_fd()).unwrap_or(0);
     // Closing a packet socket waits for an RCU grace period (milliseconds);
     // nobody needs to wait for that, so it happens off the critical path.
     std::thread::spawn(move || drop(sock));
     Ok(nf)
+}
+
+/// One frame: its length, where it was seen, and the kernel's time stamp
+/// (`None` for a frame without a link address).
+type Received = Option<(usize, nix::sys::socket::LinkAddr, Duration)>;
+
+fn receive(sock: &OwnedFd, buf: &mut [u8]) -> nix::Result<Received> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, LinkAddr, MsgFlags};
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<LinkAddr>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+    let ts = msg.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(t) => Some(Duration::from(t)),
+        _ => None,
+    });
+    let ts = ts.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+    });
+    Ok(msg.address.map(|a| (msg.bytes, a, ts)))
+}
+
+/// The stop time written into the wake pipe (nanoseconds since the epoch).
+fn read_cut(wake: &OwnedFd) -> std::io::Result<Duration> {
+    let mut b = [0u8; 8];
+    let n = nix::unistd::read(wake.as_raw_fd(), &mut b)?;
+    if n != 8 {
+        return Err(std::io::Error::other("short stop message"));
+    }
+    Ok(Duration::from_nanos(u64::from_ne_bytes(b)))
+}
+
+/// Classify and count one frame, and keep it for the pcap file (up to the
+/// cap).
+fn count(
+    nf: &mut NodeFrames,
+    per_iface: &mut BTreeMap<u32, usize>,
+    pkt: &[u8],
+    addr: &nix::sys::socket::LinkAddr,
+    ts: Duration,
+    flows: &[Flow],
+    live: &Live,
+) {
+    // IPv4 only (vpnlab's scenarios are IPv4); ARP and the like are not counted.
+    if addr.protocol() != (libc::ETH_P_IP as u16).to_be() || addr.hatype() == libc::ARPHRD_LOOPBACK {
+        return;
+    }
+    let ifindex = addr.ifindex() as u32;
+    let tun = addr.hatype() == libc::ARPHRD_NONE;
+    if tun && !nf.tun.contains(&ifindex) {
+        nf.tun.push(ifindex);
+    }
+    let dir = if addr.pkttype() == libc::PACKET_OUTGOING {
+        Dir::Out
+    } else {
+        Dir::In
+    };
+    let class = classify::classify(pkt, tun, flows);
+    *nf.counts.entry((ifindex, dir, class)).or_default() += 1;
+    if let Some(Ok(mut m)) = live.as_ref().map(|l| l.lock()) {
+        *m.entry((ifindex, class)).or_default() += 1;
+    }
+    let kept = per_iface.entry(ifindex).or_default();
+    if *kept < FRAMES_PER_IFACE {
+        *kept += 1;
+        nf.frames.push(Frame {
+            ifindex,
+            dir,
+            ts,
+            len: pkt.len() as u32,
+            data: pkt[..pkt.len().min(SNAPLEN)].to_vec(),
+        });
+    } else {
+        *nf.over_cap.entry(ifindex).or_default() += 1;
+    }
 }
 
 impl Captured {

@@ -300,12 +300,16 @@ pub fn parse_log(text: &str) -> LogFacts {
         } else if line.contains("NAT_TRAVERSAL local policy enforces encapsulation") {
             f.nat_fake = true;
         } else if line.starts_with("sending ") && line.contains(" through ") {
-            // sending N bytes for STATE through IFACE from A:P to B:Q using UDP (for #S)
+            // sending N bytes for WHAT through IFACE from A:P to B:Q using
+            // UDP (for #S). WHAT is free text ("reply packet from
+            // quick_outI1", "retransmit in response to duplicate"), so the
+            // addresses are read backwards from `using`.
             let w: Vec<&str> = line.split_whitespace().collect();
-            let after = |k: &str| w.iter().position(|x| *x == k).and_then(|i| w.get(i + 1));
-            if let (Some(from), Some(to)) = (after("from"), after("to")) {
-                f.local = split(from);
-                f.remote = split(to);
+            if let Some(u) = w.iter().rposition(|x| *x == "using").filter(|u| *u >= 4) {
+                if w[u - 4] == "from" && w[u - 2] == "to" {
+                    f.local = split(w[u - 3]);
+                    f.remote = split(w[u - 1]);
+                }
             }
         }
     }
@@ -327,10 +331,13 @@ pub fn message(line: &str) -> &str {
 }
 
 /// Keep whack's lines that explain an exchange and are the same on every
-/// run: without the connection/state prefix, SPIs or algorithm details.
+/// run: without the connection/state prefix, SPIs or algorithm details, and
+/// without the announcements of single retransmissions (whether one happens
+/// depends on how fast the peer answered; a timeout that ends the exchange
+/// is kept).
 pub fn notable(line: &str) -> Option<String> {
     let msg = message(line);
-    const KEEP: [&str; 12] = [
+    const KEEP: [&str; 11] = [
         "established",
         "NAT",
         "failed",
@@ -341,10 +348,10 @@ pub fn notable(line: &str) -> Option<String> {
         "INVALID_",
         "timeout",
         "giving up",
-        "retransmission",
         "no acceptable",
     ];
-    (KEEP.iter().any(|k| msg.contains(k)) && !msg.contains("SPI") && !msg.contains("0x"))
+    let unstable = ["SPI", "0x", "retransmission; will wait"];
+    (KEEP.iter().any(|k| msg.contains(k)) && !unstable.iter().any(|u| msg.contains(u)))
         .then(|| msg.to_string())
 }
 
@@ -866,6 +873,12 @@ mod tests {
         assert_eq!(f.local, Some(("192.168.1.2".into(), "4500".into())));
         assert_eq!(f.remote, Some(("203.0.113.2".into(), "4500".into())));
         assert!(parse_log("| NAT_TRAVERSAL local policy enforces encapsulation\n").nat_fake);
+        // The free text before `through` may hold "from" and "to" too.
+        let g = parse_log(
+            "| sending 188 bytes for reply packet from quick_outI1 through to-gw from 192.168.1.2:500 to 203.0.113.2:500 using UDP (for #2)\n| sending 76 bytes for retransmit in response to duplicate through to-gw from 192.168.1.2:500 to 203.0.113.2:500 using UDP (for #2)\n",
+        );
+        assert_eq!(g.local, Some(("192.168.1.2".into(), "500".into())));
+        assert_eq!(g.remote, Some(("203.0.113.2".into(), "500".into())));
     }
 
     #[test]
@@ -886,6 +899,13 @@ mod tests {
         );
         assert_eq!(
             notable(r#"181 "vpnlab" #1: sent IKE_SA_INIT request to 203.0.113.2:500"#),
+            None
+        );
+        // Whether a retransmission happens depends on timing.
+        assert_eq!(
+            notable(
+                r#"010 "vpnlab" #2: STATE_QUICK_I1: retransmission; will wait 2 seconds for response"#
+            ),
             None
         );
         assert_eq!(id("client.vpnlab.test"), "@client.vpnlab.test");

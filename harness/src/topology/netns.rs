@@ -128,6 +128,8 @@ impl Netns {
                 SockProtocol::EthAll,
             )?;
             setsockopt(&fd, sockopt::RcvBufForce, &rcvbuf)?;
+            // Kernel time stamps: the capture stops every node at one instant.
+            setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
             Ok(fd)
         })
     }
