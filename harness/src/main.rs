@@ -316,8 +316,12 @@ async fn run_cmd(
         eprintln!("{} ({} cells)", vm::START_MARK, cells.len());
     }
     let plan = batch::plan(cells, &machine, &policy);
-    let report = batch::run(plan, &machine, &settings, &Stderr).await?;
-    finish(report, &view)
+    let (mut report, teardowns) = batch::run(plan, &machine, &settings, &Stderr).await?;
+    // The results first; the report file once every cell is torn down
+    // (it holds the teardown times).
+    show(&report, &view)?;
+    teardowns.wait(&mut report).await;
+    finish(&report, &view)
 }
 
 /// Progress on stderr.
@@ -374,8 +378,8 @@ impl batch::Progress for Stderr {
     }
 }
 
-/// Print the table, write the JSON report, and compute the exit code.
-fn finish(summary: batch::Report, view: &View) -> Result<i32> {
+/// Print the table (on stderr when the JSON report goes to stdout).
+fn show(summary: &batch::Report, view: &View) -> Result<()> {
     let to_stdout = view.report.as_deref() == Some(Path::new("-"));
     let mut table = Vec::new();
     if let Some(vm) = &summary.vm {
@@ -397,13 +401,19 @@ fn finish(summary: batch::Report, view: &View) -> Result<i32> {
     } else {
         std::io::stdout().write_all(&table)?;
     }
+    Ok(())
+}
+
+/// Notes of the teardowns, the JSON report, and the exit code.
+fn finish(summary: &batch::Report, view: &View) -> Result<i32> {
+    let to_stdout = view.report.as_deref() == Some(Path::new("-"));
     for c in &summary.cells {
         for n in &c.notes {
             eprintln!("vpnlab: {}: {n}", c.outcome.cell);
         }
     }
     if let Some(path) = &view.report {
-        let json = serde_json::to_string_pretty(&summary)?;
+        let json = serde_json::to_string_pretty(summary)?;
         if to_stdout {
             println!("{json}");
         } else {

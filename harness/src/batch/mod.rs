@@ -115,15 +115,37 @@ impl Progress for Quiet {
     fn event(&self, _: Event<'_>) {}
 }
 
+/// Teardowns still running when the results are in: the caller shows the
+/// results, then waits for these (which add their phase to the report)
+/// before it exits.
+#[must_use = "teardowns must be waited for: they reap the daemons"]
+pub struct Teardowns(Vec<(String, tokio::task::JoinHandle<TornDown>)>);
+
+impl Teardowns {
+    /// Wait for every teardown and record what each took.
+    pub async fn wait(self, report: &mut Report) {
+        for (id, handle) in self.0 {
+            let torn = handle.await.unwrap_or_else(|e| TornDown {
+                ms: 0.0,
+                notes: vec![format!("teardown failed: {e}")],
+            });
+            if let Some(c) = report.cells.iter_mut().find(|c| c.outcome.cell == id) {
+                c.torn_down(torn);
+            }
+        }
+        report.peak_rss_kib = crate::sys::self_status_field("VmHWM");
+    }
+}
+
 /// Run `plan` on `machine`: host cells here (at most `jobs` at a time),
 /// then the VM cells in one boot; the report lists every cell in plan
-/// order.
+/// order. Host cells' teardowns may still run when this returns.
 pub async fn run(
     plan: Plan,
     machine: &Machine,
     settings: &Settings,
     progress: &dyn Progress,
-) -> Result<Report, BatchError> {
+) -> Result<(Report, Teardowns), BatchError> {
     if let Some(w) = &plan.warning {
         progress.event(Event::Warning(w));
     }
@@ -143,16 +165,23 @@ pub async fn run(
             }
         }
     }
+    let (cells, teardowns) = run_here(here, machine, settings, progress).await;
     let mut report = Report {
         vpnlab: env!("CARGO_PKG_VERSION").into(),
         backend: machine.backend,
         peak_rss_kib: None,
         vm: None,
-        cells: run_here(here, machine, settings, progress).await,
+        cells,
     };
     if !vm_cells.is_empty() {
         let kernel = plan.kernel.as_deref().unwrap_or("auto");
-        let guest = run_in_vm(kernel, &vm_cells, settings, progress).await?;
+        let guest = match run_in_vm(kernel, &vm_cells, settings, progress).await {
+            Ok(g) => g,
+            Err(e) => {
+                teardowns.wait(&mut report).await;
+                return Err(e);
+            }
+        };
         report.vm = guest.vm;
         report.cells.extend(guest.cells);
         report
@@ -160,7 +189,7 @@ pub async fn run(
             .sort_by_key(|c| order.iter().position(|id| *id == c.outcome.cell));
     }
     report.peak_rss_kib = crate::sys::self_status_field("VmHWM");
-    Ok(report)
+    Ok((report, teardowns))
 }
 
 /// A cell this machine deals with: run it, or report how it was placed.
@@ -176,7 +205,7 @@ async fn run_here(
     machine: &Machine,
     settings: &Settings,
     progress: &dyn Progress,
-) -> Vec<CellReport> {
+) -> (Vec<CellReport>, Teardowns) {
     let opts = RunOptions {
         backend: machine.backend,
         keep: settings.keep,
@@ -219,18 +248,17 @@ async fn run_here(
             .collect()
             .await;
     out.sort_by_key(|(i, _, _)| *i);
-    let mut reports = Vec::new();
-    for (_, mut r, teardown) in out {
-        if let Some(t) = teardown {
-            let torn = t.await.unwrap_or_else(|e| TornDown {
-                ms: 0.0,
-                notes: vec![format!("teardown failed: {e}")],
-            });
-            r.torn_down(torn);
-        }
-        reports.push(r);
-    }
-    reports
+    let mut pending = Vec::new();
+    let reports = out
+        .into_iter()
+        .map(|(_, r, teardown)| {
+            if let Some(t) = teardown {
+                pending.push((r.outcome.cell.clone(), t));
+            }
+            r
+        })
+        .collect();
+    (reports, Teardowns(pending))
 }
 
 /// A cell that is not run here, reported as placed.

@@ -279,7 +279,12 @@ fn receive(sock: &OwnedFd, buf: &mut [u8]) -> nix::Result<Received> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, LinkAddr, MsgFlags};
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     let mut iov = [std::io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<LinkAddr>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+    let msg = recvmsg::<LinkAddr>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )?;
     let ts = msg.cmsgs()?.find_map(|c| match c {
         ControlMessageOwned::ScmTimestampns(t) => Some(Duration::from(t)),
         _ => None,
@@ -314,7 +319,8 @@ fn count(
     live: &Live,
 ) {
     // IPv4 only (vpnlab's scenarios are IPv4); ARP and the like are not counted.
-    if addr.protocol() != (libc::ETH_P_IP as u16).to_be() || addr.hatype() == libc::ARPHRD_LOOPBACK {
+    if addr.protocol() != (libc::ETH_P_IP as u16).to_be() || addr.hatype() == libc::ARPHRD_LOOPBACK
+    {
         return;
     }
     let ifindex = addr.ifindex() as u32;

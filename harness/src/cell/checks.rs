@@ -13,30 +13,36 @@ use crate::model::{Check, CheckExpect, CheckKind};
 use crate::outcome::CheckResult;
 use crate::topology::netns::Netns;
 
-/// How long after the last probe replies are awaited.
-pub const REPLY_WAIT: Duration = Duration::from_millis(1000);
 /// Gap between probes, so they are not all in flight at once.
 const PROBE_GAP: Duration = Duration::from_millis(10);
 
 /// Run one check between two namespaces.
-pub async fn run(check: &Check, from: &Netns, to: &Netns) -> CheckResult {
+/// What a check sends: `count` probes from `src` to `dst`, then a `wait`
+/// for late replies.
+#[derive(Debug, Clone, Copy)]
+struct Probes {
+    src: IpAddr,
+    dst: IpAddr,
+    count: u32,
+    wait: Duration,
+}
+
+/// Run one check between two namespaces; replies are awaited `reply_wait`
+/// after the last probe.
+pub async fn run(check: &Check, from: &Netns, to: &Netns, reply_wait: Duration) -> CheckResult {
+    let probes = Probes {
+        src: check.src,
+        dst: check.dst,
+        count: check.count,
+        wait: reply_wait,
+    };
     let path = match check.port {
         Some(p) => format!("{} -> {}:{p}", check.src, check.dst),
         None => format!("{} -> {}", check.src, check.dst),
     };
     let res = match check.kind {
-        CheckKind::Ping => ping(from, check.src, check.dst, check.count).await,
-        CheckKind::Udp => {
-            udp_echo(
-                from,
-                to,
-                check.src,
-                check.dst,
-                check.port.unwrap_or(7),
-                check.count,
-            )
-            .await
-        }
+        CheckKind::Ping => ping(from, probes).await,
+        CheckKind::Udp => udp_echo(from, to, probes, check.port.unwrap_or(7)).await,
     };
     let (received, error) = match res {
         Ok(n) => (n, None),
@@ -92,8 +98,8 @@ pub fn parse_echo_reply(pkt: &[u8], from: Ipv4Addr, id: u16) -> Option<u16> {
     (u16::from_be_bytes([icmp[4], icmp[5]]) == id).then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
-async fn ping(from: &Netns, src: IpAddr, dst: IpAddr, count: u32) -> std::io::Result<u32> {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else {
+async fn ping(from: &Netns, p: Probes) -> std::io::Result<u32> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.src, p.dst) else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "ping over IPv6 (ICMPv6) is not supported yet",
@@ -102,12 +108,18 @@ async fn ping(from: &Netns, src: IpAddr, dst: IpAddr, count: u32) -> std::io::Re
     let fd: OwnedFd = from.icmp_socket(src)?;
     // A raw socket has no tokio wrapper; the exchange is short and bounded,
     // so it runs on a blocking thread.
-    tokio::task::spawn_blocking(move || ping_blocking(fd, src, dst, count))
+    tokio::task::spawn_blocking(move || ping_blocking(fd, src, dst, p.count, p.wait))
         .await
         .map_err(std::io::Error::other)?
 }
 
-fn ping_blocking(fd: OwnedFd, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> std::io::Result<u32> {
+fn ping_blocking(
+    fd: OwnedFd,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    count: u32,
+    reply_wait: Duration,
+) -> std::io::Result<u32> {
     use nix::sys::socket::{recv, sendto, MsgFlags, SockaddrIn};
     use std::time::Instant;
     // Distinct per process and check so concurrent checks never mix replies.
@@ -116,53 +128,53 @@ fn ping_blocking(fd: OwnedFd, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> std::
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = [0u8; 2048];
     let raw = fd.as_raw_fd();
-    let mut wait_until =
-        |seen: &mut std::collections::BTreeSet<u16>, deadline: Instant| -> std::io::Result<()> {
-            let mut pfd = [nix::poll::PollFd::new(
-                fd.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            while (seen.len() as u32) < count {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-                if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms))? == 0 {
-                    continue;
-                }
-                match recv(raw, &mut buf, MsgFlags::MSG_DONTWAIT) {
-                    Ok(n) => {
-                        if let Some(seq) = parse_echo_reply(&buf[..n], dst, id) {
-                            seen.insert(seq);
-                        }
-                    }
-                    Err(nix::errno::Errno::EAGAIN) => {}
-                    Err(e) => return Err(e.into()),
-                }
+    // Until `want` replies are in or `deadline` passes.
+    let mut wait_until = |seen: &mut std::collections::BTreeSet<u16>,
+                          want: u32,
+                          deadline: Instant|
+     -> std::io::Result<()> {
+        let mut pfd = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        while (seen.len() as u32) < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
-            Ok(())
-        };
-    for seq in 1..=count as u16 + 1 {
-        let wait = if u32::from(seq) <= count {
-            sendto(raw, &echo_request(id, seq), &to, MsgFlags::empty())?;
-            PROBE_GAP
-        } else {
-            REPLY_WAIT
-        };
-        wait_until(&mut seen, Instant::now() + wait)?;
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms))? == 0 {
+                continue;
+            }
+            match recv(raw, &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => {
+                    if let Some(seq) = parse_echo_reply(&buf[..n], dst, id) {
+                        seen.insert(seq);
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    };
+    // The next probe goes when every probe so far is answered, or after
+    // the gap; then late replies have `reply_wait`.
+    for seq in 1..=count as u16 {
+        sendto(raw, &echo_request(id, seq), &to, MsgFlags::empty())?;
+        wait_until(&mut seen, u32::from(seq), Instant::now() + PROBE_GAP)?;
     }
+    wait_until(&mut seen, count, Instant::now() + reply_wait)?;
     Ok(seen.len() as u32)
 }
 
-async fn udp_echo(
-    from: &Netns,
-    to: &Netns,
-    src: IpAddr,
-    dst: IpAddr,
-    port: u16,
-    count: u32,
-) -> std::io::Result<u32> {
+async fn udp_echo(from: &Netns, to: &Netns, p: Probes, port: u16) -> std::io::Result<u32> {
+    let Probes {
+        src,
+        dst,
+        count,
+        wait: reply_wait,
+    } = p;
     let server = to.udp_socket(SocketAddr::new(dst, port))?;
     let responder = tokio::spawn(async move {
         let mut buf = [0u8; 2048];
@@ -174,25 +186,16 @@ async fn udp_echo(
     let target = SocketAddr::new(dst, port);
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = [0u8; 2048];
-    // Probe, drain for a short gap, repeat; then wait for stragglers.
-    for seq in 1..=count + 1 {
-        let wait = if seq <= count {
-            let probe = format!("vpnlab-udp-{seq}");
-            client.send_to(probe.as_bytes(), target).await?;
-            PROBE_GAP
-        } else {
-            REPLY_WAIT
-        };
-        recv_echoes(
-            &client,
-            target,
-            &mut seen,
-            &mut buf,
-            count,
-            Instant::now() + wait,
-        )
-        .await;
+    // Probe, drain until every probe so far is answered or the gap
+    // passes, repeat; then wait for stragglers.
+    for seq in 1..=count {
+        let probe = format!("vpnlab-udp-{seq}");
+        client.send_to(probe.as_bytes(), target).await?;
+        let deadline = Instant::now() + PROBE_GAP;
+        recv_echoes(&client, target, &mut seen, &mut buf, seq, deadline).await;
     }
+    let deadline = Instant::now() + reply_wait;
+    recv_echoes(&client, target, &mut seen, &mut buf, count, deadline).await;
     responder.abort();
     Ok(seen.len() as u32)
 }
@@ -202,10 +205,10 @@ async fn recv_echoes(
     target: SocketAddr,
     seen: &mut std::collections::BTreeSet<u32>,
     buf: &mut [u8],
-    count: u32,
+    want: u32,
     deadline: Instant,
 ) {
-    while (seen.len() as u32) < count {
+    while (seen.len() as u32) < want {
         match timeout_at(deadline, client.recv_from(buf)).await {
             Ok(Ok((n, peer))) if peer == target => {
                 if let Some(seq) = std::str::from_utf8(&buf[..n])

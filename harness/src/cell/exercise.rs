@@ -43,14 +43,20 @@ pub(super) async fn exercise(
     if live.ppp.is_some() {
         phases.ppp_ms = lap(&mut t);
     }
-    let checks = join_all(
-        cell.checks
-            .iter()
-            .map(|c| checks::run(c, live.topo.node(&c.from), live.topo.node(&c.to))),
-    )
+    let checks = join_all(cell.checks.iter().map(|c| {
+        let (from, to) = (live.topo.node(&c.from), live.topo.node(&c.to));
+        checks::run(c, from, to, opts.timers.reply_wait)
+    }))
     .await;
     let endpoints = observe(cell, &mut live.stacks).await.map_err(stack_err)?;
-    let steps = steps::run(cell, &mut live.topo, &mut live.stacks, capture).await;
+    let steps = steps::run(
+        cell,
+        &mut live.topo,
+        &mut live.stacks,
+        capture,
+        opts.timers.reply_wait,
+    )
+    .await;
     phases.checks_ms = lap(&mut t);
     let mut o = Outcome::blank(cell, opts.backend);
     o.initiation = initiation;

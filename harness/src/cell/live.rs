@@ -65,6 +65,10 @@ impl Teardown {
             l.stop().await;
         }
         join_all(stacks.into_iter().map(Running::stop)).await;
+        tracing::debug!(
+            ms = super::round_ms(t.elapsed()),
+            "teardown: daemons stopped"
+        );
         let mut notes = Vec::new();
         if let Some(dest) = logs {
             if let Err(e) = save_logs(&dir, &dest) {
@@ -74,7 +78,12 @@ impl Teardown {
                 ));
             }
         }
+        tracing::debug!(ms = super::round_ms(t.elapsed()), "teardown: logs");
         drop(topo);
+        tracing::debug!(
+            ms = super::round_ms(t.elapsed()),
+            "teardown: namespaces dropped"
+        );
         let _ = std::fs::remove_dir_all(&dir);
         TornDown {
             ms: super::round_ms(t.elapsed()),

@@ -47,11 +47,12 @@ pub async fn run(
     topo: &mut Topology,
     stacks: &mut [Running],
     capture: Option<&Capture>,
+    reply_wait: Duration,
 ) -> Vec<StepOutcome> {
     if cell.steps.is_empty() {
         return Vec::new();
     }
-    let mut stage = Stage::new(cell, topo, stacks, capture).await;
+    let mut stage = Stage::new(cell, topo, stacks, capture, reply_wait).await;
     let mut out = Vec::new();
     for step in &cell.steps {
         out.push(stage.step(step).await);
@@ -69,6 +70,7 @@ struct Stage<'a> {
     stacks: &'a mut [Running],
     capture: Option<&'a Capture>,
     peers: Vec<Option<String>>,
+    reply_wait: Duration,
 }
 
 impl<'a> Stage<'a> {
@@ -77,6 +79,7 @@ impl<'a> Stage<'a> {
         topo: &'a mut Topology,
         stacks: &'a mut [Running],
         capture: Option<&'a Capture>,
+        reply_wait: Duration,
     ) -> Stage<'a> {
         let mut peers = Vec::new();
         for s in stacks.iter_mut() {
@@ -88,6 +91,7 @@ impl<'a> Stage<'a> {
             stacks,
             capture,
             peers,
+            reply_wait,
         }
     }
 
@@ -164,7 +168,7 @@ impl<'a> Stage<'a> {
             .checks
             .iter()
             .filter(|c| names.contains(&c.name))
-            .map(|c| checks::run(c, topo.node(&c.from), topo.node(&c.to)));
+            .map(|c| checks::run(c, topo.node(&c.from), topo.node(&c.to), self.reply_wait));
         let mut results = futures::future::join_all(runs).await;
         for c in &mut results {
             c.name = format!("{}@{step}", c.name);

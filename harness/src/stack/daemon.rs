@@ -194,6 +194,14 @@ impl Daemon {
     pub async fn stop(self) {
         terminate(self.child).await;
     }
+
+    /// Kill the daemon outright and reap it: for a daemon whose graceful
+    /// shutdown only tidies up what the cell's teardown discards anyway
+    /// (its SAs and routes in namespaces about to go), and whose log is
+    /// written line by line, so nothing of it is lost.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 /// The last `n` lines of `text`, without those starting with `debug`.

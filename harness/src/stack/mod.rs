@@ -65,6 +65,10 @@ pub struct Timers {
     pub retransmit_timeout: f64,
     /// Retransmits before giving up.
     pub retransmit_tries: u32,
+    /// How long a check waits for replies after its last probe: long
+    /// enough for an answer through any tunnel here, short enough that a
+    /// failing check is decided quickly.
+    pub reply_wait: std::time::Duration,
 }
 
 impl Timers {
@@ -72,11 +76,13 @@ impl Timers {
     pub const HOST: Timers = Timers {
         retransmit_timeout: 0.5,
         retransmit_tries: 2,
+        reply_wait: std::time::Duration::from_millis(500),
     };
     /// In a VM under software emulation (about ten times slower): 6 s.
     pub const EMULATED: Timers = Timers {
         retransmit_timeout: 2.0,
         retransmit_tries: 2,
+        reply_wait: std::time::Duration::from_millis(1000),
     };
 }
 
