@@ -66,13 +66,14 @@ alternate() {
 echo "== masquerade/auto cell, end to end ($RUNS runs each, alternated)"
 echo "vpnlab   median $(median <"$TMP/a" | ms)  (min $(sort -g "$TMP/a" | head -1 | ms), max $(sort -g "$TMP/a" | tail -1 | ms))"
 echo "baseline median $(median <"$TMP/b" | ms)  (min $(sort -g "$TMP/b" | head -1 | ms), max $(sort -g "$TMP/b" | tail -1 | ms))"
-echo "ratio vpnlab/baseline: median $(median <"$TMP/ratio")  (target <= 1.0)"
+echo "ratio vpnlab/baseline: median $(median <"$TMP/ratio")  (target <= 0.45)"
 echo
 echo "== vpnlab phases of that cell (medians)"
-for p in topology_ms daemons_ms ike_ms checks_ms capture_ms teardown_ms; do
+for p in topology_ms daemons_ms ike_ms checks_ms capture_ms teardown_ms elapsed_ms; do
   printf "%-12s %s ms\n" "$p" "$(grep "^$p:" "$TMP/phases" | awk '{print $2}' | median)"
 done
-echo "(target: topology <= 20 ms)"
+echo "(target: topology <= 20 ms; elapsed_ms is set-up to result: the teardown"
+echo " comes after it and overlaps the next cell of a batch)"
 echo
 echo "== block-4500 cell: failure decided in"
 : >"$TMP/fail"
@@ -89,7 +90,7 @@ for i in $(seq 3); do
   t0=$(now_ns); $VPNLAB run topologies/seed.toml --jobs 2 >/dev/null 2>&1; t1=$(now_ns)
   echo $(( (t1 - t0) / 1000 )) >>"$TMP/matrix"
 done
-echo "wall: median $(median <"$TMP/matrix" | ms) (target <= 5000 ms)"
+echo "wall: median $(median <"$TMP/matrix" | ms) (target <= 2500 ms)"
 echo
 echo "== vpnlab peak memory (the process running the cells)"
 echo "median $(median <"$TMP/peak") KiB (target <= 30720 KiB)"

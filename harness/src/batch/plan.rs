@@ -165,3 +165,121 @@ pub fn unsupported(cell: &Cell, backend: Backend) -> Option<String> {
             .join("; ")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::machine::VmReady;
+    use crate::error::VmError;
+
+    fn cells(file: &str) -> Vec<Cell> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../topologies")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        crate::scenario::parse(&path, &text).unwrap().cells
+    }
+
+    fn machine(esp: bool, vm: bool) -> Machine {
+        Machine {
+            kernel_esp: esp,
+            kernel_ppp: false,
+            backend: if esp {
+                Backend::KernelNetlink
+            } else {
+                Backend::KernelLibipsec
+            },
+            vm: if vm {
+                Ok(VmReady {
+                    vng: "/usr/bin/vng".into(),
+                    kernel: "/boot/vmlinuz".into(),
+                })
+            } else {
+                Err(VmError::NoKernel("no kernel here".into()))
+            },
+            in_vm: false,
+        }
+    }
+
+    fn placed<'a>(plan: &'a Plan, id: &str) -> &'a Placement {
+        &plan
+            .cells
+            .iter()
+            .find(|c| c.cell.id == id)
+            .unwrap()
+            .placement
+    }
+
+    #[test]
+    fn cells_needing_kernel_esp_go_to_the_vm_only_when_allowed() {
+        let id = "kernel-esp/nat=none,nat_t=auto";
+        let m = machine(false, true);
+        let never = plan(cells("kernel-esp.toml"), &m, &VmPolicy::Never);
+        match placed(&never, id) {
+            Placement::Skipped { reason } => {
+                assert!(
+                    reason.starts_with("needs kernel ESP, which this kernel lacks"),
+                    "{reason}"
+                );
+                assert!(reason.contains("vpnlab run --kernel auto"), "{reason}");
+            }
+            p => panic!("{p:?}"),
+        }
+        assert_eq!(never.kernel, None);
+        let when = plan(
+            cells("kernel-esp.toml"),
+            &m,
+            &VmPolicy::WhenNeeded("auto".into()),
+        );
+        assert_eq!(placed(&when, id), &Placement::Vm);
+        assert_eq!(when.kernel.as_deref(), Some("auto"));
+        assert_eq!(when.warning, None);
+        // The same cell on a kernel with ESP runs here.
+        let esp = plan(
+            cells("kernel-esp.toml"),
+            &machine(true, false),
+            &VmPolicy::Never,
+        );
+        assert_eq!(placed(&esp, id), &Placement::Host);
+    }
+
+    #[test]
+    fn without_vm_mode_needed_cells_are_skipped_and_said_why() {
+        let m = machine(false, false);
+        let p = plan(
+            cells("kernel-esp.toml"),
+            &m,
+            &VmPolicy::WhenNeeded("auto".into()),
+        );
+        assert!(p
+            .cells
+            .iter()
+            .all(|c| matches!(c.placement, Placement::Skipped { .. })));
+        assert!(p.warning.unwrap().contains("no kernel here"));
+        assert_eq!(p.kernel, None);
+    }
+
+    #[test]
+    fn unsupported_is_decided_for_the_backend_the_cell_gets() {
+        let m = machine(false, true);
+        let p = plan(cells("seed.toml"), &m, &VmPolicy::WhenNeeded("auto".into()));
+        match placed(&p, "seed/nat=masquerade,nat_t=off") {
+            Placement::Unsupported { reason, backend } => {
+                assert!(reason.contains("cannot disable NAT traversal"), "{reason}");
+                assert!(
+                    reason.ends_with("(endpoints on client, server)"),
+                    "{reason}"
+                );
+                assert_eq!(*backend, Backend::KernelLibipsec);
+            }
+            p => panic!("{p:?}"),
+        }
+        assert_eq!(
+            placed(&p, "seed/nat=masquerade,nat_t=auto"),
+            &Placement::Host
+        );
+        // --kernel: everything goes to the VM, which plans again itself.
+        let all = plan(cells("seed.toml"), &m, &VmPolicy::Always("auto".into()));
+        assert!(all.cells.iter().all(|c| c.placement == Placement::Vm));
+    }
+}

@@ -65,11 +65,22 @@ pub fn env(ep: &Endpoint, backend: Backend, timers: Timers) -> BTreeMap<&'static
     ])
 }
 
+/// What `status` printed is not an endpoint state.
+#[derive(Debug, thiserror::Error)]
+#[error("status printed no valid JSON ({source}): {text}")]
+pub struct BadStatus {
+    source: serde_json::Error,
+    text: String,
+}
+
 /// Parse what `status` printed, normalizing NAT-chosen ports as vpnlab's
 /// own drivers do.
-pub fn parse_status(stdout: &str) -> Result<EndpointState, String> {
-    let mut st: EndpointState = serde_json::from_str(stdout.trim())
-        .map_err(|e| format!("status printed no valid JSON ({e}): {}", stdout.trim()))?;
+pub fn parse_status(stdout: &str) -> Result<EndpointState, BadStatus> {
+    let mut st: EndpointState =
+        serde_json::from_str(stdout.trim()).map_err(|source| BadStatus {
+            source,
+            text: stdout.trim().to_string(),
+        })?;
     if let Some(ike) = st.ike.as_mut() {
         for ep in [&mut ike.local, &mut ike.remote] {
             if let Some((a, p)) = ep.rsplit_once(':') {
@@ -218,7 +229,7 @@ impl Programs {
         let (rc, out, err) = self.run(&self.spec.status, STATUS_TIMEOUT).await?;
         Ok(match (rc, parse_status(&out)) {
             (0, Ok(_)) => Probe::Ready(()),
-            (0, Err(e)) => Probe::NotYet(e),
+            (0, Err(e)) => Probe::NotYet(e.to_string()),
             _ => Probe::NotYet(format!("status exit {rc}: {}", err.trim())),
         })
     }
@@ -296,6 +307,7 @@ mod tests {
         assert_eq!(parse_status("{}").unwrap(), EndpointState::default());
         assert!(parse_status("not json")
             .unwrap_err()
+            .to_string()
             .contains("no valid JSON"));
     }
 }

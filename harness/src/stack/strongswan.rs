@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures::{pin_mut, StreamExt};
 
 use super::daemon::{Daemon, Probe, Readiness, Spec, SYSTEM_PATH};
-use super::vici;
 use super::{endpoint_label, Backend, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
+use super::{pki, vici};
 use crate::error::StackError;
 use crate::model::{Auth, Endpoint, Mode, NatT, Proto, Role, SaState};
 use crate::topology::netns::Netns;
@@ -191,12 +191,9 @@ pub fn notable(msg: &str) -> bool {
 }
 
 /// The run's test CA: made once, shared by every cell's endpoints.
-fn run_ca() -> Result<&'static crate::stack::pki::TestCa, String> {
-    static CA: std::sync::OnceLock<Result<crate::stack::pki::TestCa, String>> =
-        std::sync::OnceLock::new();
-    CA.get_or_init(|| crate::stack::pki::TestCa::new().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(Clone::clone)
+fn run_ca() -> Result<&'static pki::TestCa, &'static pki::PkiError> {
+    static CA: std::sync::OnceLock<Result<pki::TestCa, pki::PkiError>> = std::sync::OnceLock::new();
+    CA.get_or_init(pki::TestCa::new).as_ref()
 }
 
 /// How charon's start-up is waited for: until its VICI socket accepts a
