@@ -47,6 +47,10 @@ pub struct Spec {
     pub logs: Vec<PathBuf>,
     /// Lines starting with this are debug output, left out of the tail.
     pub debug_prefix: Option<&'static str>,
+    /// A directory whose new files are worth probing again at once (the
+    /// control socket appears there): readiness then follows the event
+    /// instead of the next pause.
+    pub wake_on: Option<PathBuf>,
 }
 
 impl Spec {
@@ -105,6 +109,29 @@ pub struct Daemon {
     child: Child,
     logs: Vec<PathBuf>,
     debug_prefix: Option<&'static str>,
+    created: Option<Created>,
+}
+
+/// New files in a directory, as an async event stream (inotify).
+struct Created(inotify::EventStream<[u8; 1024]>);
+
+impl Created {
+    /// Watch `dir` for files created in it (set up before the daemon
+    /// starts, so its first file is not missed).
+    fn watch(dir: &std::path::Path) -> std::io::Result<Created> {
+        let ino = inotify::Inotify::init()?;
+        ino.watches().add(dir, inotify::WatchMask::CREATE)?;
+        Ok(Created(ino.into_event_stream([0; 1024])?))
+    }
+
+    /// Until some file was created (the events themselves do not matter).
+    async fn next(&mut self) {
+        use futures::StreamExt;
+        if self.0.next().await.is_none() {
+            // The watch is gone: only the pauses are left.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl Daemon {
@@ -116,6 +143,8 @@ impl Daemon {
             path: spec.stderr.clone(),
             source,
         })?;
+        // Without the watch, readiness falls back to the pauses alone.
+        let created = spec.wake_on.as_deref().and_then(|d| Created::watch(d).ok());
         let child = spec
             .command(ns, log)
             .and_then(|mut c| c.spawn())
@@ -130,6 +159,7 @@ impl Daemon {
             child,
             logs: std::iter::once(spec.stderr).chain(spec.logs).collect(),
             debug_prefix: spec.debug_prefix,
+            created,
         })
     }
 
@@ -163,9 +193,16 @@ impl Daemon {
             if started.elapsed() > wait.limit {
                 return Err(self.not_ready(started, last));
             }
+            let created = async {
+                match &mut self.created {
+                    Some(c) => c.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.child.wait() => {}
+                _ = created => {}
             }
             pause = (pause * 2).min(wait.max_pause);
         }
@@ -252,6 +289,7 @@ mod tests {
             child,
             logs: vec![log],
             debug_prefix: None,
+            created: None,
         }
     }
 
@@ -363,5 +401,20 @@ mod tests {
         assert_eq!(tail(text, 2, None), "| debug 2\nd");
         assert_eq!(tail(text, 8, Some("| ")), "a\nb\nc\nd");
         assert_eq!(tail("", 8, None), "");
+    }
+
+    #[tokio::test]
+    async fn a_new_file_in_the_watched_directory_wakes_the_wait() {
+        let dir = std::env::temp_dir().join(format!("vpnlab-created-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut created = Created::watch(&dir).unwrap();
+        std::fs::write(dir.join("charon.vici"), "").unwrap();
+        // Bounded only against a hang: the event is already queued.
+        let woke = tokio::time::timeout(Duration::from_secs(10), created.next()).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            woke.is_ok(),
+            "no event for a file created in the watched directory"
+        );
     }
 }

@@ -76,7 +76,7 @@ impl Timers {
     pub const HOST: Timers = Timers {
         retransmit_timeout: 0.5,
         retransmit_tries: 2,
-        reply_wait: std::time::Duration::from_millis(500),
+        reply_wait: std::time::Duration::from_millis(400),
     };
     /// In a VM under software emulation (about ten times slower): 6 s.
     pub const EMULATED: Timers = Timers {

@@ -296,6 +296,8 @@ impl Prepared {
             // open.
             stderr: self.work.file("charon.stderr"),
             logs: vec![self.work.file("charon.log")],
+            // The VICI socket appears in the endpoint's directory.
+            wake_on: Some(self.work.dir.clone()),
             ..Spec::default()
         }
     }
