@@ -1,65 +1,122 @@
-//! What a captured IPv4 packet is, from an IPsec point of view (the
-//! classes themselves are the model's).
+//! What a captured IP packet is, from an IPsec point of view (the classes
+//! themselves are the model's). IPv4 and IPv6 share one classification of
+//! what they carry; each family has its own way of marking fragments and
+//! its own ICMP.
 
 use std::net::IpAddr;
 
-use etherparse::{IpNumber, Ipv4Slice};
+use etherparse::{IpNumber, Ipv4Slice, Ipv6ExtensionSlice, Ipv6Slice};
 
 pub use crate::model::{Class, Flow};
 
-/// Classify an IPv4 packet. `tun` says it was seen on a TUN device (the
-/// clear side of kernel-libipsec), where every packet is tunnel payload.
+/// Classify an IP packet (either family). `tun` says it was seen on a TUN
+/// device (the clear side of kernel-libipsec), where every packet is tunnel
+/// payload.
 pub fn classify(pkt: &[u8], tun: bool, flows: &[Flow]) -> Class {
     if tun {
         return Class::Inner;
     }
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) => classify_v4(pkt, flows),
+        Some(6) => classify_v6(pkt, flows),
+        _ => Class::Other,
+    }
+}
+
+fn classify_v4(pkt: &[u8], flows: &[Flow]) -> Class {
     let Ok(ip) = Ipv4Slice::from_slice(pkt) else {
         return Class::Other;
     };
     let h = ip.header();
     if h.more_fragments() || h.fragments_offset().value() != 0 {
-        return if h.fragments_offset().value() == 0 {
-            Class::FragmentFirst
-        } else {
-            Class::FragmentRest
-        };
+        return fragment(h.fragments_offset().value());
     }
-    let (src, dst) = (
+    let ends = (
         IpAddr::V4(h.source_addr()),
         IpAddr::V4(h.destination_addr()),
     );
-    let payload = ip.payload().payload;
-    match h.protocol() {
+    carried(h.protocol(), ip.payload().payload, ends, flows)
+}
+
+fn classify_v6(pkt: &[u8], flows: &[Flow]) -> Class {
+    let Ok(ip) = Ipv6Slice::from_slice(pkt) else {
+        return Class::Other;
+    };
+    // A Fragment extension header (next header 44) that fragments, or an
+    // Authentication Header, which IPv6 chains as an extension header.
+    for ext in ip.extensions().clone().into_iter() {
+        match ext {
+            Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => {
+                return fragment(f.fragment_offset().value());
+            }
+            Ipv6ExtensionSlice::Authentication(_) => return Class::Ah,
+            _ => {}
+        }
+    }
+    let h = ip.header();
+    let ends = (
+        IpAddr::V6(h.source_addr()),
+        IpAddr::V6(h.destination_addr()),
+    );
+    let payload = ip.payload();
+    carried(payload.ip_number, payload.payload, ends, flows)
+}
+
+fn fragment(offset: u16) -> Class {
+    if offset == 0 {
+        Class::FragmentFirst
+    } else {
+        Class::FragmentRest
+    }
+}
+
+/// What an unfragmented packet from `ends.0` to `ends.1` carries.
+fn carried(proto: IpNumber, payload: &[u8], ends: (IpAddr, IpAddr), flows: &[Flow]) -> Class {
+    let check = flows.iter().any(|f| f.matches(ends.0, ends.1));
+    match proto {
         IpNumber::ENCAPSULATING_SECURITY_PAYLOAD => Class::Esp,
         IpNumber::AUTHENTICATION_HEADER => Class::Ah,
-        IpNumber::UDP if payload.len() >= 8 => {
-            let sport = u16::from_be_bytes([payload[0], payload[1]]);
-            let dport = u16::from_be_bytes([payload[2], payload[3]]);
-            let data = &payload[8..];
-            if sport == 4500 || dport == 4500 {
-                if data == [0xff] {
-                    Class::NattKeepalive
-                } else if data.len() >= 4 && data[..4] == [0, 0, 0, 0] {
-                    Class::Ike4500
-                } else {
-                    Class::EspInUdp
-                }
-            } else if sport == 500 || dport == 500 {
-                Class::Ike500
-            } else if flows.iter().any(|f| f.matches(src, dst)) {
-                Class::CheckClear
-            } else {
-                Class::Other
-            }
-        }
+        IpNumber::UDP if payload.len() >= 8 => udp(payload, check),
         IpNumber::ICMP if !payload.is_empty() => match (payload[0], payload.get(1)) {
             (3, Some(4)) => Class::IcmpFragNeeded,
             (3, _) | (11, _) => Class::IcmpError,
-            _ if flows.iter().any(|f| f.matches(src, dst)) => Class::CheckClear,
+            _ if check => Class::CheckClear,
             _ => Class::Other,
         },
-        _ if flows.iter().any(|f| f.matches(src, dst)) => Class::CheckClear,
+        // ICMPv6 (RFC 4443): destination unreachable, packet too big, time
+        // exceeded, parameter problem; echo is a check's; the rest
+        // (neighbour discovery, MLD) is the link's own business.
+        IpNumber::IPV6_ICMP if !payload.is_empty() => match payload[0] {
+            2 => Class::PacketTooBig,
+            1 | 3 | 4 => Class::IcmpError,
+            128 | 129 if check => Class::CheckClear,
+            _ => Class::Other,
+        },
+        _ if check => Class::CheckClear,
         _ => Class::Other,
+    }
+}
+
+/// A UDP datagram: IKE and NAT-T by port and first bytes, a check's own
+/// traffic, or anything else.
+fn udp(payload: &[u8], check: bool) -> Class {
+    let sport = u16::from_be_bytes([payload[0], payload[1]]);
+    let dport = u16::from_be_bytes([payload[2], payload[3]]);
+    let data = &payload[8..];
+    if sport == 4500 || dport == 4500 {
+        if data == [0xff] {
+            Class::NattKeepalive
+        } else if data.len() >= 4 && data[..4] == [0, 0, 0, 0] {
+            Class::Ike4500
+        } else {
+            Class::EspInUdp
+        }
+    } else if sport == 500 || dport == 500 {
+        Class::Ike500
+    } else if check {
+        Class::CheckClear
+    } else {
+        Class::Other
     }
 }
 

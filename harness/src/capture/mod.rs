@@ -120,40 +120,49 @@ impl Capture {
     /// Start capturing on every node; `flows` are the checks' address pairs;
     /// with `live`, counts are also kept for [`Capture::seen`].
     pub fn start(topo: &Topology, flows: Vec<Flow>, live: bool) -> Result<Self, TopologyError> {
-        let want_live = live;
         let flows = Arc::new(flows);
-        let mut running = Vec::new();
         let counters = topo
             .nodes
             .iter()
             .map(|(name, ns)| (name.clone(), kstats::read(ns)))
             .collect();
+        // Every node's socket first, then one start instant: a frame
+        // stamped from then on is queued on every socket that sees it, so
+        // both ends of a link count it (before, the link's own chatter,
+        // such as IPv6's MLD reports, could be seen leaving a node whose
+        // neighbour's socket did not exist yet).
+        let mut sockets = Vec::new();
         for (name, ns) in &topo.nodes {
+            let err = |op: &'static str| {
+                let node = name.clone();
+                move |source| TopologyError::Netns { node, op, source }
+            };
             let sock = ns
                 .packet_socket(RCVBUF)
-                .map_err(|source| TopologyError::Netns {
-                    node: name.clone(),
-                    op: "open a capture socket",
-                    source,
-                })?;
-            let (wake_rx, wake_tx) = nix::unistd::pipe().map_err(|e| TopologyError::Netns {
-                node: name.clone(),
-                op: "create a pipe",
-                source: e.into(),
-            })?;
+                .map_err(err("open a capture socket"))?;
+            let (wake_rx, wake_tx) = nix::unistd::pipe()
+                .map_err(std::io::Error::from)
+                .map_err(err("create a pipe"))?;
+            sockets.push((name.clone(), sock, wake_rx, wake_tx));
+        }
+        let from = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut running = Vec::new();
+        for (name, sock, wake_rx, wake_tx) in sockets {
             let flows = flows.clone();
-            let live: Live = want_live.then(Default::default);
+            let live: Live = live.then(Default::default);
             let counts = live.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
-                .spawn(move || read_loop(sock, wake_rx, &flows, &counts))
+                .spawn(move || read_loop(sock, wake_rx, from, &flows, &counts))
                 .map_err(|source| TopologyError::Netns {
                     node: name.clone(),
                     op: "start a capture thread",
                     source,
                 })?;
             running.push(Running {
-                node: name.clone(),
+                node: name,
                 stop: wake_tx,
                 thread,
                 live,
@@ -225,14 +234,16 @@ async fn iface_names(ns: &Netns) -> BTreeMap<u32, String> {
 
 /// Read frames until the wake pipe says stop, then drain what is queued.
 ///
-/// The pipe carries the stop time: every node's reader counts exactly the
-/// frames the kernel stamped up to it, so a packet crossing a veth as the
-/// capture stops is counted on both ends or on neither (readers that stop
-/// a few milliseconds apart would otherwise see it leave and not arrive:
-/// a loss that never happened).
+/// Every node's reader counts exactly the frames the kernel stamped from
+/// `from` (when every socket existed) to the stop time the pipe carries, so
+/// a packet crossing a veth as the capture starts or stops is counted on
+/// both ends or on neither (readers that start or stop a few milliseconds
+/// apart would otherwise see it leave and not arrive: a loss that never
+/// happened).
 fn read_loop(
     sock: OwnedFd,
     wake: OwnedFd,
+    from: Duration,
     flows: &[Flow],
     live: &Live,
 ) -> std::io::Result<NodeFrames> {
@@ -259,7 +270,7 @@ fn read_loop(
             Err(e) => return Err(e.into()),
         };
         let Some((n, addr, ts)) = frame else { continue };
-        if cut.is_some_and(|c| ts > c) {
+        if ts < from || cut.is_some_and(|c| ts > c) {
             continue;
         }
         count(&mut nf, &mut per_iface, &buf[..n], &addr, ts, flows, live);
@@ -318,9 +329,9 @@ fn count(
     flows: &[Flow],
     live: &Live,
 ) {
-    // IPv4 only (vpnlab's scenarios are IPv4); ARP and the like are not counted.
-    if addr.protocol() != (libc::ETH_P_IP as u16).to_be() || addr.hatype() == libc::ARPHRD_LOOPBACK
-    {
+    // IP of either family; ARP and the like are not counted.
+    let ip = [libc::ETH_P_IP, libc::ETH_P_IPV6].map(|p| (p as u16).to_be());
+    if !ip.contains(&addr.protocol()) || addr.hatype() == libc::ARPHRD_LOOPBACK {
         return;
     }
     let ifindex = addr.ifindex() as u32;

@@ -3,7 +3,7 @@
 //! pseudo-header while UDP's covers the IP addresses, so a NAT can break one
 //! and not the other; scenarios use both.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -75,56 +75,61 @@ pub fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// An ICMP echo request.
-pub fn echo_request(id: u16, seq: u16) -> Vec<u8> {
-    let mut p = vec![8, 0, 0, 0];
+/// An ICMP (IPv4) or ICMPv6 echo request. ICMPv6's checksum covers a
+/// pseudo-header the kernel fills in, so it is left zero here.
+pub fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
+    let mut p = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
     p.extend_from_slice(&id.to_be_bytes());
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(b"vpnlab-check-payload");
-    let c = checksum(&p);
-    p[2..4].copy_from_slice(&c.to_be_bytes());
+    if !v6 {
+        let c = checksum(&p);
+        p[2..4].copy_from_slice(&c.to_be_bytes());
+    }
     p
 }
 
-/// If `pkt` (IPv4 header + ICMP) is an echo reply from `from` with `id`,
-/// its sequence number.
-pub fn parse_echo_reply(pkt: &[u8], from: Ipv4Addr, id: u16) -> Option<u16> {
-    let ihl = usize::from(pkt.first()? & 0x0f) * 4;
-    let src = Ipv4Addr::new(*pkt.get(12)?, pkt[13], pkt[14], pkt[15]);
-    let icmp = pkt.get(ihl..)?;
-    if src != from || icmp.len() < 8 || icmp[0] != 0 || icmp[1] != 0 {
+/// If `pkt`, received from `src` on a raw ICMP socket, is an echo reply
+/// from `from` with `id`, its sequence number. An IPv4 raw socket hands
+/// over the IP header too; an ICMPv6 one only the ICMPv6 message.
+pub fn parse_echo_reply(pkt: &[u8], src: IpAddr, from: IpAddr, id: u16) -> Option<u16> {
+    let (icmp, reply) = match from {
+        IpAddr::V4(_) => (pkt.get(usize::from(pkt.first()? & 0x0f) * 4..)?, 0),
+        IpAddr::V6(_) => (pkt, 129),
+    };
+    if src != from || icmp.len() < 8 || icmp[0] != reply || icmp[1] != 0 {
         return None;
     }
     (u16::from_be_bytes([icmp[4], icmp[5]]) == id).then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
 async fn ping(from: &Netns, p: Probes) -> std::io::Result<u32> {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.src, p.dst) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "ping over IPv6 (ICMPv6) is not supported yet",
+    if p.src.is_ipv4() != p.dst.is_ipv4() {
+        return Err(std::io::Error::other(
+            "ping between addresses of different IP families",
         ));
-    };
-    let fd: OwnedFd = from.icmp_socket(src)?;
+    }
+    let fd: OwnedFd = from.icmp_socket(p.src)?;
     // A raw socket has no tokio wrapper; the exchange is short and bounded,
     // so it runs on a blocking thread.
-    tokio::task::spawn_blocking(move || ping_blocking(fd, src, dst, p.count, p.wait))
+    tokio::task::spawn_blocking(move || ping_blocking(fd, p))
         .await
         .map_err(std::io::Error::other)?
 }
 
-fn ping_blocking(
-    fd: OwnedFd,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    count: u32,
-    reply_wait: Duration,
-) -> std::io::Result<u32> {
-    use nix::sys::socket::{recv, sendto, MsgFlags, SockaddrIn};
+/// Echo requests paced by their replies, then a wait for late ones; the
+/// number of distinct replies.
+fn ping_blocking(fd: OwnedFd, p: Probes) -> std::io::Result<u32> {
+    use nix::sys::socket::{recvfrom, sendto, MsgFlags, SockaddrStorage};
     use std::time::Instant;
+    let v6 = p.dst.is_ipv6();
     // Distinct per process and check so concurrent checks never mix replies.
-    let id = (std::process::id() as u16) ^ (u16::from(src.octets()[3]) << 8);
-    let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+    let last = match p.src {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15],
+    };
+    let id = (std::process::id() as u16) ^ (u16::from(last) << 8);
+    let to = SockaddrStorage::from(SocketAddr::new(p.dst, 0));
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = [0u8; 2048];
     let raw = fd.as_raw_fd();
@@ -146,13 +151,15 @@ fn ping_blocking(
             if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms))? == 0 {
                 continue;
             }
-            match recv(raw, &mut buf, MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => {
-                    if let Some(seq) = parse_echo_reply(&buf[..n], dst, id) {
+            match recvfrom::<SockaddrStorage>(raw, &mut buf) {
+                Ok((n, Some(addr))) => {
+                    if let Some(seq) =
+                        source(&addr).and_then(|s| parse_echo_reply(&buf[..n], s, p.dst, id))
+                    {
                         seen.insert(seq);
                     }
                 }
-                Err(nix::errno::Errno::EAGAIN) => {}
+                Ok((_, None)) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -160,12 +167,20 @@ fn ping_blocking(
     };
     // The next probe goes when every probe so far is answered, or after
     // the gap; then late replies have `reply_wait`.
-    for seq in 1..=count as u16 {
-        sendto(raw, &echo_request(id, seq), &to, MsgFlags::empty())?;
+    for seq in 1..=p.count as u16 {
+        sendto(raw, &echo_request(v6, id, seq), &to, MsgFlags::empty())?;
         wait_until(&mut seen, u32::from(seq), Instant::now() + PROBE_GAP)?;
     }
-    wait_until(&mut seen, count, Instant::now() + reply_wait)?;
+    wait_until(&mut seen, p.count, Instant::now() + p.wait)?;
     Ok(seen.len() as u32)
+}
+
+/// The IP address a datagram came from.
+fn source(addr: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
+    if let Some(a) = addr.as_sockaddr_in() {
+        return Some(IpAddr::V4(a.ip()));
+    }
+    addr.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip()))
 }
 
 async fn udp_echo(from: &Netns, to: &Netns, p: Probes, port: u16) -> std::io::Result<u32> {
@@ -231,7 +246,7 @@ mod tests {
 
     #[test]
     fn echo_request_checksum_verifies() {
-        let p = echo_request(0x1234, 7);
+        let p = echo_request(false, 0x1234, 7);
         assert_eq!(
             checksum(&p),
             0,
@@ -245,14 +260,34 @@ mod tests {
         let mut ip = vec![
             0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 10, 10, 2, 1, 10, 10, 1, 1,
         ];
-        let mut icmp = echo_request(42, 3);
+        let mut icmp = echo_request(false, 42, 3);
         icmp[0] = 0;
         ip.extend_from_slice(&icmp);
-        let from = Ipv4Addr::new(10, 10, 2, 1);
-        assert_eq!(parse_echo_reply(&ip, from, 42), Some(3));
-        assert_eq!(parse_echo_reply(&ip, from, 43), None);
-        assert_eq!(parse_echo_reply(&ip, Ipv4Addr::new(10, 10, 2, 2), 42), None);
+        let from = IpAddr::V4(std::net::Ipv4Addr::new(10, 10, 2, 1));
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 10, 2, 2));
+        assert_eq!(parse_echo_reply(&ip, from, from, 42), Some(3));
+        assert_eq!(parse_echo_reply(&ip, from, from, 43), None);
+        assert_eq!(parse_echo_reply(&ip, other, from, 42), None);
         ip[20] = 8; // a request, not a reply
-        assert_eq!(parse_echo_reply(&ip, from, 42), None);
+        assert_eq!(parse_echo_reply(&ip, from, from, 42), None);
+    }
+
+    #[test]
+    fn icmpv6_echo_has_no_header_and_its_own_types() {
+        let req = echo_request(true, 7, 2);
+        assert_eq!(
+            (req[0], &req[2..4]),
+            (128, &[0u8, 0][..]),
+            "the kernel fills in the checksum"
+        );
+        let mut reply = req.clone();
+        reply[0] = 129;
+        let from: IpAddr = "2001:db8:b::1".parse().unwrap();
+        assert_eq!(parse_echo_reply(&reply, from, from, 7), Some(2));
+        assert_eq!(
+            parse_echo_reply(&req, from, from, 7),
+            None,
+            "a request is no reply"
+        );
     }
 }

@@ -70,6 +70,18 @@ impl Cell {
             .join(",")
     }
 
+    /// Whether any address of the cell is IPv6 (links, inner addresses,
+    /// PPP, checks).
+    pub fn uses_ipv6(&self) -> bool {
+        let links = self
+            .links
+            .iter()
+            .flat_map(|l| [l.a.addr.addr(), l.b.addr.addr()]);
+        let inner = self.endpoints.iter().filter_map(|e| e.inner);
+        let checks = self.checks.iter().flat_map(|c| [c.src, c.dst]);
+        links.chain(inner).chain(checks).any(|a| a.is_ipv6())
+    }
+
     /// Whether a step waits for a packet (the capture then keeps live
     /// counts).
     pub fn waits_for_packets(&self) -> bool {

@@ -50,6 +50,9 @@ pub enum Class {
     Inner,
     /// ICMP destination unreachable, fragmentation needed (PMTU).
     IcmpFragNeeded,
+    /// ICMPv6 Packet Too Big (PMTU, RFC 4443 3.2).
+    #[strum(serialize = "icmp6-too-big")]
+    PacketTooBig,
     /// Other ICMP errors (unreachable, time exceeded).
     IcmpError,
     /// Anything else.
@@ -71,6 +74,7 @@ impl Class {
             Class::CheckClear => "check traffic in clear text",
             Class::Inner => "tunnelled traffic",
             Class::IcmpFragNeeded => "ICMP fragmentation-needed errors",
+            Class::PacketTooBig => "ICMPv6 Packet Too Big errors",
             Class::IcmpError => "ICMP errors",
             Class::Other => "other packets",
         }
@@ -113,7 +117,7 @@ mod tests {
         assert_eq!(
             names.join(" "),
             "ike-500 ike-4500 esp-in-udp natt-keepalive esp ah fragment-first fragment-rest \
-             check-clear inner icmp-frag-needed icmp-error other"
+             check-clear inner icmp-frag-needed icmp6-too-big icmp-error other"
         );
         for c in Class::iter() {
             assert_eq!(serde_json::to_value(c).unwrap(), c.to_string());

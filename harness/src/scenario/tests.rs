@@ -564,29 +564,70 @@ fn pos_of(text: &str, key_value: &str, value: &str) -> String {
     format!("t.toml:{line}:{col}")
 }
 
-const V6: &str = "is an IPv6 address; vpnlab's scenarios are IPv4 for now";
-
 #[test]
-fn ipv6_is_refused_where_it_is_written() {
+fn mixed_families_are_named_where_they_are_written() {
     let link = SEED.replace("\"192.168.1.2/24\"", "\"2001:db8::2/64\"");
     let inner = SEED.replace("\"10.10.1.1\"", "\"2001:db8:1::1\"");
     let dst = SEED.replace(
         "kind = \"ping\"\nfrom = \"client\"",
         "kind = \"ping\"\ndst = \"2001:db8:2::1\"\nfrom = \"client\"",
     );
-    for (text, needle, field) in [
-        (&link, "\"2001:db8::2/64\"", "links[0].a.addr"),
-        (&inner, "\"2001:db8:1::1\"", "endpoints[0].inner"),
-        (&dst, "\"2001:db8:2::1\"", "checks[0].dst"),
+    for (text, needle, field, message) in [
+        (
+            &link,
+            "\"192.168.1.1/24\"",
+            "links[0].b.addr",
+            "192.168.1.1/24 is IPv4 but the other end 2001:db8::2/64 is IPv6 (a dual-stack link is two links)",
+        ),
+        (
+            &inner,
+            "\"2001:db8:1::1\"",
+            "endpoints[0].inner",
+            "2001:db8:1::1 is IPv6 but server's inner address 10.10.2.1 is IPv4: the tunnel's traffic selectors need one family",
+        ),
+        (
+            &dst,
+            "\"2001:db8:2::1\"",
+            "checks[0].dst",
+            "2001:db8:2::1 is IPv6 but the source 10.10.1.1 is IPv4: a check needs one family (no translator is on the path)",
+        ),
     ] {
-        let value = needle.trim_matches('"');
-        let want = format!(
-            "{}: {field}: IPv6 is not supported yet: {value} {V6}",
-            pos_of(text, needle, needle)
-        );
+        let want = format!("{}: {field}: {message}", pos_of(text, needle, needle));
         let e = errors(text);
         assert!(e.contains(&want), "missing {want}: {e:?}");
     }
+}
+
+#[test]
+fn a_route_via_the_other_family_is_rejected() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../topologies/ipv6/host-to-host.toml"),
+    )
+    .unwrap()
+    .replacen("to = \"default\"", "to = \"10.0.0.0/8\"", 1);
+    let e = errors(&text);
+    let want =
+        "routes[0].via: next hop 2001:db8:1::1 is IPv6 but the destination 10.0.0.0/8 is IPv4";
+    assert!(e.iter().any(|m| m.ends_with(want)), "missing {want}: {e:?}");
+}
+
+#[test]
+fn gateway_profiles_are_refused_on_ipv6_until_they_exist() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../topologies/ipv6/host-to-host.toml"),
+    )
+    .unwrap()
+    .replace(
+        "[nodes.router]",
+        "[nodes.router]\nnat = \"masquerade\"\nnat_outside = \"server\"",
+    );
+    let e = errors(&text);
+    assert!(
+        e.iter().any(|m| m.contains("nodes.router.nat: router carries IPv6, but NAT profiles and behaviour knobs act on IPv4 only (profile masquerade)")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -615,7 +656,7 @@ fn non_addresses_get_one_message_per_form() {
         ),
         (
             "\"fe80::1\"",
-            "nodes.gw.behaviour.forward_ike_to: IPv6 is not supported yet: fe80::1 is an IPv6 address; vpnlab's scenarios are IPv4 for now",
+            "nodes.gw.behaviour.forward_ike_to: fe80::1: the gateway's NAT rules are IPv4 only; IPv6 forwarding is not modelled yet",
         ),
     ] {
         let value = &needle[needle.find('"').unwrap()..];

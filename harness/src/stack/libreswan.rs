@@ -738,7 +738,7 @@ fn ike_sa(version: u8, ike: &ShownState, facts: &LogFacts) -> IkeSa {
             .as_ref()
             .map_or("?".into(), |(a, p)| endpoint_label(a, p)),
         remote: remote.map_or("?".into(), |a| endpoint_label(a, &remote_port)),
-        remote_raw: remote.map_or("?".into(), |a| format!("{a}:{remote_port}")),
+        remote_raw: remote.map_or("?".into(), |a| super::endpoint(a, &remote_port)),
         nat_local: facts.nat_local,
         nat_remote: facts.nat_remote,
         nat_fake: facts.nat_fake,

@@ -208,8 +208,18 @@ mod vici;
 /// other (NAT-chosen) port becomes `ephemeral`.
 pub fn endpoint_label(addr: &str, port: &str) -> String {
     match port {
-        "500" | "4500" => format!("{addr}:{port}"),
-        _ => format!("{addr}:ephemeral"),
+        "500" | "4500" => endpoint(addr, port),
+        _ => endpoint(addr, "ephemeral"),
+    }
+}
+
+/// `addr:port`, an IPv6 address in brackets (`[2001:db8::1]:500`).
+pub fn endpoint(addr: &str, port: &str) -> String {
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
     }
 }
 
@@ -224,6 +234,11 @@ mod tests {
         assert_eq!(
             endpoint_label("203.0.113.1", "61023"),
             "203.0.113.1:ephemeral"
+        );
+        assert_eq!(endpoint_label("2001:db8::1", "4500"), "[2001:db8::1]:4500");
+        assert_eq!(
+            endpoint_label("[2001:db8::1]", "1024"),
+            "[2001:db8::1]:ephemeral"
         );
     }
 }

@@ -468,10 +468,9 @@ fn sa_state(ep: &Endpoint, sa: vici::IkeSa) -> EndpointState {
         version: sa.version.parse().unwrap_or(0),
         local: host(&sa.local_host, &sa.local_port),
         remote: host(&sa.remote_host, &sa.remote_port),
-        remote_raw: format!(
-            "{}:{}",
+        remote_raw: super::endpoint(
             sa.remote_host.as_deref().unwrap_or("?"),
-            sa.remote_port.as_deref().unwrap_or("?")
+            sa.remote_port.as_deref().unwrap_or("?"),
         ),
         nat_local: yes(&sa.nat_local),
         nat_remote: yes(&sa.nat_remote),

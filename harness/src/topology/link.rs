@@ -31,21 +31,35 @@ pub async fn index(ns: &Netns, name: &str) -> Result<u32, TopologyError> {
     }
 }
 
+/// One end of a veth pair to create: its namespace, name and interface
+/// index.
+pub struct VethEnd<'a> {
+    /// The namespace it is born in.
+    pub ns: &'a Netns,
+    /// Its name there.
+    pub name: &'a str,
+    /// Its interface index there.
+    pub index: u32,
+}
+
 /// Create a veth pair whose ends are born inside `a` and `b`: the request is
 /// sent on `a`'s socket and carries `b`'s namespace descriptor for the peer,
 /// so no interface ever appears in the namespace vpnlab runs in.
-pub async fn veth(
-    a: &Netns,
-    a_name: &str,
-    b: &Netns,
-    b_name: &str,
-    mtu: Option<u32>,
-) -> Result<(), TopologyError> {
+///
+/// The two ends get different interface indexes. The kernel treats a
+/// carrier change of a device whose index equals its peer's (`iflink`) as
+/// not urgent, and handles it up to a second later; in fresh namespaces
+/// both ends would otherwise be index 2, and IPv6 neighbour discovery on
+/// the link would not answer until then.
+pub async fn veth(a: VethEnd<'_>, b: VethEnd<'_>, mtu: Option<u32>) -> Result<(), TopologyError> {
+    let (a_name, b_name) = (a.name, b.name);
     let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(b_name.to_string())
-        .setns_by_fd(b.fd().as_raw_fd());
+        .index(b.index)
+        .setns_by_fd(b.ns.fd().as_raw_fd());
     let mut builder = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
-        .name(a_name.to_string());
+        .name(a_name.to_string())
+        .index(a.index);
     if let Some(m) = mtu {
         peer = peer.mtu(m);
         builder = builder.mtu(m);
@@ -53,9 +67,9 @@ pub async fn veth(
     let msg = builder
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
         .build();
-    a.rtnl.link().add(msg).execute().await.map_err(nl(
-        a,
-        format!("create veth {a_name} <-> {}:{b_name}", b.node),
+    a.ns.rtnl.link().add(msg).execute().await.map_err(nl(
+        a.ns,
+        format!("create veth {a_name} <-> {}:{b_name}", b.ns.node),
     ))
 }
 

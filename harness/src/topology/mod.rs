@@ -18,6 +18,29 @@ use crate::error::TopologyError;
 use crate::model::Cell;
 use crate::model::{Knobs, NatProfile};
 
+/// The interface index of the first veth end of a cell; the others follow
+/// (indexes below stay free for loopback and what daemons create).
+const FIRST_VETH_INDEX: u32 = 10;
+
+/// IPv4-only cells: no IPv6 at all (its autoconfiguration would only add
+/// timing-dependent noise to captures).
+const IPV6_OFF: &[(&str, &str)] = &[
+    ("net.ipv6.conf.all.disable_ipv6", "1"),
+    ("net.ipv6.conf.default.disable_ipv6", "1"),
+];
+
+/// Cells with IPv6 addresses: no duplicate address detection (an address
+/// is usable the moment it is added, so no cell waits for DAD or races
+/// it), no router solicitations or advertisements (the file's routes are
+/// the only ones).
+const IPV6_ON: &[(&str, &str)] = &[
+    ("net.ipv6.conf.all.accept_dad", "0"),
+    ("net.ipv6.conf.default.accept_dad", "0"),
+    ("net.ipv6.conf.all.accept_ra", "0"),
+    ("net.ipv6.conf.default.accept_ra", "0"),
+    ("net.ipv6.conf.default.router_solicitations", "0"),
+];
+
 /// The live namespaces of one cell.
 pub struct Topology {
     /// Node name → namespace.
@@ -109,12 +132,13 @@ impl Topology {
     }
 
     async fn wire(&self, cell: &Cell) -> Result<(), TopologyError> {
-        // Scenarios are IPv4; IPv6 autoconfiguration would only add
-        // timing-dependent noise to captures. Set before any veth exists.
+        // Set before any veth exists, so every interface inherits it.
         if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            let settings = if cell.uses_ipv6() { IPV6_ON } else { IPV6_OFF };
             for ns in self.nodes.values() {
-                ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-                ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
+                for (key, value) in settings {
+                    ns.sysctl(key, value)?;
+                }
             }
         }
         // Loopback first: inner addresses live on it, and charon talks to
@@ -130,13 +154,27 @@ impl Topology {
                 link::address(ns, lo, "lo", IpNet::from(inner)).await?;
             }
         }
-        for l in &cell.links {
+        for (k, l) in cell.links.iter().enumerate() {
+            // Every end of the cell its own index (see `link::veth`).
+            let index = FIRST_VETH_INDEX + 2 * k as u32;
             let (a, b) = (self.node(&l.a.node), self.node(&l.b.node));
-            link::veth(a, &l.a.iface, b, &l.b.iface, l.mtu).await?;
-            for (ns, end) in [(a, &l.a), (b, &l.b)] {
-                let idx = link::index(ns, &end.iface).await?;
-                link::address(ns, idx, &end.iface, end.addr).await?;
-                link::up(ns, idx, &end.iface).await?;
+            link::veth(
+                link::VethEnd {
+                    ns: a,
+                    name: &l.a.iface,
+                    index,
+                },
+                link::VethEnd {
+                    ns: b,
+                    name: &l.b.iface,
+                    index: index + 1,
+                },
+                l.mtu,
+            )
+            .await?;
+            for (ns, e, idx) in [(a, &l.a, index), (b, &l.b, index + 1)] {
+                link::address(ns, idx, &e.iface, e.addr).await?;
+                link::up(ns, idx, &e.iface).await?;
             }
         }
         for r in &cell.routes {
@@ -146,6 +184,9 @@ impl Topology {
             let ns = self.node(&n.name);
             if n.forwarding {
                 ns.sysctl("net.ipv4.ip_forward", "1")?;
+                if cell.uses_ipv6() {
+                    ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+                }
             }
             for (k, v) in &n.sysctl {
                 ns.sysctl(k, v)?;

@@ -2,7 +2,7 @@
 //! sockets vpnlab opened inside it (netlink now; ICMP/UDP check sockets on
 //! demand), in the spirit of netavark's `core_utils`.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -134,19 +134,24 @@ impl Netns {
         })
     }
 
-    /// A raw ICMP socket inside this namespace, bound to `src`.
-    pub fn icmp_socket(&self, src: Ipv4Addr) -> std::io::Result<OwnedFd> {
+    /// A raw ICMP (IPv4) or ICMPv6 socket inside this namespace, bound to
+    /// `src`. The kernel computes ICMPv6 checksums on raw sockets itself
+    /// (RFC 3542 3.1); ICMP's are the sender's.
+    pub fn icmp_socket(&self, src: IpAddr) -> std::io::Result<OwnedFd> {
         self.run_in(move || {
             use nix::sys::socket::{
-                bind, socket, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
+                bind, socket, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrStorage,
             };
-            let fd = socket(
-                AddressFamily::Inet,
-                SockType::Raw,
-                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-                SockProtocol::Icmp,
+            let (family, proto) = match src {
+                IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp),
+                IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6),
+            };
+            let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+            let fd = socket(family, SockType::Raw, flags, proto)?;
+            bind(
+                fd.as_raw_fd(),
+                &SockaddrStorage::from(SocketAddr::new(src, 0)),
             )?;
-            bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(src, 0)))?;
             Ok(fd)
         })
     }

@@ -133,7 +133,21 @@ fn through_tunnel(
         }
     }
     port_and_count(d, c, field);
-    Some((src?, dst?))
+    let (src, dst) = (src?, dst?);
+    if src.is_ipv4() != dst.is_ipv4() {
+        let span = c.dst.as_ref().map_or_else(|| sp(&c.to), sp);
+        d.err(
+            span,
+            format!("{field}.dst"),
+            format!(
+                "{dst} is {} but the source {src} is {}: a check needs one family (no translator is on the path)",
+                super::network::family(dst),
+                super::network::family(src)
+            ),
+        );
+        return None;
+    }
+    Some((src, dst))
 }
 
 /// One end of a check: the explicit address, or the node's inner address.

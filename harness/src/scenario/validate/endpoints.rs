@@ -421,6 +421,24 @@ fn same_settings(
             format!("differs from the mode of {peer}"),
         );
     }
+    // Traffic selectors pair addresses of one family (4in6 and 6in4 carry
+    // one inner family over the other outer one; a pair of one each does
+    // not exist).
+    let ip =
+        |x: &Option<Spanned<String>>| x.as_ref().and_then(|x| x.get_ref().parse::<IpAddr>().ok());
+    if let (Some(a), Some(b), Some(span)) = (ip(&e.inner), ip(&p.inner), e.inner.as_ref()) {
+        if a.is_ipv4() != b.is_ipv4() {
+            d.err(
+                sp(span),
+                format!("{field}.inner"),
+                format!(
+                    "{a} is {} but {peer}'s inner address {b} is {}: the tunnel's traffic selectors need one family",
+                    super::network::family(a),
+                    super::network::family(b)
+                ),
+            );
+        }
+    }
     for (name, mine, theirs, default) in [
         ("auth", &e.auth, &p.auth, "psk"),
         ("proto", &e.proto, &p.proto, "esp"),

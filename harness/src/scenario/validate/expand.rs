@@ -15,7 +15,7 @@ use super::matrix::Pick;
 use super::network::NodePlan;
 use super::routing::{forwarded_to, next_hop, reachable};
 use super::{Diags, Validated};
-use crate::model::{self as cell, Cell, Role};
+use crate::model::{self as cell, Cell, Knobs, NatProfile, Role};
 
 /// A routing problem, with the cells it occurs in (often all of them).
 struct Unreachable {
@@ -90,6 +90,19 @@ fn node(d: &mut Diags<'_>, p: &NodePlan, pick: &Pick<'_>) -> cell::Node {
             format!("nodes.{}.nat_outside", p.name),
             format!(
                 "NAT profile {nat} (or forward_ike_to) needs `nat_outside` (the neighbour on the public side)"
+            ),
+        );
+    }
+    let acts = nat != NatProfile::None || knobs != Knobs::default() || p.pptp_helper;
+    if acts && p.ipv6 {
+        // The ruleset is an nftables `ip` table: IPv6 would pass through
+        // untouched while the cell claimed a NAT or a block.
+        d.err(
+            p.span.clone(),
+            format!("nodes.{}.nat", p.name),
+            format!(
+                "{} carries IPv6, but NAT profiles and behaviour knobs act on IPv4 only (profile {nat}); IPv6 gateway profiles are not modelled yet",
+                p.name
             ),
         );
     }

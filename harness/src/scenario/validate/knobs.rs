@@ -343,6 +343,14 @@ fn forwarding(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str, k: &mut Knobs) 
     }
     if let Some(a) = &b.forward_ike_to {
         k.forward_ike_to = d.addr(a, &format!("{field}.forward_ike_to"));
+        if k.forward_ike_to.is_some_and(|a| a.is_ipv6()) {
+            d.err(
+                sp(a),
+                format!("{field}.forward_ike_to"),
+                format!("{}: the gateway's NAT rules are IPv4 only; IPv6 forwarding is not modelled yet", a.get_ref()),
+            );
+            k.forward_ike_to = None;
+        }
     }
 }
 

@@ -67,6 +67,8 @@ pub(super) struct NodePlan {
     pub forwarding: bool,
     pub sysctl: Vec<(String, String)>,
     pub pptp_helper: bool,
+    /// The node has an IPv6 address on a link (its NAT rules are IPv4's).
+    pub ipv6: bool,
     /// Where a missing `nat_outside` is reported: the profile, or the node.
     pub span: Range<usize>,
 }
@@ -265,6 +267,18 @@ fn link_end<'s>(
 
 /// Both ends of link `i` share one subnet, which overlaps no other link's.
 fn subnet(d: &mut Diags<'_>, net: &mut Network, i: usize, l: &LinkSpec, a: IpNet, b: IpNet) {
+    if a.addr().is_ipv4() != b.addr().is_ipv4() {
+        d.err(
+            sp(&l.b.addr),
+            format!("links[{i}].b.addr"),
+            format!(
+                "{b} is {} but the other end {a} is {} (a dual-stack link is two links)",
+                family(b.addr()),
+                family(a.addr())
+            ),
+        );
+        return;
+    }
     if a.network() != b.network() || a.prefix_len() != b.prefix_len() {
         d.err(
             sp(&l.b.addr),
@@ -300,6 +314,18 @@ fn route(d: &mut Diags<'_>, net: &Network, i: usize, r: &RouteSpec) -> Option<ce
     let (true, Some(dst), Some(via)) = (known, dst, via) else {
         return None;
     };
+    if dst.addr().is_ipv4() != via.is_ipv4() {
+        d.err(
+            sp(&r.via),
+            format!("{field}.via"),
+            format!(
+                "next hop {via} is {} but the destination {dst} is {}",
+                family(via),
+                family(dst.addr())
+            ),
+        );
+        return None;
+    }
     let on_link = net
         .ifaces
         .iter()
@@ -320,6 +346,15 @@ fn route(d: &mut Diags<'_>, net: &Network, i: usize, r: &RouteSpec) -> Option<ce
         dst,
         via,
     })
+}
+
+/// "IPv4" or "IPv6", for messages about mixed families.
+pub(super) fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
 }
 
 fn default_route(via: IpAddr) -> IpNet {
@@ -390,6 +425,7 @@ fn plan(
             .map(|(k, v)| (k.clone(), v.get_ref().clone()))
             .collect(),
         pptp_helper: s.pptp_helper,
+        ipv6: net.addrs_of(n).any(|a| a.is_ipv6()),
         span: s.nat.as_ref().map(sp).unwrap_or_else(|| sp(spec)),
     })
 }

@@ -61,6 +61,15 @@ fn link_ip(
     field: &str,
 ) -> Option<IpAddr> {
     let a = d.addr(v, field)?;
+    if a.is_ipv6() {
+        // vpnlab's pppd options are IPv4 only (`noipv6`: no IPV6CP).
+        d.err(
+            sp(v),
+            field,
+            format!("{a}: PPP links are IPv4 here (IPCP); IPv6 over PPP is not modelled"),
+        );
+        return None;
+    }
     if let Some(prev) = net.addrs.get(&a).or_else(|| eps.inner_seen.get(&a)) {
         d.err(
             sp(v),
