@@ -34,6 +34,7 @@ fn tshark_counts(file: &Path) -> Result<(u64, BTreeMap<&'static str, u64>), Fail
             "separator=;",
         ])
         .args(["-e", "frame.protocols", "-e", "udp.port", "-e", "ip.proto"])
+        .args(["-e", "ipv6.nxt"])
         .output()?;
     if !t.status.success() {
         return Err(format!(
@@ -47,7 +48,13 @@ fn tshark_counts(file: &Path) -> Result<(u64, BTreeMap<&'static str, u64>), Fail
     let mut frames = 0;
     for line in String::from_utf8_lossy(&t.stdout).lines() {
         let f: Vec<&str> = line.split(';').collect();
-        let class = tshark_class(f[0], f.get(1).unwrap_or(&""), f.get(2).unwrap_or(&""));
+        // The IP protocol, of whichever family the frame is.
+        let proto = [f.get(2), f.get(3)]
+            .into_iter()
+            .flatten()
+            .find(|p| !p.is_empty())
+            .unwrap_or(&"");
+        let class = tshark_class(f[0], f.get(1).unwrap_or(&""), proto);
         *counts.entry(class).or_default() += 1;
         frames += 1;
     }
@@ -73,8 +80,9 @@ fn tshark_class(protocols: &str, udp_ports: &str, ip_proto: &str) -> &'static st
     }
 }
 
-/// Run cells with `--pcap`, read every file with tshark, and compare the
-/// per-class counts Wireshark finds with the counts in vpnlab's report.
+/// Run cells with `--pcap` (two IPv4 cells, one IPv6 cell), read every file
+/// with tshark, and compare the per-class counts Wireshark finds with the
+/// counts in vpnlab's report.
 pub fn pcap_agrees_with_tshark() -> Result<(), Failed> {
     if Command::new("tshark").arg("--version").output().is_err() {
         return Err("tshark is not installed: apt-get install tshark (ci/setup.sh does)".into());
@@ -83,10 +91,13 @@ pub fn pcap_agrees_with_tshark() -> Result<(), Failed> {
     let out = run_vpnlab(&[
         "run",
         "topologies/seed.toml",
+        "topologies/ipv6/host-to-host.toml",
         "--cell",
         "seed/nat=masquerade,nat_t=auto",
         "--cell",
         "seed/nat=block-4500,nat_t=auto",
+        "--cell",
+        "host-to-host/nat_t=auto",
         "--pcap",
         &dir.to_string_lossy(),
         "--report",
@@ -124,9 +135,9 @@ fn compare_pcaps(out: &Output, dir: &Path) -> Result<(), Failed> {
             compared += 1;
         }
     }
-    if compared < 8 {
+    if compared < 14 {
         return Err(format!(
-            "only {compared} pcap files compared; expected every interface of both cells"
+            "only {compared} pcap files compared; expected every interface of the three cells"
         )
         .into());
     }
