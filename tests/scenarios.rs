@@ -166,13 +166,14 @@ fn not_here(id: String, file: PathBuf, verdict: Verdict, reason: String) -> Tria
     .with_ignored_flag(true)
 }
 
-/// One test per pair of field cells where the negative cell flips to
+/// One test per pair of field or IPv6 cells where the negative cell flips to
 /// positive when one matrix axis changes (`flip::` on the host, `vm::flip::`
 /// for cells that run in the VM batch). A negative field cell without such a
 /// partner is a failing test of its own.
 fn flip_trials(l: &Listing, trials: &mut Vec<Trial>) {
-    let field = topologies_dir().join("field");
-    for (file, cells) in l.files.iter().filter(|(f, _)| f.starts_with(&field)) {
+    let dirs = ["field", "ipv6"].map(|d| topologies_dir().join(d));
+    let flipped = |f: &std::path::Path| dirs.iter().any(|d| f.starts_with(d));
+    for (file, cells) in l.files.iter().filter(|(f, _)| flipped(f)) {
         let cells: Vec<&vpnlab::model::Cell> = cells.iter().map(|(c, _)| c).collect();
         for neg in cells.iter().filter(|c| c.expect.is_negative()) {
             let partners: Vec<_> = cells

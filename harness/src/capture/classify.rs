@@ -23,6 +23,30 @@ pub fn classify(pkt: &[u8], tun: bool, flows: &[Flow]) -> Class {
     }
 }
 
+/// Whether an IPv6 packet never leaves its link: link-scoped source or
+/// destination (fe80::/10, ff02::/16), or ICMPv6 neighbour discovery and
+/// multicast listener messages (RFC 4861, RFC 3810). Like ARP for IPv4, a
+/// node never forwards them, so a path has nothing to learn from them and
+/// their timing would only add noise.
+pub fn link_scoped(pkt: &[u8]) -> bool {
+    let Ok(ip) = Ipv6Slice::from_slice(pkt) else {
+        return false;
+    };
+    let h = ip.header();
+    let scoped = |a: std::net::Ipv6Addr| {
+        let s = a.segments()[0];
+        s & 0xffc0 == 0xfe80 || s & 0xff0f == 0xff02
+    };
+    if scoped(h.source_addr()) || scoped(h.destination_addr()) {
+        return true;
+    }
+    let p = ip.payload();
+    p.ip_number == IpNumber::IPV6_ICMP
+        && p.payload
+            .first()
+            .is_some_and(|t| matches!(t, 130..=137 | 143))
+}
+
 fn classify_v4(pkt: &[u8], flows: &[Flow]) -> Class {
     let Ok(ip) = Ipv4Slice::from_slice(pkt) else {
         return Class::Other;
@@ -224,5 +248,26 @@ mod tests {
         p[6] = 0x00;
         p[7] = 0x10; // offset 16 * 8
         assert_eq!(classify(&p, false, &[]), Class::FragmentRest);
+    }
+
+    #[test]
+    fn link_scoped_ipv6_is_told_apart() {
+        let v6 = |src: &str, dst: &str, icmp_type: u8| {
+            let b = PacketBuilder::ipv6(
+                src.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                dst.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                64,
+            )
+            .icmpv6_raw(icmp_type, 0, [0; 4]);
+            let mut v = Vec::new();
+            b.write(&mut v, &[]).unwrap();
+            v
+        };
+        assert!(link_scoped(&v6("fe80::1", "ff02::16", 143)));
+        assert!(link_scoped(&v6("2001:db8::1", "ff02::1:ff00:2", 135)));
+        assert!(link_scoped(&v6("2001:db8::2", "2001:db8::1", 136)));
+        assert!(!link_scoped(&v6("2001:db8::2", "2001:db8:2::1", 128)));
+        assert!(!link_scoped(&v6("2001:db8::2", "2001:db8:2::1", 2)));
+        assert!(!link_scoped(&udp(500, 500, &[1])));
     }
 }

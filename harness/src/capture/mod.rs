@@ -329,9 +329,13 @@ fn count(
     flows: &[Flow],
     live: &Live,
 ) {
-    // IP of either family; ARP and the like are not counted.
+    // IP of either family; ARP, IPv6 neighbour discovery and the like are
+    // not counted.
     let ip = [libc::ETH_P_IP, libc::ETH_P_IPV6].map(|p| (p as u16).to_be());
-    if !ip.contains(&addr.protocol()) || addr.hatype() == libc::ARPHRD_LOOPBACK {
+    if !ip.contains(&addr.protocol())
+        || addr.hatype() == libc::ARPHRD_LOOPBACK
+        || classify::link_scoped(pkt)
+    {
         return;
     }
     let ifindex = addr.ifindex() as u32;

@@ -160,7 +160,7 @@ impl PppLayer {
                 let rules = l2tp_guard(dir);
                 if let Err(e) = crate::topology::nft::apply(
                     topo.node(node),
-                    crate::model::NatProfile::None,
+                    &crate::topology::Gateway::plain(),
                     &rules,
                     false,
                 )

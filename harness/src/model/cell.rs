@@ -15,7 +15,7 @@ use super::kinds::{
     Backend, CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Requirement, Role,
     StackKind, TunnelExpect, WaitExpect,
 };
-use super::nat::{Block, Knobs, NatProfile};
+use super::nat::{Block, Families, Knobs, NatProfile};
 
 /// One runnable cell.
 #[derive(Debug, Clone)]
@@ -68,6 +68,17 @@ impl Cell {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The families of node `node`'s link addresses.
+    pub fn families_of(&self, node: &str) -> Families {
+        Families::of(
+            self.links
+                .iter()
+                .flat_map(|l| [&l.a, &l.b])
+                .filter(|e| e.node == node)
+                .map(|e| e.addr.addr()),
+        )
     }
 
     /// Whether any address of the cell is IPv6 (links, inner addresses,

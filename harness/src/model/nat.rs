@@ -27,7 +27,7 @@ use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 )]
 #[strum(serialize_all = "kebab-case")]
 pub enum NatProfile {
-    /// Plain IPv4 router: no translation, nothing dropped.
+    /// Plain router: no translation, nothing dropped.
     None,
     /// Linux source NAT (masquerade) on the public side. Linux conntrack also
     /// tracks raw ESP by address pair, so one client's ESP gets through
@@ -56,6 +56,16 @@ pub enum NatProfile {
     FragDrop,
     /// No translation; a firewall that forwards only UDP.
     UdpOnly,
+    /// No translation; a router that drops ICMP "packet too big" errors
+    /// (ICMPv6 type 2, and ICMP fragmentation-needed for IPv4): the path
+    /// MTU black hole of RFC 2923 and RFC 8201.
+    PtbDrop,
+    /// Stateful 1:1 IPv6 prefix mapping, as nftables' `snat prefix` and
+    /// `dnat prefix` do it: a conntrack entry per flow, the interface
+    /// identifier kept and the transport checksum rewritten. It is not
+    /// RFC 6296 NPTv6 (stateless and checksum-neutral), whose name it
+    /// therefore does not take. Needs `nat_prefix`.
+    Netmap66,
 }
 
 impl NatProfile {
@@ -66,7 +76,20 @@ impl NatProfile {
 
     /// Whether the profile translates addresses (and so needs `nat_outside`).
     pub fn translates(self) -> bool {
-        !matches!(self, NatProfile::None | NatProfile::UdpOnly)
+        !matches!(
+            self,
+            NatProfile::None | NatProfile::UdpOnly | NatProfile::PtbDrop
+        )
+    }
+
+    /// The families the profile can act on (the IPv6-only ones are prefix
+    /// mappings; Linux's PPTP editor is IPv4's).
+    pub fn families(self) -> Families {
+        match self {
+            NatProfile::Netmap66 => Families::V6,
+            NatProfile::Win2000 => Families::V4,
+            _ => Families::BOTH,
+        }
     }
 
     /// The knobs the newer presets stand for, applied under the file's own.
@@ -77,6 +100,7 @@ impl NatProfile {
             NatProfile::Symmetric => k.ports = Ports::Random,
             NatProfile::FragDrop => k.add_block(Block::Fragments),
             NatProfile::UdpOnly => k.add_block(Block::NonUdp),
+            NatProfile::PtbDrop => k.add_block(Block::PacketTooBig),
             _ => {}
         }
         k
@@ -142,6 +166,58 @@ pub enum Block {
     Fragments,
     /// Everything but UDP.
     NonUdp,
+    /// ICMPv6 Packet Too Big, and ICMP fragmentation-needed for IPv4.
+    PacketTooBig,
+}
+
+/// The address families a node has addresses of, and so the families its
+/// gateway rules act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Families {
+    /// IPv4.
+    pub v4: bool,
+    /// IPv6.
+    pub v6: bool,
+}
+
+impl Families {
+    /// IPv4 only.
+    pub const V4: Families = Families {
+        v4: true,
+        v6: false,
+    };
+    /// IPv6 only.
+    pub const V6: Families = Families {
+        v4: false,
+        v6: true,
+    };
+    /// Both.
+    pub const BOTH: Families = Families { v4: true, v6: true };
+
+    /// The families of `addrs`.
+    pub fn of(addrs: impl IntoIterator<Item = IpAddr>) -> Families {
+        addrs
+            .into_iter()
+            .fold(Families::default(), |f, a| Families {
+                v4: f.v4 || a.is_ipv4(),
+                v6: f.v6 || a.is_ipv6(),
+            })
+    }
+
+    /// Whether every family of `self` is one of `other`'s.
+    pub fn within(self, other: Families) -> bool {
+        (!self.v4 || other.v4) && (!self.v6 || other.v6)
+    }
+}
+
+/// A prefix mapping (profile `netmap66`): the inside prefix, and the
+/// outside prefix it appears as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PrefixMap {
+    /// The inside network.
+    pub inside: ipnet::Ipv6Net,
+    /// The outside network it maps to, of the same length.
+    pub outside: ipnet::Ipv6Net,
 }
 
 /// A gateway's NAT behaviour beyond its profile (each documented with the
@@ -162,6 +238,8 @@ pub struct Knobs {
     pub forward_ike_to: Option<IpAddr>,
     /// Hairpin that forwarding for inside hosts (RFC 4787 section 6).
     pub hairpin: bool,
+    /// The prefix mapping of profile `netmap66`.
+    pub prefix_map: Option<PrefixMap>,
 }
 
 impl Knobs {
@@ -190,11 +268,11 @@ mod tests {
         assert_eq!(Block::Udp4500.to_string(), "udp-4500");
         assert_eq!(
             super::super::known::<Block>(),
-            "esp, ah, udp-500, udp-4500, fragments, non-udp"
+            "esp, ah, udp-500, udp-4500, fragments, non-udp, packet-too-big"
         );
         assert_eq!(
             super::super::known::<NatProfile>(),
-            "none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only"
+            "none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only, ptb-drop, netmap66"
         );
     }
 }

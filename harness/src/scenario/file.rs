@@ -67,6 +67,10 @@ pub struct NodeSpec {
     pub nat: Option<Spanned<String>>,
     /// The neighbour node on the gateway's public side.
     pub nat_outside: Option<Spanned<String>>,
+    /// Profile `netmap66`: the outside IPv6 prefix the gateway's inside
+    /// prefix (its one IPv6 link not toward `nat_outside`) appears as,
+    /// e.g. `"2001:db8:99::/64"`; of the inside prefix's length.
+    pub nat_prefix: Option<Spanned<String>>,
     /// Extra per-namespace sysctls (`net.*` only).
     #[serde(default)]
     pub sysctl: BTreeMap<String, Spanned<String>>,

@@ -134,7 +134,7 @@ fn unknown_nat_profile_lists_the_known_ones() {
     let text = SEED.replace("\"no-esp\", \"block-4500\"]", "\"no-esp\", \"full-cone\"]");
     let e = errors(&text);
     assert!(
-        e.iter().any(|m| m.contains("matrix.nat.gw: unknown NAT profile `full-cone` (known: none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only)")),
+        e.iter().any(|m| m.contains("matrix.nat.gw: unknown NAT profile `full-cone` (known: none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only, ptb-drop, netmap66)")),
         "{e:?}"
     );
 }
@@ -471,7 +471,7 @@ fn bad_knobs_name_their_field() {
         );
     let e = errors(&text);
     for want in [
-        "nodes.gw.behaviour.block: unknown packet class `gre` (known: esp, ah, udp-500, udp-4500, fragments, non-udp)",
+        "nodes.gw.behaviour.block: unknown packet class `gre` (known: esp, ah, udp-500, udp-4500, fragments, non-udp, packet-too-big)",
         "nodes.gw.behaviour.port_range: `9-8` is not a port range",
         "matrix.keepalive: `1` is not a duration like \"5s\" or \"500ms\"",
     ] {
@@ -612,22 +612,63 @@ fn a_route_via_the_other_family_is_rejected() {
     assert!(e.iter().any(|m| m.ends_with(want)), "missing {want}: {e:?}");
 }
 
-#[test]
-fn gateway_profiles_are_refused_on_ipv6_until_they_exist() {
-    let text = std::fs::read_to_string(
+fn ipv6_file(name: &str) -> String {
+    std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../topologies/ipv6/host-to-host.toml"),
+            .join("../topologies/ipv6")
+            .join(name),
     )
     .unwrap()
-    .replace(
+}
+
+#[test]
+fn gateway_profiles_must_act_on_every_family_the_gateway_carries() {
+    let text = ipv6_file("host-to-host.toml").replace(
+        "[nodes.router]",
+        "[nodes.router]\nnat = \"win2000\"\nnat_outside = \"server\"",
+    );
+    let want = format!(
+        "{}: nodes.router.nat: profile win2000 acts on IPv4 only, but router has IPv6 addresses, which would pass untouched",
+        pos_of(&text, "nat = \"win2000\"", "\"win2000\"")
+    );
+    let e = errors(&text);
+    assert!(e.contains(&want), "missing {want}: {e:?}");
+    let v4 = SEED.replace("\"block-4500\"", "\"netmap66\"");
+    assert!(
+        errors(&v4).iter().any(|m| m.contains(
+            "nodes.gw.nat: profile netmap66 acts on IPv6 only, but gw has IPv4 addresses"
+        )),
+        "{:?}",
+        errors(&v4)
+    );
+    let masq = ipv6_file("host-to-host.toml").replace(
         "[nodes.router]",
         "[nodes.router]\nnat = \"masquerade\"\nnat_outside = \"server\"",
     );
-    let e = errors(&text);
     assert!(
-        e.iter().any(|m| m.contains("nodes.router.nat: router carries IPv6, but NAT profiles and behaviour knobs act on IPv4 only (profile masquerade)")),
-        "{e:?}"
+        parse(Path::new("t.toml"), &masq).is_ok(),
+        "NAT66 is refused"
     );
+}
+
+#[test]
+fn a_prefix_mapping_needs_a_prefix_of_the_inside_length() {
+    let text = ipv6_file("nat66.toml");
+    let none = text.replace("nat_prefix = \"2001:db8:99::/64\"\n", "");
+    assert!(
+        errors(&none).iter().any(|m| m.contains("nodes.gw.nat_prefix: profile netmap66 maps the inside prefix to an outside one: set `nat_prefix`")),
+        "{:?}",
+        errors(&none)
+    );
+    for (prefix, message) in [
+        ("2001:db8:99::/56", "2001:db8:99::/56 is a /56 but the inside prefix fd00:1::/64 is a /64: a prefix mapping keeps the host part, so both need one length"),
+        ("198.51.100.0/24", "`198.51.100.0/24` is an IPv4 prefix; prefix mapping (netmap66) is IPv6's"),
+    ] {
+        let t = text.replace("2001:db8:99::/64\"\n[nodes.server]", &format!("{prefix}\"\n[nodes.server]"));
+        let want = format!("{}: nodes.gw.nat_prefix: {message}", pos_of(&t, "nat_prefix", &format!("\"{prefix}\"")));
+        let e = errors(&t);
+        assert!(e.contains(&want), "missing {want}: {e:?}");
+    }
 }
 
 #[test]
@@ -656,7 +697,7 @@ fn non_addresses_get_one_message_per_form() {
         ),
         (
             "\"fe80::1\"",
-            "nodes.gw.behaviour.forward_ike_to: fe80::1: the gateway's NAT rules are IPv4 only; IPv6 forwarding is not modelled yet",
+            "nodes.gw.behaviour.forward_ike_to: fe80::1 is IPv6, but gw has no IPv6 address to forward from",
         ),
     ] {
         let value = &needle[needle.find('"').unwrap()..];

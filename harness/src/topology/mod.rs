@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 use crate::error::TopologyError;
 use crate::model::Cell;
-use crate::model::{Knobs, NatProfile};
+use crate::model::{Families, Knobs, NatProfile};
 
 /// The interface index of the first veth end of a cell; the others follow
 /// (indexes below stay free for loopback and what daemons create).
@@ -62,17 +62,30 @@ pub struct Gateway {
     pub pptp_helper: bool,
     /// Behaviour knobs (steps add blocks and move the port range).
     pub knobs: Knobs,
+    /// The families of the node's addresses: those its rules act on.
+    pub families: Families,
 }
 
 impl Gateway {
+    /// A node that translates and blocks nothing (for rules of its own).
+    pub fn plain() -> Self {
+        Gateway {
+            profile: NatProfile::None,
+            outside: None,
+            pptp_helper: false,
+            knobs: Knobs::default(),
+            families: Families::V4,
+        }
+    }
+
     /// The ruleset for the current state.
     pub fn ruleset(&self) -> String {
-        nat::ruleset(
-            self.profile,
-            self.outside.as_deref(),
-            self.pptp_helper,
-            &self.knobs,
-        )
+        nat::ruleset(self)
+    }
+
+    /// The nftables family of its tables.
+    pub fn table_family(&self) -> &'static str {
+        nat::table_family(self.families)
     }
 }
 
@@ -96,9 +109,10 @@ impl Topology {
                 outside: n.nat_outside.clone(),
                 pptp_helper: n.pptp_helper,
                 knobs: n.knobs.clone(),
+                families: cell.families_of(&n.name),
             };
             let ruleset = gw.ruleset();
-            nft::apply(topo.node(&n.name), n.nat, &ruleset, false).await?;
+            nft::apply(topo.node(&n.name), &gw, &ruleset, false).await?;
             topo.nat.insert(n.name.clone(), (n.nat, ruleset));
             topo.gateways.insert(n.name.clone(), gw);
         }
@@ -122,7 +136,7 @@ impl Topology {
         };
         change(gw);
         let gw = gw.clone();
-        nft::apply(self.node(node), gw.profile, &gw.ruleset(), true).await?;
+        nft::apply(self.node(node), &gw, &gw.ruleset(), true).await?;
         Ok(gw)
     }
 

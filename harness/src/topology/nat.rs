@@ -1,11 +1,24 @@
 //! NAT rendering: a gateway's profile and knobs (from the model) as an
 //! nftables ruleset, generated here and applied by [`nft`].
 
-use crate::model::{Block, Knobs, NatProfile, Ports};
+use std::net::IpAddr;
 
-/// The forward-chain rules that drop `b` (none for fragments, which need
-/// their own hook before reassembly).
-fn block_rules(b: Block) -> Vec<String> {
+use crate::model::{Block, Families, Knobs, NatProfile, Ports, PrefixMap};
+use crate::topology::Gateway;
+
+/// The nftables family of a gateway's tables: `ip` for IPv4 (and for a
+/// node without addresses), `ip6` for IPv6, `inet` for a dual-stack node.
+pub fn table_family(f: Families) -> &'static str {
+    match (f.v4, f.v6) {
+        (false, true) => "ip6",
+        (true, true) => "inet",
+        _ => "ip",
+    }
+}
+
+/// The forward-chain rules that drop `b` in the families `f` (none for
+/// fragments, which need their own hook before reassembly).
+fn block_rules(b: Block, f: Families) -> Vec<String> {
     let c = |m: &str| format!("{m} counter drop comment \"blocked: {b}\"");
     match b {
         Block::Esp => vec![c("meta l4proto esp")],
@@ -14,59 +27,38 @@ fn block_rules(b: Block) -> Vec<String> {
         Block::Udp4500 => vec![c("udp dport 4500"), c("udp sport 4500")],
         Block::Fragments => vec![],
         Block::NonUdp => vec![c("meta l4proto != udp")],
+        Block::PacketTooBig => {
+            let mut r = vec![];
+            if f.v4 || !f.v6 {
+                r.push(c("icmp type destination-unreachable icmp code frag-needed"));
+            }
+            if f.v6 {
+                r.push(c("icmpv6 type packet-too-big"));
+            }
+            r
+        }
     }
 }
 
-/// The nftables ruleset for `profile` plus `knobs`, with `outside` the
-/// gateway's interface on the public side (translating profiles) and, with
-/// `pptp_helper`, Linux's PPTP connection-tracking helper on TCP 1723 (Linux
-/// assigns no helper by itself). Deterministic: it goes into snapshots.
-/// Empty when there is nothing to do.
-pub fn ruleset(
-    profile: NatProfile,
-    outside: Option<&str>,
-    pptp_helper: bool,
-    knobs: &Knobs,
-) -> String {
-    let out = outside.unwrap_or("?");
-    let masq = |extra: &str| {
-        let mut m = String::new();
-        if let Some((a, b)) = knobs.port_range {
-            m.push_str(&format!(
-                "    oifname \"{out}\" meta l4proto {{ tcp, udp }} masquerade to :{a}-{b}{extra}\n"
-            ));
-        }
-        m.push_str(&format!("    oifname \"{out}\" masquerade{extra}\n"));
-        format!(
-            "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{m}  }}\n"
-        )
-    };
-    let masquerade = masq(if knobs.ports == Ports::Random {
-        " fully-random"
-    } else {
-        ""
-    });
-    let forward = |rules: &[&str]| {
-        let mut s = String::from(
-            "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
-        );
-        for r in rules {
-            s.push_str("    ");
-            s.push_str(r);
-            s.push('\n');
-        }
-        s.push_str("  }\n");
-        s
-    };
+/// The nftables ruleset for a gateway: its profile plus knobs in the
+/// families it has addresses of, with `outside` the interface on the
+/// public side (translating profiles) and, with `pptp_helper`, Linux's
+/// PPTP connection-tracking helper on TCP 1723 (Linux assigns no helper by
+/// itself). Deterministic: it goes into snapshots. Empty when there is
+/// nothing to do.
+pub fn ruleset(gw: &Gateway) -> String {
+    let out = gw.outside.as_deref().unwrap_or("?");
+    let knobs = &gw.knobs;
+    let masquerade = masquerade(out, knobs);
     // The helper follows PPTP's control connection and sets up the GRE
     // expectation, whose call IDs nf_nat_pptp translates.
-    let helper = if pptp_helper || profile.has_pptp_helper() {
+    let helper = if gw.pptp_helper || gw.profile.has_pptp_helper() {
         "  ct helper pptp-1723 {\n    type \"pptp\" protocol tcp;\n  }\n  chain prerouting {\n    type filter hook prerouting priority filter; policy accept;\n    tcp dport 1723 ct helper set \"pptp-1723\"\n  }\n".to_string()
     } else {
         String::new()
     };
-    let body = match profile {
-        NatProfile::None | NatProfile::UdpOnly => String::new(),
+    let body = match gw.profile {
+        NatProfile::None | NatProfile::UdpOnly | NatProfile::PtbDrop => String::new(),
         NatProfile::Masquerade
         | NatProfile::Block500
         | NatProfile::Symmetric
@@ -85,14 +77,58 @@ pub fn ruleset(
             forward(&["meta l4proto { esp, ah } counter drop comment \"only TCP/UDP/ICMP (and PPTP's GRE) are translated\""])
                 + &masquerade
         }
+        NatProfile::Netmap66 => knobs.prefix_map.map(|m| netmap(out, m)).unwrap_or_default(),
     };
-    let extra = knobs_rules(knobs, out);
+    let extra = knobs_rules(knobs, out, gw.families);
+    let fam = table_family(gw.families);
     let main = if helper.is_empty() && body.is_empty() && extra.is_empty() {
         String::new()
     } else {
-        format!("table ip vpnlab {{\n{helper}{body}{extra}}}\n")
+        format!("table {fam} vpnlab {{\n{helper}{body}{extra}}}\n")
     };
-    main + &timeouts(knobs)
+    main + &timeouts(knobs, gw.families)
+}
+
+/// The source NAT chain of the masquerading profiles.
+fn masquerade(out: &str, knobs: &Knobs) -> String {
+    let extra = if knobs.ports == Ports::Random {
+        " fully-random"
+    } else {
+        ""
+    };
+    let mut m = String::new();
+    if let Some((a, b)) = knobs.port_range {
+        m.push_str(&format!(
+            "    oifname \"{out}\" meta l4proto {{ tcp, udp }} masquerade to :{a}-{b}{extra}\n"
+        ));
+    }
+    m.push_str(&format!("    oifname \"{out}\" masquerade{extra}\n"));
+    format!(
+        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{m}  }}\n"
+    )
+}
+
+/// A filter chain on the forward hook with `rules`.
+fn forward(rules: &[&str]) -> String {
+    let mut s = String::from(
+        "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
+    );
+    for r in rules {
+        s.push_str("    ");
+        s.push_str(r);
+        s.push('\n');
+    }
+    s.push_str("  }\n");
+    s
+}
+
+/// Prefix mapping both ways: conntrack NAT with the NETMAP range flag (the
+/// host part kept, each flow its own entry).
+fn netmap(out: &str, m: PrefixMap) -> String {
+    let (i, o) = (m.inside, m.outside);
+    format!(
+        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{out}\" ip6 saddr {i} snat ip6 prefix to {o}\n  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"{out}\" ip6 daddr {o} dnat ip6 prefix to {i}\n  }}\n"
+    )
 }
 
 /// The table that holds the UDP mapping timeout, apart from `vpnlab`:
@@ -101,28 +137,46 @@ pub fn ruleset(
 /// kernel's defaults).
 pub const TIMEOUT_TABLE: &str = "vpnlab-timeouts";
 
-fn timeouts(k: &Knobs) -> String {
-    match k.udp_timeout {
-        // Attached to a new connection after conntrack has created it and
-        // before it is confirmed (so at filter priority, not raw), for the
-        // unreplied and the replied ("stream") state alike.
-        Some(t) => format!(
-            "table ip {TIMEOUT_TABLE} {{\n  ct timeout udp-mapping {{\n    protocol udp;\n    l3proto ip;\n    policy = {{ unreplied : {t}, replied : {t} }}\n  }}\n  chain mapping-timeout {{\n    type filter hook prerouting priority filter; policy accept;\n    meta l4proto udp ct timeout set \"udp-mapping\"\n  }}\n}}\n"
-        ),
-        None => String::new(),
+fn timeouts(k: &Knobs, f: Families) -> String {
+    let Some(t) = k.udp_timeout else {
+        return String::new();
+    };
+    // One timeout object per layer 3 protocol (conntrack keys them so).
+    let mut objects = String::new();
+    let mut rules = String::new();
+    let dual = f.v4 && f.v6;
+    for (on, l3, name, nfproto) in [
+        (f.v4 || !f.v6, "ip", "udp-mapping", "ipv4"),
+        (f.v6, "ip6", "udp-mapping6", "ipv6"),
+    ] {
+        if !on {
+            continue;
+        }
+        let name = if dual { name } else { "udp-mapping" };
+        objects.push_str(&format!("  ct timeout {name} {{\n    protocol udp;\n    l3proto {l3};\n    policy = {{ unreplied : {t}, replied : {t} }}\n  }}\n"));
+        let only = if dual {
+            format!("meta nfproto {nfproto} ")
+        } else {
+            String::new()
+        };
+        rules.push_str(&format!(
+            "    {only}meta l4proto udp ct timeout set \"{name}\"\n"
+        ));
     }
+    // Attached to a new connection after conntrack has created it and
+    // before it is confirmed (so at filter priority, not raw), for the
+    // unreplied and the replied ("stream") state alike.
+    format!(
+        "table {} {TIMEOUT_TABLE} {{\n{objects}  chain mapping-timeout {{\n    type filter hook prerouting priority filter; policy accept;\n{rules}  }}\n}}\n",
+        table_family(f)
+    )
 }
 
 /// The chains the knobs add (none for default knobs, so the older profiles'
 /// rulesets are unchanged).
-fn knobs_rules(k: &Knobs, outside: &str) -> String {
-    let mut s = String::new();
-    if k.block.contains(&Block::Fragments) {
-        // Before nf_defrag (priority -400): once reassembled, a fragment
-        // can no longer be told apart.
-        s.push_str("  chain fragments {\n    type filter hook prerouting priority -450; policy accept;\n    ip frag-off & 0x3fff != 0 counter drop comment \"blocked: fragments\"\n  }\n");
-    }
-    let mut rules: Vec<String> = k.block.iter().flat_map(|b| block_rules(*b)).collect();
+fn knobs_rules(k: &Knobs, outside: &str, f: Families) -> String {
+    let mut s = fragments(k, f);
+    let mut rules: Vec<String> = k.block.iter().flat_map(|b| block_rules(*b, f)).collect();
     if k.loss > 0 {
         rules.push(format!(
             "numgen random mod 100 < {} counter drop comment \"{}% loss\"",
@@ -139,20 +193,78 @@ fn knobs_rules(k: &Knobs, outside: &str) -> String {
         s.push_str("  }\n");
     }
     if let Some(a) = k.forward_ike_to {
-        s.push_str(&format!("  chain port-forward {{\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"{outside}\" udp dport {{ 500, 4500 }} dnat to {a}\n"));
-        if k.hairpin {
-            // From inside, to one of the gateway's own addresses: forwarded
-            // too, and the source translated so replies come back this way.
-            s.push_str(&format!("    iifname != \"{outside}\" fib daddr type local udp dport {{ 500, 4500 }} dnat to {a} comment \"hairpin\"\n  }}\n  chain hairpin {{\n    type nat hook postrouting priority srcnat; policy accept;\n    iifname != \"{outside}\" oifname != \"{outside}\" ct status dnat masquerade comment \"hairpin\"\n"));
-        }
-        s.push_str("  }\n");
+        s.push_str(&port_forward(a, k.hairpin, outside, f));
     }
+    s
+}
+
+/// Fragments dropped before nf_defrag (priority -400): once reassembled, a
+/// fragment can no longer be told apart. IPv6 marks them with a Fragment
+/// extension header (next header 44).
+fn fragments(k: &Knobs, f: Families) -> String {
+    if !k.block.contains(&Block::Fragments) {
+        return String::new();
+    }
+    let mut s = String::from(
+        "  chain fragments {\n    type filter hook prerouting priority -450; policy accept;\n",
+    );
+    if f.v4 || !f.v6 {
+        s.push_str("    ip frag-off & 0x3fff != 0 counter drop comment \"blocked: fragments\"\n");
+    }
+    if f.v6 {
+        s.push_str("    exthdr frag exists counter drop comment \"blocked: fragments\"\n");
+    }
+    s.push_str("  }\n");
+    s
+}
+
+/// IKE and NAT-T arriving on the public side forwarded to `a` (in a
+/// dual-stack table, for `a`'s family only), with optional hairpinning.
+fn port_forward(a: IpAddr, hairpin: bool, outside: &str, f: Families) -> String {
+    let dnat = match (f.v4 && f.v6, a) {
+        (true, IpAddr::V4(_)) => "dnat ip to",
+        (true, IpAddr::V6(_)) => "dnat ip6 to",
+        _ => "dnat to",
+    };
+    let mut s = format!("  chain port-forward {{\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"{outside}\" udp dport {{ 500, 4500 }} {dnat} {a}\n");
+    if hairpin {
+        // From inside, to one of the gateway's own addresses: forwarded
+        // too, and the source translated so replies come back this way.
+        s.push_str(&format!("    iifname != \"{outside}\" fib daddr type local udp dport {{ 500, 4500 }} {dnat} {a} comment \"hairpin\"\n  }}\n  chain hairpin {{\n    type nat hook postrouting priority srcnat; policy accept;\n    iifname != \"{outside}\" oifname != \"{outside}\" ct status dnat masquerade comment \"hairpin\"\n"));
+    }
+    s.push_str("  }\n");
     s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An IPv4 gateway's ruleset.
+    fn ruleset(
+        profile: NatProfile,
+        outside: Option<&str>,
+        pptp_helper: bool,
+        knobs: &Knobs,
+    ) -> String {
+        gateway(profile, outside, pptp_helper, knobs, Families::V4)
+    }
+
+    fn gateway(
+        profile: NatProfile,
+        outside: Option<&str>,
+        pptp_helper: bool,
+        knobs: &Knobs,
+        families: Families,
+    ) -> String {
+        super::ruleset(&Gateway {
+            profile,
+            outside: outside.map(str::to_string),
+            pptp_helper,
+            knobs: knobs.clone(),
+            families,
+        })
+    }
 
     #[test]
     fn none_has_no_ruleset() {
@@ -253,5 +365,76 @@ mod tests {
             ruleset(NatProfile::Masquerade, Some("wan"), false, &Knobs::default()),
             "table ip vpnlab {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"wan\" masquerade\n  }\n}\n"
         );
+    }
+
+    #[test]
+    fn ipv6_and_dual_stack_gateways_get_their_own_family() {
+        let mut k = Knobs {
+            udp_timeout: Some(3),
+            ..Default::default()
+        };
+        k.add_block(Block::Fragments);
+        k.add_block(Block::PacketTooBig);
+        let v6 = gateway(NatProfile::Masquerade, Some("wan"), false, &k, Families::V6);
+        for want in [
+            "table ip6 vpnlab {",
+            "oifname \"wan\" masquerade",
+            "exthdr frag exists counter drop",
+            "icmpv6 type packet-too-big counter drop",
+            "table ip6 vpnlab-timeouts {",
+            "l3proto ip6;",
+        ] {
+            assert!(v6.contains(want), "missing {want}:\n{v6}");
+        }
+        assert!(!v6.contains("ip frag-off") && !v6.contains("icmp type"));
+        let both = gateway(
+            NatProfile::Masquerade,
+            Some("wan"),
+            false,
+            &k,
+            Families::BOTH,
+        );
+        for want in [
+            "table inet vpnlab {",
+            "ip frag-off & 0x3fff != 0",
+            "exthdr frag exists",
+            "icmp code frag-needed",
+            "icmpv6 type packet-too-big",
+            "meta nfproto ipv4 meta l4proto udp ct timeout set \"udp-mapping\"",
+            "meta nfproto ipv6 meta l4proto udp ct timeout set \"udp-mapping6\"",
+        ] {
+            assert!(both.contains(want), "missing {want}:\n{both}");
+        }
+        let fwd = Knobs {
+            forward_ike_to: Some("2001:db8:1::2".parse().unwrap()),
+            ..Default::default()
+        };
+        let f = gateway(
+            NatProfile::Masquerade,
+            Some("wan"),
+            false,
+            &fwd,
+            Families::BOTH,
+        );
+        assert!(f.contains("dnat ip6 to 2001:db8:1::2"), "{f}");
+    }
+
+    #[test]
+    fn netmap66_maps_the_prefix_both_ways() {
+        let k = Knobs {
+            prefix_map: Some(PrefixMap {
+                inside: "fd00:1::/64".parse().unwrap(),
+                outside: "2001:db8:99::/64".parse().unwrap(),
+            }),
+            ..Default::default()
+        };
+        let r = gateway(NatProfile::Netmap66, Some("wan"), false, &k, Families::V6);
+        assert!(
+            r.contains("oifname \"wan\" ip6 saddr fd00:1::/64 snat ip6 prefix to 2001:db8:99::/64")
+        );
+        assert!(
+            r.contains("iifname \"wan\" ip6 daddr 2001:db8:99::/64 dnat ip6 prefix to fd00:1::/64")
+        );
+        assert!(!r.contains("masquerade"));
     }
 }

@@ -3,15 +3,16 @@
 use tokio::io::AsyncWriteExt;
 
 use crate::error::TopologyError;
-use crate::model::NatProfile;
 use crate::topology::netns::Netns;
+use crate::topology::Gateway;
 
 /// Load `ruleset` into the gateway's namespace (never the host's: the nft
 /// process enters the node before it starts). With `replace`, vpnlab's
-/// table is deleted first in the same transaction.
+/// table (of the gateway's family) is deleted first in the same
+/// transaction.
 pub async fn apply(
     ns: &Netns,
-    profile: NatProfile,
+    gw: &Gateway,
     ruleset: &str,
     replace: bool,
 ) -> Result<(), TopologyError> {
@@ -20,17 +21,21 @@ pub async fn apply(
     }
     // `table` declares it (a no-op if it exists) so `delete` cannot fail.
     // The timeouts table stays as it is (see `TIMEOUT_TABLE`).
+    let fam = gw.table_family();
     let text = if replace {
         let main = ruleset
-            .split_once(&format!("table ip {}", crate::topology::nat::TIMEOUT_TABLE))
+            .split_once(&format!(
+                "table {fam} {}",
+                crate::topology::nat::TIMEOUT_TABLE
+            ))
             .map_or(ruleset, |(main, _)| main);
-        format!("table ip vpnlab\ndelete table ip vpnlab\n{main}")
+        format!("table {fam} vpnlab\ndelete table {fam} vpnlab\n{main}")
     } else {
         ruleset.to_string()
     };
     let fail = |message: String| TopologyError::Nat {
         node: ns.node.clone(),
-        profile: profile.to_string(),
+        profile: gw.profile.to_string(),
         message,
     };
     let mut child = ns

@@ -15,7 +15,7 @@ use super::matrix::Pick;
 use super::network::NodePlan;
 use super::routing::{forwarded_to, next_hop, reachable};
 use super::{Diags, Validated};
-use crate::model::{self as cell, Cell, Knobs, NatProfile, Role};
+use crate::model::{self as cell, Cell, NatProfile, Role};
 
 /// A routing problem, with the cells it occurs in (often all of them).
 struct Unreachable {
@@ -93,18 +93,16 @@ fn node(d: &mut Diags<'_>, p: &NodePlan, pick: &Pick<'_>) -> cell::Node {
             ),
         );
     }
-    let acts = nat != NatProfile::None || knobs != Knobs::default() || p.pptp_helper;
-    if acts && p.ipv6 {
-        // The ruleset is an nftables `ip` table: IPv6 would pass through
-        // untouched while the cell claimed a NAT or a block.
-        d.err(
-            p.span.clone(),
-            format!("nodes.{}.nat", p.name),
-            format!(
-                "{} carries IPv6, but NAT profiles and behaviour knobs act on IPv4 only (profile {nat}); IPv6 gateway profiles are not modelled yet",
-                p.name
-            ),
-        );
+    families(d, p, nat);
+    if nat == NatProfile::Netmap66 {
+        knobs.prefix_map = p.prefix_map;
+        if p.prefix_map.is_none() {
+            d.err(
+                p.span.clone(),
+                format!("nodes.{}.nat_prefix", p.name),
+                "profile netmap66 maps the inside prefix to an outside one: set `nat_prefix` (e.g. \"2001:db8:99::/64\")",
+            );
+        }
     }
     cell::Node {
         name: p.name.clone(),
@@ -114,6 +112,33 @@ fn node(d: &mut Diags<'_>, p: &NodePlan, pick: &Pick<'_>) -> cell::Node {
         sysctl: p.sysctl.clone(),
         pptp_helper: p.pptp_helper,
         knobs,
+    }
+}
+
+/// A gateway's rules must act on every family it carries: a profile of
+/// the other family would let those packets through untouched while the
+/// cell claimed a NAT or a block.
+fn families(d: &mut Diags<'_>, p: &NodePlan, nat: NatProfile) {
+    let field = format!("nodes.{}.nat", p.name);
+    let has = p.families;
+    if nat != NatProfile::None && !has.within(nat.families()) {
+        let (only, other) = if nat.families().v4 {
+            ("IPv4", "IPv6")
+        } else {
+            ("IPv6", "IPv4")
+        };
+        let msg = format!(
+            "profile {nat} acts on {only} only, but {} has {other} addresses, which would pass untouched",
+            p.name
+        );
+        d.err(p.span.clone(), field.clone(), msg);
+    }
+    if p.pptp_helper && has.v6 {
+        let msg = format!(
+            "{}'s PPTP helper is IPv4's (Linux has none for IPv6), but {} has IPv6 addresses",
+            p.name, p.name
+        );
+        d.err(p.span.clone(), field, msg);
     }
 }
 

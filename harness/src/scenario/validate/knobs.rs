@@ -343,14 +343,6 @@ fn forwarding(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str, k: &mut Knobs) 
     }
     if let Some(a) = &b.forward_ike_to {
         k.forward_ike_to = d.addr(a, &format!("{field}.forward_ike_to"));
-        if k.forward_ike_to.is_some_and(|a| a.is_ipv6()) {
-            d.err(
-                sp(a),
-                format!("{field}.forward_ike_to"),
-                format!("{}: the gateway's NAT rules are IPv4 only; IPv6 forwarding is not modelled yet", a.get_ref()),
-            );
-            k.forward_ike_to = None;
-        }
     }
 }
 
@@ -370,6 +362,7 @@ pub(super) fn merge(base: &mut Knobs, file: &Knobs, ports_set: bool) {
     }
     base.forward_ike_to = file.forward_ike_to.or(base.forward_ike_to);
     base.hairpin |= file.hairpin;
+    base.prefix_map = file.prefix_map.or(base.prefix_map);
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::diag::{known_node, sp, Diags};
 use super::knobs;
 use super::matrix::{Axes, Choice, Varies};
 use super::routing::via_owner;
-use crate::model::{self as cell, known, Knobs, NatProfile};
+use crate::model::{self as cell, known, Families, Knobs, NatProfile, PrefixMap};
 
 /// Longest interface name Linux accepts.
 const IFNAMSIZ: usize = 15;
@@ -67,8 +67,10 @@ pub(super) struct NodePlan {
     pub forwarding: bool,
     pub sysctl: Vec<(String, String)>,
     pub pptp_helper: bool,
-    /// The node has an IPv6 address on a link (its NAT rules are IPv4's).
-    pub ipv6: bool,
+    /// The families of the node's link addresses.
+    pub families: Families,
+    /// Its `nat_prefix` with the inside prefix it maps.
+    pub prefix_map: Option<PrefixMap>,
     /// Where a missing `nat_outside` is reported: the profile, or the node.
     pub span: Range<usize>,
 }
@@ -96,7 +98,12 @@ pub(super) fn validate(d: &mut Diags<'_>, f: &ScenarioFile, axes: &Axes) -> Netw
     net.plans = f
         .nodes
         .iter()
-        .filter_map(|(n, spec)| plan(f, &net, axes, n, spec, outside.get(n).cloned()))
+        .filter_map(|(n, spec)| {
+            let out = outside.get(n).cloned();
+            let map = prefix_map(d, &net, n, spec.get_ref(), out.as_deref());
+            forward_family(d, &net, n, spec.get_ref());
+            plan(f, &net, axes, n, spec, out, map)
+        })
         .collect();
     net
 }
@@ -389,6 +396,75 @@ fn outside(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) -> BTreeMap<Strin
     out
 }
 
+/// A forwarding of IKE to an address of a family the gateway has none of
+/// could never happen.
+fn forward_family(d: &mut Diags<'_>, net: &Network, n: &str, spec: &NodeSpec) {
+    let Some(a) = spec
+        .behaviour
+        .as_ref()
+        .and_then(|b| b.get_ref().forward_ike_to.as_ref())
+    else {
+        return;
+    };
+    let Ok(to) = a.get_ref().parse::<IpAddr>() else {
+        return;
+    };
+    if !Families::of([to]).within(Families::of(net.addrs_of(n))) {
+        let msg = format!(
+            "{to} is {}, but {n} has no {} address to forward from",
+            family(to),
+            family(to)
+        );
+        d.err(sp(a), format!("nodes.{n}.behaviour.forward_ike_to"), msg);
+    }
+}
+
+/// A gateway's `nat_prefix` with the prefix it maps: that of its one IPv6
+/// link not toward `nat_outside`.
+fn prefix_map(
+    d: &mut Diags<'_>,
+    net: &Network,
+    n: &str,
+    spec: &NodeSpec,
+    outside: Option<&str>,
+) -> Option<PrefixMap> {
+    let p = spec.nat_prefix.as_ref()?;
+    let field = format!("nodes.{n}.nat_prefix");
+    let o = match d.prefix(p, &field)? {
+        IpNet::V6(o) => o,
+        IpNet::V4(_) => {
+            let msg = format!(
+                "`{}` is an IPv4 prefix; prefix mapping (netmap66) is IPv6's",
+                p.get_ref()
+            );
+            d.err(sp(p), field, msg);
+            return None;
+        }
+    };
+    let inside: Vec<Ipv6Net> = net
+        .ifaces
+        .iter()
+        .filter(|x| x.node == n && Some(x.name.as_str()) != outside)
+        .filter_map(|x| match x.net {
+            IpNet::V6(v) => Some(v.trunc()),
+            IpNet::V4(_) => None,
+        })
+        .collect();
+    let err = |d: &mut Diags<'_>, msg: String| {
+        d.err(sp(p), format!("nodes.{n}.nat_prefix"), msg);
+        None
+    };
+    match inside.as_slice() {
+        [i] if i.prefix_len() == o.prefix_len() => Some(PrefixMap {
+            inside: *i,
+            outside: o.trunc(),
+        }),
+        [i] => err(d, format!("{o} is a /{} but the inside prefix {i} is a /{}: a prefix mapping keeps the host part, so both need one length", o.prefix_len(), i.prefix_len())),
+        [] => err(d, format!("{n} has no IPv6 link besides the one toward nat_outside: there is no inside prefix to map")),
+        _ => err(d, format!("{n} has {} IPv6 links besides the one toward nat_outside; a prefix mapping needs exactly one inside prefix", inside.len())),
+    }
+}
+
 /// What a cell needs of node `n` (`None` if its profile is invalid, which
 /// [`node`] or the matrix check reports).
 fn plan(
@@ -398,6 +474,7 @@ fn plan(
     n: &str,
     spec: &Spanned<NodeSpec>,
     nat_outside: Option<String>,
+    prefix_map: Option<PrefixMap>,
 ) -> Option<NodePlan> {
     let s = spec.get_ref();
     let fixed = match &s.nat {
@@ -425,7 +502,8 @@ fn plan(
             .map(|(k, v)| (k.clone(), v.get_ref().clone()))
             .collect(),
         pptp_helper: s.pptp_helper,
-        ipv6: net.addrs_of(n).any(|a| a.is_ipv6()),
+        families: Families::of(net.addrs_of(n)),
+        prefix_map,
         span: s.nat.as_ref().map(sp).unwrap_or_else(|| sp(spec)),
     })
 }
