@@ -23,7 +23,7 @@ PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           libstrongswan-standard-plugins libstrongswan-extra-plugins
           nftables iproute2 iputils-ping python3 tshark openssl
           qemu-system-x86 linux-image-amd64 busybox-static
-          xl2tpd ppp pptpd pptp-linux)
+          xl2tpd ppp pptpd pptp-linux tayga)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

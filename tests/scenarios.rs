@@ -166,6 +166,17 @@ fn not_here(id: String, file: PathBuf, verdict: Verdict, reason: String) -> Tria
     .with_ignored_flag(true)
 }
 
+/// Negative cells whose one change is not an axis of their file (a NAT64
+/// prefix changes the synthesized address the initiator names too): the
+/// negative cell, the partner's file (under topologies/), the partner, and
+/// the change.
+const CROSS_FILE_FLIPS: &[(&str, &str, &str, &str)] = &[(
+    "nat64-well-known",
+    "ipv6/nat64.toml",
+    "nat64/nat_t=auto",
+    "nat64_prefix=2001:db8:64::/96",
+)];
+
 /// One test per pair of field or IPv6 cells where the negative cell flips to
 /// positive when one matrix axis changes (`flip::` on the host, `vm::flip::`
 /// for cells that run in the VM batch). A negative field cell without such a
@@ -181,6 +192,11 @@ fn flip_trials(l: &Listing, trials: &mut Vec<Trial>) {
                 .filter(|p| !p.expect.is_negative())
                 .filter(|p| p.axes.iter().zip(&neg.axes).filter(|(a, b)| a != b).count() == 1)
                 .collect();
+            if let Some(&(_, file2, pos, change)) = CROSS_FILE_FLIPS.iter().find(|f| f.0 == neg.id)
+            {
+                trials.push(cross_file_flip(l, file, &neg.id, file2, pos, change));
+                continue;
+            }
             if partners.is_empty() {
                 let id = neg.id.clone();
                 trials.push(Trial::test(format!("flip::{id}"), move || {
@@ -192,6 +208,28 @@ fn flip_trials(l: &Listing, trials: &mut Vec<Trial>) {
             }
         }
     }
+}
+
+/// A flip pair across two files; both cells run on the host.
+fn cross_file_flip(
+    l: &Listing,
+    file: &std::path::Path,
+    neg: &str,
+    file2: &str,
+    pos: &str,
+    change: &str,
+) -> Trial {
+    let name = format!("flip::{neg} -> {change}");
+    let (n, p) = (neg.to_string(), pos.to_string());
+    let (a, b) = (file.to_path_buf(), topologies_dir().join(file2));
+    let host = |id: &str| matches!(l.placement(id), None | Some(Placement::Host));
+    if !host(neg) || !host(pos) {
+        let why = format!("{neg} and {pos} must both run on the host");
+        return Trial::test(name, move || Err(why.clone().into()));
+    }
+    l.privilege.gate(Trial::test(name, move || {
+        cells::flip_across(&Source::Host(a.clone()), &n, &Source::Host(b.clone()), &p)
+    }))
 }
 
 fn flip_trial(

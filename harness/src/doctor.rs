@@ -82,9 +82,10 @@ fn kernel_esp(esp: Option<bool>) -> Finding {
     }
 }
 
-fn tools() -> [Finding; 2] {
+fn tools() -> [Finding; 3] {
     let nft = which("nft");
     let ip = which("ip");
+    let tayga = which("tayga");
     [
         finding(
             "nftables",
@@ -97,6 +98,12 @@ fn tools() -> [Finding; 2] {
             ip.is_some(),
             ip.unwrap_or_else(|| "ip not found".into()),
             "apt-get install -y iproute2",
+        ),
+        finding(
+            "TAYGA (NAT64 gateways only)",
+            tayga.is_some(),
+            tayga.unwrap_or_else(|| "tayga not found".into()),
+            "apt-get install -y tayga",
         ),
     ]
 }

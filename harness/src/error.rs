@@ -115,6 +115,14 @@ pub enum TopologyError {
         /// OS error.
         source: std::io::Error,
     },
+    /// A NAT64 gateway's translator could not be started.
+    #[error("node {node}: cannot start the NAT64 translator (tayga): {message}")]
+    Translator {
+        /// Gateway node.
+        node: String,
+        /// What went wrong, with the translator's own words.
+        message: String,
+    },
     /// The NAT ruleset was rejected by nft.
     #[error("node {node}: nft rejected the {profile} ruleset: {message}")]
     Nat {

@@ -222,8 +222,19 @@ impl Source {
 /// passes and it observed failures), and the cell that differs from it only
 /// by one knob observes none of them.
 pub fn flip_test(src: &Source, negative_id: &str, positive_id: &str) -> Result<(), Failed> {
-    let neg = src.outcome(negative_id)?;
-    let pos = src.outcome(positive_id)?;
+    flip_across(src, negative_id, src, positive_id)
+}
+
+/// A flip test whose two cells come from different sources (files): the
+/// one change is one the file model cannot put on an axis.
+pub fn flip_across(
+    neg_src: &Source,
+    negative_id: &str,
+    pos_src: &Source,
+    positive_id: &str,
+) -> Result<(), Failed> {
+    let neg = neg_src.outcome(negative_id)?;
+    let pos = pos_src.outcome(positive_id)?;
     for (id, o) in [(negative_id, &neg), (positive_id, &pos)] {
         if o.verdict != Verdict::Pass {
             return Err(format!(

@@ -107,12 +107,7 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
 pub fn sigkill_leaves_nothing() -> Result<(), Failed> {
     let host_links_before = host_links();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vpnlab"))
-        .args([
-            "run",
-            "topologies/seed.toml",
-            "--cell",
-            "seed/nat=block-4500,nat_t=auto",
-        ])
+        .args(["run", "topologies/ipv6/nat64-well-known.toml"])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -131,17 +126,19 @@ pub fn sigkill_leaves_nothing() -> Result<(), Failed> {
     )?;
     // The inner process is PID 1 of the run's PID namespace from birth.
     let pidns = ns_of(&inner, "pid").ok_or("inner process vanished")?;
-    // Mid-cell: both charons are running (the block-4500 cell then spends
-    // about 1.5 s retransmitting before it gives up).
+    // Mid-cell: both charons and the NAT64 gateway's translator are running
+    // (the cell then spends about 1.5 s retransmitting before it gives up).
     wait_for(
-        "two charon daemons in the run",
+        "two charon daemons and a tayga in the run",
         Duration::from_secs(10),
         || {
-            let n = pids()
+            let ours: Vec<String> = pids()
                 .into_iter()
-                .filter(|p| ns_of(p, "pid").as_deref() == Some(&pidns) && comm(p) == "charon")
-                .count();
-            (n >= 2).then_some(())
+                .filter(|p| ns_of(p, "pid").as_deref() == Some(&pidns))
+                .map(|p| comm(&p))
+                .collect();
+            let n = |c: &str| ours.iter().filter(|x| *x == c).count();
+            (n("charon") >= 2 && n("tayga") == 1).then_some(())
         },
     )?;
     // By now the inner process has its private mount namespace.

@@ -118,8 +118,15 @@ pub struct Captured {
 
 impl Capture {
     /// Start capturing on every node; `flows` are the checks' address pairs;
-    /// with `live`, counts are also kept for [`Capture::seen`].
-    pub fn start(topo: &Topology, flows: Vec<Flow>, live: bool) -> Result<Self, TopologyError> {
+    /// with `live`, counts are also kept for [`Capture::seen`]; `plain`
+    /// names TUN devices (node, ifindex) that are not a tunnel's (a NAT64
+    /// translator's), whose packets are classified like a veth's.
+    pub fn start(
+        topo: &Topology,
+        flows: Vec<Flow>,
+        live: bool,
+        plain: Vec<(String, u32)>,
+    ) -> Result<Self, TopologyError> {
         let flows = Arc::new(flows);
         let counters = topo
             .nodes
@@ -150,12 +157,19 @@ impl Capture {
             .unwrap_or_default();
         let mut running = Vec::new();
         for (name, sock, wake_rx, wake_tx) in sockets {
-            let flows = flows.clone();
             let live: Live = live.then(Default::default);
-            let counts = live.clone();
+            let ctx = Ctx {
+                flows: flows.clone(),
+                live: live.clone(),
+                plain: plain
+                    .iter()
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, i)| *i)
+                    .collect(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
-                .spawn(move || read_loop(sock, wake_rx, from, &flows, &counts))
+                .spawn(move || read_loop(sock, wake_rx, from, &ctx))
                 .map_err(|source| TopologyError::Netns {
                     node: name.clone(),
                     op: "start a capture thread",
@@ -244,8 +258,7 @@ fn read_loop(
     sock: OwnedFd,
     wake: OwnedFd,
     from: Duration,
-    flows: &[Flow],
-    live: &Live,
+    ctx: &Ctx,
 ) -> std::io::Result<NodeFrames> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut nf = NodeFrames::default();
@@ -273,7 +286,7 @@ fn read_loop(
         if ts < from || cut.is_some_and(|c| ts > c) {
             continue;
         }
-        count(&mut nf, &mut per_iface, &buf[..n], &addr, ts, flows, live);
+        count(&mut nf, &mut per_iface, &buf[..n], &addr, ts, ctx);
     }
     nf.kernel_drops = sys::packet_drops(sock.as_fd()).unwrap_or(0);
     // Closing a packet socket waits for an RCU grace period (milliseconds);
@@ -318,6 +331,16 @@ fn read_cut(wake: &OwnedFd) -> std::io::Result<Duration> {
     Ok(Duration::from_nanos(u64::from_ne_bytes(b)))
 }
 
+/// What a node's reader classifies with.
+struct Ctx {
+    /// The checks' address pairs.
+    flows: Arc<Vec<Flow>>,
+    /// Live counts, where a step waits for a packet.
+    live: Live,
+    /// TUN devices that are not a tunnel's.
+    plain: Vec<u32>,
+}
+
 /// Classify and count one frame, and keep it for the pcap file (up to the
 /// cap).
 fn count(
@@ -326,9 +349,9 @@ fn count(
     pkt: &[u8],
     addr: &nix::sys::socket::LinkAddr,
     ts: Duration,
-    flows: &[Flow],
-    live: &Live,
+    ctx: &Ctx,
 ) {
+    let (flows, live) = (&ctx.flows[..], &ctx.live);
     // IP of either family; ARP, IPv6 neighbour discovery and the like are
     // not counted.
     let ip = [libc::ETH_P_IP, libc::ETH_P_IPV6].map(|p| (p as u16).to_be());
@@ -339,7 +362,7 @@ fn count(
         return;
     }
     let ifindex = addr.ifindex() as u32;
-    let tun = addr.hatype() == libc::ARPHRD_NONE;
+    let tun = addr.hatype() == libc::ARPHRD_NONE && !ctx.plain.contains(&ifindex);
     if tun && !nf.tun.contains(&ifindex) {
         nf.tun.push(ifindex);
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Captured, Class, Dir};
-use crate::model::{Cell, LinkEnd};
+use crate::model::{Cell, LinkEnd, Nat64, NatProfile};
 use strum::IntoEnumIterator;
 
 /// A normalized packet count: exact, or only "seen" for classes whose
@@ -244,6 +244,45 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
         }
     }
     out.extend(bypassed(cell, dirs));
+    let why = well_known_prefix(cell, &out);
+    out.extend(why);
+    out
+}
+
+/// Why a NAT64 gateway dropped what it was sent, when it is certain: its
+/// prefix is the well-known one and the address it would translate to is
+/// not global (RFC 6052 section 3.1 forbids that translation, and TAYGA
+/// refuses it, as its start-up note in the outcome says). Only after a
+/// drop there was observed.
+fn well_known_prefix(cell: &Cell, lines: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in cell.nodes.iter().filter(|n| n.nat == NatProfile::Nat64) {
+        let Some(p) = n.knobs.nat64.filter(|p| p.is_well_known()) else {
+            continue;
+        };
+        let dropped = format!("dropped at {}", n.name);
+        if !lines.iter().any(|l| l.ends_with(&dropped)) {
+            continue;
+        }
+        let targets: Vec<String> = cell
+            .endpoints
+            .iter()
+            .filter_map(|e| match e.remote_addr? {
+                std::net::IpAddr::V6(a) => p.embedded(a),
+                std::net::IpAddr::V4(_) => None,
+            })
+            .filter(|a| !Nat64::is_global(*a))
+            .map(|a| a.to_string())
+            .collect();
+        if !targets.is_empty() {
+            out.push(format!(
+                "{}'s NAT64 prefix is the well-known {}, which RFC 6052 section 3.1 forbids with non-global IPv4 addresses such as {}: its translator drops those packets",
+                n.name,
+                p.prefix,
+                targets.join(", ")
+            ));
+        }
+    }
     out
 }
 

@@ -13,7 +13,7 @@ use super::{checks, lap, steps, Phases, RunOptions};
 use crate::capture::Capture;
 use crate::error::RunError;
 use crate::model::{Cell, Role, TunnelExpect};
-use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, PppOutcome};
+use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, PppOutcome, TranslatorOutcome};
 use crate::stack::{self, Initiation, Running};
 
 /// How long every end may take to report its CHILD SA after a successful
@@ -199,6 +199,13 @@ fn nat(live: &Live) -> BTreeMap<String, NatOutcome> {
                 NatOutcome {
                     profile: *p,
                     ruleset: r.lines().map(str::to_string).collect(),
+                    translator: live.translators.iter().find(|t| &t.node == n).map(|t| {
+                        TranslatorOutcome {
+                            program: "tayga".into(),
+                            prefix: t.prefix.to_string(),
+                            notes: t.notes(),
+                        }
+                    }),
                 },
             )
         })

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use futures::future::join_all;
 
+use super::nat64::Translator;
 use super::ppp::PppLayer;
 use crate::stack::Running;
 use crate::topology::Topology;
@@ -19,6 +20,8 @@ pub struct Live {
     pub stacks: Vec<Running>,
     /// The PPP layer's daemons, once started.
     pub ppp: Option<PppLayer>,
+    /// NAT64 gateways' translators.
+    pub translators: Vec<Translator>,
     /// The cell's files (configs, logs, sockets) in the run's tmpfs.
     pub dir: PathBuf,
 }
@@ -59,11 +62,13 @@ impl Teardown {
             topo,
             stacks,
             ppp,
+            translators,
             dir,
         } = live;
         if let Some(mut l) = ppp {
             l.stop().await;
         }
+        join_all(translators.into_iter().map(Translator::stop)).await;
         join_all(stacks.into_iter().map(Running::stop)).await;
         tracing::debug!(
             ms = super::round_ms(t.elapsed()),
@@ -96,8 +101,8 @@ impl Teardown {
 /// `dest/<dir>-<file>`.
 fn save_logs(celldir: &Path, dest: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dest)?;
-    // One directory per endpoint (named after its node) and per PPP end
-    // (`ppp-<node>`).
+    // One directory per endpoint (named after its node), per PPP end
+    // (`ppp-<node>`) and per NAT64 translator (`nat64-<node>`).
     let Ok(dirs) = std::fs::read_dir(celldir) else {
         return Ok(());
     };

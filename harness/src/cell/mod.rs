@@ -7,6 +7,7 @@ pub mod checks;
 mod exercise;
 mod keep;
 mod live;
+pub mod nat64;
 pub mod ppp;
 pub mod steps;
 
@@ -194,11 +195,16 @@ async fn set_up(
         source,
     };
     let topo = Topology::build(cell).await.map_err(topo_err)?;
+    let dir = opts.workdir.join(format!("cell-{index}"));
+    // Dropping `topo` on an error releases the namespaces (and kills the
+    // translators started so far).
+    let translators = nat64::start(cell, &topo, &dir).await.map_err(topo_err)?;
     let live = Live {
         topo,
         stacks: Vec::new(),
         ppp: None,
-        dir: opts.workdir.join(format!("cell-{index}")),
+        translators,
+        dir,
     };
     if !opts.capture {
         return Ok((live, None));
@@ -212,7 +218,14 @@ async fn set_up(
         })
         .collect();
     // Live counts only where a step waits for a packet.
-    match Capture::start(&live.topo, flows, cell.waits_for_packets()) {
+    // A translator's TUN device carries plain (translated) traffic, not a
+    // tunnel's.
+    let plain = live
+        .translators
+        .iter()
+        .map(|t| (t.node.clone(), t.ifindex))
+        .collect();
+    match Capture::start(&live.topo, flows, cell.waits_for_packets(), plain) {
         Ok(c) => Ok((live, Some(c))),
         // Dropping `live` releases the namespaces: nothing else started.
         Err(e) => Err(topo_err(e)),

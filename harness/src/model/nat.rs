@@ -2,7 +2,9 @@
 //! behaviour knobs that refine it. Rendering them as nftables rulesets is
 //! the topology's business.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::Ipv6Net;
 
 use serde::Serialize;
 use serde_with::{DeserializeFromStr, SerializeDisplay};
@@ -66,6 +68,12 @@ pub enum NatProfile {
     /// RFC 6296 NPTv6 (stateless and checksum-neutral), whose name it
     /// therefore does not take. Needs `nat_prefix`.
     Netmap66,
+    /// Stateful NAT64 (RFC 6146): IPv6 hosts inside reach IPv4 hosts
+    /// outside at addresses synthesized from `nat64_prefix` (RFC 6052).
+    /// TAYGA translates each IPv6 host to an address of a private pool
+    /// (RFC 7915 translation, in userspace on a TUN device) and the pool is
+    /// masqueraded onto the outside address. Needs `nat64_prefix`.
+    Nat64,
 }
 
 impl NatProfile {
@@ -88,6 +96,7 @@ impl NatProfile {
         match self {
             NatProfile::Netmap66 => Families::V6,
             NatProfile::Win2000 => Families::V4,
+            NatProfile::Nat64 => Families::BOTH,
             _ => Families::BOTH,
         }
     }
@@ -215,9 +224,9 @@ impl Families {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PrefixMap {
     /// The inside network.
-    pub inside: ipnet::Ipv6Net,
+    pub inside: Ipv6Net,
     /// The outside network it maps to, of the same length.
-    pub outside: ipnet::Ipv6Net,
+    pub outside: Ipv6Net,
 }
 
 /// A gateway's NAT behaviour beyond its profile (each documented with the
@@ -240,6 +249,8 @@ pub struct Knobs {
     pub hairpin: bool,
     /// The prefix mapping of profile `netmap66`.
     pub prefix_map: Option<PrefixMap>,
+    /// The NAT64 prefix of profile `nat64`.
+    pub nat64: Option<Nat64>,
 }
 
 impl Knobs {
@@ -252,10 +263,95 @@ impl Knobs {
     }
 }
 
+/// A NAT64 gateway's translation prefix (a /96, RFC 6052 section 2.2: the
+/// IPv4 address is the last 32 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Nat64 {
+    /// The prefix, e.g. 2001:db8:64::/96.
+    pub prefix: Ipv6Net,
+}
+
+impl Nat64 {
+    /// The translator's pool: each IPv6 host inside gets one of these
+    /// (from the benchmarking range of RFC 2544, which no scenario uses for
+    /// its own addresses), masqueraded onto the outside address.
+    pub const POOL: &'static str = "198.18.64.0/24";
+    /// The translator's own IPv4 address, in the pool.
+    pub const IPV4: &'static str = "198.18.64.1";
+    /// The translator's own IPv6 address (the source of its ICMPv6
+    /// errors), outside the prefix so the well-known prefix works too.
+    pub const IPV6: &'static str = "fd64:64:64::1";
+    /// The TUN device TAYGA creates.
+    pub const DEVICE: &'static str = "nat64";
+    /// RFC 6052 section 2.1's well-known prefix.
+    pub const WELL_KNOWN: &'static str = "64:ff9b::/96";
+
+    /// The IPv4 address embedded in `a`, if `a` is in the prefix.
+    pub fn embedded(&self, a: Ipv6Addr) -> Option<Ipv4Addr> {
+        self.prefix.contains(&a).then(|| {
+            let o = a.octets();
+            Ipv4Addr::new(o[12], o[13], o[14], o[15])
+        })
+    }
+
+    /// Whether `a` is a global IPv4 address, as RFC 6052 section 3.1 means
+    /// it: not private (RFC 1918), shared (RFC 6598), loopback, link-local,
+    /// IETF protocol assignments, documentation (RFC 5737), benchmarking
+    /// (RFC 2544) or reserved.
+    pub fn is_global(a: Ipv4Addr) -> bool {
+        let o = a.octets();
+        !(a.is_private()
+            || a.is_loopback()
+            || a.is_link_local()
+            || a.is_documentation()
+            || a.is_unspecified()
+            || a.is_broadcast()
+            || o[0] == 0
+            || o[0] >= 240
+            || (o[0] == 100 && o[1] & 0xc0 == 64)
+            || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+            || (o[0] == 198 && o[1] & 0xfe == 18))
+    }
+
+    /// Whether this is the well-known prefix, which RFC 6052 section 3.1
+    /// forbids with non-global IPv4 addresses.
+    pub fn is_well_known(&self) -> bool {
+        Self::WELL_KNOWN.parse::<Ipv6Net>().ok() == Some(self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use strum::IntoEnumIterator;
+
+    #[test]
+    fn nat64_embeds_the_last_32_bits() {
+        let n = Nat64 {
+            prefix: "2001:db8:64::/96".parse().unwrap(),
+        };
+        assert_eq!(
+            n.embedded("2001:db8:64::cb00:7102".parse().unwrap()),
+            Some(Ipv4Addr::new(203, 0, 113, 2))
+        );
+        assert_eq!(n.embedded("2001:db8:65::1".parse().unwrap()), None);
+        assert!(!n.is_well_known());
+        let w = Nat64 {
+            prefix: Nat64::WELL_KNOWN.parse().unwrap(),
+        };
+        assert!(w.is_well_known());
+        for (a, global) in [
+            ("203.0.113.2", false),
+            ("10.1.2.3", false),
+            ("100.64.0.1", false),
+            ("198.18.64.1", false),
+            ("192.0.0.8", false),
+            ("8.8.8.8", true),
+            ("100.128.0.1", true),
+        ] {
+            assert_eq!(Nat64::is_global(a.parse().unwrap()), global, "{a}");
+        }
+    }
 
     #[test]
     fn names_round_trip() {
@@ -272,7 +368,7 @@ mod tests {
         );
         assert_eq!(
             super::super::known::<NatProfile>(),
-            "none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only, ptb-drop, netmap66"
+            "none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only, ptb-drop, netmap66, nat64"
         );
     }
 }

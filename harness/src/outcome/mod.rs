@@ -120,6 +120,21 @@ pub struct NatOutcome {
     pub profile: NatProfile,
     /// The nftables ruleset applied inside the gateway, line by line.
     pub ruleset: Vec<String>,
+    /// A NAT64 gateway's translator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translator: Option<TranslatorOutcome>,
+}
+
+/// A NAT64 gateway's translator, as it started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TranslatorOutcome {
+    /// The program.
+    pub program: String,
+    /// The prefix IPv4 addresses are synthesized into.
+    pub prefix: String,
+    /// What it noted at start-up (e.g. what it will refuse to translate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Everything observed in one cell.
@@ -217,6 +232,13 @@ impl Outcome {
         for e in &mut o.endpoints {
             if let Some(v) = e.version.take() {
                 e.stack = e.stack.replacen(&v, VERSION_PLACEHOLDER, 1);
+            }
+        }
+        // A translator's start-up notes are its own wording, which a new
+        // version may change; the diagnosis says what they mean.
+        for n in o.nat.values_mut() {
+            if let Some(t) = &mut n.translator {
+                t.notes.clear();
             }
         }
         o

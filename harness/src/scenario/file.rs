@@ -71,6 +71,12 @@ pub struct NodeSpec {
     /// prefix (its one IPv6 link not toward `nat_outside`) appears as,
     /// e.g. `"2001:db8:99::/64"`; of the inside prefix's length.
     pub nat_prefix: Option<Spanned<String>>,
+    /// Profile `nat64`: the /96 that IPv4 addresses are synthesized into
+    /// (RFC 6052), e.g. `"2001:db8:64::/96"`; 203.0.113.2 is then reached
+    /// at 2001:db8:64::203.0.113.2. The well-known `64:ff9b::/96` is
+    /// accepted, and the translator then refuses non-global IPv4
+    /// addresses, as RFC 6052 section 3.1 asks.
+    pub nat64_prefix: Option<Spanned<String>>,
     /// Extra per-namespace sysctls (`net.*` only).
     #[serde(default)]
     pub sysctl: BTreeMap<String, Spanned<String>>,

@@ -134,7 +134,7 @@ fn unknown_nat_profile_lists_the_known_ones() {
     let text = SEED.replace("\"no-esp\", \"block-4500\"]", "\"no-esp\", \"full-cone\"]");
     let e = errors(&text);
     assert!(
-        e.iter().any(|m| m.contains("matrix.nat.gw: unknown NAT profile `full-cone` (known: none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only, ptb-drop, netmap66)")),
+        e.iter().any(|m| m.contains("matrix.nat.gw: unknown NAT profile `full-cone` (known: none, masquerade, no-esp, block-4500, win2000, block-500, symmetric, frag-drop, udp-only, ptb-drop, netmap66, nat64)")),
         "{e:?}"
     );
 }
@@ -648,6 +648,56 @@ fn gateway_profiles_must_act_on_every_family_the_gateway_carries() {
     assert!(
         parse(Path::new("t.toml"), &masq).is_ok(),
         "NAT66 is refused"
+    );
+}
+
+#[test]
+fn nat64_prefixes_and_families_are_named() {
+    let text = ipv6_file("nat64.toml");
+    let len = text.replace("\"2001:db8:64::/96\"", "\"2001:db8:64::/64\"");
+    let want = format!(
+        "{}: nodes.gw.nat64_prefix: 2001:db8:64::/64 is not an IPv6 /96",
+        pos_of(&len, "nat64_prefix", "\"2001:db8:64::/64\"")
+    );
+    let e = errors(&len);
+    assert!(
+        e.iter().any(|m| m.starts_with(&want)),
+        "missing {want}: {e:?}"
+    );
+    // The IPv6-only client names the server's IPv4 address itself.
+    let v4 = text.replace("peer_addr = \"2001:db8:64::203.0.113.2\"\n", "");
+    let want = format!(
+        "{}: endpoints[0].peer: server's only address 203.0.113.2 is IPv4, but client has no IPv4 address: it can reach server only through the NAT64 gateway: set `peer_addr` to the address synthesized from it",
+        pos_of(&v4, "peer = \"server\"", "\"server\"")
+    );
+    let e = errors(&v4);
+    assert!(e.contains(&want), "missing {want}: {e:?}");
+    // Without the translator, the same file has no way there.
+    let none = v4
+        .replace("nat = \"nat64\"\n", "")
+        .replace("nat64_prefix = \"2001:db8:64::/96\"\n", "");
+    assert!(
+        errors(&none).iter().any(|m| m.contains(
+            "it can reach server only through a NAT64 gateway (`nat = \"nat64\"`, `nat64_prefix`)"
+        )),
+        "{:?}",
+        errors(&none)
+    );
+    let other = text.replace("2001:db8:64::203.0.113.2", "2001:db8:65::203.0.113.2");
+    assert!(
+        errors(&other).iter().any(|m| m.contains(
+            "endpoints[0].peer_addr: 2001:db8:65::cb00:7102 is not an address of server"
+        )),
+        "{:?}",
+        errors(&other)
+    );
+    let missing = text.replace("nat64_prefix = \"2001:db8:64::/96\"\n", "");
+    assert!(
+        errors(&missing)
+            .iter()
+            .any(|m| m.contains("nodes.gw.nat64_prefix: profile nat64 synthesizes IPv6 addresses")),
+        "{:?}",
+        errors(&missing)
     );
 }
 

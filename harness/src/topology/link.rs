@@ -139,6 +139,32 @@ pub async fn route(ns: &Netns, dst: IpNet, via: IpAddr) -> Result<(), TopologyEr
         .map_err(nl(ns, format!("add route {dst} via {via}")))
 }
 
+/// Add a route to `dst` straight out of interface `index` (`name`), with no
+/// next hop (a TUN device has no neighbours).
+pub async fn route_dev(
+    ns: &Netns,
+    dst: IpNet,
+    index: u32,
+    name: &str,
+) -> Result<(), TopologyError> {
+    let msg = match dst {
+        IpNet::V4(d) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(d.network(), d.prefix_len())
+            .output_interface(index)
+            .build(),
+        IpNet::V6(d) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(d.network(), d.prefix_len())
+            .output_interface(index)
+            .build(),
+    };
+    ns.rtnl
+        .route()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl(ns, format!("add route {dst} dev {name}")))
+}
+
 /// Every interface of `ns` as (index, name).
 pub async fn all(ns: &Netns) -> Result<Vec<(u32, String)>, TopologyError> {
     let mut out = Vec::new();

@@ -62,7 +62,9 @@ pub fn ruleset(gw: &Gateway) -> String {
         NatProfile::Masquerade
         | NatProfile::Block500
         | NatProfile::Symmetric
-        | NatProfile::FragDrop => masquerade,
+        | NatProfile::FragDrop
+        // NAT64: the translator's IPv4 pool leaves masqueraded.
+        | NatProfile::Nat64 => masquerade,
         NatProfile::NoEsp => {
             forward(&["meta l4proto { esp, ah } counter drop comment \"only TCP/UDP/ICMP are translated\""])
                 + &masquerade

@@ -15,7 +15,7 @@ use super::knobs::{self, KnobChoice};
 use super::matrix::{Axes, Choice, Varies};
 use super::network::Network;
 use super::routing::forwarded_to;
-use crate::model::{self as cell, known, Mode, NatT, Role, StackKind, StackName};
+use crate::model::{self as cell, known, Families, Mode, NatT, Role, StackKind, StackName};
 
 /// The validated endpoints.
 #[derive(Default)]
@@ -458,6 +458,26 @@ fn same_settings(
     }
 }
 
+/// An initiator with no address of its peer's only address's family can
+/// only get there through a NAT64 gateway, at a synthesized address.
+fn family_reachable(d: &mut Diags<'_>, net: &Network, e: &EndpointSpec, field: &str, a: IpAddr) {
+    let me = e.node.get_ref();
+    if Families::of([a]).within(Families::of(net.addrs_of(me))) {
+        return;
+    }
+    let (fam, peer) = (super::network::family(a), e.peer.get_ref().first());
+    let how = if net.nat64.is_empty() {
+        "a NAT64 gateway (`nat = \"nat64\"`, `nat64_prefix`)".to_string()
+    } else {
+        "the NAT64 gateway: set `peer_addr` to the address synthesized from it".to_string()
+    };
+    d.err(
+        sp(&e.peer),
+        format!("{field}.peer"),
+        format!("{peer}'s only address {a} is {fam}, but {me} has no {fam} address: it can reach {peer} only through {how}"),
+    );
+}
+
 /// Where the endpoint sends IKE: `peer_addr`, or the peer's only address.
 /// `Some(None)` for a responder; `None` after reporting why not.
 fn remote_addr(
@@ -474,6 +494,7 @@ fn remote_addr(
         }
         let own: Vec<IpAddr> = net.addrs_of(peer).collect();
         if let [one] = own[..] {
+            family_reachable(d, net, e, field, one);
             return Some(Some(one));
         }
         d.err(
@@ -495,13 +516,15 @@ fn remote_addr(
     }
     let a = d.addr(pa, &format!("{field}.peer_addr"))?;
     let forwarded = forwarded_to(a, &net.ifaces, &net.knobs).is_some_and(|(_, n)| &n == peer);
-    if !net.owns(peer, a) && !forwarded {
+    let synthesized = net.synthesized(a).is_some_and(|(v4, _)| net.owns(peer, v4));
+    if !net.owns(peer, a) && !forwarded && !synthesized {
         d.err(
             sp(pa),
             format!("{field}.peer_addr"),
             format!(
                 "{a} is not an address of {peer} nor of a gateway that forwards IKE to it \
-                 (`behaviour.forward_ike_to`)"
+                 (`behaviour.forward_ike_to`) nor synthesized from one of its IPv4 addresses \
+                 by a NAT64 gateway (`nat64_prefix`)"
             ),
         );
     }

@@ -94,6 +94,16 @@ fn node(d: &mut Diags<'_>, p: &NodePlan, pick: &Pick<'_>) -> cell::Node {
         );
     }
     families(d, p, nat);
+    if nat == NatProfile::Nat64 {
+        knobs.nat64 = p.nat64;
+        if p.nat64.is_none() {
+            d.err(
+                p.span.clone(),
+                format!("nodes.{}.nat64_prefix", p.name),
+                "profile nat64 synthesizes IPv6 addresses for IPv4 hosts from a prefix: set `nat64_prefix` (e.g. \"2001:db8:64::/96\")",
+            );
+        }
+    }
     if nat == NatProfile::Netmap66 {
         knobs.prefix_map = p.prefix_map;
         if p.prefix_map.is_none() {
@@ -165,6 +175,12 @@ fn local_addrs(v: &Validated<'_>) -> Vec<Option<IpAddr>> {
                 .find_map(|a| {
                     if v.net.owns(me, a) {
                         Some(a)
+                    } else if let Some((v4, _)) =
+                        v.net.synthesized(a).filter(|(v4, _)| v.net.owns(me, *v4))
+                    {
+                        // Through a NAT64 gateway: IKE arrives at the
+                        // IPv4 address the IPv6 one was synthesized from.
+                        Some(v4)
                     } else {
                         // Through a gateway that forwards IKE to it.
                         forwarded_to(a, ifaces, &v.net.knobs)

@@ -15,7 +15,7 @@ use super::diag::{known_node, sp, Diags};
 use super::knobs;
 use super::matrix::{Axes, Choice, Varies};
 use super::routing::via_owner;
-use crate::model::{self as cell, known, Families, Knobs, NatProfile, PrefixMap};
+use crate::model::{self as cell, known, Families, Knobs, Nat64, NatProfile, PrefixMap};
 
 /// Longest interface name Linux accepts.
 const IFNAMSIZ: usize = 15;
@@ -52,6 +52,8 @@ pub(super) struct Network {
     pub subnets: Vec<(IpNet, String)>,
     /// What a cell needs of each node.
     pub plans: Vec<NodePlan>,
+    /// NAT64 gateways' prefixes.
+    pub nat64: BTreeMap<String, Nat64>,
 }
 
 /// What validation resolved for a node, with the choices a cell makes.
@@ -71,6 +73,8 @@ pub(super) struct NodePlan {
     pub families: Families,
     /// Its `nat_prefix` with the inside prefix it maps.
     pub prefix_map: Option<PrefixMap>,
+    /// Its `nat64_prefix`.
+    pub nat64: Option<Nat64>,
     /// Where a missing `nat_outside` is reported: the profile, or the node.
     pub span: Range<usize>,
 }
@@ -84,6 +88,9 @@ pub(super) fn validate(d: &mut Diags<'_>, f: &ScenarioFile, axes: &Axes) -> Netw
     for (n, spec) in &f.nodes {
         if let Some(k) = node(d, n, spec) {
             net.knobs.insert(n.clone(), k);
+        }
+        if let Some(p) = nat64_prefix(d, n, spec.get_ref()) {
+            net.nat64.insert(n.clone(), p);
         }
     }
     for (i, l) in f.links.iter().enumerate() {
@@ -123,6 +130,15 @@ fn node(d: &mut Diags<'_>, n: &str, spec: &Spanned<NodeSpec>) -> Option<Knobs> {
     }
     let s = spec.get_ref();
     if let Some(p) = &s.nat {
+        if p.get_ref().parse::<NatProfile>() == Ok(NatProfile::Nat64) && s.nat64_prefix.is_none() {
+            // Said here, before the endpoints' synthesized addresses are
+            // refused for want of it.
+            d.err(
+                sp(p),
+                format!("nodes.{n}.nat64_prefix"),
+                "profile nat64 synthesizes IPv6 addresses for IPv4 hosts from a prefix: set `nat64_prefix` (e.g. \"2001:db8:64::/96\")",
+            );
+        }
         if p.get_ref().parse::<NatProfile>().is_err() {
             d.err(
                 sp(p),
@@ -396,6 +412,23 @@ fn outside(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) -> BTreeMap<Strin
     out
 }
 
+/// `nat64_prefix`: an IPv6 /96 (the only length whose synthesized
+/// addresses vpnlab computes, RFC 6052 section 2.2's last 32 bits).
+fn nat64_prefix(d: &mut Diags<'_>, n: &str, spec: &NodeSpec) -> Option<Nat64> {
+    let p = spec.nat64_prefix.as_ref()?;
+    let field = format!("nodes.{n}.nat64_prefix");
+    match d.prefix(p, &field)? {
+        IpNet::V6(v) if v.prefix_len() == 96 => Some(Nat64 { prefix: v }),
+        other => {
+            let msg = format!(
+                "{other} is not an IPv6 /96: the IPv4 address is embedded in the last 32 bits (RFC 6052 section 2.2; other lengths are not modelled), e.g. \"2001:db8:64::/96\""
+            );
+            d.err(sp(p), field, msg);
+            None
+        }
+    }
+}
+
 /// A forwarding of IKE to an address of a family the gateway has none of
 /// could never happen.
 fn forward_family(d: &mut Diags<'_>, net: &Network, n: &str, spec: &NodeSpec) {
@@ -504,6 +537,7 @@ fn plan(
         pptp_helper: s.pptp_helper,
         families: Families::of(net.addrs_of(n)),
         prefix_map,
+        nat64: net.nat64.get(n).copied(),
         span: s.nat.as_ref().map(sp).unwrap_or_else(|| sp(spec)),
     })
 }
@@ -520,6 +554,15 @@ impl Network {
                 .routes
                 .iter()
                 .any(|r| r.node != n && via_owner(r, &self.ifaces) == Some(n))
+    }
+
+    /// The IPv4 address `a` stands for at a NAT64 gateway, and that
+    /// gateway, if `a` is synthesized from one of the prefixes.
+    pub(super) fn synthesized(&self, a: IpAddr) -> Option<(IpAddr, &str)> {
+        let IpAddr::V6(v6) = a else { return None };
+        self.nat64
+            .iter()
+            .find_map(|(gw, p)| Some((IpAddr::V4(p.embedded(v6)?), gw.as_str())))
     }
 
     /// Whether `addr` is on one of node `n`'s links.

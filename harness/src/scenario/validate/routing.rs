@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::network::Iface;
-use crate::model::{self as cell, Knobs};
+use crate::model::{self as cell, Knobs, NatProfile};
 
 /// The node whose address is a route's next hop.
 pub(super) fn via_owner<'a>(r: &cell::Route, ifaces: &'a [Iface]) -> Option<&'a str> {
@@ -65,6 +65,9 @@ pub(super) enum Unreachable {
     /// The reply path loops.
     #[error("reply path loops")]
     ReplyLoops,
+    /// A NAT64 gateway would send the translated packet back inside.
+    #[error("{at} translates to IPv4 but routes the result away from its nat_outside")]
+    Nat64Inside { at: String },
 }
 
 /// Walk the forward path from `from` to `dst`, applying source NAT on the
@@ -76,27 +79,37 @@ pub(super) fn reachable(
     routes: &[cell::Route],
     nodes: &[cell::Node],
 ) -> Result<(), Unreachable> {
-    let no_route = |at: &str| Unreachable::NoRoute {
+    let no_route = |at: &str, dst: IpAddr| Unreachable::NoRoute {
         at: at.to_string(),
         dst,
     };
     let Some(first) = next_hop(from, dst, ifaces, routes) else {
-        return Err(no_route(from));
+        return Err(no_route(from, dst));
     };
     let mut src = first.net.addr();
+    let mut dst = dst;
     let mut nats: Vec<(String, IpAddr)> = Vec::new();
     let mut at = from.to_string();
     for _ in 0..16 {
         if owns(ifaces, &at, dst) {
             return replies(at, src, nats, ifaces, routes);
         }
+        let node = nodes.iter().find(|n| n.name == at);
+        // A NAT64 gateway sends a synthesized address's packets on to the
+        // IPv4 address inside it.
+        let v4 = node.and_then(|n| translated(n, dst));
+        if let Some(v4) = v4 {
+            dst = v4;
+        }
         let Some(hop) = next_hop(&at, dst, ifaces, routes) else {
-            return Err(no_route(&at));
+            return Err(no_route(&at, dst));
         };
-        if let Some(n) = nodes.iter().find(|n| n.name == at) {
+        if let Some(n) = node {
             if n.nat.translates() && n.nat_outside.as_deref() == Some(hop.name.as_str()) {
                 nats.push((at.clone(), src));
                 src = hop.net.addr();
+            } else if v4.is_some() {
+                return Err(Unreachable::Nat64Inside { at });
             } else if at != from && !n.forwarding {
                 return Err(Unreachable::NotARouter { at });
             }
@@ -104,6 +117,13 @@ pub(super) fn reachable(
         at = hop.peer_node.clone();
     }
     Err(Unreachable::Loops)
+}
+
+/// The IPv4 address a NAT64 gateway translates `dst` to.
+fn translated(n: &cell::Node, dst: IpAddr) -> Option<IpAddr> {
+    let IpAddr::V6(v6) = dst else { return None };
+    let p = n.knobs.nat64.filter(|_| n.nat == NatProfile::Nat64)?;
+    p.embedded(v6).map(IpAddr::V4)
 }
 
 /// The reply path from `at` back to what it saw as the source, undoing the
