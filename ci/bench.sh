@@ -14,7 +14,10 @@
 #      --no-capture, alternated, median of the pairwise ratios;
 #   7. the field suite (topologies/field/) on the host, --jobs 2, wall time,
 #      against the same cells one at a time (--jobs 1), 3 runs each,
-#      alternated (its VM cells are reported SKIPPED here and cost nothing).
+#      alternated (its VM cells are reported SKIPPED here and cost nothing);
+#   8. IPv6: the NAT66 cell (topologies/ipv6/nat66.toml, masquerade) against
+#      the IPv4 masquerade/auto cell, alternated, median of the pairwise
+#      ratios.
 #
 # Usage: sudo ci/bench.sh [RUNS]   (default 10)
 set -euo pipefail
@@ -107,3 +110,10 @@ alternate field 3 "$VPNLAB run topologies/field --jobs 2" "$VPNLAB run topologie
 echo "--jobs 2 wall: median $(median <"$TMP/field_a" | ms) (target <= 60000 ms)"
 echo "--jobs 1 wall: median $(median <"$TMP/field_b" | ms)"
 echo "ratio jobs2/jobs1: median $(median <"$TMP/field_ratio")"
+echo
+echo "== IPv6: NAT66 cell vs the IPv4 masquerade cell ($RUNS runs each, alternated)"
+alternate six "$RUNS" "$VPNLAB run topologies/ipv6/nat66.toml --cell nat66/nat=masquerade" \
+  "$VPNLAB run topologies/seed.toml --cell $CELL"
+echo "NAT66 (IPv6)      median $(median <"$TMP/six_a" | ms)"
+echo "masquerade (IPv4) median $(median <"$TMP/six_b" | ms)"
+echo "ratio IPv6/IPv4: median $(median <"$TMP/six_ratio") (target <= 1.2)"

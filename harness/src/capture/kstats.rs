@@ -2,7 +2,9 @@
 //! name drops no packet capture can see, because they happen after the
 //! frame was received (a UDP checksum that no longer matches once ESP
 //! transport mode is decrypted behind a NAT; ESP for an SA the node does not
-//! have). Read from `/proc/thread-self/net/…` on a thread inside the node.
+//! have; an IPv6 packet too big for the next link, or with no route). Read
+//! from `/proc/thread-self/net/…` (`snmp`, `snmp6`, `xfrm_stat`) on a
+//! thread inside the node.
 
 use std::collections::BTreeMap;
 
@@ -21,13 +23,44 @@ const SNMP: &[(&str, &str)] = &[
     ("Udp:InErrors", "UDP datagrams dropped on receipt"),
 ];
 
+/// The same for IPv6 (`/proc/net/snmp6`).
+const SNMP6: &[(&str, &str)] = &[
+    ("Ip6InNoRoutes", "IPv6 packets dropped for want of a route"),
+    (
+        "Ip6OutNoRoutes",
+        "IPv6 packets of its own not sent for want of a route",
+    ),
+    (
+        "Ip6InTooBigErrors",
+        "IPv6 packets too big for the next link (answered with Packet Too Big)",
+    ),
+    ("Ip6InDiscards", "IPv6 packets discarded on receipt"),
+    (
+        "Ip6InAddrErrors",
+        "IPv6 packets for an address it does not have",
+    ),
+    ("Ip6ReasmFails", "IPv6 reassemblies that failed"),
+    (
+        "Ip6FragFails",
+        "IPv6 packets that needed fragmenting and were dropped (routers never fragment IPv6)",
+    ),
+    (
+        "Udp6InCsumErrors",
+        "UDP datagrams over IPv6 dropped for a bad checksum",
+    ),
+    ("Udp6InErrors", "UDP datagrams over IPv6 dropped on receipt"),
+];
+
 /// Read the node's counters (missing files, e.g. a kernel without XFRM
 /// statistics, give fewer counters, not an error).
 pub fn read(ns: &Netns) -> Counters {
     ns.run_in(|| {
         let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
         let xfrm = std::fs::read_to_string("/proc/thread-self/net/xfrm_stat").unwrap_or_default();
-        Ok(parse(&snmp, &xfrm))
+        let snmp6 = std::fs::read_to_string("/proc/thread-self/net/snmp6").unwrap_or_default();
+        let mut c = parse(&snmp, &xfrm);
+        c.extend(parse_pairs(&snmp6));
+        Ok(c)
     })
     .unwrap_or_default()
 }
@@ -51,7 +84,14 @@ pub fn parse(snmp: &str, xfrm: &str) -> Counters {
             }
         }
     }
-    for line in xfrm.lines() {
+    out.extend(parse_pairs(xfrm));
+    out
+}
+
+/// A `name value` file: `/proc/net/xfrm_stat`, `/proc/net/snmp6`.
+fn parse_pairs(text: &str) -> Counters {
+    let mut out = Counters::new();
+    for line in text.lines() {
         let mut w = line.split_whitespace();
         if let (Some(name), Some(Ok(x))) = (w.next(), w.next().map(str::parse)) {
             out.insert(name.to_string(), x);
@@ -69,7 +109,7 @@ pub fn drops(before: &Counters, after: &Counters) -> Vec<(String, u64, &'static 
         if d == 0 {
             continue;
         }
-        if let Some((_, what)) = SNMP.iter().find(|(n, _)| n == name) {
+        if let Some((_, what)) = SNMP.iter().chain(SNMP6).find(|(n, _)| n == name) {
             out.push((name.clone(), d, *what));
         } else if name.starts_with("Xfrm") {
             out.push((name.clone(), d, "IPsec (XFRM) packets dropped"));
@@ -101,5 +141,13 @@ mod tests {
             ["Udp:InCsumErrors", "Udp:InErrors", "XfrmInNoStates"]
         );
         assert_eq!(d[0].1, 3);
+        let six = "Ip6InReceives                   \t10\nIp6InNoRoutes                   \t0\nIp6InTooBigErrors               \t1\n";
+        let (a, b) = (
+            parse_pairs(six),
+            parse_pairs(&six.replace("\t0", "\t3").replace("\t10", "\t20")),
+        );
+        let d = drops(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].0.as_str(), d[0].1), ("Ip6InNoRoutes", 3));
     }
 }

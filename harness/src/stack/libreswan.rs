@@ -287,9 +287,13 @@ pub struct LogFacts {
 /// Read [`LogFacts`] from pluto's log (debug lines start with `| `).
 pub fn parse_log(text: &str) -> LogFacts {
     let mut f = LogFacts::default();
+    // `192.0.2.1:500`, or `[2001:db8::1]:500`: the address without its
+    // brackets, as `ip xfrm state` prints it.
     let split = |ep: &str| {
-        ep.rsplit_once(':')
-            .map(|(a, p)| (a.to_string(), p.to_string()))
+        ep.rsplit_once(':').map(|(a, p)| {
+            let a = a.trim_start_matches('[').trim_end_matches(']');
+            (a.to_string(), p.to_string())
+        })
     };
     for line in text.lines() {
         let line = line.trim_start_matches("| ");
@@ -852,6 +856,16 @@ mod tests {
             SaState::Other("MAIN_I1".into())
         );
         assert!(!is_child_state("STATE_MAIN_I4"));
+    }
+
+    #[test]
+    fn ipv6_endpoints_in_the_log_match_the_kernel_states() {
+        let f = parse_log("| sending 300 bytes for STATE_V2_PARENT_I2 through to-r6 from [2001:db8:1::2]:4500 to [2001:db8:2::2]:4500 using UDP (for #1)\n");
+        assert_eq!(f.remote, Some(("2001:db8:2::2".into(), "4500".into())));
+        assert_eq!(f.local, Some(("2001:db8:1::2".into(), "4500".into())));
+        let x = parse_xfrm_states("src 2001:db8:1::2 dst 2001:db8:2::2\n\tproto esp spi 0x1(1) reqid 1(0x1) mode tunnel\n\tencap type espinudp sport 4500 dport 4500 addr ::\n");
+        assert_eq!(x[0].dst, "2001:db8:2::2");
+        assert!(x[0].udp_encap);
     }
 
     #[test]
