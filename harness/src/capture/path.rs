@@ -137,6 +137,7 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
         }
     }
     report.diagnosis = diagnose(cell, &dirs);
+    report.diagnosis.extend(zero_checksums(cell, cap));
     for (node, drops) in &cap.drops {
         for (name, n, what) in drops {
             report
@@ -247,6 +248,72 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
     let why = well_known_prefix(cell, &out);
     out.extend(why);
     out
+}
+
+/// ESP in UDP that a NAT64 gateway took in on its IPv4 side and did not all
+/// pass on, when the captured datagrams carry a zero UDP checksum: IPv4
+/// allows it for ESP in UDP (RFC 3948 section 2.1, and Linux's kernel ESP
+/// sends it), IPv6 does not, and TAYGA drops such datagrams rather than
+/// compute one (RFC 7915 section 4.5 lets a stateless translator do either).
+fn zero_checksums(cell: &Cell, cap: &Captured) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in cell.nodes.iter().filter(|n| n.nat == NatProfile::Nat64) {
+        let Some(wan) = n.nat_outside.as_deref() else {
+            continue;
+        };
+        let arrived = cap.count(&n.name, wan, Dir::In, Class::EspInUdp);
+        let passed: u64 = cell
+            .links
+            .iter()
+            .flat_map(|l| [&l.a, &l.b])
+            .filter(|e| e.node == n.name && e.iface != wan)
+            .map(|e| cap.count(&n.name, &e.iface, Dir::Out, Class::EspInUdp))
+            .sum();
+        let zero = zero_checksum_frames(cap, &n.name, wan);
+        if arrived > passed && zero > 0 {
+            out.push(format!(
+                "{}'s NAT64 translator passed on {passed} of the {arrived} ESP-in-UDP packets from its IPv4 side; {zero} of those captured had a zero UDP checksum, which IPv4 allows for ESP in UDP (RFC 3948 section 2.1) and IPv6 does not: TAYGA drops such datagrams rather than compute a checksum",
+                n.name
+            ));
+        }
+    }
+    out
+}
+
+/// ESP-in-UDP datagrams (IPv4, port 4500, no non-ESP marker) with a zero
+/// UDP checksum that arrived at `node` on `iface`.
+fn zero_checksum_frames(cap: &Captured, node: &str, iface: &str) -> usize {
+    let Some(idx) = cap
+        .names
+        .get(node)
+        .and_then(|m| m.iter().find(|(_, n)| *n == iface).map(|(i, _)| *i))
+    else {
+        return 0;
+    };
+    let Some(nf) = cap.nodes.get(node) else {
+        return 0;
+    };
+    nf.frames
+        .iter()
+        .filter(|f| f.ifindex == idx && f.dir == Dir::In)
+        .filter(|f| esp_in_udp_without_checksum(&f.data))
+        .count()
+}
+
+/// An IPv4 datagram to or from UDP 4500 that carries ESP (no non-ESP marker,
+/// not a keepalive) with a zero UDP checksum. Read from the header bytes
+/// (a kept frame may be cut at the snap length).
+fn esp_in_udp_without_checksum(d: &[u8]) -> bool {
+    let Some(&vihl) = d.first() else { return false };
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    let Some(u) = d.get(ihl..) else { return false };
+    vihl >> 4 == 4
+        && d.get(9) == Some(&17)
+        && u.len() >= 12
+        && (u[0..2] == [0x11, 0x94] || u[2..4] == [0x11, 0x94])
+        && u[6..8] == [0, 0]
+        && u[8..12] != [0, 0, 0, 0]
+        && u[8..] != [0xff]
 }
 
 /// Why a NAT64 gateway dropped what it was sent, when it is certain: its
@@ -554,5 +621,29 @@ mod tests {
             ]
         );
         assert!(!p.hops[0].lost.contains_key(&Class::Other));
+    }
+
+    #[test]
+    fn zero_checksum_esp_in_udp_is_told_apart() {
+        let pkt = |sum: [u8; 2], data: &[u8]| {
+            let mut v = vec![
+                0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 203, 0, 113, 2, 203, 0, 113, 1,
+            ];
+            v.extend([0x11, 0x94, 0x11, 0x94, 0, 0, sum[0], sum[1]]);
+            v.extend(data);
+            v
+        };
+        let esp = [0xc1, 0, 0, 1, 0, 0, 0, 1];
+        assert!(esp_in_udp_without_checksum(&pkt([0, 0], &esp)));
+        assert!(!esp_in_udp_without_checksum(&pkt([0x12, 0x34], &esp)));
+        // IKE on 4500 (non-ESP marker) and keepalives are not ESP.
+        assert!(!esp_in_udp_without_checksum(&pkt(
+            [0, 0],
+            &[0, 0, 0, 0, 1, 2, 3, 4]
+        )));
+        assert!(!esp_in_udp_without_checksum(
+            &pkt([0, 0], &[0xff, 0, 0, 0])[..29]
+        ));
+        assert!(!esp_in_udp_without_checksum(&[0x45, 0]));
     }
 }

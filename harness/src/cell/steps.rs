@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::checks;
 use crate::capture::Capture;
 use crate::error::{StackError, TopologyError};
-use crate::model::{Action, Block, Cell, Event, Knobs, Step, WaitExpect};
+use crate::model::{Action, Block, Cell, Event, Knobs, NextHop, Step, WaitExpect};
 use crate::outcome::{StepOutcome, StepView};
 use crate::stack::{EndpointState, Running};
 use crate::topology::{link, Topology};
@@ -266,13 +266,18 @@ impl<'a> Stage<'a> {
             .flat_map(|l| [&l.a, &l.b])
             .find(|e| e.node == node && e.iface == iface)
             .map(|e| e.addr.trunc());
+        let leaves = |r: &&crate::model::Route| match &r.hop {
+            NextHop::Via(v) => net.is_some_and(|n| n.contains(v)),
+            NextHop::Dev(d) => d == iface,
+        };
         for r in self
             .cell
             .routes
             .iter()
-            .filter(|r| r.node == node && net.is_some_and(|n| n.contains(&r.via)))
+            .filter(|r| r.node == node)
+            .filter(leaves)
         {
-            link::route(ns, r.dst, r.via).await?;
+            link::add_route(ns, r).await?;
         }
         Ok(())
     }

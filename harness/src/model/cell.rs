@@ -266,8 +266,19 @@ pub struct Route {
     pub node: String,
     /// Destination.
     pub dst: IpNet,
-    /// Next hop.
-    pub via: IpAddr,
+    /// Where it goes.
+    pub hop: NextHop,
+}
+
+/// How a route leaves its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextHop {
+    /// Through a neighbour's address (of the destination's family).
+    Via(IpAddr),
+    /// Straight out of an interface, with no next-hop address: a veth has
+    /// one neighbour, so this carries a family the link has no address of
+    /// (an IPv6 tunnel's inner traffic over an IPv4-only link).
+    Dev(String),
 }
 
 /// A VPN endpoint with everything its driver needs.

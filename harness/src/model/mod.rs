@@ -17,7 +17,7 @@ mod sa;
 
 pub use cell::{
     Action, Auth, Cell, Check, CommandSpec, Endpoint, EndpointKnobs, Event, Expectation, Link,
-    LinkEnd, Node, OtherPeer, Ppp, Proto, Route, Step,
+    LinkEnd, NextHop, Node, OtherPeer, Ppp, Proto, Route, Step,
 };
 pub use class::{Class, Flow};
 pub use identity::{Identity, InvalidIdentity};

@@ -156,7 +156,12 @@ pub struct RouteSpec {
     /// Destination prefix, or `default`.
     pub to: Spanned<String>,
     /// Next-hop address (must be on one of the node's links).
-    pub via: Spanned<String>,
+    pub via: Option<Spanned<String>>,
+    /// Or the node's interface the route leaves by, with no next-hop
+    /// address (`dev = "to-gw"`): for a destination of a family the link
+    /// has no address of, such as an IPv6 peer's inner address reached
+    /// through an IPv4-only link with kernel IPsec.
+    pub dev: Option<Spanned<String>>,
 }
 
 /// A VPN endpoint.

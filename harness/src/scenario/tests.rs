@@ -622,6 +622,44 @@ fn ipv6_file(name: &str) -> String {
 }
 
 #[test]
+fn a_route_goes_via_an_address_or_out_of_an_interface() {
+    let base = ipv6_file("host-to-host.toml");
+    let dev = base.replacen("via = \"2001:db8:1::1\"", "dev = \"to-router\"", 1);
+    // `default` has no family without a next-hop address.
+    let want = format!(
+        "{}: routes[0].to: `default` takes the family of a `via` address",
+        pos_of(&dev, "to = \"default\"", "\"default\"")
+    );
+    let e = errors(&dev);
+    assert!(
+        e.iter().any(|m| m.starts_with(&want)),
+        "missing {want}: {e:?}"
+    );
+    let ok = dev.replacen("to = \"default\"", "to = \"::/0\"", 1);
+    assert!(parse(Path::new("t.toml"), &ok).is_ok(), "{:?}", errors(&ok));
+    let bad = ok.replacen("dev = \"to-router\"", "dev = \"eth9\"", 1);
+    let want = format!(
+        "{}: routes[0].dev: client has no interface `eth9` (known: to-router)",
+        pos_of(&bad, "dev = ", "\"eth9\"")
+    );
+    assert!(
+        errors(&bad).contains(&want),
+        "missing {want}: {:?}",
+        errors(&bad)
+    );
+    let both = ok.replacen(
+        "dev = \"to-router\"",
+        "dev = \"to-router\"\nvia = \"2001:db8:1::1\"",
+        1,
+    );
+    assert!(
+        errors(&both).iter().any(|m| m.contains("routes[0].via: a route goes `via` a neighbour's address or out of an interface (`dev`): give one of them")),
+        "{:?}",
+        errors(&both)
+    );
+}
+
+#[test]
 fn gateway_profiles_must_act_on_every_family_the_gateway_carries() {
     let text = ipv6_file("host-to-host.toml").replace(
         "[nodes.router]",

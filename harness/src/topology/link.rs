@@ -10,6 +10,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute}
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::TopologyError;
+use crate::model::{NextHop, Route};
 use crate::topology::netns::Netns;
 
 fn nl(ns: &Netns, op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> TopologyError {
@@ -137,6 +138,14 @@ pub async fn route(ns: &Netns, dst: IpNet, via: IpAddr) -> Result<(), TopologyEr
         .execute()
         .await
         .map_err(nl(ns, format!("add route {dst} via {via}")))
+}
+
+/// Add one of the cell's routes.
+pub async fn add_route(ns: &Netns, r: &Route) -> Result<(), TopologyError> {
+    match &r.hop {
+        NextHop::Via(via) => route(ns, r.dst, *via).await,
+        NextHop::Dev(dev) => route_dev(ns, r.dst, index(ns, dev).await?, dev).await,
+    }
 }
 
 /// Add a route to `dst` straight out of interface `index` (`name`), with no

@@ -192,7 +192,7 @@ impl Topology {
             }
         }
         for r in &cell.routes {
-            link::route(self.node(&r.node), r.dst, r.via).await?;
+            link::add_route(self.node(&r.node), r).await?;
         }
         for n in &cell.nodes {
             let ns = self.node(&n.name);

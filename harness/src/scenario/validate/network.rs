@@ -328,18 +328,78 @@ fn route(d: &mut Diags<'_>, net: &Network, i: usize, r: &RouteSpec) -> Option<ce
     let known = known_node(d, &net.nodes, &r.node, format!("{field}.node"));
     let to = (r.to.get_ref() != "default")
         .then(|| d.prefix(&r.to, &format!("{field}.to")).map(|n| n.trunc()));
-    let via = d.addr(&r.via, &format!("{field}.via"));
-    // `default` is the default route of the next hop's family.
-    let dst = match to {
-        Some(to) => to,
-        None => via.map(default_route),
+    let hop = match (&r.via, &r.dev) {
+        (Some(via), None) => cell::NextHop::Via(d.addr(via, &format!("{field}.via"))?),
+        (None, Some(dev)) => dev_hop(d, net, &field, r, dev)?,
+        (via, _) => {
+            let msg = "a route goes `via` a neighbour's address or out of an interface (`dev`): give one of them";
+            let span = via.as_ref().map_or_else(|| sp(&r.to), sp);
+            d.err(span, format!("{field}.via"), msg);
+            return None;
+        }
     };
-    let (true, Some(dst), Some(via)) = (known, dst, via) else {
+    // `default` is the default route of the next hop's family.
+    let dst = match (to, &hop) {
+        (Some(to), _) => to,
+        (None, cell::NextHop::Via(via)) => Some(default_route(*via)),
+        (None, cell::NextHop::Dev(_)) => {
+            d.err(sp(&r.to), format!("{field}.to"), "`default` takes the family of a `via` address; with `dev`, name the prefix (e.g. \"::/0\")");
+            return None;
+        }
+    };
+    let (true, Some(dst)) = (known, dst) else {
         return None;
     };
+    if let (cell::NextHop::Via(via), Some(v)) = (&hop, &r.via) {
+        via_hop(d, net, &field, r, v, *via, dst)?;
+    }
+    Some(cell::Route {
+        node: r.node.get_ref().clone(),
+        dst,
+        hop,
+    })
+}
+
+/// A `dev` route: an interface of the node.
+fn dev_hop(
+    d: &mut Diags<'_>,
+    net: &Network,
+    field: &str,
+    r: &RouteSpec,
+    dev: &Spanned<String>,
+) -> Option<cell::NextHop> {
+    let n = r.node.get_ref();
+    let ifaces: Vec<&str> = net
+        .ifaces
+        .iter()
+        .filter(|x| &x.node == n)
+        .map(|x| x.name.as_str())
+        .collect();
+    if ifaces.contains(&dev.get_ref().as_str()) {
+        return Some(cell::NextHop::Dev(dev.get_ref().clone()));
+    }
+    let msg = format!(
+        "{n} has no interface `{}` (known: {})",
+        dev.get_ref(),
+        ifaces.join(", ")
+    );
+    d.err(sp(dev), format!("{field}.dev"), msg);
+    None
+}
+
+/// A `via` route: a neighbour's address of the destination's family.
+fn via_hop(
+    d: &mut Diags<'_>,
+    net: &Network,
+    field: &str,
+    r: &RouteSpec,
+    v: &Spanned<String>,
+    via: IpAddr,
+    dst: IpNet,
+) -> Option<()> {
     if dst.addr().is_ipv4() != via.is_ipv4() {
         d.err(
-            sp(&r.via),
+            sp(v),
             format!("{field}.via"),
             format!(
                 "next hop {via} is {} but the destination {dst} is {}",
@@ -355,7 +415,7 @@ fn route(d: &mut Diags<'_>, net: &Network, i: usize, r: &RouteSpec) -> Option<ce
         .any(|x| &x.node == r.node.get_ref() && x.net.contains(&via) && x.peer_addr == via);
     if !on_link {
         d.err(
-            sp(&r.via),
+            sp(v),
             format!("{field}.via"),
             format!(
                 "next hop {via} is not the address of a neighbour of {}",
@@ -364,11 +424,7 @@ fn route(d: &mut Diags<'_>, net: &Network, i: usize, r: &RouteSpec) -> Option<ce
         );
         return None;
     }
-    Some(cell::Route {
-        node: r.node.get_ref().clone(),
-        dst,
-        via,
-    })
+    Some(())
 }
 
 /// "IPv4" or "IPv6", for messages about mixed families.

@@ -7,14 +7,22 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::network::Iface;
-use crate::model::{self as cell, Knobs, NatProfile};
+use crate::model::{self as cell, Knobs, NatProfile, NextHop};
 
-/// The node whose address is a route's next hop.
+/// The node a route leads to.
 pub(super) fn via_owner<'a>(r: &cell::Route, ifaces: &'a [Iface]) -> Option<&'a str> {
-    ifaces
-        .iter()
-        .find(|x| x.net.addr() == r.via)
-        .map(|x| x.node.as_str())
+    route_iface(r, ifaces).map(|x| x.peer_node.as_str())
+}
+
+/// The interface of its node a route leaves by.
+fn route_iface<'a>(r: &cell::Route, ifaces: &'a [Iface]) -> Option<&'a Iface> {
+    ifaces.iter().find(|x| {
+        x.node == r.node
+            && match &r.hop {
+                NextHop::Via(v) => x.peer_addr == *v,
+                NextHop::Dev(d) => x.name == *d,
+            }
+    })
 }
 
 /// Where a node sends a packet for `dst`: the interface and the next node.
@@ -33,13 +41,9 @@ pub(super) fn next_hop<'a>(
         .filter(|r| r.node == node && r.dst.contains(&dst))
         .max_by_key(|r| r.dst.prefix_len());
     match (connected, routed) {
-        (Some(c), Some(r)) if r.dst.prefix_len() > c.net.prefix_len() => ifaces
-            .iter()
-            .find(|x| x.node == node && x.peer_addr == r.via),
+        (Some(c), Some(r)) if r.dst.prefix_len() > c.net.prefix_len() => route_iface(r, ifaces),
         (Some(c), _) => (c.peer_addr == dst).then_some(c),
-        (None, Some(r)) => ifaces
-            .iter()
-            .find(|x| x.node == node && x.peer_addr == r.via),
+        (None, Some(r)) => route_iface(r, ifaces),
         (None, None) => None,
     }
 }
