@@ -392,6 +392,15 @@ fn count(
 }
 
 impl Captured {
+    /// The index of `node`'s interface `iface`, as the capture named it.
+    pub fn ifindex(&self, node: &str, iface: &str) -> Option<u32> {
+        self.names
+            .get(node)?
+            .iter()
+            .find(|(_, n)| *n == iface)
+            .map(|(i, _)| *i)
+    }
+
     /// Raw counts per interface, for the JSON report.
     pub fn raw(&self) -> Vec<IfaceCapture> {
         let mut out = Vec::new();
@@ -421,11 +430,7 @@ impl Captured {
 
     /// Packets of `class` seen on `node`'s interface `iface` in `dir`.
     pub fn count(&self, node: &str, iface: &str, dir: Dir, class: Class) -> u64 {
-        let Some(idx) = self
-            .names
-            .get(node)
-            .and_then(|m| m.iter().find(|(_, n)| *n == iface).map(|(i, _)| *i))
-        else {
+        let Some(idx) = self.ifindex(node, iface) else {
             return 0;
         };
         self.nodes

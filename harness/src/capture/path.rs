@@ -283,11 +283,7 @@ fn zero_checksums(cell: &Cell, cap: &Captured) -> Vec<String> {
 /// ESP-in-UDP datagrams (IPv4, port 4500, no non-ESP marker) with a zero
 /// UDP checksum that arrived at `node` on `iface`.
 fn zero_checksum_frames(cap: &Captured, node: &str, iface: &str) -> usize {
-    let Some(idx) = cap
-        .names
-        .get(node)
-        .and_then(|m| m.iter().find(|(_, n)| *n == iface).map(|(i, _)| *i))
-    else {
+    let Some(idx) = cap.ifindex(node, iface) else {
         return 0;
     };
     let Some(nf) = cap.nodes.get(node) else {

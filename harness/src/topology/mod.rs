@@ -155,41 +155,10 @@ impl Topology {
                 }
             }
         }
-        // Loopback first: inner addresses live on it, and charon talks to
-        // itself over it.
-        for ns in self.nodes.values() {
-            let lo = link::index(ns, "lo").await?;
-            link::up(ns, lo, "lo").await?;
-        }
-        for e in &cell.endpoints {
-            if let Some(inner) = e.inner {
-                let ns = self.node(&e.node);
-                let lo = link::index(ns, "lo").await?;
-                link::address(ns, lo, "lo", IpNet::from(inner)).await?;
-            }
-        }
+        self.loopbacks(cell).await?;
         for (k, l) in cell.links.iter().enumerate() {
             // Every end of the cell its own index (see `link::veth`).
-            let index = FIRST_VETH_INDEX + 2 * k as u32;
-            let (a, b) = (self.node(&l.a.node), self.node(&l.b.node));
-            link::veth(
-                link::VethEnd {
-                    ns: a,
-                    name: &l.a.iface,
-                    index,
-                },
-                link::VethEnd {
-                    ns: b,
-                    name: &l.b.iface,
-                    index: index + 1,
-                },
-                l.mtu,
-            )
-            .await?;
-            for (ns, e, idx) in [(a, &l.a, index), (b, &l.b, index + 1)] {
-                link::address(ns, idx, &e.iface, e.addr).await?;
-                link::up(ns, idx, &e.iface).await?;
-            }
+            self.link(l, FIRST_VETH_INDEX + 2 * k as u32).await?;
         }
         for r in &cell.routes {
             link::add_route(self.node(&r.node), r).await?;
@@ -205,6 +174,47 @@ impl Topology {
             for (k, v) in &n.sysctl {
                 ns.sysctl(k, v)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Loopback first: inner addresses live on it, and charon talks to
+    /// itself over it.
+    async fn loopbacks(&self, cell: &Cell) -> Result<(), TopologyError> {
+        for ns in self.nodes.values() {
+            let lo = link::index(ns, "lo").await?;
+            link::up(ns, lo, "lo").await?;
+        }
+        for e in &cell.endpoints {
+            if let Some(inner) = e.inner {
+                let ns = self.node(&e.node);
+                let lo = link::index(ns, "lo").await?;
+                link::address(ns, lo, "lo", IpNet::from(inner)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One veth pair, its ends at `index` and `index + 1`, addressed and up.
+    async fn link(&self, l: &crate::model::Link, index: u32) -> Result<(), TopologyError> {
+        let (a, b) = (self.node(&l.a.node), self.node(&l.b.node));
+        link::veth(
+            link::VethEnd {
+                ns: a,
+                name: &l.a.iface,
+                index,
+            },
+            link::VethEnd {
+                ns: b,
+                name: &l.b.iface,
+                index: index + 1,
+            },
+            l.mtu,
+        )
+        .await?;
+        for (ns, e, idx) in [(a, &l.a, index), (b, &l.b, index + 1)] {
+            link::address(ns, idx, &e.iface, e.addr).await?;
+            link::up(ns, idx, &e.iface).await?;
         }
         Ok(())
     }
