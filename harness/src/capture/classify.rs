@@ -23,6 +23,21 @@ pub fn classify(pkt: &[u8], tun: bool, flows: &[Flow]) -> Class {
     }
 }
 
+/// The destination address of an IP packet of either family.
+pub fn destination(pkt: &[u8]) -> Option<IpAddr> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let o: [u8; 4] = pkt.get(16..20)?.try_into().ok()?;
+            Some(IpAddr::from(o))
+        }
+        6 => {
+            let o: [u8; 16] = pkt.get(24..40)?.try_into().ok()?;
+            Some(IpAddr::from(o))
+        }
+        _ => None,
+    }
+}
+
 /// Whether an IPv6 packet never leaves its link: link-scoped source or
 /// destination (fe80::/10, ff02::/16), or ICMPv6 neighbour discovery and
 /// multicast listener messages (RFC 4861, RFC 3810). Like ARP for IPv4, a

@@ -10,6 +10,7 @@ pub mod path;
 pub mod pcap;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -68,6 +69,9 @@ pub struct NodeFrames {
     pub tun: Vec<u32>,
     /// Frames the kernel dropped because the socket buffer was full.
     pub kernel_drops: u64,
+    /// (ifindex, class) → packets that arrived addressed to the node itself
+    /// (one of its link or inner addresses), before any translation.
+    pub to_self: BTreeMap<(u32, Class), u64>,
 }
 
 /// Raw per-interface counts of a cell (for the JSON report and tools).
@@ -126,6 +130,7 @@ impl Capture {
         flows: Vec<Flow>,
         live: bool,
         plain: Vec<(String, u32)>,
+        own: &BTreeMap<String, Vec<IpAddr>>,
     ) -> Result<Self, TopologyError> {
         let flows = Arc::new(flows);
         let counters = topo
@@ -166,6 +171,7 @@ impl Capture {
                     .filter(|(n, _)| *n == name)
                     .map(|(_, i)| *i)
                     .collect(),
+                own: own.get(&name).cloned().unwrap_or_default(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
@@ -339,6 +345,8 @@ struct Ctx {
     live: Live,
     /// TUN devices that are not a tunnel's.
     plain: Vec<u32>,
+    /// The node's own addresses.
+    own: Vec<IpAddr>,
 }
 
 /// Classify and count one frame, and keep it for the pcap file (up to the
@@ -373,6 +381,9 @@ fn count(
     };
     let class = classify::classify(pkt, tun, flows);
     *nf.counts.entry((ifindex, dir, class)).or_default() += 1;
+    if dir == Dir::In && classify::destination(pkt).is_some_and(|d| ctx.own.contains(&d)) {
+        *nf.to_self.entry((ifindex, class)).or_default() += 1;
+    }
     if let Some(Ok(mut m)) = live.as_ref().map(|l| l.lock()) {
         *m.entry((ifindex, class)).or_default() += 1;
     }
@@ -392,6 +403,19 @@ fn count(
 }
 
 impl Captured {
+    /// Packets of `class` that arrived at `node` on `iface` addressed to
+    /// the node itself.
+    pub fn to_self(&self, node: &str, iface: &str, class: Class) -> u64 {
+        let Some(idx) = self.ifindex(node, iface) else {
+            return 0;
+        };
+        self.nodes
+            .get(node)
+            .and_then(|nf| nf.to_self.get(&(idx, class)))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The index of `node`'s interface `iface`, as the capture named it.
     pub fn ifindex(&self, node: &str, iface: &str) -> Option<u32> {
         self.names

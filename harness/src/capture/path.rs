@@ -136,7 +136,7 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
             ));
         }
     }
-    report.diagnosis = diagnose(cell, &dirs);
+    report.diagnosis = diagnose(cell, &dirs, cap);
     report.diagnosis.extend(zero_checksums(cell, cap));
     for (node, drops) in &cap.drops {
         for (name, n, what) in drops {
@@ -235,12 +235,13 @@ fn tun_ends(node: &str, nf: &super::NodeFrames, cap: &Captured, report: &mut Pat
 }
 
 /// Compare what entered and left each link and node, class by class.
-fn diagnose(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
+fn diagnose(cell: &Cell, dirs: &[LinkDir], cap: &Captured) -> Vec<String> {
     let mut out = lost_on_links(cell, dirs);
     for c in Class::iter() {
         for node in cell.nodes.iter().map(|n| n.name.as_str()) {
             if cell.endpoint(node).is_none() {
-                out.extend(at_node(cell, dirs, node, c));
+                let mine = to_self(cell, cap, node, c);
+                out.extend(at_node(cell, dirs, node, c, mine));
             }
         }
     }
@@ -366,9 +367,30 @@ fn lost_on_links(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
     out
 }
 
+/// Packets of class `c` that arrived at `node` on its links addressed to
+/// the node itself.
+fn to_self(cell: &Cell, cap: &Captured, node: &str, c: Class) -> u64 {
+    cell.links
+        .iter()
+        .flat_map(|l| [&l.a, &l.b])
+        .filter(|e| e.node == node)
+        .map(|e| cap.to_self(node, &e.iface, c))
+        .sum()
+}
+
+/// Whether `node` may forward what is addressed to it: a NAT's replies
+/// are addressed to its outside address until conntrack translates them
+/// back, and a forwarding (DNAT) or a NAT64 rewrites the destination.
+fn rewrites_destination(cell: &Cell, node: &str) -> bool {
+    cell.node(node)
+        .is_some_and(|n| n.nat.translates() || n.knobs.forward_ike_to.is_some())
+}
+
 /// What a forwarding node did with packets of class `c`: dropped them all,
-/// sent ICMP errors of its own, or dropped some.
-fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class) -> Option<String> {
+/// sent ICMP errors of its own, or dropped some. `mine` of them arrived
+/// addressed to the node itself: on a node that rewrites no destination,
+/// those were delivered there, not dropped.
+fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class, mine: u64) -> Option<String> {
     // (neighbour, packets) that arrived from / left toward each neighbour.
     let side = |arriving: bool| -> Vec<(&str, u64)> {
         dirs.iter()
@@ -391,6 +413,24 @@ fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class) -> Option<String
             .map(|(n, k)| format!("{n}{}", Count::of(cell, c, *k).paren()))
             .collect::<Vec<_>>()
             .join(", ")
+    };
+    let rewrites = rewrites_destination(cell, node);
+    if total_in > 0 && total_out == 0 && mine >= total_in {
+        // Addressed to the node: delivered, or (where the node translates
+        // destinations back, which the capture does not follow) either.
+        return rewrites.then(|| {
+            format!(
+                "{} left {} and reached {node}, addressed to {node} itself, and none left it: taken in by {node} or dropped there (its translations are not followed)",
+                c.describe(),
+                list(&ins)
+            )
+        });
+    }
+    // What arrived for someone else, where that can be told.
+    let total_in = if rewrites {
+        total_in
+    } else {
+        total_in - mine.min(total_in)
     };
     if total_in > 0 && total_out == 0 {
         let mut others: Vec<&str> = dirs
@@ -641,5 +681,41 @@ mod tests {
             &pkt([0, 0], &[0xff, 0, 0, 0])[..29]
         ));
         assert!(!esp_in_udp_without_checksum(&[0x45, 0]));
+    }
+
+    #[test]
+    fn what_is_addressed_to_a_node_is_not_called_dropped_there() {
+        use crate::model::NatProfile;
+        // ICMP errors from the server to gw's own address: none leave gw.
+        let counts = [
+            ("server", "to-gw", Dir::Out, Class::IcmpError, 2),
+            ("gw", "to-server", Dir::In, Class::IcmpError, 2),
+        ];
+        let (mut cell, mut cap) = setup(&counts);
+        cap.nodes
+            .get_mut("gw")
+            .unwrap()
+            .to_self
+            .insert((3, Class::IcmpError), 2);
+        // gw masquerades: its replies are addressed to it until conntrack
+        // translates them back, so it cannot be told which.
+        let d = build(&cell, &cap).diagnosis;
+        assert!(!d.iter().any(|l| l.contains("dropped at gw")), "{d:?}");
+        assert!(
+            d.iter().any(|l| l.contains(
+                "addressed to gw itself, and none left it: taken in by gw or dropped there"
+            )),
+            "{d:?}"
+        );
+        // A plain router takes in what is addressed to it: nothing to say.
+        for n in &mut cell.nodes {
+            n.nat = NatProfile::None;
+        }
+        let d = build(&cell, &cap).diagnosis;
+        assert!(!d.iter().any(|l| l.contains("gw")), "{d:?}");
+        // Addressed to someone else, it is a drop.
+        cap.nodes.get_mut("gw").unwrap().to_self.clear();
+        let d = build(&cell, &cap).diagnosis;
+        assert!(d.iter().any(|l| l.ends_with("dropped at gw")), "{d:?}");
     }
 }

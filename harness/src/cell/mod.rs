@@ -225,11 +225,31 @@ async fn set_up(
         .iter()
         .map(|t| (t.node.clone(), t.ifindex))
         .collect();
-    match Capture::start(&live.topo, flows, cell.waits_for_packets(), plain) {
+    match Capture::start(
+        &live.topo,
+        flows,
+        cell.waits_for_packets(),
+        plain,
+        &own_addrs(cell),
+    ) {
         Ok(c) => Ok((live, Some(c))),
         // Dropping `live` releases the namespaces: nothing else started.
         Err(e) => Err(topo_err(e)),
     }
+}
+
+/// Each node's own addresses: its link ends' and its endpoint's inner one.
+fn own_addrs(cell: &Cell) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>> {
+    let mut own: std::collections::BTreeMap<String, Vec<std::net::IpAddr>> = Default::default();
+    for e in cell.links.iter().flat_map(|l| [&l.a, &l.b]) {
+        own.entry(e.node.clone()).or_default().push(e.addr.addr());
+    }
+    for e in &cell.endpoints {
+        if let Some(a) = e.inner {
+            own.entry(e.node.clone()).or_default().push(a);
+        }
+    }
+    own
 }
 
 /// The path, the raw counts and (with `--pcap`) the pcap files.
