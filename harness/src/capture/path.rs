@@ -386,26 +386,53 @@ fn rewrites_destination(cell: &Cell, node: &str) -> bool {
         .is_some_and(|n| n.nat.translates() || n.knobs.forward_ike_to.is_some())
 }
 
+/// (neighbour, packets of class `c`) that arrived at `node` from each
+/// neighbour, or (`arriving` false) left it toward each.
+fn neighbours<'a>(
+    dirs: &'a [LinkDir],
+    node: &str,
+    c: Class,
+    arriving: bool,
+) -> Vec<(&'a str, u64)> {
+    dirs.iter()
+        .filter(|d| if arriving { d.1 == node } else { d.0 == node })
+        .filter_map(|d| {
+            let (n, x) = if arriving {
+                (&d.0, d.2.get(&c)?.1)
+            } else {
+                (&d.1, d.2.get(&c)?.0)
+            };
+            (x > 0).then_some((n.as_str(), x))
+        })
+        .collect()
+}
+
+/// " toward X, Y": the neighbours of `node` that packets did not come
+/// from (empty when there are none).
+fn toward(dirs: &[LinkDir], node: &str, ins: &[(&str, u64)]) -> String {
+    let mut others: Vec<&str> = dirs
+        .iter()
+        .filter(|d| d.0 == node)
+        .map(|d| d.1.as_str())
+        .collect();
+    others.dedup();
+    others.retain(|n| !ins.iter().any(|(i, _)| i == n));
+    if others.is_empty() {
+        String::new()
+    } else {
+        format!(" toward {}", others.join(", "))
+    }
+}
+
 /// What a forwarding node did with packets of class `c`: dropped them all,
 /// sent ICMP errors of its own, or dropped some. `mine` of them arrived
 /// addressed to the node itself: on a node that rewrites no destination,
 /// those were delivered there, not dropped.
 fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class, mine: u64) -> Option<String> {
-    // (neighbour, packets) that arrived from / left toward each neighbour.
-    let side = |arriving: bool| -> Vec<(&str, u64)> {
-        dirs.iter()
-            .filter(|d| if arriving { d.1 == node } else { d.0 == node })
-            .filter_map(|d| {
-                let (n, x) = if arriving {
-                    (&d.0, d.2.get(&c)?.1)
-                } else {
-                    (&d.1, d.2.get(&c)?.0)
-                };
-                (x > 0).then_some((n.as_str(), x))
-            })
-            .collect()
-    };
-    let (ins, outs) = (side(true), side(false));
+    let (ins, outs) = (
+        neighbours(dirs, node, c, true),
+        neighbours(dirs, node, c, false),
+    );
     let total_in: u64 = ins.iter().map(|x| x.1).sum();
     let total_out: u64 = outs.iter().map(|x| x.1).sum();
     let list = |v: &[(&str, u64)]| {
@@ -433,18 +460,7 @@ fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class, mine: u64) -> Op
         total_in - mine.min(total_in)
     };
     if total_in > 0 && total_out == 0 {
-        let mut others: Vec<&str> = dirs
-            .iter()
-            .filter(|d| d.0 == node)
-            .map(|d| d.1.as_str())
-            .collect();
-        others.dedup();
-        others.retain(|n| !ins.iter().any(|(i, _)| i == n));
-        let toward = if others.is_empty() {
-            String::new()
-        } else {
-            format!(" toward {}", others.join(", "))
-        };
+        let toward = toward(dirs, node, &ins);
         Some(format!(
             "{} left {} and reached {node} but never left {node}{toward}: dropped at {node}",
             c.describe(),
