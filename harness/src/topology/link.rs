@@ -132,12 +132,16 @@ pub async fn route(ns: &Netns, dst: IpNet, via: IpAddr) -> Result<(), TopologyEr
             })
         }
     };
-    ns.rtnl
-        .route()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(nl(ns, format!("add route {dst} via {via}")))
+    send_route(ns, msg, format!("add route {dst} via {via}")).await
+}
+
+/// Send a built route to the namespace's kernel.
+async fn send_route(
+    ns: &Netns,
+    msg: rtnetlink::packet_route::route::RouteMessage,
+    op: String,
+) -> Result<(), TopologyError> {
+    ns.rtnl.route().add(msg).execute().await.map_err(nl(ns, op))
 }
 
 /// Add one of the cell's routes.
@@ -166,12 +170,7 @@ pub async fn route_dev(
             .output_interface(index)
             .build(),
     };
-    ns.rtnl
-        .route()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(nl(ns, format!("add route {dst} dev {name}")))
+    send_route(ns, msg, format!("add route {dst} dev {name}")).await
 }
 
 /// Every interface of `ns` as (index, name).

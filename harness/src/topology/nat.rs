@@ -16,6 +16,12 @@ pub fn table_family(f: Families) -> &'static str {
     }
 }
 
+/// Whether a gateway of families `f` gets IPv4 rules: it has IPv4, or no
+/// address at all (the `ip` table, as before IPv6).
+fn v4_rules(f: Families) -> bool {
+    f.v4 || !f.v6
+}
+
 /// The forward-chain rules that drop `b` in the families `f` (none for
 /// fragments, which need their own hook before reassembly).
 fn block_rules(b: Block, f: Families) -> Vec<String> {
@@ -29,7 +35,7 @@ fn block_rules(b: Block, f: Families) -> Vec<String> {
         Block::NonUdp => vec![c("meta l4proto != udp")],
         Block::PacketTooBig => {
             let mut r = vec![];
-            if f.v4 || !f.v6 {
+            if v4_rules(f) {
                 r.push(c("icmp type destination-unreachable icmp code frag-needed"));
             }
             if f.v6 {
@@ -148,7 +154,7 @@ fn timeouts(k: &Knobs, f: Families) -> String {
     let mut rules = String::new();
     let dual = f.v4 && f.v6;
     for (on, l3, name, nfproto) in [
-        (f.v4 || !f.v6, "ip", "udp-mapping", "ipv4"),
+        (v4_rules(f), "ip", "udp-mapping", "ipv4"),
         (f.v6, "ip6", "udp-mapping6", "ipv6"),
     ] {
         if !on {
@@ -210,7 +216,7 @@ fn fragments(k: &Knobs, f: Families) -> String {
     let mut s = String::from(
         "  chain fragments {\n    type filter hook prerouting priority -450; policy accept;\n",
     );
-    if f.v4 || !f.v6 {
+    if v4_rules(f) {
         s.push_str("    ip frag-off & 0x3fff != 0 counter drop comment \"blocked: fragments\"\n");
     }
     if f.v6 {

@@ -94,25 +94,18 @@ fn node(d: &mut Diags<'_>, p: &NodePlan, pick: &Pick<'_>) -> cell::Node {
         );
     }
     families(d, p, nat);
-    if nat == NatProfile::Nat64 {
-        knobs.nat64 = p.nat64;
-        if p.nat64.is_none() {
-            d.err(
-                p.span.clone(),
-                format!("nodes.{}.nat64_prefix", p.name),
-                "profile nat64 synthesizes IPv6 addresses for IPv4 hosts from a prefix: set `nat64_prefix` (e.g. \"2001:db8:64::/96\")",
-            );
-        }
+    match nat {
+        NatProfile::Nat64 => knobs.nat64 = p.nat64,
+        NatProfile::Netmap66 => knobs.prefix_map = p.prefix_map,
+        _ => {}
     }
-    if nat == NatProfile::Netmap66 {
-        knobs.prefix_map = p.prefix_map;
-        if p.prefix_map.is_none() {
-            d.err(
-                p.span.clone(),
-                format!("nodes.{}.nat_prefix", p.name),
-                "profile netmap66 maps the inside prefix to an outside one: set `nat_prefix` (e.g. \"2001:db8:99::/64\")",
-            );
-        }
+    let missing = match nat {
+        NatProfile::Nat64 => p.nat64.is_none(),
+        NatProfile::Netmap66 => p.prefix_map.is_none(),
+        _ => false,
+    };
+    if let (true, Some((field, msg))) = (missing, super::network::prefix_needed(nat)) {
+        d.err(p.span.clone(), format!("nodes.{}.{field}", p.name), msg);
     }
     cell::Node {
         name: p.name.clone(),

@@ -133,11 +133,9 @@ fn node(d: &mut Diags<'_>, n: &str, spec: &Spanned<NodeSpec>) -> Option<Knobs> {
         if p.get_ref().parse::<NatProfile>() == Ok(NatProfile::Nat64) && s.nat64_prefix.is_none() {
             // Said here, before the endpoints' synthesized addresses are
             // refused for want of it.
-            d.err(
-                sp(p),
-                format!("nodes.{n}.nat64_prefix"),
-                "profile nat64 synthesizes IPv6 addresses for IPv4 hosts from a prefix: set `nat64_prefix` (e.g. \"2001:db8:64::/96\")",
-            );
+            if let Some((field, msg)) = prefix_needed(NatProfile::Nat64) {
+                d.err(sp(p), format!("nodes.{n}.{field}"), msg);
+            }
         }
         if p.get_ref().parse::<NatProfile>().is_err() {
             d.err(
@@ -466,6 +464,22 @@ fn outside(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) -> BTreeMap<Strin
         }
     }
     out
+}
+
+/// The prefix field a profile cannot work without, and what to say when
+/// it is missing.
+pub(super) fn prefix_needed(nat: NatProfile) -> Option<(&'static str, &'static str)> {
+    match nat {
+        NatProfile::Nat64 => Some((
+            "nat64_prefix",
+            "profile nat64 synthesizes IPv6 addresses for IPv4 hosts from a prefix: set `nat64_prefix` (e.g. \"2001:db8:64::/96\")",
+        )),
+        NatProfile::Netmap66 => Some((
+            "nat_prefix",
+            "profile netmap66 maps the inside prefix to an outside one: set `nat_prefix` (e.g. \"2001:db8:99::/64\")",
+        )),
+        _ => None,
+    }
 }
 
 /// `nat64_prefix`: an IPv6 /96 (the only length whose synthesized
