@@ -148,16 +148,45 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
     report
 }
 
-/// Both directions of every link: what was sent and what arrived, per
+/// One side of a wire: a node (or segment) and its interface.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    node: &'a str,
+    iface: &'a str,
+}
+
+/// Every wire of the cell, both sides: each link's two ends, and each
+/// segment member's interface with its port on the segment's bridge.
+fn wires(cell: &Cell) -> Vec<(Side<'_>, Side<'_>)> {
+    fn side(e: &LinkEnd) -> Side<'_> {
+        Side {
+            node: &e.node,
+            iface: &e.iface,
+        }
+    }
+    let links = cell.links.iter().map(|l| (side(&l.a), side(&l.b)));
+    let ports = cell.segments.iter().flat_map(|s| {
+        s.members.iter().map(move |m| {
+            let port = Side {
+                node: &s.name,
+                iface: &m.node,
+            };
+            (side(m), port)
+        })
+    });
+    links.chain(ports).collect()
+}
+
+/// Both directions of every wire: what was sent and what arrived, per
 /// class; the hops that carried anything go into `report`.
 fn link_dirs(cell: &Cell, cap: &Captured, report: &mut PathReport) -> Vec<LinkDir> {
     let mut dirs: Vec<LinkDir> = Vec::new();
-    for l in &cell.links {
-        for (a, b) in [(&l.a, &l.b), (&l.b, &l.a)] {
+    for (x, y) in wires(cell) {
+        for (a, b) in [(x, y), (y, x)] {
             let mut m = BTreeMap::new();
             for c in Class::iter() {
-                let sent = cap.count(&a.node, &a.iface, Dir::Out, c);
-                let mut arrived = cap.count(&b.node, &b.iface, Dir::In, c);
+                let sent = cap.count(a.node, a.iface, Dir::Out, c);
+                let mut arrived = cap.count(b.node, b.iface, Dir::In, c);
                 if c == Class::CheckClear && arrived > sent {
                     // Check packets that arrive without having been sent on
                     // the link are ESP the kernel decrypted and re-injected
@@ -177,14 +206,14 @@ fn link_dirs(cell: &Cell, cap: &Captured, report: &mut PathReport) -> Vec<LinkDi
             if !m.is_empty() {
                 report.hops.push(hop(cell, a, b, &m));
             }
-            dirs.push((a.node.clone(), b.node.clone(), m));
+            dirs.push((a.node.to_string(), b.node.to_string(), m));
         }
     }
     dirs
 }
 
-/// One link direction as the outcome shows it.
-fn hop(cell: &Cell, a: &LinkEnd, b: &LinkEnd, m: &BTreeMap<Class, (u64, u64)>) -> Hop {
+/// One wire direction as the outcome shows it.
+fn hop(cell: &Cell, a: Side<'_>, b: Side<'_>, m: &BTreeMap<Class, (u64, u64)>) -> Hop {
     Hop {
         hop: format!("{} -> {}", a.node, b.node),
         ifaces: format!("{} -> {}", a.iface, b.iface),
@@ -238,7 +267,8 @@ fn tun_ends(node: &str, nf: &super::NodeFrames, cap: &Captured, report: &mut Pat
 fn diagnose(cell: &Cell, dirs: &[LinkDir], cap: &Captured) -> Vec<String> {
     let mut out = lost_on_links(cell, dirs);
     for c in Class::iter() {
-        for node in cell.nodes.iter().map(|n| n.name.as_str()) {
+        let switches = cell.segments.iter().map(|s| s.name.as_str());
+        for node in cell.nodes.iter().map(|n| n.name.as_str()).chain(switches) {
             if cell.endpoint(node).is_none() {
                 let mine = to_self(cell, cap, node, c);
                 out.extend(at_node(cell, dirs, node, c, mine));
@@ -264,9 +294,7 @@ fn zero_checksums(cell: &Cell, cap: &Captured) -> Vec<String> {
         };
         let arrived = cap.count(&n.name, wan, Dir::In, Class::EspInUdp);
         let passed: u64 = cell
-            .links
-            .iter()
-            .flat_map(|l| [&l.a, &l.b])
+            .ends()
             .filter(|e| e.node == n.name && e.iface != wan)
             .map(|e| cap.count(&n.name, &e.iface, Dir::Out, Class::EspInUdp))
             .sum();
@@ -370,9 +398,7 @@ fn lost_on_links(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
 /// Packets of class `c` that arrived at `node` on its links addressed to
 /// the node itself.
 fn to_self(cell: &Cell, cap: &Captured, node: &str, c: Class) -> u64 {
-    cell.links
-        .iter()
-        .flat_map(|l| [&l.a, &l.b])
+    cell.ends()
         .filter(|e| e.node == node)
         .map(|e| cap.to_self(node, &e.iface, c))
         .sum()
@@ -497,7 +523,7 @@ fn bypassed(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
     let mut out = Vec::new();
     for (from, to, m) in dirs {
         if let Some((s, _)) = m.get(&Class::CheckClear) {
-            if *s > 0 && cell.endpoint(from).is_some() {
+            if *s > 0 && cell.endpoint(from).is_some() && !inward(cell, from, to) {
                 out.push(format!(
                     "{} left {from} toward {to} ({s}): it bypassed the tunnel",
                     Class::CheckClear.describe()
@@ -506,6 +532,28 @@ fn bypassed(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether endpoint `from` faces its own protected networks toward `to`:
+/// its address there lies in its traffic selectors (a site's gateway
+/// hands decrypted traffic to its LAN in clear text).
+fn inward(cell: &Cell, from: &str, to: &str) -> bool {
+    let Some(e) = cell.endpoint(from) else {
+        return false;
+    };
+    let link = cell.links.iter().find_map(|l| match (&l.a, &l.b) {
+        (a, b) if a.node == from && b.node == to => Some(a),
+        (a, b) if b.node == from && a.node == to => Some(b),
+        _ => None,
+    });
+    let seg = cell
+        .segments
+        .iter()
+        .filter(|s| s.name == to)
+        .flat_map(|s| &s.members)
+        .find(|m| m.node == from);
+    link.or(seg)
+        .is_some_and(|end| e.local_ts().iter().any(|n| n.contains(&end.addr.addr())))
 }
 
 #[cfg(test)]

@@ -209,9 +209,12 @@ async fn set_up(
     if !opts.capture {
         return Ok((live, None));
     }
+    // Only a tunnelled check's packets in clear text are out of place; a
+    // check between two hosts of one LAN is ordinary traffic.
     let flows = cell
         .checks
         .iter()
+        .filter(|c| cell.tunnelled(c))
         .map(|c| Flow {
             src: c.src,
             dst: c.dst,
@@ -241,7 +244,7 @@ async fn set_up(
 /// Each node's own addresses: its link ends' and its endpoint's inner one.
 fn own_addrs(cell: &Cell) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>> {
     let mut own: std::collections::BTreeMap<String, Vec<std::net::IpAddr>> = Default::default();
-    for e in cell.links.iter().flat_map(|l| [&l.a, &l.b]) {
+    for e in cell.ends() {
         own.entry(e.node.clone()).or_default().push(e.addr.addr());
     }
     for e in &cell.endpoints {

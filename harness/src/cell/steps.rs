@@ -261,9 +261,7 @@ impl<'a> Stage<'a> {
         let ns = self.topo.node(node);
         let net = self
             .cell
-            .links
-            .iter()
-            .flat_map(|l| [&l.a, &l.b])
+            .ends()
             .find(|e| e.node == node && e.iface == iface)
             .map(|e| e.addr.trunc());
         let leaves = |r: &&crate::model::Route| match &r.hop {

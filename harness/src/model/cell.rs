@@ -32,6 +32,8 @@ pub struct Cell {
     pub nodes: Vec<Node>,
     /// Veth pairs.
     pub links: Vec<Link>,
+    /// Shared L2 segments (a bridge each).
+    pub segments: Vec<Segment>,
     /// Static routes.
     pub routes: Vec<Route>,
     /// VPN endpoints.
@@ -70,12 +72,17 @@ impl Cell {
             .join(",")
     }
 
+    /// Every addressed interface of the cell: both ends of each link, then
+    /// each segment member's.
+    pub fn ends(&self) -> impl Iterator<Item = &LinkEnd> {
+        let links = self.links.iter().flat_map(|l| [&l.a, &l.b]);
+        links.chain(self.segments.iter().flat_map(|s| &s.members))
+    }
+
     /// The families of node `node`'s link addresses.
     pub fn families_of(&self, node: &str) -> Families {
         Families::of(
-            self.links
-                .iter()
-                .flat_map(|l| [&l.a, &l.b])
+            self.ends()
                 .filter(|e| e.node == node)
                 .map(|e| e.addr.addr()),
         )
@@ -84,13 +91,23 @@ impl Cell {
     /// Whether any address of the cell is IPv6 (links, inner addresses,
     /// PPP, checks).
     pub fn uses_ipv6(&self) -> bool {
-        let links = self
-            .links
-            .iter()
-            .flat_map(|l| [l.a.addr.addr(), l.b.addr.addr()]);
+        let links = self.ends().map(|e| e.addr.addr());
         let inner = self.endpoints.iter().filter_map(|e| e.inner);
         let checks = self.checks.iter().flat_map(|c| [c.src, c.dst]);
         links.chain(inner).chain(checks).any(|a| a.is_ipv6())
+    }
+
+    /// Whether check `c` goes through a tunnel: a tunnel-mode endpoint's
+    /// selectors cover its source and destination (or it runs between
+    /// transport-mode or PPP ends, whose SAs cover the outer addresses).
+    /// A check between two hosts of one LAN is plain routed traffic.
+    pub fn tunnelled(&self, c: &Check) -> bool {
+        let covers = |ts: &[IpNet], a: IpAddr| ts.iter().any(|n| n.contains(&a));
+        self.endpoints.iter().any(|e| {
+            e.mode != Mode::Tunnel
+                || (covers(&e.local_ts(), c.src) && covers(&e.remote_ts(), c.dst))
+                || (covers(&e.local_ts(), c.dst) && covers(&e.remote_ts(), c.src))
+        }) || self.ppp.is_some()
     }
 
     /// Whether a step waits for a packet (the capture then keeps live
@@ -259,6 +276,20 @@ pub struct Link {
     pub mtu: Option<u32>,
 }
 
+/// A shared L2 segment: a bridge in a namespace of its own (named after
+/// the segment), with one veth from each member plugged into it, so
+/// members reach each other by ARP and neighbour discovery as on a LAN.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Name (also its namespace's, in the path: `client1 -> lan`).
+    pub name: String,
+    /// The members' interfaces, in file order; each port on the bridge is
+    /// named after its member's node.
+    pub members: Vec<LinkEnd>,
+    /// MTU of every member's interface and port.
+    pub mtu: Option<u32>,
+}
+
 /// A static route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -309,6 +340,11 @@ pub struct Endpoint {
     pub inner: Option<IpAddr>,
     /// Peer's inner address.
     pub peer_inner: Option<IpAddr>,
+    /// The networks behind this end (site to site): traffic selectors
+    /// besides the inner address.
+    pub subnets: Vec<IpNet>,
+    /// The peer's.
+    pub peer_subnets: Vec<IpNet>,
     /// IKE version.
     pub ike: u8,
     /// NAT-T mode.
@@ -317,6 +353,35 @@ pub struct Endpoint {
     pub mode: Mode,
     /// Timers, fragmentation, MOBIKE, authentication, protocol.
     pub knobs: EndpointKnobs,
+}
+
+impl Endpoint {
+    /// Its own traffic selectors in tunnel mode: its subnets, then its
+    /// inner address as a host prefix (none in transport mode, where the
+    /// SA covers the outer addresses).
+    pub fn local_ts(&self) -> Vec<IpNet> {
+        selectors(self.mode, &self.subnets, self.inner)
+    }
+
+    /// The peer's (and every further initiator's) traffic selectors.
+    pub fn remote_ts(&self) -> Vec<IpNet> {
+        let mut ts = selectors(self.mode, &self.peer_subnets, self.peer_inner);
+        for o in &self.others {
+            ts.extend(selectors(self.mode, &o.subnets, o.inner));
+        }
+        ts
+    }
+}
+
+fn selectors(mode: Mode, subnets: &[IpNet], inner: Option<IpAddr>) -> Vec<IpNet> {
+    if mode != Mode::Tunnel {
+        return Vec::new();
+    }
+    subnets
+        .iter()
+        .copied()
+        .chain(inner.map(IpNet::from))
+        .collect()
 }
 
 /// An endpoint's settings beyond addressing and identity.
@@ -378,6 +443,8 @@ pub struct OtherPeer {
     pub id: String,
     /// Its inner address.
     pub inner: Option<IpAddr>,
+    /// The networks behind it.
+    pub subnets: Vec<IpNet>,
 }
 
 /// The programs of a user's own stack (`stack = "command"`), resolved to

@@ -35,6 +35,10 @@ pub struct ScenarioFile {
     /// Veth pairs between nodes.
     #[serde(default)]
     pub links: Vec<Spanned<LinkSpec>>,
+    /// Shared L2 segments by name (a LAN several nodes sit on), each a
+    /// bridge in a namespace of its own.
+    #[serde(default)]
+    pub segments: BTreeMap<String, Spanned<SegmentSpec>>,
     /// Static routes.
     #[serde(default)]
     pub routes: Vec<Spanned<RouteSpec>>,
@@ -147,6 +151,18 @@ pub struct LinkSpec {
     pub mtu: Option<Spanned<u32>>,
 }
 
+/// A shared L2 segment: every member gets an interface on one LAN (default
+/// name `to-<segment>`), and they reach each other by ARP or neighbour
+/// discovery through a bridge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSpec {
+    /// The nodes on it, each with its address (all in one subnet).
+    pub members: Vec<LinkEnd>,
+    /// MTU of every member's interface (default: the kernel's 1500).
+    pub mtu: Option<Spanned<u32>>,
+}
+
 /// A static route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,6 +202,10 @@ pub struct EndpointSpec {
     pub psk: Option<Spanned<String>>,
     /// Inner address (put on the node's loopback; the tunnel's traffic selector).
     pub inner: Option<Spanned<String>>,
+    /// Site to site: the networks behind this end (`["10.1.0.0/24"]`),
+    /// its traffic selectors (with `inner`, if set too). The node's hosts
+    /// route through it; it forwards their traffic into the tunnel.
+    pub subnets: Option<Spanned<Vec<Spanned<String>>>>,
     /// IKE version, 1 or 2.
     #[serde(default = "default_ike")]
     pub ike: Spanned<u8>,

@@ -182,4 +182,6 @@ fn field_at(text: &str, offset: usize) -> String {
 }
 
 #[cfg(test)]
+mod deploy_tests;
+#[cfg(test)]
 mod tests;

@@ -46,10 +46,12 @@ pub fn tool(name: &str) -> PathBuf {
 pub const INSTALL_HINT: &str = "sudo ci/setup.sh (unpacks Debian's libreswan into /opt/vpnlab/libreswan; set VPNLAB_LIBRESWAN for another prefix)";
 
 /// Why libreswan cannot run this endpoint on `backend`, if it cannot.
-pub fn unsupported(_ep: &Endpoint, backend: Backend) -> Option<String> {
-    (backend == Backend::KernelLibipsec).then(|| {
-        "libreswan needs kernel ESP (XFRM); it has no userspace ESP like strongSwan's kernel-libipsec (pin `backend = \"kernel-netlink\"` and run with --kernel auto)".to_string()
-    })
+pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
+    if backend == Backend::KernelLibipsec {
+        return Some("libreswan needs kernel ESP (XFRM); it has no userspace ESP like strongSwan's kernel-libipsec (pin `backend = \"kernel-netlink\"` and run with --kernel auto)".to_string());
+    }
+    let (l, r) = (ep.local_ts().len(), ep.remote_ts().len());
+    (l > 1 || r > 1).then(|| format!("vpnlab maps one traffic selector per side to libreswan (leftsubnet=, rightsubnet=); this end has {l} and {r} (libreswan's leftsubnets= alias connections are not mapped)"))
 }
 
 /// An identity as libreswan writes it: addresses bare, names with `@`.
@@ -122,22 +124,10 @@ pub fn ipsec_conf(ep: &Endpoint, timers: Timers) -> String {
         // advertises it even with encapsulation=no.
         c += "\tnat-ikev1-method=none\n";
     }
-    if let ([l], [r]) = (
-        &host_selector(ep.mode, ep.inner)[..],
-        &host_selector(ep.mode, ep.peer_inner)[..],
-    ) {
+    if let ([l], [r]) = (&ep.local_ts()[..], &ep.remote_ts()[..]) {
         c += &format!("\tleftsubnet={l}\n\trightsubnet={r}\n");
     }
     c
-}
-
-/// A tunnel-mode traffic selector of one host (`10.10.1.1/32`); none in
-/// transport mode, where the SA covers the outer addresses.
-fn host_selector(mode: Mode, addr: Option<std::net::IpAddr>) -> Vec<String> {
-    match (mode, addr) {
-        (Mode::Tunnel, Some(a)) => vec![ipnet::IpNet::from(a).to_string()],
-        _ => vec![],
-    }
 }
 
 /// The generated `ipsec.secrets`. The identities' line serves IKEv2 and
@@ -776,8 +766,8 @@ fn child_sa(ep: &Endpoint, c: &ShownState, facts: &LogFacts, sas: &[XfrmState]) 
             }),
             _ => None,
         },
-        local_ts: host_selector(ep.mode, ep.inner),
-        remote_ts: host_selector(ep.mode, ep.peer_inner),
+        local_ts: ep.local_ts().iter().map(|n| n.to_string()).collect(),
+        remote_ts: ep.remote_ts().iter().map(|n| n.to_string()).collect(),
     }
 }
 

@@ -118,20 +118,17 @@ charon {{
     )
 }
 
-/// The CHILD_SA config of an endpoint: its inner address to the peer's
-/// (and every other initiator's) in tunnel mode, the outer ones in
-/// transport mode.
+/// The CHILD_SA config of an endpoint: its subnets and inner address to
+/// the peer's (and every other initiator's) in tunnel mode, the outer
+/// addresses (`dynamic`) in transport mode.
 fn child_config(ep: &Endpoint) -> vici::ChildConfig {
-    let ts = |a: Option<std::net::IpAddr>| match (ep.mode, a) {
-        (Mode::Tunnel, Some(a)) => vec![ipnet::IpNet::from(a).to_string()],
-        _ => vec!["dynamic".to_string()],
+    let ts = |list: Vec<ipnet::IpNet>| match list.is_empty() {
+        true => vec!["dynamic".to_string()],
+        false => list.iter().map(|n| n.to_string()).collect(),
     };
     vici::ChildConfig {
-        local_ts: ts(ep.inner),
-        remote_ts: std::iter::once(ep.peer_inner)
-            .chain(ep.others.iter().map(|o| o.inner))
-            .flat_map(ts)
-            .collect(),
+        local_ts: ts(ep.local_ts()),
+        remote_ts: ts(ep.remote_ts()),
         mode: ep.mode.to_string(),
         start_action: "none".into(),
         // No PFS group, like the ESP default here.

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
-use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::TopologyError;
 use crate::model::{NextHop, Route};
@@ -72,6 +72,34 @@ pub async fn veth(a: VethEnd<'_>, b: VethEnd<'_>, mtu: Option<u32>) -> Result<()
         a.ns,
         format!("create veth {a_name} <-> {}:{b_name}", b.ns.node),
     ))
+}
+
+/// Create bridge `name` at interface index `index`, up. Its spanning tree
+/// stays off (the kernel's default), so a port forwards as soon as it is
+/// up: no listening and learning delay.
+pub async fn bridge(ns: &Netns, name: &str, index: u32) -> Result<(), TopologyError> {
+    let msg = LinkBridge::new(name).index(index).build();
+    ns.rtnl
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl(ns, format!("create bridge {name}")))
+}
+
+/// Plug interface `index` (`name`) into the bridge at `bridge`, and bring
+/// it up.
+pub async fn enslave(ns: &Netns, index: u32, name: &str, bridge: u32) -> Result<(), TopologyError> {
+    let msg = LinkUnspec::new_with_index(index)
+        .controller(bridge)
+        .up()
+        .build();
+    ns.rtnl
+        .link()
+        .set(msg)
+        .execute()
+        .await
+        .map_err(nl(ns, format!("plug {name} into the bridge")))
 }
 
 /// Bring interface `index` up.

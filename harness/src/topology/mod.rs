@@ -41,9 +41,13 @@ const IPV6_ON: &[(&str, &str)] = &[
     ("net.ipv6.conf.default.router_solicitations", "0"),
 ];
 
+/// The interface index of a segment's bridge in its namespace (nothing
+/// else lives there but its ports).
+const BRIDGE_INDEX: u32 = 2;
+
 /// The live namespaces of one cell.
 pub struct Topology {
-    /// Node name → namespace.
+    /// Node (or segment) name → namespace.
     pub nodes: BTreeMap<String, Netns>,
     /// Forwarding node → its NAT as first applied, for the outcome.
     pub nat: BTreeMap<String, (NatProfile, String)>,
@@ -93,8 +97,9 @@ impl Topology {
     /// Create everything the cell describes.
     pub async fn build(cell: &Cell) -> Result<Self, TopologyError> {
         let mut nodes = BTreeMap::new();
-        for n in &cell.nodes {
-            nodes.insert(n.name.clone(), Netns::create(&n.name)?);
+        let names = cell.nodes.iter().map(|n| &n.name);
+        for name in names.chain(cell.segments.iter().map(|s| &s.name)) {
+            nodes.insert(name.clone(), Netns::create(name)?);
         }
         let topo = Topology {
             nodes,
@@ -148,17 +153,27 @@ impl Topology {
     async fn wire(&self, cell: &Cell) -> Result<(), TopologyError> {
         // Set before any veth exists, so every interface inherits it.
         if std::path::Path::new("/proc/sys/net/ipv6").exists() {
-            let settings = if cell.uses_ipv6() { IPV6_ON } else { IPV6_OFF };
-            for ns in self.nodes.values() {
+            let on = cell.uses_ipv6();
+            for (name, ns) in &self.nodes {
+                // A segment's bridge only switches frames: no IPv6 of its own
+                // (no MLD or link-local addresses in its captures).
+                let bridge = cell.segments.iter().any(|s| &s.name == name);
+                let settings = if on && !bridge { IPV6_ON } else { IPV6_OFF };
                 for (key, value) in settings {
                     ns.sysctl(key, value)?;
                 }
             }
         }
         self.loopbacks(cell).await?;
-        for (k, l) in cell.links.iter().enumerate() {
-            // Every end of the cell its own index (see `link::veth`).
-            self.link(l, FIRST_VETH_INDEX + 2 * k as u32).await?;
+        // Every veth end of the cell its own index (see `link::veth`).
+        let mut index = FIRST_VETH_INDEX;
+        for l in &cell.links {
+            self.link(l, index).await?;
+            index += 2;
+        }
+        for s in &cell.segments {
+            self.segment(s, index).await?;
+            index += 2 * s.members.len() as u32;
         }
         for r in &cell.routes {
             link::add_route(self.node(&r.node), r).await?;
@@ -191,6 +206,31 @@ impl Topology {
                 let lo = link::index(ns, "lo").await?;
                 link::address(ns, lo, "lo", IpNet::from(inner)).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// A segment's bridge, and a veth from each member into it (member ends
+    /// from `index` on, the bridge's ports named after their members).
+    async fn segment(&self, s: &crate::model::Segment, index: u32) -> Result<(), TopologyError> {
+        let sw = self.node(&s.name);
+        link::bridge(sw, "br0", BRIDGE_INDEX).await?;
+        for (k, m) in s.members.iter().enumerate() {
+            let (ns, idx) = (self.node(&m.node), index + 2 * k as u32);
+            let member = link::VethEnd {
+                ns,
+                name: &m.iface,
+                index: idx,
+            };
+            let port = link::VethEnd {
+                ns: sw,
+                name: &m.node,
+                index: idx + 1,
+            };
+            link::veth(member, port, s.mtu).await?;
+            link::enslave(sw, idx + 1, &m.node, BRIDGE_INDEX).await?;
+            link::address(ns, idx, &m.iface, m.addr).await?;
+            link::up(ns, idx, &m.iface).await?;
         }
         Ok(())
     }

@@ -150,7 +150,9 @@ fn through_tunnel(
     Some((src, dst))
 }
 
-/// One end of a check: the explicit address, or the node's inner address.
+/// One end of a check: the explicit address; else the node's inner
+/// address; else its one link address inside its `subnets` (a site's
+/// gateway); else its only link address (a host on a LAN).
 fn end(
     d: &mut Diags<'_>,
     net: &Network,
@@ -163,18 +165,33 @@ fn end(
     if let Some(s) = explicit {
         return d.addr(s, &format!("{field}.{which}"));
     }
-    let a = eps.inner_of.get(node.get_ref()).copied();
-    if a.is_none() && net.nodes.contains(node.get_ref()) {
+    let n = node.get_ref();
+    let a = eps
+        .inner_of
+        .get(n)
+        .copied()
+        .or_else(|| default_addr(net, eps, n));
+    if a.is_none() && net.nodes.contains(n) {
         d.err(
             sp(node),
             format!("{field}.{which}"),
-            format!(
-                "node {} has no endpoint inner address; set `{which}`",
-                node.get_ref()
-            ),
+            format!("node {n} has no inner address, and not exactly one link address (in its subnets) to use instead; set `{which}`"),
         );
     }
     a
+}
+
+/// The address a check uses at a node with no inner address.
+fn default_addr(net: &Network, eps: &Endpoints, n: &str) -> Option<IpAddr> {
+    let mut own: Vec<IpAddr> = net.addrs_of(n).collect();
+    own.dedup();
+    if let Some(subnets) = eps.subnets_of.get(n) {
+        own.retain(|a| subnets.iter().any(|s| s.contains(a)));
+    }
+    match own[..] {
+        [a] => Some(a),
+        _ => None,
+    }
 }
 
 fn port_and_count(d: &mut Diags<'_>, c: &CheckSpec, field: &str) {

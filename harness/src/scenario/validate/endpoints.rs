@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::path::Path;
 
 use toml::Spanned;
@@ -26,6 +28,8 @@ pub(super) struct Endpoints {
     pub inner_of: BTreeMap<String, IpAddr>,
     /// Every inner address, with the field that declares it.
     pub inner_seen: BTreeMap<IpAddr, String>,
+    /// Each endpoint node's `subnets`.
+    pub subnets_of: BTreeMap<String, Vec<IpNet>>,
     /// The nodes with an endpoint.
     pub nodes: BTreeSet<String>,
 }
@@ -134,6 +138,10 @@ fn declared(
     let knobs = knobs::endpoint_knobs(d, &f.endpoints[i], &field);
     if let Some(inner) = &e.inner {
         self::inner(d, net, eps, e, inner, &field);
+    }
+    if let Some(s) = &e.subnets {
+        let list = subnets(d, s, &field);
+        eps.subnets_of.insert(e.node.get_ref().clone(), list);
     }
     Some(Declared {
         stack: stack?,
@@ -289,6 +297,44 @@ fn inner(
     eps.inner_of.insert(e.node.get_ref().clone(), a);
 }
 
+/// `subnets`: network prefixes (no host bits), not overlapping, of one
+/// family. (One may hold the node's own IKE address: the stacks exempt
+/// IKE from their policies.)
+fn subnets(d: &mut Diags<'_>, s: &Spanned<Vec<Spanned<String>>>, field: &str) -> Vec<IpNet> {
+    let field = format!("{field}.subnets");
+    if s.get_ref().is_empty() {
+        d.err(
+            sp(s),
+            &field,
+            "list at least one subnet (or leave `subnets` out)",
+        );
+    }
+    let mut out: Vec<IpNet> = Vec::new();
+    for x in s.get_ref() {
+        let Some(n) = d.prefix(x, &field) else {
+            continue;
+        };
+        if n.trunc() != n {
+            let msg = format!("{n} has host bits set: the subnet is {}", n.trunc());
+            d.err(sp(x), &field, msg);
+        } else if let Some(o) = out
+            .iter()
+            .find(|o| o.contains(&n.network()) || n.contains(&o.network()))
+        {
+            let msg = format!("{n} overlaps {o}, listed before");
+            d.err(sp(x), &field, msg);
+        } else if out
+            .first()
+            .is_some_and(|o| o.addr().is_ipv4() != n.addr().is_ipv4())
+        {
+            d.err(sp(x), &field, "the subnets of one end are of one family");
+        } else {
+            out.push(n);
+        }
+    }
+    out
+}
+
 /// The endpoint on node `n` (the first, if the file has several).
 fn endpoint_on(f: &ScenarioFile, n: &str) -> Option<usize> {
     f.endpoints
@@ -320,12 +366,16 @@ fn paired(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network, i: usize) -> Optio
         .into_iter()
         .map(|peer| agree(d, f, net, i, peer))
         .collect();
-    if *e.mode.get_ref() == Mode::Tunnel && e.inner.is_none() {
+    if *e.mode.get_ref() == Mode::Tunnel && e.inner.is_none() && e.subnets.is_none() {
         d.err(
             sp(&e.node),
             format!("{field}.inner"),
-            "tunnel mode needs an inner address (the traffic selector)",
+            "tunnel mode needs an inner address or `subnets` (the traffic selectors)",
         );
+    }
+    if let (Mode::Transport, Some(s)) = (*e.mode.get_ref(), &e.subnets) {
+        let msg = "transport mode protects the outer addresses only: `subnets` needs tunnel mode";
+        d.err(sp(s), format!("{field}.subnets"), msg);
     }
     let remote_addr = remote_addr(d, net, e, &field);
     let peers = peers.into_iter().collect::<Option<Vec<usize>>>()?;

@@ -53,6 +53,7 @@ pub(super) fn cells(d: &mut Diags<'_>, v: &Validated<'_>) -> Vec<Cell> {
             axes: pick.labels(),
             nodes,
             links: v.net.links.clone(),
+            segments: v.net.segments.clone(),
             routes: v.net.routes.clone(),
             checks: v.checks.clone(),
             requires: v.requires.clone(),
@@ -195,12 +196,14 @@ fn endpoint(
     let e = v.f.endpoints[p.index].get_ref();
     let peer = v.f.endpoints[p.peer].get_ref();
     let inner = |n: &String| v.eps.inner_of.get(n).copied();
+    let subnets = |n: &String| v.eps.subnets_of.get(n).cloned().unwrap_or_default();
     let others = p.others.iter().map(|&o| {
         let other = v.f.endpoints[o].get_ref();
         cell::OtherPeer {
             node: other.node.get_ref().clone(),
             id: other.id.get_ref().clone(),
             inner: inner(other.node.get_ref()),
+            subnets: subnets(other.node.get_ref()),
         }
     });
     cell::Endpoint {
@@ -220,6 +223,8 @@ fn endpoint(
             .unwrap_or_default(),
         inner: inner(e.node.get_ref()),
         peer_inner: inner(peer.node.get_ref()),
+        subnets: subnets(e.node.get_ref()),
+        peer_subnets: subnets(peer.node.get_ref()),
         ike: *e.ike.get_ref(),
         nat_t: *p.nat_t.at(pick),
         mode: *e.mode.get_ref(),

@@ -10,7 +10,7 @@ use std::ops::Range;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use toml::Spanned;
 
-use super::super::file::{LinkEnd, LinkSpec, NodeSpec, RouteSpec, ScenarioFile};
+use super::super::file::{LinkEnd, LinkSpec, NodeSpec, RouteSpec, ScenarioFile, SegmentSpec};
 use super::diag::{known_node, sp, Diags};
 use super::knobs;
 use super::matrix::{Axes, Choice, Varies};
@@ -31,6 +31,9 @@ pub(super) struct Iface {
     pub net: IpNet,
     pub peer_node: String,
     pub peer_addr: IpAddr,
+    /// The segment the interface is on (it then appears once per
+    /// neighbour there).
+    pub segment: Option<String>,
 }
 
 /// The validated network.
@@ -42,6 +45,8 @@ pub(super) struct Network {
     pub ifaces: Vec<Iface>,
     /// The valid links.
     pub links: Vec<cell::Link>,
+    /// The valid segments.
+    pub segments: Vec<cell::Segment>,
     /// The valid routes.
     pub routes: Vec<cell::Route>,
     /// Gateways' `behaviour` knobs as the file sets them.
@@ -96,6 +101,9 @@ pub(super) fn validate(d: &mut Diags<'_>, f: &ScenarioFile, axes: &Axes) -> Netw
     for (i, l) in f.links.iter().enumerate() {
         link(d, &mut net, i, l.get_ref());
     }
+    for (name, seg) in &f.segments {
+        segment(d, &mut net, name, seg);
+    }
     for (i, r) in f.routes.iter().enumerate() {
         if let Some(r) = route(d, &net, i, r.get_ref()) {
             net.routes.push(r);
@@ -117,11 +125,7 @@ pub(super) fn validate(d: &mut Diags<'_>, f: &ScenarioFile, axes: &Axes) -> Netw
 
 /// Check one node; its `behaviour` knobs, if it has them.
 fn node(d: &mut Diags<'_>, n: &str, spec: &Spanned<NodeSpec>) -> Option<Knobs> {
-    let ok = !n.is_empty()
-        && n.len() <= MAX_NODE_NAME
-        && n.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
+    if !valid_name(n) {
         d.err(
             sp(spec),
             format!("nodes.{n}"),
@@ -165,6 +169,14 @@ fn node(d: &mut Diags<'_>, n: &str, spec: &Spanned<NodeSpec>) -> Option<Knobs> {
     knobs
 }
 
+/// A node's (or segment's) name: short, so `to-<name>` fits IFNAMSIZ.
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= MAX_NODE_NAME
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// One end of a link as validated.
 struct End<'s> {
     known: bool,
@@ -175,8 +187,8 @@ struct End<'s> {
 
 /// Check one link; a valid one adds its interfaces and itself.
 fn link(d: &mut Diags<'_>, net: &mut Network, i: usize, l: &LinkSpec) {
-    let a = link_end(d, net, &format!("links[{i}].a"), &l.a, &l.b);
-    let b = link_end(d, net, &format!("links[{i}].b"), &l.b, &l.a);
+    let a = link_end(d, net, &format!("links[{i}].a"), &l.a, l.b.node.get_ref());
+    let b = link_end(d, net, &format!("links[{i}].b"), &l.b, l.a.node.get_ref());
     if l.a.node.get_ref() == l.b.node.get_ref() {
         d.err(
             sp(&l.b.node),
@@ -187,15 +199,7 @@ fn link(d: &mut Diags<'_>, net: &mut Network, i: usize, l: &LinkSpec) {
     if let (Some(x), Some(y)) = (a.addr, b.addr) {
         subnet(d, net, i, l, x, y);
     }
-    if let Some(m) = &l.mtu {
-        if !(576..=9000).contains(m.get_ref()) {
-            d.err(
-                sp(m),
-                format!("links[{i}].mtu"),
-                "MTU must be between 576 and 9000",
-            );
-        }
-    }
+    mtu(d, &l.mtu, format!("links[{i}].mtu"));
     if let (true, true, Some(aa), Some(ab)) = (a.known, b.known, a.addr, b.addr) {
         for (x, net_x, y, addr_y) in [(&a, aa, &b, ab), (&b, ab, &a, aa)] {
             let n = x.spec.node.get_ref();
@@ -215,28 +219,143 @@ fn link(d: &mut Diags<'_>, net: &mut Network, i: usize, l: &LinkSpec) {
                 net: net_x,
                 peer_node: y.spec.node.get_ref().clone(),
                 peer_addr: addr_y.addr(),
+                segment: None,
             });
         }
-        let end = |e: &End<'_>, addr| cell::LinkEnd {
-            node: e.spec.node.get_ref().clone(),
-            iface: e.iface.clone(),
-            addr,
-        };
         net.links.push(cell::Link {
-            a: end(&a, aa),
-            b: end(&b, ab),
+            a: a.resolved(aa),
+            b: b.resolved(ab),
             mtu: l.mtu.as_ref().map(|m| *m.get_ref()),
         });
     }
 }
 
-/// Check one end of a link (`field`: `links[i].a` or `.b`).
+impl End<'_> {
+    /// The model's link end, at address `addr`.
+    fn resolved(&self, addr: IpNet) -> cell::LinkEnd {
+        cell::LinkEnd {
+            node: self.spec.node.get_ref().clone(),
+            iface: self.iface.clone(),
+            addr,
+        }
+    }
+}
+
+/// An MTU Linux and every stack here take (576 is IPv4's minimum
+/// datagram; 9000 a jumbo frame).
+fn mtu(d: &mut Diags<'_>, m: &Option<Spanned<u32>>, field: String) {
+    if let Some(m) = m {
+        if !(576..=9000).contains(m.get_ref()) {
+            d.err(sp(m), field, "MTU must be between 576 and 9000");
+        }
+    }
+}
+
+/// Check one segment; a valid one adds its members' interfaces (one per
+/// neighbour on it) and itself.
+fn segment(d: &mut Diags<'_>, net: &mut Network, name: &str, seg: &Spanned<SegmentSpec>) {
+    let field = format!("segments.{name}");
+    let s = seg.get_ref();
+    if !valid_name(name) || net.nodes.contains(name) {
+        let msg = format!("segment names follow node names (1-{MAX_NODE_NAME} characters of a-z, 0-9 and '-') and differ from every node's: the segment's bridge gets a namespace of that name");
+        d.err(sp(seg), field.clone(), msg);
+    }
+    if s.members.len() < 2 {
+        let msg = "a segment joins at least two members (for two, a link does)";
+        d.err(sp(seg), format!("{field}.members"), msg);
+    }
+    mtu(d, &s.mtu, format!("{field}.mtu"));
+    let mut ends: Vec<(End<'_>, IpNet)> = Vec::new();
+    for (k, m) in s.members.iter().enumerate() {
+        let mf = format!("{field}.members[{k}]");
+        let e = link_end(d, net, &mf, m, name);
+        if ends
+            .iter()
+            .any(|(x, _)| x.spec.node.get_ref() == m.node.get_ref())
+        {
+            let msg = format!("node {} is on segment {name} twice", m.node.get_ref());
+            d.err(sp(&m.node), format!("{mf}.node"), msg);
+            continue;
+        }
+        if let (true, Some(a)) = (e.known, e.addr) {
+            if same_subnet(d, &ends, &mf, m, a) {
+                ends.push((e, a));
+            }
+        }
+    }
+    if ends.len() != s.members.len() || ends.len() < 2 {
+        return;
+    }
+    let first = ends[0].1;
+    subnet_is_free(
+        d,
+        net,
+        first,
+        &s.members[0].addr,
+        &format!("{field}.members[0].addr"),
+    );
+    net.subnets.push((first.trunc(), field.clone()));
+    for (x, ax) in &ends {
+        let n = x.spec.node.get_ref();
+        if net.ifaces.iter().any(|f| &f.node == n && f.name == x.iface) {
+            let msg = format!(
+                "node {n} already has an interface `{}`; set `iface` on this member",
+                x.iface
+            );
+            d.err(sp(&x.spec.node), field.clone(), msg);
+        }
+        for (y, ay) in ends.iter().filter(|(y, _)| y.spec.node.get_ref() != n) {
+            net.ifaces.push(Iface {
+                node: n.clone(),
+                name: x.iface.clone(),
+                net: *ax,
+                peer_node: y.spec.node.get_ref().clone(),
+                peer_addr: ay.addr(),
+                segment: Some(name.to_string()),
+            });
+        }
+    }
+    net.segments.push(cell::Segment {
+        name: name.to_string(),
+        members: ends.iter().map(|(e, a)| e.resolved(*a)).collect(),
+        mtu: s.mtu.as_ref().map(|m| *m.get_ref()),
+    });
+}
+
+/// A segment member's address is in the first member's subnet, of its
+/// family and prefix length.
+fn same_subnet(
+    d: &mut Diags<'_>,
+    before: &[(End<'_>, IpNet)],
+    field: &str,
+    m: &LinkEnd,
+    a: IpNet,
+) -> bool {
+    let Some((_, first)) = before.first() else {
+        return true;
+    };
+    let same = a.addr().is_ipv4() == first.addr().is_ipv4()
+        && a.network() == first.network()
+        && a.prefix_len() == first.prefix_len();
+    if !same {
+        let msg = format!(
+            "{a} is not in the segment's subnet {} (its first member's)",
+            first.trunc()
+        );
+        d.err(sp(&m.addr), format!("{field}.addr"), msg);
+    }
+    same
+}
+
+/// Check one end of a link or a segment member (`field`: `links[i].a`,
+/// `segments.lan.members[0]`); its interface is named `to-<toward>`
+/// unless the file names it.
 fn link_end<'s>(
     d: &mut Diags<'_>,
     net: &mut Network,
     field: &str,
     end: &'s LinkEnd,
-    other: &LinkEnd,
+    toward: &str,
 ) -> End<'s> {
     let known = known_node(d, &net.nodes, &end.node, format!("{field}.node"));
     let addr = d.net(&end.addr, &format!("{field}.addr")).filter(|a| {
@@ -267,7 +386,7 @@ fn link_end<'s>(
             }
             i.get_ref().clone()
         }
-        None => format!("to-{}", other.node.get_ref()),
+        None => format!("to-{toward}"),
     };
     if let Some(a) = addr {
         if let Some(prev) = net.addrs.insert(a.addr(), field.to_string()) {
@@ -308,16 +427,18 @@ fn subnet(d: &mut Diags<'_>, net: &mut Network, i: usize, l: &LinkSpec, a: IpNet
         );
         return;
     }
+    subnet_is_free(d, net, a, &l.a.addr, &format!("links[{i}].a.addr"));
+    net.subnets.push((a.trunc(), format!("links[{i}]")));
+}
+
+/// Subnet `a` (declared at `at`) overlaps no earlier link's or segment's.
+fn subnet_is_free(d: &mut Diags<'_>, net: &Network, a: IpNet, at: &Spanned<String>, field: &str) {
     for (other, link) in &net.subnets {
         if other.contains(&a.network()) || a.contains(&other.network()) {
-            d.err(
-                sp(&l.a.addr),
-                format!("links[{i}].a.addr"),
-                format!("subnet {} overlaps {other} of {link}", a.trunc()),
-            );
+            let msg = format!("subnet {} overlaps {other} of {link}", a.trunc());
+            d.err(sp(at), field, msg);
         }
     }
-    net.subnets.push((a.trunc(), format!("links[{i}]")));
 }
 
 /// Check one route; the route, if valid.
@@ -373,6 +494,16 @@ fn dev_hop(
         .filter(|x| &x.node == n)
         .map(|x| x.name.as_str())
         .collect();
+    let on_segment = net
+        .ifaces
+        .iter()
+        .find(|x| &x.node == n && &x.name == dev.get_ref())
+        .and_then(|x| x.segment.as_ref());
+    if let Some(seg) = on_segment {
+        let msg = format!("`{}` is on segment {seg}, which has several neighbours: route `via` one of their addresses", dev.get_ref());
+        d.err(sp(dev), format!("{field}.dev"), msg);
+        return None;
+    }
     if ifaces.contains(&dev.get_ref().as_str()) {
         return Some(cell::NextHop::Dev(dev.get_ref().clone()));
     }
@@ -448,18 +579,19 @@ fn outside(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) -> BTreeMap<Strin
         let Some(o) = &spec.get_ref().nat_outside else {
             continue;
         };
-        match net
-            .ifaces
-            .iter()
-            .find(|x| &x.node == n && &x.peer_node == o.get_ref())
-        {
+        match net.ifaces.iter().find(|x| {
+            &x.node == n && (&x.peer_node == o.get_ref() || x.segment.as_ref() == Some(o.get_ref()))
+        }) {
             Some(x) => {
                 out.insert(n.clone(), x.name.clone());
             }
             None => d.err(
                 sp(o),
                 format!("nodes.{n}.nat_outside"),
-                format!("`{}` is not a neighbour of {n}", o.get_ref()),
+                format!(
+                    "`{}` is not a neighbour of {n} (nor a segment it is on)",
+                    o.get_ref()
+                ),
             ),
         }
     }
@@ -544,7 +676,7 @@ fn prefix_map(
             return None;
         }
     };
-    let inside: Vec<Ipv6Net> = net
+    let mut inside: Vec<Ipv6Net> = net
         .ifaces
         .iter()
         .filter(|x| x.node == n && Some(x.name.as_str()) != outside)
@@ -553,6 +685,8 @@ fn prefix_map(
             IpNet::V4(_) => None,
         })
         .collect();
+    // A segment interface is listed once per neighbour.
+    inside.dedup();
     let err = |d: &mut Diags<'_>, msg: String| {
         d.err(sp(p), format!("nodes.{n}.nat_prefix"), msg);
         None

@@ -32,10 +32,17 @@ pub(super) fn next_hop<'a>(
     ifaces: &'a [Iface],
     routes: &[cell::Route],
 ) -> Option<&'a Iface> {
-    let connected = ifaces
-        .iter()
-        .filter(|x| x.node == node && x.net.contains(&dst))
-        .max_by_key(|x| x.net.prefix_len());
+    let on_net = || {
+        ifaces
+            .iter()
+            .filter(|x| x.node == node && x.net.contains(&dst))
+    };
+    let longest = on_net().map(|x| x.net.prefix_len()).max();
+    // On a segment the interface is listed once per neighbour: the one
+    // that is `dst`, if any.
+    let connected = on_net()
+        .filter(|x| Some(x.net.prefix_len()) == longest)
+        .max_by_key(|x| x.peer_addr == dst);
     let routed = routes
         .iter()
         .filter(|r| r.node == node && r.dst.contains(&dst))

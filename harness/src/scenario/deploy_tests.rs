@@ -1,0 +1,126 @@
+//! Segments, subnets as traffic selectors and the checks' default
+//! addresses: parsing and validation only.
+
+use std::path::Path;
+
+use super::parse;
+use crate::error::ScenarioError;
+
+const NET2NET: &str = include_str!("../../../topologies/deploy/net2net-nat.toml");
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(Path::new("t.toml"), text) {
+        Ok(_) => panic!("expected a validation error"),
+        Err(ScenarioError::Invalid(d)) => d.iter().map(|d| d.to_string()).collect(),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// The site-to-site file with one text replaced.
+fn edited(from: &str, to: &str) -> String {
+    assert!(NET2NET.contains(from), "{from}");
+    NET2NET.replacen(from, to, 1)
+}
+
+#[test]
+fn a_site_to_site_file_resolves_segments_selectors_and_check_addresses() {
+    let s = parse(Path::new("net2net-nat.toml"), NET2NET).unwrap();
+    let c = &s.cells[1];
+    assert_eq!(c.id, "net2net-nat/nat=masquerade");
+    let lan = &c.segments[0];
+    assert_eq!(lan.name, "lan");
+    let members: Vec<&str> = lan.members.iter().map(|m| m.node.as_str()).collect();
+    assert_eq!(members, ["alice", "venus", "moon"]);
+    assert!(lan.members.iter().all(|m| m.iface == "to-lan"));
+    assert!(
+        c.node("moon").unwrap().forwarding,
+        "alice routes through moon"
+    );
+    let moon = c.endpoint("moon").unwrap();
+    let ts = |v: Vec<ipnet::IpNet>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(ts(moon.local_ts()), ["10.1.0.0/24"]);
+    assert_eq!(ts(moon.remote_ts()), ["10.2.0.0/24"]);
+    let check = |n: &str| c.checks.iter().find(|k| k.name == n).unwrap();
+    let ab = check("alice-bob");
+    assert_eq!(
+        (ab.src.to_string(), ab.dst.to_string()),
+        ("10.1.0.10".into(), "10.2.0.10".into())
+    );
+    assert_eq!(
+        check("moon-bob").src.to_string(),
+        "10.1.0.1",
+        "moon's address in its subnet"
+    );
+    assert!(c.tunnelled(ab));
+    assert!(!c.tunnelled(check("alice-venus")), "a LAN's own traffic");
+    assert_eq!(c.families_of("venus"), crate::model::Families::V4);
+}
+
+#[test]
+fn segment_mistakes_are_named() {
+    let outside = edited("\"10.1.0.20/24\"", "\"10.9.0.20/24\"");
+    let e = errors(&outside);
+    assert!(
+        e.iter().any(|m| m.contains("segments.lan.members[1].addr")
+            && m.contains("not in the segment's subnet 10.1.0.0/24")),
+        "{e:?}"
+    );
+    let twice = edited("{ node = \"venus\"", "{ node = \"alice\"");
+    assert!(errors(&twice)
+        .iter()
+        .any(|m| m.contains("alice is on segment lan twice")));
+    let named_like_a_node = edited("[segments.lan]", "[segments.bob]");
+    assert!(errors(&named_like_a_node)
+        .iter()
+        .any(|m| m.contains("segments.bob") && m.contains("differ from every node's")));
+    let alone = edited(
+        "  { node = \"venus\", addr = \"10.1.0.20/24\" },\n  { node = \"moon\", addr = \"10.1.0.1/24\" },\n",
+        "",
+    );
+    assert!(errors(&alone)
+        .iter()
+        .any(|m| m.contains("at least two members")));
+    let dev = edited(
+        "to = \"default\"\nvia = \"10.1.0.1\"",
+        "to = \"0.0.0.0/0\"\ndev = \"to-lan\"",
+    );
+    assert!(errors(&dev)
+        .iter()
+        .any(|m| m.contains("several neighbours")));
+    let overlap = edited("\"192.168.0.2/24\"", "\"10.1.0.99/24\"");
+    let overlap = overlap.replacen("\"192.168.0.1/24\"", "\"10.1.0.98/24\"", 1);
+    assert!(
+        errors(&overlap).iter().any(|m| m.contains(
+            "segments.lan.members[0].addr: subnet 10.1.0.0/24 overlaps 10.1.0.0/24 of links[0]"
+        )),
+        "{:?}",
+        errors(&overlap)
+    );
+}
+
+#[test]
+fn subnet_mistakes_are_named() {
+    let host_bits = edited("subnets = [\"10.1.0.0/24\"]", "subnets = [\"10.1.0.1/24\"]");
+    assert!(errors(&host_bits)
+        .iter()
+        .any(|m| m.contains("endpoints[0].subnets")
+            && m.contains("host bits set: the subnet is 10.1.0.0/24")));
+    let overlap = edited(
+        "subnets = [\"10.1.0.0/24\"]",
+        "subnets = [\"10.1.0.0/24\", \"10.1.0.0/25\"]",
+    );
+    assert!(errors(&overlap)
+        .iter()
+        .any(|m| m.contains("overlaps 10.1.0.0/24")));
+    let none = edited("subnets = [\"10.1.0.0/24\"]", "");
+    assert!(errors(&none)
+        .iter()
+        .any(|m| m.contains("needs an inner address or `subnets`")));
+    let transport = edited(
+        "subnets = [\"10.2.0.0/24\"]",
+        "subnets = [\"10.2.0.0/24\"]\nmode = \"transport\"",
+    );
+    assert!(errors(&transport)
+        .iter()
+        .any(|m| m.contains("`subnets` needs tunnel mode")));
+}
