@@ -38,12 +38,20 @@ pub fn destination(pkt: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Whether an IPv6 packet never leaves its link: link-scoped source or
-/// destination (fe80::/10, ff02::/16), or ICMPv6 neighbour discovery and
-/// multicast listener messages (RFC 4861, RFC 3810). Like ARP for IPv4, a
-/// node never forwards them, so a path has nothing to learn from them and
-/// their timing would only add noise.
+/// Whether a packet never leaves its link: IPv4 to the local network
+/// control block (224.0.0.0/24, e.g. the IGMP reports of a segment's
+/// bridge, RFC 5771) or to the limited broadcast address; IPv6 with a
+/// link-scoped source or destination (fe80::/10, ff02::/16), or ICMPv6
+/// neighbour discovery and multicast listener messages (RFC 4861,
+/// RFC 3810). Like ARP, a node never forwards them, so a path has nothing
+/// to learn from them and their timing would only add noise.
 pub fn link_scoped(pkt: &[u8]) -> bool {
+    if let Ok(ip) = Ipv4Slice::from_slice(pkt) {
+        // The local network control block (224.0.0.0/24: IGMP reports, a
+        // bridge's multicast router discovery) and limited broadcast.
+        let d = ip.header().destination_addr();
+        return d.octets()[..3] == [224, 0, 0] || d.is_broadcast();
+    }
     let Ok(ip) = Ipv6Slice::from_slice(pkt) else {
         return false;
     };
@@ -162,6 +170,18 @@ fn udp(payload: &[u8], check: bool) -> Class {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_link_control_multicast_is_link_scoped() {
+        // IGMPv3 report from a bridge without an address, to 224.0.0.22.
+        let mut igmp = vec![
+            0x46, 0, 0, 40, 0, 0, 0x40, 0, 1, 2, 0, 0, 0, 0, 0, 0, 224, 0, 0, 22,
+        ];
+        igmp.extend([0u8; 20]);
+        assert!(link_scoped(&igmp));
+        igmp[16..20].copy_from_slice(&[239, 1, 1, 1]);
+        assert!(!link_scoped(&igmp), "a routable group is not the link's");
+    }
     use etherparse::PacketBuilder;
 
     const A: [u8; 4] = [192, 168, 1, 2];

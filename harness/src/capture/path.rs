@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Captured, Class, Dir};
-use crate::model::{Cell, LinkEnd, Nat64, NatProfile};
+use crate::model::{Cell, CheckKind, LinkEnd, Nat64, NatProfile};
 use strum::IntoEnumIterator;
 
 /// A normalized packet count: exact, or only "seen" for classes whose
@@ -25,10 +25,29 @@ impl Count {
     /// PPP's own control traffic (hellos, acknowledgements, LCP and IPCP
     /// retries), whose number varies from run to run, and so do the ICMP
     /// errors a gateway sends back for it.
+    ///
+    /// Likewise in a cell with a TCP check: how many segments, ACKs and
+    /// retransmits a TCP exchange takes depends on timing, and so do the
+    /// ESP packets carrying them and the ICMP errors they cause.
     fn of(cell: &Cell, class: Class, n: u64) -> Self {
         let ppp_carrier =
             cell.ppp.is_some() && matches!(class, Class::Esp | Class::EspInUdp | Class::IcmpError);
-        if class.timing_dependent() || ppp_carrier {
+        let tcp = cell.checks.iter().any(|c| c.kind == CheckKind::Tcp);
+        let tcp_carrier = tcp
+            && matches!(
+                class,
+                Class::Esp
+                    | Class::EspInUdp
+                    | Class::Ah
+                    | Class::CheckClear
+                    | Class::Inner
+                    | Class::IcmpError
+                    | Class::IcmpFragNeeded
+                    | Class::PacketTooBig
+                    | Class::FragmentFirst
+                    | Class::FragmentRest
+            );
+        if class.timing_dependent() || ppp_carrier || tcp_carrier {
             Count::Seen
         } else {
             Count::Exact(n)
@@ -40,6 +59,15 @@ impl Count {
         match self {
             Count::Exact(n) => format!(" ({n})"),
             Count::Seen => String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::Exact(n) => write!(f, "{n}"),
+            Count::Seen => f.write_str("seen"),
         }
     }
 }
@@ -94,9 +122,9 @@ pub struct TunnelEnd {
     pub at: String,
     /// Packets that entered the tunnel here (to be encrypted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub into_tunnel: Option<u64>,
+    pub into_tunnel: Option<Count>,
     /// Packets that came out of the tunnel here (decrypted).
-    pub out_of_tunnel: u64,
+    pub out_of_tunnel: Count,
 }
 
 /// Path and diagnosis of a cell.
@@ -122,7 +150,7 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
     let mut report = PathReport::default();
     let dirs = link_dirs(cell, cap, &mut report);
     for (node, nf) in &cap.nodes {
-        tun_ends(node, nf, cap, &mut report);
+        tun_ends(cell, node, nf, cap, &mut report);
         for (idx, n) in &nf.over_cap {
             report.capture_notes.push(format!(
                 "{node}: {n} frames on if{idx} counted but not kept (cap {} per interface)",
@@ -195,7 +223,7 @@ fn link_dirs(cell: &Cell, cap: &Captured, report: &mut PathReport) -> Vec<LinkDi
                     report.tunnels.push(TunnelEnd {
                         at: format!("{}/{} (xfrm)", b.node, b.iface),
                         into_tunnel: None,
-                        out_of_tunnel: arrived - sent,
+                        out_of_tunnel: Count::of(cell, c, arrived - sent),
                     });
                     arrived = sent;
                 }
@@ -241,7 +269,13 @@ fn lost(cell: &Cell, class: Class, sent: u64, arrived: u64) -> bool {
 }
 
 /// Tunnel payload on a node's TUN devices (kernel-libipsec), both ways.
-fn tun_ends(node: &str, nf: &super::NodeFrames, cap: &Captured, report: &mut PathReport) {
+fn tun_ends(
+    cell: &Cell,
+    node: &str,
+    nf: &super::NodeFrames,
+    cap: &Captured,
+    report: &mut PathReport,
+) {
     for idx in &nf.tun {
         let name = cap
             .names
@@ -255,10 +289,11 @@ fn tun_ends(node: &str, nf: &super::NodeFrames, cap: &Captured, report: &mut Pat
                 .copied()
                 .unwrap_or(0)
         };
+        let count = |n| Count::of(cell, Class::Inner, n);
         report.tunnels.push(TunnelEnd {
             at: format!("{node}/{name}"),
-            into_tunnel: Some(get(Dir::Out)),
-            out_of_tunnel: get(Dir::In),
+            into_tunnel: Some(count(get(Dir::Out))),
+            out_of_tunnel: count(get(Dir::In)),
         });
     }
 }
@@ -387,7 +422,7 @@ fn lost_on_links(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {
                 out.push(format!(
                     "{} left {from}{} but only {r} arrived at {to}: lost on the link",
                     c.describe(),
-                    Count::Exact(*s).paren()
+                    Count::of(cell, *c, *s).paren()
                 ));
             }
         }
@@ -408,8 +443,9 @@ fn to_self(cell: &Cell, cap: &Captured, node: &str, c: Class) -> u64 {
 /// are addressed to its outside address until conntrack translates them
 /// back, and a forwarding (DNAT) or a NAT64 rewrites the destination.
 fn rewrites_destination(cell: &Cell, node: &str) -> bool {
-    cell.node(node)
-        .is_some_and(|n| n.nat.translates() || n.knobs.forward_ike_to.is_some())
+    cell.node(node).is_some_and(|n| {
+        n.nat.translates() || n.knobs.forward_ike_to.is_some() || n.knobs.forward_esp_to.is_some()
+    })
 }
 
 /// (neighbour, packets of class `c`) that arrived at `node` from each
@@ -509,10 +545,17 @@ fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class, mine: u64) -> Op
         && total_in > total_out
         && total_out > 0
     {
-        Some(format!(
-            "{} reached {node} ({total_in}) but only {total_out} left it: some dropped at {node}",
-            c.describe()
-        ))
+        let msg = match Count::of(cell, c, total_in) {
+            Count::Exact(_) => format!(
+                "{} reached {node} ({total_in}) but only {total_out} left it: some dropped at {node}",
+                c.describe()
+            ),
+            Count::Seen => format!(
+                "{} reached {node} but fewer left it: some dropped at {node}",
+                c.describe()
+            ),
+        };
+        Some(msg)
     } else {
         None
     }
@@ -678,7 +721,7 @@ mod tests {
             vec![TunnelEnd {
                 at: "server/to-gw (xfrm)".into(),
                 into_tunnel: None,
-                out_of_tunnel: 3
+                out_of_tunnel: Count::Exact(3)
             }]
         );
     }
@@ -717,7 +760,7 @@ mod tests {
             lost,
             vec![
                 "raw ESP (IP protocol 50) left client (3) but only 2 arrived at gw: lost on the link",
-                "IKE on UDP 500 left gw (2) but only 0 arrived at client: lost on the link",
+                "IKE on UDP 500 left gw but only 0 arrived at client: lost on the link",
             ]
         );
         assert!(!p.hops[0].lost.contains_key(&Class::Other));

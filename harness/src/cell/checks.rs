@@ -1,7 +1,9 @@
-//! Traffic checks through the tunnel: ICMP echo and UDP echo, with sockets
-//! opened inside the sending and answering nodes. ICMP's checksum has no
-//! pseudo-header while UDP's covers the IP addresses, so a NAT can break one
-//! and not the other; scenarios use both.
+//! Traffic checks through the tunnel: ICMP echo, UDP echo and TCP echo,
+//! with sockets opened inside the sending and answering nodes. ICMP's
+//! checksum has no pseudo-header while UDP's covers the IP addresses, so a
+//! NAT can break one and not the other; scenarios use both. TCP fills
+//! segments up to the MSS, which is what MSS clamping and path MTU black
+//! holes act on.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -16,15 +18,30 @@ use crate::topology::netns::Netns;
 /// Gap between probes, so they are not all in flight at once.
 const PROBE_GAP: Duration = Duration::from_millis(10);
 
-/// Run one check between two namespaces.
-/// What a check sends: `count` probes from `src` to `dst`, then a `wait`
-/// for late replies.
+/// Bytes a TCP check echoes by default.
+const TCP_DEFAULT_SIZE: u32 = 1000;
+/// A TCP connection's echo must complete within this many reply waits
+/// (after the first lost segment, Linux retransmits at 200 ms, 400 ms...).
+const TCP_WAITS: u32 = 5;
+
+/// What a check sends: `count` probes from `src` to `dst` of `size` payload
+/// bytes, then a `wait` for late replies.
 #[derive(Debug, Clone, Copy)]
 struct Probes {
     src: IpAddr,
     dst: IpAddr,
     count: u32,
     wait: Duration,
+    size: Option<u32>,
+    df: Option<bool>,
+}
+
+/// Apply the check's don't-fragment setting to a socket.
+fn set_df(fd: std::os::fd::BorrowedFd<'_>, p: &Probes) -> std::io::Result<()> {
+    match p.df {
+        Some(df) => crate::sys::set_dont_fragment(fd, p.dst.is_ipv6(), df),
+        None => Ok(()),
+    }
 }
 
 /// Run one check between two namespaces; replies are awaited `reply_wait`
@@ -35,24 +52,30 @@ pub async fn run(check: &Check, from: &Netns, to: &Netns, reply_wait: Duration) 
         dst: check.dst,
         count: check.count,
         wait: reply_wait,
+        size: check.size,
+        df: check.df,
     };
     let path = match check.port {
         Some(p) => format!("{} -> {}:{p}", check.src, check.dst),
         None => format!("{} -> {}", check.src, check.dst),
     };
+    let port = check.port.unwrap_or(7);
+    let all = |r: std::io::Result<u32>| r.map(|n| (check.count, n));
     let res = match check.kind {
-        CheckKind::Ping => ping(from, probes).await,
-        CheckKind::Udp => udp_echo(from, to, probes, check.port.unwrap_or(7)).await,
+        CheckKind::Ping => all(ping(from, probes).await),
+        CheckKind::Udp => all(udp_echo(from, to, probes, port).await),
+        CheckKind::Tcp => tcp_echo(from, to, probes, port).await,
     };
-    let (received, error) = match res {
-        Ok(n) => (n, None),
-        Err(e) => (0, Some(e.to_string())),
+    let (sent, received, error) = match res {
+        Ok((s, n)) => (s, n, None),
+        Err(e) => (0, 0, Some(e.to_string())),
     };
     CheckResult {
         name: check.name.clone(),
         kind: check.kind,
         path,
-        sent: if error.is_some() { 0 } else { check.count },
+        size: check.size,
+        sent,
         received,
         result: if error.is_none() && received == check.count {
             CheckExpect::Pass
@@ -77,16 +100,31 @@ pub fn checksum(data: &[u8]) -> u16 {
 
 /// An ICMP (IPv4) or ICMPv6 echo request. ICMPv6's checksum covers a
 /// pseudo-header the kernel fills in, so it is left zero here.
-pub fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
+pub fn echo_request(v6: bool, id: u16, seq: u16, size: Option<u32>) -> Vec<u8> {
     let mut p = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
     p.extend_from_slice(&id.to_be_bytes());
     p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(b"vpnlab-check-payload");
+    p.extend_from_slice(&payload(b"vpnlab-check-payload", size));
     if !v6 {
         let c = checksum(&p);
         p[2..4].copy_from_slice(&c.to_be_bytes());
     }
     p
+}
+
+/// `head`, padded (or cut) to `size` bytes.
+fn payload(head: &[u8], size: Option<u32>) -> Vec<u8> {
+    let Some(n) = size else {
+        return head.to_vec();
+    };
+    let mut v: Vec<u8> = head
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(b'.'))
+        .take(n as usize)
+        .collect();
+    v.truncate(n as usize);
+    v
 }
 
 /// If `pkt`, received from `src` on a raw ICMP socket, is an echo reply
@@ -110,6 +148,7 @@ async fn ping(from: &Netns, p: Probes) -> std::io::Result<u32> {
         ));
     }
     let fd: OwnedFd = from.icmp_socket(p.src)?;
+    set_df(fd.as_fd(), &p)?;
     // A raw socket has no tokio wrapper; the exchange is short and bounded,
     // so it runs on a blocking thread.
     tokio::task::spawn_blocking(move || ping_blocking(fd, p))
@@ -131,7 +170,7 @@ fn ping_blocking(fd: OwnedFd, p: Probes) -> std::io::Result<u32> {
     let id = (std::process::id() as u16) ^ (u16::from(last) << 8);
     let to = SockaddrStorage::from(SocketAddr::new(p.dst, 0));
     let mut seen = std::collections::BTreeSet::new();
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 1 << 17];
     let raw = fd.as_raw_fd();
     // Until `want` replies are in or `deadline` passes.
     let mut wait_until = |seen: &mut std::collections::BTreeSet<u16>,
@@ -168,7 +207,12 @@ fn ping_blocking(fd: OwnedFd, p: Probes) -> std::io::Result<u32> {
     // The next probe goes when every probe so far is answered, or after
     // the gap; then late replies have `reply_wait`.
     for seq in 1..=p.count as u16 {
-        sendto(raw, &echo_request(v6, id, seq), &to, MsgFlags::empty())?;
+        sendto(
+            raw,
+            &echo_request(v6, id, seq, p.size),
+            &to,
+            MsgFlags::empty(),
+        )?;
         wait_until(&mut seen, u32::from(seq), Instant::now() + PROBE_GAP)?;
     }
     wait_until(&mut seen, p.count, Instant::now() + p.wait)?;
@@ -189,23 +233,26 @@ async fn udp_echo(from: &Netns, to: &Netns, p: Probes, port: u16) -> std::io::Re
         dst,
         count,
         wait: reply_wait,
+        ..
     } = p;
     let server = to.udp_socket(SocketAddr::new(dst, port))?;
+    set_df(server.as_fd(), &p)?;
     let responder = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
+        let mut buf = vec![0u8; 1 << 17];
         while let Ok((n, peer)) = server.recv_from(&mut buf).await {
             let _ = server.send_to(&buf[..n], peer).await;
         }
     });
     let client = from.udp_socket(SocketAddr::new(src, 0))?;
+    set_df(client.as_fd(), &p)?;
     let target = SocketAddr::new(dst, port);
     let mut seen = std::collections::BTreeSet::new();
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 1 << 17];
     // Probe, drain until every probe so far is answered or the gap
     // passes, repeat; then wait for stragglers.
     for seq in 1..=count {
-        let probe = format!("vpnlab-udp-{seq}");
-        client.send_to(probe.as_bytes(), target).await?;
+        let probe = payload(format!("vpnlab-udp-{seq}-").as_bytes(), p.size);
+        client.send_to(&probe, target).await?;
         let deadline = Instant::now() + PROBE_GAP;
         recv_echoes(&client, target, &mut seen, &mut buf, seq, deadline).await;
     }
@@ -229,6 +276,7 @@ async fn recv_echoes(
                 if let Some(seq) = std::str::from_utf8(&buf[..n])
                     .ok()
                     .and_then(|s| s.strip_prefix("vpnlab-udp-"))
+                    .and_then(|s| s.split('-').next())
                     .and_then(|s| s.parse().ok())
                 {
                     seen.insert(seq);
@@ -240,13 +288,63 @@ async fn recv_echoes(
     }
 }
 
+/// `count` TCP connections one after the other, each echoing `size` bytes
+/// within its bound: how many were tried and how many completed (it stops
+/// at the first that does not: the rest would meet the same path).
+async fn tcp_echo(from: &Netns, to: &Netns, p: Probes, port: u16) -> std::io::Result<(u32, u32)> {
+    let listener = to.tcp_listener(SocketAddr::new(p.dst, port))?;
+    let df = p;
+    let server = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let _ = set_df(conn.as_fd(), &df);
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let size = p.size.unwrap_or(TCP_DEFAULT_SIZE) as usize;
+    let bound = p.wait * TCP_WAITS;
+    let (mut tried, mut done) = (0, 0);
+    for seq in 0..p.count {
+        tried += 1;
+        let data = payload(format!("vpnlab-tcp-{seq}-").as_bytes(), Some(size as u32));
+        // A refused, reset or stalled connection is the check failing, not
+        // an error of vpnlab's.
+        match tokio::time::timeout(bound, tcp_one(from, &p, port, &data)).await {
+            Ok(Ok(true)) => done += 1,
+            _ => break,
+        }
+    }
+    server.abort();
+    Ok((tried, done))
+}
+
+/// One connection: send `data`, read it back, compare.
+async fn tcp_one(from: &Netns, p: &Probes, port: u16, data: &[u8]) -> std::io::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = from.tcp_socket(p.src)?;
+    set_df(sock.as_fd(), p)?;
+    let stream = sock.connect(SocketAddr::new(p.dst, port)).await?;
+    let (mut r, mut w) = stream.into_split();
+    let send = async move {
+        w.write_all(data).await?;
+        w.shutdown().await
+    };
+    let mut back = Vec::with_capacity(data.len());
+    let (sent, read) = tokio::join!(send, r.read_to_end(&mut back));
+    sent?;
+    read?;
+    Ok(back == data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn echo_request_checksum_verifies() {
-        let p = echo_request(false, 0x1234, 7);
+        let p = echo_request(false, 0x1234, 7, None);
         assert_eq!(
             checksum(&p),
             0,
@@ -260,7 +358,7 @@ mod tests {
         let mut ip = vec![
             0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 10, 10, 2, 1, 10, 10, 1, 1,
         ];
-        let mut icmp = echo_request(false, 42, 3);
+        let mut icmp = echo_request(false, 42, 3, None);
         icmp[0] = 0;
         ip.extend_from_slice(&icmp);
         let from = IpAddr::V4(std::net::Ipv4Addr::new(10, 10, 2, 1));
@@ -274,7 +372,7 @@ mod tests {
 
     #[test]
     fn icmpv6_echo_has_no_header_and_its_own_types() {
-        let req = echo_request(true, 7, 2);
+        let req = echo_request(true, 7, 2, None);
         assert_eq!(
             (req[0], &req[2..4]),
             (128, &[0u8, 0][..]),

@@ -493,10 +493,17 @@ pub struct Check {
     pub src: IpAddr,
     /// Destination address.
     pub dst: IpAddr,
-    /// UDP port.
+    /// UDP or TCP port.
     pub port: Option<u16>,
-    /// Probes to send.
+    /// Probes to send (TCP: connections, one after the other).
     pub count: u32,
+    /// Payload bytes of each probe (TCP: echoed per connection); `None`:
+    /// the default small probe.
+    pub size: Option<u32>,
+    /// Don't-fragment: `Some(true)` sets DF and fragments nothing
+    /// (IP_PMTUDISC_DO), `Some(false)` lets routers and the sender
+    /// fragment (IP_PMTUDISC_DONT); `None` keeps the kernel's default.
+    pub df: Option<bool>,
 }
 
 /// The merged expectation of a cell.

@@ -82,6 +82,10 @@ pub enum CheckKind {
     Ping,
     /// UDP echo on `port` (its checksum covers the IP addresses).
     Udp,
+    /// TCP: connect to `port` and have `size` bytes echoed (segments as
+    /// large as the MSS allows: what MSS clamping and path MTU black holes
+    /// act on).
+    Tcp,
 }
 
 /// A tunnel or PPP link, expected or observed: up or down.

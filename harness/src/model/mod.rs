@@ -25,5 +25,5 @@ pub use kinds::{
     known, Backend, CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Requirement, Role,
     StackKind, StackName, TunnelExpect, Verdict, WaitExpect,
 };
-pub use nat::{Block, Families, Knobs, Nat64, NatProfile, Ports, PrefixMap};
+pub use nat::{Block, Families, Filter, Knobs, Nat64, NatProfile, Ports, PrefixMap};
 pub use sa::{ChildSa, EndpointState, IkeSa, Initiation, SaState};

@@ -179,6 +179,50 @@ pub enum Block {
     PacketTooBig,
 }
 
+/// Traffic a gateway can drop beyond the fixed classes: a TCP or UDP port
+/// (either direction), or an IP protocol by number (knob `block`:
+/// `"tcp:443"`, `"udp:1701"`, `"proto:47"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, SerializeDisplay)]
+pub enum Filter {
+    /// TCP to or from this port.
+    Tcp(u16),
+    /// UDP to or from this port.
+    Udp(u16),
+    /// IP protocol (IPv6: next header) with this number.
+    Proto(u8),
+}
+
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Filter::Tcp(p) => write!(f, "tcp:{p}"),
+            Filter::Udp(p) => write!(f, "udp:{p}"),
+            Filter::Proto(n) => write!(f, "proto:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Filter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not `tcp:<port>`, `udp:<port>` or `proto:<number>`");
+        let (kind, n) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "tcp" | "udp" => {
+                let port: u16 = n.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+                Ok(if kind == "tcp" {
+                    Filter::Tcp(port)
+                } else {
+                    Filter::Udp(port)
+                })
+            }
+            "proto" => n.parse().map(Filter::Proto).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// The address families a node has addresses of, and so the families its
 /// gateway rules act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -251,9 +295,25 @@ pub struct Knobs {
     pub prefix_map: Option<PrefixMap>,
     /// The NAT64 prefix of profile `nat64`.
     pub nat64: Option<Nat64>,
+    /// Ports and protocols dropped in both directions, beyond `block`.
+    pub filters: Vec<Filter>,
+    /// Inside address raw ESP (IP protocol 50) arriving on the public side
+    /// is forwarded to ("IPsec passthrough" to a server behind the NAT).
+    pub forward_esp_to: Option<IpAddr>,
+    /// Largest TCP MSS in SYNs forwarded through the node (RFC 4459
+    /// section 3.2's MSS clamping), bytes.
+    pub mss_clamp: Option<u16>,
 }
 
 impl Knobs {
+    /// Add a dropped port or protocol (kept sorted, no duplicates).
+    pub fn add_filter(&mut self, f: Filter) {
+        if !self.filters.contains(&f) {
+            self.filters.push(f);
+            self.filters.sort();
+        }
+    }
+
     /// Add a blocked class (kept sorted, no duplicates).
     pub fn add_block(&mut self, b: Block) {
         if !self.block.contains(&b) {

@@ -25,6 +25,9 @@ pub struct CheckResult {
     pub kind: CheckKind,
     /// `src -> dst[:port]`.
     pub path: String,
+    /// Payload bytes per probe, when the check sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
     /// Probes sent.
     pub sent: u32,
     /// Answers received.
@@ -449,6 +452,7 @@ mod tests {
             checks: vec![CheckResult {
                 name: "ping".into(),
                 kind: CheckKind::Ping,
+                size: None,
                 path: String::new(),
                 sent: 3,
                 received: ping,

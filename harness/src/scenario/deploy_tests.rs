@@ -25,8 +25,8 @@ fn edited(from: &str, to: &str) -> String {
 #[test]
 fn a_site_to_site_file_resolves_segments_selectors_and_check_addresses() {
     let s = parse(Path::new("net2net-nat.toml"), NET2NET).unwrap();
-    let c = &s.cells[1];
-    assert_eq!(c.id, "net2net-nat/nat=masquerade");
+    let c = &s.cells[2];
+    assert_eq!(c.id, "net2net-nat/nat=masquerade,block=off");
     let lan = &c.segments[0];
     assert_eq!(lan.name, "lan");
     let members: Vec<&str> = lan.members.iter().map(|m| m.node.as_str()).collect();
@@ -123,4 +123,99 @@ fn subnet_mistakes_are_named() {
     assert!(errors(&transport)
         .iter()
         .any(|m| m.contains("`subnets` needs tunnel mode")));
+}
+
+const PMTU: &str = include_str!("../../../topologies/deploy/pmtu-black-hole.toml");
+
+#[test]
+fn behaviour_axes_set_their_knob_per_cell() {
+    let s = parse(Path::new("pmtu-black-hole.toml"), PMTU).unwrap();
+    let ids: Vec<&str> = s.cells.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids[1], "pmtu-black-hole/nat=none,mss_clamp=1200");
+    let clamp = |i: usize| s.cells[i].node("moon").unwrap().knobs.mss_clamp;
+    assert_eq!((clamp(0), clamp(1)), (None, Some(1200)));
+    assert!(
+        s.cells[2].expect.is_negative(),
+        "ptb-drop without the clamp fails"
+    );
+    let n = parse(Path::new("net2net-nat.toml"), NET2NET).unwrap();
+    let gw = n.cells[1].node("gw").unwrap();
+    assert_eq!(n.cells[1].id, "net2net-nat/nat=none,block=udp:4500");
+    assert_eq!(gw.knobs.filters, vec![crate::model::Filter::Udp(4500)]);
+}
+
+#[test]
+fn bad_behaviour_axes_and_knobs_are_named() {
+    let e = errors(&PMTU.replace(
+        "mss_clamp = [\"off\", \"1200\"]",
+        "mss_clamp = [\"off\", \"big\"]",
+    ));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`big` is not an MSS in bytes or \"off\"")),
+        "{e:?}"
+    );
+    let e = errors(&PMTU.replace(
+        "mss_clamp = [\"off\", \"1200\"]",
+        "mss_clamp = [\"off\", \"100\"]",
+    ));
+    assert!(
+        e.iter().any(|m| m.contains("an MSS of 536-9000 bytes")),
+        "{e:?}"
+    );
+    let e = errors(&PMTU.replace("{ mss_clamp =", "{ hairpin ="));
+    assert!(
+        e.iter().any(|m| m.contains("`hairpin` cannot be an axis")),
+        "{e:?}"
+    );
+    let e = errors(&PMTU.replace("behaviour = { moon", "behaviour = { mars"));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("matrix.behaviour.mars.mss_clamp")
+                && m.contains("unknown node `mars`")),
+        "{e:?}"
+    );
+    let e = errors(&NET2NET.replace("\"udp:4500\"]", "\"udp:ike\"]"));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`udp:ike` is not `tcp:<port>`, `udp:<port>` or `proto:<number>`")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn tcp_checks_need_a_free_port_and_sizes_are_bounded() {
+    let e = errors(&PMTU.replace("port = 19\n", ""));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("checks[1].port") && m.contains("a tcp check needs a port")),
+        "{e:?}"
+    );
+    let e = errors(&PMTU.replace("port = 19\n", "port = 9\n"));
+    assert!(
+        e.iter()
+            .any(|m| m
+                .contains("check `tcp` already has its tcp echo responder on 10.2.0.10 port 9")),
+        "{e:?}"
+    );
+    let e = errors(&PMTU.replace("size = 20000", "size = 20000000"));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("a tcp check's size is 1-16777216 bytes")),
+        "{e:?}"
+    );
+    let ping = NET2NET.replacen(
+        "kind = \"ping\"\nfrom = \"alice\"",
+        "kind = \"ping\"\nsize = 70000\nfrom = \"alice\"",
+        1,
+    );
+    assert!(errors(&ping)
+        .iter()
+        .any(|m| m.contains("a ping check's size is 1-65000 bytes")));
+    let s = parse(Path::new("p.toml"), PMTU).unwrap();
+    let big = &s.cells[0].checks[0];
+    assert_eq!(
+        (big.kind, big.size, big.port),
+        (crate::model::CheckKind::Tcp, Some(20000), Some(9))
+    );
 }

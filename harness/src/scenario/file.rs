@@ -112,7 +112,9 @@ pub struct BehaviourSpec {
     pub udp_timeout: Option<Spanned<u32>>,
     /// Packet classes dropped in both directions: `esp`, `ah`, `udp-500`,
     /// `udp-4500`, `fragments` (IP fragments, dropped before reassembly:
-    /// RFC 4787 section 11, REQ-14 asks NATs to forward them), `non-udp`.
+    /// RFC 4787 section 11, REQ-14 asks NATs to forward them), `non-udp`,
+    /// `packet-too-big`; or a port or protocol: `tcp:443`, `udp:1701`,
+    /// `proto:47` (GRE).
     #[serde(default)]
     pub block: Vec<Spanned<String>>,
     /// Percentage of forwarded packets dropped at random (0-100).
@@ -120,6 +122,14 @@ pub struct BehaviourSpec {
     /// Static forwarding of IKE and NAT-T (UDP 500 and 4500) arriving on the
     /// public side to this inside address: how a server sits behind a NAT.
     pub forward_ike_to: Option<Spanned<String>>,
+    /// Static forwarding of raw ESP (IP protocol 50) arriving on the public
+    /// side to this inside address: a server behind the NAT with NAT-T off
+    /// ("IPsec passthrough"; with `forward_ike_to` for its IKE).
+    pub forward_esp_to: Option<Spanned<String>>,
+    /// Clamp the TCP MSS of forwarded SYNs to this many bytes (536-9000):
+    /// how a gateway keeps TCP segments small enough for a tunnel whose
+    /// path MTU discovery is broken (RFC 4459 section 3.2).
+    pub mss_clamp: Option<Spanned<u16>>,
     /// Hairpinning (RFC 4787 section 6, REQ-9) of that forwarding: inside
     /// hosts reach the forwarded server through the gateway's own address.
     /// (Dynamic mappings are not hairpinned: Linux masquerade cannot.)
@@ -326,7 +336,7 @@ pub struct PppSpec {
 pub struct CheckSpec {
     /// Unique name, referenced from `expect.checks`.
     pub name: Spanned<String>,
-    /// `ping` or `udp`.
+    /// `ping`, `udp` or `tcp`.
     pub kind: Spanned<CheckKind>,
     /// Sending node (uses its endpoint's inner address unless `src` is set).
     pub from: Spanned<String>,
@@ -336,8 +346,17 @@ pub struct CheckSpec {
     pub src: Option<Spanned<String>>,
     /// Explicit destination address.
     pub dst: Option<Spanned<String>>,
-    /// UDP port of the echo responder (udp only).
+    /// Port of the echo responder (udp and tcp).
     pub port: Option<Spanned<u16>>,
+    /// Payload bytes per probe: ICMP echo data or UDP payload (1-65000;
+    /// larger than the path MTU, it is fragmented or, with `df = true`,
+    /// refused), or the bytes a TCP connection has echoed (1-16777216,
+    /// default 1000).
+    pub size: Option<Spanned<u32>>,
+    /// Don't fragment: `true` sets DF and never fragments (a packet larger
+    /// than the path MTU fails), `false` clears it so routers may fragment;
+    /// default: the kernel's path MTU discovery.
+    pub df: Option<Spanned<bool>>,
     /// `ppp`: send over the PPP link, between its two addresses (from the
     /// PPP client to the PPP server).
     pub over: Option<Spanned<Over>>,
@@ -357,6 +376,9 @@ pub enum Over {
     /// The scenario's PPP link.
     Ppp,
 }
+
+/// An axis's values as written.
+pub type AxisValues = Spanned<Vec<Spanned<String>>>;
 
 /// Matrix axes.
 #[derive(Debug, Deserialize, Default)]
@@ -383,6 +405,13 @@ pub struct MatrixSpec {
     pub hairpin: BTreeMap<String, Spanned<Vec<Spanned<bool>>>>,
     /// IKEv2 fragmentation settings to try (`"no"`, `"yes"`).
     pub fragmentation: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Node → `behaviour` knob → values to try, as strings, `"off"` for
+    /// the knob unset (axis `<knob>`, or `<knob>.<node>` when several
+    /// nodes vary one knob): `mss_clamp = ["off", "1200"]`,
+    /// `forward_esp_to`, `block` (comma-separated), `loss`,
+    /// `udp_timeout`, `port_range`, `ports`.
+    #[serde(default)]
+    pub behaviour: BTreeMap<String, BTreeMap<String, AxisValues>>,
     /// MOBIKE settings to try (`"no"`, `"yes"`).
     pub mobike: Option<Spanned<Vec<Spanned<String>>>>,
 }

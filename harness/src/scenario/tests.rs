@@ -162,7 +162,7 @@ fn replies_need_a_route_back_when_nothing_translates() {
 fn nat_needs_an_outside_interface() {
     let text = SEED.replace("nat_outside = \"server\"\n", "");
     assert!(errors(&text).iter().any(|m| m.contains(
-        "nodes.gw.nat_outside: NAT profile masquerade (or forward_ike_to) needs `nat_outside`"
+        "nodes.gw.nat_outside: NAT profile masquerade (or forward_ike_to, forward_esp_to) needs `nat_outside`"
     )));
 }
 
@@ -471,7 +471,7 @@ fn bad_knobs_name_their_field() {
         );
     let e = errors(&text);
     for want in [
-        "nodes.gw.behaviour.block: unknown packet class `gre` (known: esp, ah, udp-500, udp-4500, fragments, non-udp, packet-too-big)",
+        "nodes.gw.behaviour.block: unknown packet class `gre` (known: esp, ah, udp-500, udp-4500, fragments, non-udp, packet-too-big; or a port or protocol: tcp:443, udp:1701, proto:47)",
         "nodes.gw.behaviour.port_range: `9-8` is not a port range",
         "matrix.keepalive: `1` is not a duration like \"5s\" or \"500ms\"",
     ] {

@@ -17,4 +17,4 @@ pub use process::{
     ignore_sigint, pre_exec_die_with_parent, pre_exec_enter_node, pre_exec_sandbox_child,
     self_status_field, set_pdeathsig_kill,
 };
-pub use socket::{flush_conntrack, packet_drops};
+pub use socket::{flush_conntrack, packet_drops, set_dont_fragment};

@@ -78,3 +78,47 @@ pub fn flush_conntrack() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Set a socket's path MTU discovery: `true` sets DF and never fragments
+/// (`IP_PMTUDISC_DO`), `false` clears DF and lets the packet be
+/// fragmented (`IP_PMTUDISC_DONT`). nix has no wrapper for this option.
+pub fn set_dont_fragment(fd: BorrowedFd<'_>, v6: bool, df: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name, value) = match (v6, df) {
+        (false, true) => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        ),
+        (false, false) => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        ),
+        (true, true) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        ),
+        (true, false) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DONT,
+        ),
+    };
+    // SAFETY: `value` is a valid c_int for the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

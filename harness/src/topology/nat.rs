@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{Block, Families, Knobs, NatProfile, Ports, PrefixMap};
+use crate::model::{Block, Families, Filter, Knobs, NatProfile, Ports, PrefixMap};
 use crate::topology::Gateway;
 
 /// The nftables family of a gateway's tables: `ip` for IPv4 (and for a
@@ -44,6 +44,22 @@ fn block_rules(b: Block, f: Families) -> Vec<String> {
             r
         }
     }
+}
+
+/// The forward-chain rules that drop `f`, both directions.
+fn filter_rules(f: Filter) -> Vec<String> {
+    let c = |m: String| format!("{m} counter drop comment \"blocked: {f}\"");
+    match f {
+        Filter::Tcp(p) => vec![c(format!("tcp dport {p}")), c(format!("tcp sport {p}"))],
+        Filter::Udp(p) => vec![c(format!("udp dport {p}")), c(format!("udp sport {p}"))],
+        Filter::Proto(n) => vec![c(format!("meta l4proto {n}"))],
+    }
+}
+
+/// MSS clamping of forwarded SYNs (and SYN-ACKs) to `mss`, before any
+/// other filter (priority mangle).
+fn mss_clamp(mss: u16) -> String {
+    format!("  chain mss-clamp {{\n    type filter hook forward priority mangle; policy accept;\n    tcp flags & (syn | rst) == syn tcp option maxseg size > {mss} tcp option maxseg size set {mss} comment \"MSS clamp\"\n  }}\n")
 }
 
 /// The nftables ruleset for a gateway: its profile plus knobs in the
@@ -184,7 +200,11 @@ fn timeouts(k: &Knobs, f: Families) -> String {
 /// rulesets are unchanged).
 fn knobs_rules(k: &Knobs, outside: &str, f: Families) -> String {
     let mut s = fragments(k, f);
+    if let Some(m) = k.mss_clamp {
+        s.push_str(&mss_clamp(m));
+    }
     let mut rules: Vec<String> = k.block.iter().flat_map(|b| block_rules(*b, f)).collect();
+    rules.extend(k.filters.iter().flat_map(|x| filter_rules(*x)));
     if k.loss > 0 {
         rules.push(format!(
             "numgen random mod 100 < {} counter drop comment \"{}% loss\"",
@@ -200,8 +220,8 @@ fn knobs_rules(k: &Knobs, outside: &str, f: Families) -> String {
         }
         s.push_str("  }\n");
     }
-    if let Some(a) = k.forward_ike_to {
-        s.push_str(&port_forward(a, k.hairpin, outside, f));
+    if k.forward_ike_to.is_some() || k.forward_esp_to.is_some() {
+        s.push_str(&port_forward(k, outside, f));
     }
     s
 }
@@ -226,16 +246,37 @@ fn fragments(k: &Knobs, f: Families) -> String {
     s
 }
 
-/// IKE and NAT-T arriving on the public side forwarded to `a` (in a
-/// dual-stack table, for `a`'s family only), with optional hairpinning.
-fn port_forward(a: IpAddr, hairpin: bool, outside: &str, f: Families) -> String {
-    let dnat = match (f.v4 && f.v6, a) {
+/// The DNAT statement toward `a` (in a dual-stack table, for `a`'s family
+/// only).
+fn dnat(a: IpAddr, f: Families) -> &'static str {
+    match (f.v4 && f.v6, a) {
         (true, IpAddr::V4(_)) => "dnat ip to",
         (true, IpAddr::V6(_)) => "dnat ip6 to",
         _ => "dnat to",
+    }
+}
+
+/// IKE and NAT-T, and raw ESP, arriving on the public side forwarded to
+/// their inside addresses, with optional hairpinning of IKE.
+fn port_forward(k: &Knobs, outside: &str, f: Families) -> String {
+    let mut s = String::from(
+        "  chain port-forward {\n    type nat hook prerouting priority dstnat; policy accept;\n",
+    );
+    if let Some(a) = k.forward_esp_to {
+        let dnat = dnat(a, f);
+        s.push_str(&format!(
+            "    iifname \"{outside}\" meta l4proto esp {dnat} {a}\n"
+        ));
+    }
+    let Some(a) = k.forward_ike_to else {
+        s.push_str("  }\n");
+        return s;
     };
-    let mut s = format!("  chain port-forward {{\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"{outside}\" udp dport {{ 500, 4500 }} {dnat} {a}\n");
-    if hairpin {
+    let dnat = dnat(a, f);
+    s.push_str(&format!(
+        "    iifname \"{outside}\" udp dport {{ 500, 4500 }} {dnat} {a}\n"
+    ));
+    if k.hairpin {
         // From inside, to one of the gateway's own addresses: forwarded
         // too, and the source translated so replies come back this way.
         s.push_str(&format!("    iifname != \"{outside}\" fib daddr type local udp dport {{ 500, 4500 }} {dnat} {a} comment \"hairpin\"\n  }}\n  chain hairpin {{\n    type nat hook postrouting priority srcnat; policy accept;\n    iifname != \"{outside}\" oifname != \"{outside}\" ct status dnat masquerade comment \"hairpin\"\n"));
@@ -325,6 +366,37 @@ mod tests {
             &Knobs::default(),
         );
         assert!(h.contains("ct helper pptp-1723") && !h.contains("drop"));
+    }
+
+    #[test]
+    fn filters_clamping_and_esp_forwarding_render_as_rules() {
+        let mut k = Knobs {
+            mss_clamp: Some(1200),
+            forward_esp_to: Some("10.2.0.2".parse().unwrap()),
+            ..Default::default()
+        };
+        for f in ["tcp:443", "udp:1701", "proto:47"] {
+            k.add_filter(f.parse().unwrap());
+        }
+        let r = ruleset(NatProfile::Masquerade, Some("wan"), false, &k);
+        for want in [
+            "tcp dport 443 counter drop comment \"blocked: tcp:443\"",
+            "tcp sport 443 counter drop",
+            "udp dport 1701 counter drop",
+            "meta l4proto 47 counter drop comment \"blocked: proto:47\"",
+            "type filter hook forward priority mangle;",
+            "tcp option maxseg size > 1200 tcp option maxseg size set 1200",
+            "iifname \"wan\" meta l4proto esp dnat to 10.2.0.2",
+        ] {
+            assert!(r.contains(want), "{want} missing from\n{r}");
+        }
+        assert!(
+            !r.contains("udp dport { 500, 4500 }"),
+            "no IKE forwarding asked for"
+        );
+        assert!("tcp:0".parse::<Filter>().is_err());
+        assert!("sctp:5".parse::<Filter>().is_err());
+        assert_eq!("proto:50".parse::<Filter>(), Ok(Filter::Proto(50)));
     }
 
     #[test]

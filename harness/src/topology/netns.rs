@@ -114,6 +114,30 @@ impl Netns {
         tokio::net::UdpSocket::from_std(std_sock)
     }
 
+    /// A TCP listener bound to `addr` inside this namespace.
+    pub fn tcp_listener(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+        let std_sock = self.run_in(move || {
+            let s = std::net::TcpListener::bind(addr)?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })?;
+        tokio::net::TcpListener::from_std(std_sock)
+    }
+
+    /// A TCP socket of `src`'s family created inside this namespace and
+    /// bound to `src` (any port), to connect from.
+    pub fn tcp_socket(&self, src: IpAddr) -> std::io::Result<tokio::net::TcpSocket> {
+        let std_sock = self.run_in(move || {
+            let s = match src {
+                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }?;
+            s.bind(SocketAddr::new(src, 0))?;
+            Ok(s)
+        })?;
+        Ok(std_sock)
+    }
+
     /// An AF_PACKET socket seeing every interface of this namespace (IP
     /// packets without link-layer header), non-blocking.
     pub fn packet_socket(&self, rcvbuf: usize) -> std::io::Result<OwnedFd> {

@@ -13,6 +13,12 @@ use super::endpoints::Endpoints;
 use super::network::Network;
 use crate::model::{self as cell, CheckKind};
 
+/// Largest ping or UDP payload (an IPv4 datagram holds 65507 bytes of UDP
+/// payload; a round figure below it).
+const DATAGRAM_MAX: u32 = 65_000;
+/// Largest TCP echo (16 MiB).
+const TCP_MAX: u32 = 16 << 20;
+
 /// The validated checks.
 pub(super) struct Checks {
     /// Every check name in the file.
@@ -51,6 +57,7 @@ pub(super) fn validate(
             through_tunnel(d, net, eps, c, &field)
         };
         if let (true, true, Some((src, dst))) = (kf, kt, ends) {
+            listener_is_free(d, &out.list, c, &field, dst);
             out.list.push(cell::Check {
                 name: c.name.get_ref().clone(),
                 kind: *c.kind.get_ref(),
@@ -60,10 +67,37 @@ pub(super) fn validate(
                 dst,
                 port: c.port.as_ref().map(|p| *p.get_ref()),
                 count: *c.count.get_ref(),
+                size: c.size.as_ref().map(|s| *s.get_ref()),
+                df: c.df.as_ref().map(|s| *s.get_ref()),
             });
         }
     }
     out
+}
+
+/// Checks run at once, each UDP or TCP check with its own echo responder:
+/// two on one address and port would collide.
+fn listener_is_free(
+    d: &mut Diags<'_>,
+    before: &[cell::Check],
+    c: &CheckSpec,
+    field: &str,
+    dst: IpAddr,
+) {
+    let (kind, Some(port)) = (*c.kind.get_ref(), c.port.as_ref()) else {
+        return;
+    };
+    if let Some(other) = before
+        .iter()
+        .find(|o| o.kind == kind && o.dst == dst && o.port == Some(*port.get_ref()))
+    {
+        let msg = format!(
+            "checks run at the same time, and check `{}` already has its {kind} echo responder on {dst} port {}: choose another port",
+            other.name,
+            port.get_ref()
+        );
+        d.err(sp(port), format!("{field}.port"), msg);
+    }
 }
 
 /// A check over the PPP link: between its two addresses, which exist only
@@ -195,19 +229,30 @@ fn default_addr(net: &Network, eps: &Endpoints, n: &str) -> Option<IpAddr> {
 }
 
 fn port_and_count(d: &mut Diags<'_>, c: &CheckSpec, field: &str) {
-    match (*c.kind.get_ref(), &c.port) {
-        (CheckKind::Udp, None) => d.err(
+    let kind = *c.kind.get_ref();
+    match (kind, &c.port) {
+        (CheckKind::Udp | CheckKind::Tcp, None) => d.err(
             sp(&c.kind),
             format!("{field}.port"),
-            "a udp check needs a port",
+            format!("a {kind} check needs a port"),
         ),
-        (CheckKind::Udp, Some(p)) if *p.get_ref() == 0 => {
+        (CheckKind::Udp | CheckKind::Tcp, Some(p)) if *p.get_ref() == 0 => {
             d.err(sp(p), format!("{field}.port"), "port must be 1-65535")
         }
         (CheckKind::Ping, Some(p)) => {
             d.err(sp(p), format!("{field}.port"), "a ping check has no port")
         }
         _ => {}
+    }
+    if let Some(s) = &c.size {
+        let max = match kind {
+            CheckKind::Tcp => TCP_MAX,
+            _ => DATAGRAM_MAX,
+        };
+        if !(1..=max).contains(s.get_ref()) {
+            let msg = format!("a {kind} check's size is 1-{max} bytes");
+            d.err(sp(s), format!("{field}.size"), msg);
+        }
     }
     if !(1..=100).contains(c.count.get_ref()) {
         d.err(

@@ -82,15 +82,19 @@ fn node(d: &mut Diags<'_>, p: &NodePlan, pick: &Pick<'_>) -> cell::Node {
     if let Some((k, ports_set)) = &p.knobs {
         knobs::merge(&mut knobs, k, *ports_set);
     }
+    for (choice, ports) in &p.behaviour {
+        knobs::merge(&mut knobs, choice.at(pick), *ports);
+    }
     if let Some(on) = p.hairpin.at(pick) {
         knobs.hairpin = *on;
     }
-    if (nat.translates() || knobs.forward_ike_to.is_some()) && p.nat_outside.is_none() {
+    let forwards = knobs.forward_ike_to.is_some() || knobs.forward_esp_to.is_some();
+    if (nat.translates() || forwards) && p.nat_outside.is_none() {
         d.err(
             p.span.clone(),
             format!("nodes.{}.nat_outside", p.name),
             format!(
-                "NAT profile {nat} (or forward_ike_to) needs `nat_outside` (the neighbour on the public side)"
+                "NAT profile {nat} (or forward_ike_to, forward_esp_to) needs `nat_outside` (the neighbour on the public side)"
             ),
         );
     }

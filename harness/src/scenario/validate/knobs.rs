@@ -11,7 +11,7 @@ use super::super::file::{BehaviourSpec, EndpointSpec};
 use super::diag::{sp, Diags};
 use super::matrix::{Axes, Choice, Pick, Varies};
 use crate::model::{known, Auth, EndpointKnobs, Identity, Proto};
-use crate::model::{Block, Knobs, Ports};
+use crate::model::{Block, Filter, Knobs, Ports};
 
 /// Longest pause, wait, keepalive or DPD interval a file may ask for: the
 /// field suite's timers are scaled down to seconds.
@@ -284,18 +284,30 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
         k.udp_timeout = Some(*t.get_ref());
     }
     for c in &b.block {
-        match c.get_ref().parse::<Block>().ok() {
-            Some(x) => k.add_block(x),
-            None => d.err(
+        let v = c.get_ref();
+        match (v.parse::<Block>(), v.parse::<Filter>()) {
+            (Ok(x), _) => k.add_block(x),
+            (_, Ok(x)) => k.add_filter(x),
+            (_, Err(why)) if v.contains(':') => d.err(sp(c), format!("{field}.block"), why),
+            _ => d.err(
                 sp(c),
                 format!("{field}.block"),
                 format!(
-                    "unknown packet class `{}` (known: {})",
-                    c.get_ref(),
+                    "unknown packet class `{v}` (known: {}; or a port or protocol: tcp:443, udp:1701, proto:47)",
                     known::<Block>()
                 ),
             ),
         }
+    }
+    if let Some(m) = &b.mss_clamp {
+        if !(536..=9000).contains(m.get_ref()) {
+            d.err(
+                sp(m),
+                format!("{field}.mss_clamp"),
+                "an MSS of 536-9000 bytes",
+            );
+        }
+        k.mss_clamp = Some(*m.get_ref());
     }
     forwarding(d, b, field, &mut k);
     k
@@ -344,6 +356,60 @@ fn forwarding(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str, k: &mut Knobs) 
     if let Some(a) = &b.forward_ike_to {
         k.forward_ike_to = d.addr(a, &format!("{field}.forward_ike_to"));
     }
+    if let Some(a) = &b.forward_esp_to {
+        k.forward_esp_to = d.addr(a, &format!("{field}.forward_esp_to"));
+    }
+}
+
+/// The `behaviour` knobs an axis value of `matrix.behaviour.<node>.<knob>`
+/// stands for (`"off"`: none), checked like the file's own; `None` after
+/// reporting why not.
+pub(super) fn axis_knobs(
+    d: &mut Diags<'_>,
+    knob: &str,
+    v: &Spanned<String>,
+    field: &str,
+) -> Option<Knobs> {
+    let (s, span) = (v.get_ref(), sp(v));
+    let mut b = BehaviourSpec::default();
+    let text = || Some(Spanned::new(span.clone(), s.clone()));
+    let at = span.clone();
+    let number = |d: &mut Diags<'_>, what: &str| -> Option<u32> {
+        let n = s.parse().ok();
+        if n.is_none() {
+            d.err(
+                at.clone(),
+                format!("{field}.{knob}"),
+                format!("`{s}` is not {what} or \"off\""),
+            );
+        }
+        n
+    };
+    match knob {
+        _ if s == "off" => {}
+        "mss_clamp" => {
+            let n = number(d, "an MSS in bytes")?;
+            b.mss_clamp = Some(Spanned::new(span, u16::try_from(n).unwrap_or(u16::MAX)));
+        }
+        "loss" => {
+            let n = number(d, "a percentage")?;
+            b.loss = Some(Spanned::new(span, u8::try_from(n).unwrap_or(u8::MAX)));
+        }
+        "udp_timeout" => b.udp_timeout = Some(Spanned::new(span, number(d, "seconds")?)),
+        "forward_esp_to" => b.forward_esp_to = text(),
+        "port_range" => b.port_range = text(),
+        "ports" => b.ports = text(),
+        "block" => {
+            let one = |x: &str| Spanned::new(span.clone(), x.trim().to_string());
+            b.block = s.split(',').map(one).collect();
+        }
+        other => {
+            let msg = format!("`{other}` cannot be an axis (known: mss_clamp, forward_esp_to, block, loss, udp_timeout, port_range, ports)");
+            d.err(span, field, msg);
+            return None;
+        }
+    }
+    Some(nat_knobs(d, &b, field))
 }
 
 /// Lay the file's knobs over a profile's preset (`ports_set`: the file
@@ -361,6 +427,11 @@ pub(super) fn merge(base: &mut Knobs, file: &Knobs, ports_set: bool) {
         base.loss = file.loss;
     }
     base.forward_ike_to = file.forward_ike_to.or(base.forward_ike_to);
+    base.forward_esp_to = file.forward_esp_to.or(base.forward_esp_to);
+    base.mss_clamp = file.mss_clamp.or(base.mss_clamp);
+    for f in &file.filters {
+        base.add_filter(*f);
+    }
     base.hairpin |= file.hairpin;
     base.prefix_map = file.prefix_map.or(base.prefix_map);
 }

@@ -33,6 +33,8 @@ pub(super) enum Varies {
     Fragmentation,
     /// Likewise MOBIKE.
     Mobike,
+    /// A `behaviour` knob of a node: (node, knob).
+    Behaviour(String, String),
 }
 
 /// One axis.
@@ -107,6 +109,22 @@ pub(super) fn axes(f: &ScenarioFile) -> Axes {
             push(axis.into(), names(v), varies);
         }
     }
+    for (n, knobs) in &m.behaviour {
+        for (knob, v) in knobs {
+            let shared = m
+                .behaviour
+                .values()
+                .filter(|k| k.contains_key(knob))
+                .count()
+                > 1;
+            let name = if shared {
+                format!("{knob}.{n}")
+            } else {
+                knob.clone()
+            };
+            push(name, names(v), Varies::Behaviour(n.clone(), knob.clone()));
+        }
+    }
     Axes(out)
 }
 
@@ -161,6 +179,15 @@ pub(super) fn check(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) {
         }
     }
     check_hairpin(d, m, net);
+    for (n, knobs) in &m.behaviour {
+        for (knob, values) in knobs {
+            let field = format!("matrix.behaviour.{n}.{knob}");
+            if !net.nodes.contains(n) {
+                d.err(sp(values), field.clone(), format!("unknown node `{n}`"));
+            }
+            non_empty(d, values, &field);
+        }
+    }
     for (axis, values, _) in endpoint_axes(m) {
         let Some(values) = values else { continue };
         non_empty(d, values, &format!("matrix.{axis}"));

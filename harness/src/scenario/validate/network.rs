@@ -69,6 +69,9 @@ pub(super) struct NodePlan {
     pub hairpin: Choice<Option<bool>>,
     /// The file's `behaviour`, and whether it names its port assignment.
     pub knobs: Option<(Knobs, bool)>,
+    /// The knobs `matrix.behaviour` axes set, each with whether it is the
+    /// port assignment.
+    pub behaviour: Vec<(Choice<Knobs>, bool)>,
     /// The interface toward `nat_outside`.
     pub nat_outside: Option<String>,
     pub forwarding: bool,
@@ -117,7 +120,11 @@ pub(super) fn validate(d: &mut Diags<'_>, f: &ScenarioFile, axes: &Axes) -> Netw
             let out = outside.get(n).cloned();
             let map = prefix_map(d, &net, n, spec.get_ref(), out.as_deref());
             forward_family(d, &net, n, spec.get_ref());
-            plan(f, &net, axes, n, spec, out, map)
+            let behaviour = behaviour_axes(d, f, axes, n)?;
+            plan(f, &net, axes, n, spec, out, map).map(|mut p| {
+                p.behaviour = behaviour;
+                p
+            })
         })
         .collect();
     net
@@ -702,6 +709,29 @@ fn prefix_map(
     }
 }
 
+/// The knobs each of node `n`'s `matrix.behaviour` axes sets, value by
+/// value (`None` once a value was reported invalid).
+fn behaviour_axes(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    axes: &Axes,
+    n: &str,
+) -> Option<Vec<(Choice<Knobs>, bool)>> {
+    let mut out = Vec::new();
+    for (knob, values) in f.matrix.behaviour.get(n).into_iter().flatten() {
+        let axis = axes.varying(&Varies::Behaviour(n.to_string(), knob.clone()))?;
+        let field = format!("matrix.behaviour.{n}");
+        let knobs: Vec<Option<Knobs>> = values
+            .get_ref()
+            .iter()
+            .map(|v| knobs::axis_knobs(d, knob, v, &field))
+            .collect();
+        let values = knobs.into_iter().collect::<Option<Vec<Knobs>>>()?;
+        out.push((Choice::Varied { axis, values }, knob == "ports"));
+    }
+    Some(out)
+}
+
 /// What a cell needs of node `n` (`None` if its profile is invalid, which
 /// [`node`] or the matrix check reports).
 fn plan(
@@ -731,6 +761,7 @@ fn plan(
         nat,
         hairpin,
         knobs: net.knobs.get(n).map(|k| (k.clone(), ports_set)),
+        behaviour: Vec::new(),
         nat_outside,
         forwarding: net.forwards(f, n),
         sysctl: s
@@ -754,6 +785,7 @@ impl Network {
         let spec = f.nodes.get(n).map(|s| s.get_ref());
         spec.is_some_and(|s| s.nat.is_some() || s.behaviour.is_some())
             || f.matrix.nat.contains_key(n)
+            || f.matrix.behaviour.contains_key(n)
             || self
                 .routes
                 .iter()
