@@ -243,10 +243,7 @@ mod tests {
 
     #[test]
     fn check_traffic_outside_the_tunnel_is_flagged_both_ways() {
-        let flow = Flow {
-            src: IpAddr::from(A),
-            dst: IpAddr::from(B),
-        };
+        let flow = Flow::between(IpAddr::from(A), IpAddr::from(B));
         assert_eq!(
             classify(&udp(40000, 1701, b"x"), false, &[flow]),
             Class::CheckClear

@@ -43,9 +43,21 @@ pub(super) async fn exercise(
     if live.ppp.is_some() {
         phases.ppp_ms = lap(&mut t);
     }
-    let checks = join_all(cell.checks.iter().map(|c| {
+    let resolved = virtual_sources(cell, &mut live.stacks)
+        .await
+        .map_err(stack_err)?;
+    let checks = join_all(resolved.iter().map(|c| async {
         let (from, to) = (live.topo.node(&c.from), live.topo.node(&c.to));
-        checks::run(c, from, to, opts.timers.reply_wait)
+        let mut r = checks::run(c, from, to, opts.timers.reply_wait).await;
+        if let Some(p) = c.src_pool.filter(|p| p.network() == c.src) {
+            // What the failed bind means.
+            r.error = Some(format!("{} was assigned no virtual IP", c.from));
+            r.path = r
+                .path
+                .replacen(&c.src.to_string(), &format!("(none from {p})"), 1);
+            r.sent = 0;
+        }
+        r
     }))
     .await;
     let endpoints = observe(cell, &mut live.stacks).await.map_err(stack_err)?;
@@ -169,6 +181,31 @@ async fn ppp_layer(
 }
 
 /// Each endpoint's SAs as its daemon reports them.
+/// The checks, those sent from a virtual IP with the address the sending
+/// end was assigned (asked once the tunnel is up). Without one, the
+/// pool's network address stays and the check fails to bind: that end got
+/// no virtual IP.
+async fn virtual_sources(
+    cell: &Cell,
+    stacks: &mut [Running],
+) -> Result<Vec<crate::model::Check>, crate::error::StackError> {
+    let mut checks = cell.checks.clone();
+    if checks.iter().all(|c| c.src_pool.is_none()) {
+        return Ok(checks);
+    }
+    let ends = observe(cell, stacks).await?;
+    for c in checks.iter_mut().filter(|c| c.src_pool.is_some()) {
+        let vip = ends
+            .iter()
+            .find(|e| e.node == c.from)
+            .and_then(|e| e.state.ike.as_ref()?.virtual_ip.as_ref()?.parse().ok());
+        if let Some(a) = vip {
+            c.src = a;
+        }
+    }
+    Ok(checks)
+}
+
 async fn observe(
     cell: &Cell,
     stacks: &mut [Running],

@@ -216,8 +216,8 @@ async fn set_up(
         .iter()
         .filter(|c| cell.tunnelled(c))
         .map(|c| Flow {
-            src: c.src,
-            dst: c.dst,
+            src: c.src_pool.unwrap_or_else(|| c.src.into()),
+            dst: c.dst.into(),
         })
         .collect();
     // Live counts only where a step waits for a packet.

@@ -104,9 +104,10 @@ impl Cell {
     pub fn tunnelled(&self, c: &Check) -> bool {
         let covers = |ts: &[IpNet], a: IpAddr| ts.iter().any(|n| n.contains(&a));
         self.endpoints.iter().any(|e| {
+            let (local, remote) = e.covered();
             e.mode != Mode::Tunnel
-                || (covers(&e.local_ts(), c.src) && covers(&e.remote_ts(), c.dst))
-                || (covers(&e.local_ts(), c.dst) && covers(&e.remote_ts(), c.src))
+                || (covers(&local, c.src) && covers(&remote, c.dst))
+                || (covers(&local, c.dst) && covers(&remote, c.src))
         }) || self.ppp.is_some()
     }
 
@@ -345,6 +346,11 @@ pub struct Endpoint {
     pub subnets: Vec<IpNet>,
     /// The peer's.
     pub peer_subnets: Vec<IpNet>,
+    /// The pool virtual IPs come from: a responder's own (it assigns them),
+    /// or, for an initiator that requests one, its peer's.
+    pub pool: Option<IpNet>,
+    /// An initiator that requests a virtual IP (a road warrior).
+    pub virtual_ip: bool,
     /// IKE version.
     pub ike: u8,
     /// NAT-T mode.
@@ -361,6 +367,18 @@ impl Endpoint {
     /// SA covers the outer addresses).
     pub fn local_ts(&self) -> Vec<IpNet> {
         selectors(self.mode, &self.subnets, self.inner)
+    }
+
+    /// The addresses its tunnel carries, this side and the other: the
+    /// selectors, with a virtual IP's pool on the side it is used.
+    pub fn covered(&self) -> (Vec<IpNet>, Vec<IpNet>) {
+        let (mut local, mut remote) = (self.local_ts(), self.remote_ts());
+        match (self.virtual_ip, self.pool) {
+            (true, Some(p)) => local.push(p),
+            (false, Some(p)) => remote.push(p),
+            _ => {}
+        }
+        (local, remote)
     }
 
     /// The peer's (and every further initiator's) traffic selectors.
@@ -497,6 +515,10 @@ pub struct Check {
     pub port: Option<u16>,
     /// Probes to send (TCP: connections, one after the other).
     pub count: u32,
+    /// The source is the sending endpoint's virtual IP, from this pool,
+    /// known once its tunnel is up (`src` is then the pool's address until
+    /// the check runs).
+    pub src_pool: Option<IpNet>,
     /// Payload bytes of each probe (TCP: echoed per connection); `None`:
     /// the default small probe.
     pub size: Option<u32>,

@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use serde_with::{DeserializeFromStr, SerializeDisplay};
 use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 
@@ -90,19 +92,30 @@ impl Class {
     }
 }
 
-/// A check's traffic, to recognise it outside the tunnel.
+/// A check's traffic, to recognise it outside the tunnel: its source and
+/// destination, each an address or (a virtual IP not yet assigned when
+/// the capture starts) the pool it comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
     /// Check source.
-    pub src: IpAddr,
+    pub src: IpNet,
     /// Check destination.
-    pub dst: IpAddr,
+    pub dst: IpNet,
 }
 
 impl Flow {
+    /// The flow between two addresses.
+    pub fn between(src: IpAddr, dst: IpAddr) -> Self {
+        Flow {
+            src: src.into(),
+            dst: dst.into(),
+        }
+    }
+
     /// Whether a packet from `a` to `b` belongs to this flow, either way.
     pub fn matches(&self, a: IpAddr, b: IpAddr) -> bool {
-        (a == self.src && b == self.dst) || (a == self.dst && b == self.src)
+        (self.src.contains(&a) && self.dst.contains(&b))
+            || (self.dst.contains(&a) && self.src.contains(&b))
     }
 }
 

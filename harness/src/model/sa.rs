@@ -76,6 +76,9 @@ pub struct IkeSa {
     pub nat_remote: bool,
     /// NAT faked to force UDP encapsulation.
     pub nat_fake: bool,
+    /// The virtual IP this end was assigned (a road warrior's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_ip: Option<String>,
 }
 
 impl IkeSa {

@@ -247,6 +247,26 @@ impl Outcome {
         o
     }
 
+    /// Road warriors that were assigned the same virtual IP: always a
+    /// failure, whatever the file expects (a pool hands out each address
+    /// once).
+    fn shared_virtual_ips(&self) -> Vec<String> {
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut out = Vec::new();
+        for e in &self.endpoints {
+            let Some(v) = e.state.ike.as_ref().and_then(|i| i.virtual_ip.as_deref()) else {
+                continue;
+            };
+            if let Some(first) = seen.insert(v, &e.node) {
+                out.push(format!(
+                    "virtual IP {v} assigned to both {first} and {}",
+                    e.node
+                ));
+            }
+        }
+        out
+    }
+
     /// Derive tunnel state and encapsulation from the endpoints: up when
     /// every endpoint has an established IKE SA and an installed CHILD SA.
     pub fn observe_tunnel(&mut self) {
@@ -284,7 +304,7 @@ impl Outcome {
 
     /// Compare the observation with the expectation and set the verdict.
     pub fn judge(&mut self) {
-        let mut m = Vec::new();
+        let mut m = self.shared_virtual_ips();
         let exp = &self.expected;
         if let Some(want) = exp.tunnel {
             if self.tunnel != Some(want) {
@@ -495,5 +515,22 @@ mod tests {
         assert_eq!(o.tunnel, Some(TunnelExpect::Down));
         assert_eq!(o.mismatches.len(), 2);
         assert!(o.mismatches[0].starts_with("tunnel: expected up, observed down"));
+    }
+
+    #[test]
+    fn two_road_warriors_with_one_virtual_ip_fail_the_cell() {
+        let mut o = outcome(true, true, 3);
+        for (e, v) in o.endpoints.iter_mut().zip(["10.3.0.1", "10.3.0.2"]) {
+            e.state.ike.as_mut().unwrap().virtual_ip = Some(v.into());
+        }
+        o.judge();
+        assert_eq!(o.verdict, Verdict::Pass, "{:?}", o.mismatches);
+        o.endpoints[1].state.ike.as_mut().unwrap().virtual_ip = Some("10.3.0.1".into());
+        o.judge();
+        assert_eq!(
+            o.mismatches,
+            vec!["virtual IP 10.3.0.1 assigned to both a and b"]
+        );
+        assert_eq!(o.verdict, Verdict::Fail);
     }
 }

@@ -115,7 +115,7 @@ fn subnet_mistakes_are_named() {
     let none = edited("subnets = [\"10.1.0.0/24\"]", "");
     assert!(errors(&none)
         .iter()
-        .any(|m| m.contains("needs an inner address or `subnets`")));
+        .any(|m| m.contains("needs an inner address, `subnets` or (an initiator) `virtual_ip = true`")));
     let transport = edited(
         "subnets = [\"10.2.0.0/24\"]",
         "subnets = [\"10.2.0.0/24\"]\nmode = \"transport\"",
@@ -218,4 +218,70 @@ fn tcp_checks_need_a_free_port_and_sizes_are_bounded() {
         (big.kind, big.size, big.port),
         (crate::model::CheckKind::Tcp, Some(20000), Some(9))
     );
+}
+
+const RW: &str = include_str!("../../../topologies/deploy/rw-pool.toml");
+
+#[test]
+fn road_warriors_take_their_peer_s_pool_and_send_checks_from_it() {
+    let s = parse(Path::new("rw-pool.toml"), RW).unwrap();
+    let c = &s.cells[0];
+    let carol = c.endpoint("carol").unwrap();
+    assert!(carol.virtual_ip);
+    assert_eq!(
+        carol.pool.map(|p| p.to_string()).as_deref(),
+        Some("10.3.0.0/24")
+    );
+    assert!(
+        carol.local_ts().is_empty(),
+        "strongSwan then proposes `dynamic`"
+    );
+    let moon = c.endpoint("moon").unwrap();
+    assert!(!moon.virtual_ip && moon.pool.is_some());
+    let check = &c.checks[0];
+    assert_eq!(check.src_pool, carol.pool);
+    assert!(c.tunnelled(check), "the pool is tunnel traffic");
+}
+
+#[test]
+fn virtual_ip_mistakes_are_named() {
+    let no_pool = RW.replacen("pool = \"10.3.0.0/24\"\n", "", 1);
+    let e = errors(&no_pool);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("endpoints[0].virtual_ip: moon has no `pool`")),
+        "{e:?}"
+    );
+    let overlap = RW.replacen("pool = \"10.3.0.0/24\"", "pool = \"10.1.0.0/16\"", 1);
+    assert!(errors(&overlap)
+        .iter()
+        .any(|m| m.contains("overlaps subnet 10.1.0.0/24 of links[1]")));
+    let host = RW.replacen("pool = \"10.3.0.0/24\"", "pool = \"10.3.0.1/24\"", 1);
+    assert!(errors(&host)
+        .iter()
+        .any(|m| m.contains("not a network prefix")));
+    let both = RW.replacen(
+        "virtual_ip = true",
+        "virtual_ip = true\ninner = \"10.9.9.9\"",
+        1,
+    );
+    assert!(errors(&both)
+        .iter()
+        .any(|m| m.contains("leave out `inner`")));
+    let to_vip = RW.replacen(
+        "from = \"carol\"\nto = \"alice\"",
+        "from = \"alice\"\nto = \"carol\"",
+        1,
+    );
+    assert!(errors(&to_vip)
+        .iter()
+        .any(|m| m.contains("carol's virtual IP is known only once its tunnel is up")));
+    let responder_asks = RW.replacen(
+        "pool = \"10.3.0.0/24\"",
+        "pool = \"10.3.0.0/24\"\nvirtual_ip = true",
+        1,
+    );
+    assert!(errors(&responder_asks)
+        .iter()
+        .any(|m| m.contains("only an initiator asks for a virtual IP")));
 }

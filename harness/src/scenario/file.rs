@@ -216,6 +216,12 @@ pub struct EndpointSpec {
     /// its traffic selectors (with `inner`, if set too). The node's hosts
     /// route through it; it forwards their traffic into the tunnel.
     pub subnets: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A responder's pool of virtual IPs (`"10.3.0.0/24"`) for initiators
+    /// that ask for one (`virtual_ip = true`): remote access.
+    pub pool: Option<Spanned<String>>,
+    /// An initiator asks its peer's pool for a virtual IP, its inner
+    /// address for the tunnel (checks from it use it as their source).
+    pub virtual_ip: Option<Spanned<bool>>,
     /// IKE version, 1 or 2.
     #[serde(default = "default_ike")]
     pub ike: Spanned<u8>,

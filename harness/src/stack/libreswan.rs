@@ -725,6 +725,7 @@ fn ike_sa(version: u8, ike: &ShownState, facts: &LogFacts) -> IkeSa {
     let remote_port = ike.remote_port.to_string();
     let remote = facts.remote.as_ref().map(|(a, _)| a);
     IkeSa {
+        virtual_ip: None,
         state: normalize_state(&ike.name),
         version,
         local: facts

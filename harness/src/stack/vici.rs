@@ -75,8 +75,21 @@ pub struct ConnConfig {
     pub local: AuthSection,
     /// Remote authentication round.
     pub remote: AuthSection,
+    /// Virtual IPs to request (`0.0.0.0`: any IPv4 address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vips: Option<Vec<String>>,
+    /// Pools to assign virtual IPs from, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pools: Option<Vec<String>>,
     /// CHILD_SA configs by name.
     pub children: BTreeMap<String, ChildConfig>,
+}
+
+/// One pool of a `load-pool` request.
+#[derive(Debug, Serialize)]
+pub struct Pool {
+    /// Its addresses, as a prefix.
+    pub addrs: String,
 }
 
 /// `load-shared` request.
@@ -140,6 +153,8 @@ pub struct IkeSa {
     pub nat_remote: Option<String>,
     /// `yes` when NAT is faked.
     pub nat_fake: Option<String>,
+    /// Virtual IPs assigned to this end.
+    pub local_vips: Option<Vec<String>>,
     /// CHILD_SAs by unique name.
     pub child_sas: Option<BTreeMap<String, ChildSa>>,
 }

@@ -56,6 +56,8 @@ pub(super) fn validate(
         } else {
             through_tunnel(d, net, eps, c, &field)
         };
+        let implicit = c.src.is_none() && c.over.is_none();
+        let src_pool = implicit.then(|| eps.vip_pool(c.from.get_ref())).flatten();
         if let (true, true, Some((src, dst))) = (kf, kt, ends) {
             listener_is_free(d, &out.list, c, &field, dst);
             out.list.push(cell::Check {
@@ -68,6 +70,7 @@ pub(super) fn validate(
                 port: c.port.as_ref().map(|p| *p.get_ref()),
                 count: *c.count.get_ref(),
                 size: c.size.as_ref().map(|s| *s.get_ref()),
+                src_pool,
                 df: c.df.as_ref().map(|s| *s.get_ref()),
             });
         }
@@ -200,6 +203,15 @@ fn end(
         return d.addr(s, &format!("{field}.{which}"));
     }
     let n = node.get_ref();
+    if eps.vip.contains_key(n) {
+        if which == "dst" {
+            let msg = format!("{n}'s virtual IP is known only once its tunnel is up: send the check from it instead (checks to a virtual IP are not supported yet)");
+            d.err(sp(node), format!("{field}.dst"), msg);
+            return None;
+        }
+        // The pool's address stands in until the tunnel is up.
+        return eps.vip_pool(n).map(|p| p.network());
+    }
     let a = eps
         .inner_of
         .get(n)

@@ -30,6 +30,11 @@ pub(super) struct Endpoints {
     pub inner_seen: BTreeMap<IpAddr, String>,
     /// Each endpoint node's `subnets`.
     pub subnets_of: BTreeMap<String, Vec<IpNet>>,
+    /// Each responder's virtual IP pool.
+    pub pool_of: BTreeMap<String, IpNet>,
+    /// The initiators that ask for a virtual IP, with their peer (whose
+    /// pool it comes from).
+    pub vip: BTreeMap<String, String>,
     /// The nodes with an endpoint.
     pub nodes: BTreeSet<String>,
 }
@@ -143,6 +148,7 @@ fn declared(
         let list = subnets(d, s, &field);
         eps.subnets_of.insert(e.node.get_ref().clone(), list);
     }
+    virtual_ips(d, net, eps, e, &field);
     Some(Declared {
         stack: stack?,
         knobs: knobs.choices(axes)?,
@@ -297,6 +303,69 @@ fn inner(
     eps.inner_of.insert(e.node.get_ref().clone(), a);
 }
 
+/// `pool` (a responder's, a network prefix apart from every link) and
+/// `virtual_ip` (an initiator's, instead of an inner address).
+fn virtual_ips(
+    d: &mut Diags<'_>,
+    net: &Network,
+    eps: &mut Endpoints,
+    e: &EndpointSpec,
+    field: &str,
+) {
+    let node = e.node.get_ref().clone();
+    let role = *e.role.get_ref();
+    if let Some(p) = &e.pool {
+        let f = format!("{field}.pool");
+        if role != Role::Responder {
+            d.err(
+                sp(p),
+                &f,
+                "a pool is a responder's: it assigns virtual IPs to initiators",
+            );
+        } else if let Some(n) = d.prefix(p, &f) {
+            if n.trunc() != n || n.prefix_len() + 2 > n.max_prefix_len() {
+                let msg = format!(
+                    "{n} is not a network prefix with room for hosts (e.g. \"10.3.0.0/24\")"
+                );
+                d.err(sp(p), &f, msg);
+            } else if let Some((s, l)) = net
+                .subnets
+                .iter()
+                .find(|(s, _)| s.contains(&n.network()) || n.contains(&s.network()))
+            {
+                let msg = format!(
+                    "{n} overlaps subnet {s} of {l}: a pool's addresses exist only inside tunnels"
+                );
+                d.err(sp(p), &f, msg);
+            } else {
+                eps.pool_of.insert(node.clone(), n);
+            }
+        }
+    }
+    let Some(v) = e.virtual_ip.as_ref().filter(|v| *v.get_ref()) else {
+        return;
+    };
+    let f = format!("{field}.virtual_ip");
+    if role != Role::Initiator {
+        d.err(sp(v), &f, "only an initiator asks for a virtual IP");
+    } else if e.inner.is_some() || e.subnets.is_some() {
+        d.err(
+            sp(v),
+            &f,
+            "a virtual IP is the initiator's inner address: leave out `inner` and `subnets`",
+        );
+    } else {
+        eps.vip.insert(node, e.peer.get_ref().first().clone());
+    }
+}
+
+impl Endpoints {
+    /// The pool node `n`'s virtual IP comes from, if it asks for one.
+    pub(super) fn vip_pool(&self, n: &str) -> Option<IpNet> {
+        self.pool_of.get(self.vip.get(n)?).copied()
+    }
+}
+
 /// `subnets`: network prefixes (no host bits), not overlapping, of one
 /// family. (One may hold the node's own IKE address: the stacks exempt
 /// IKE from their policies.)
@@ -366,11 +435,12 @@ fn paired(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network, i: usize) -> Optio
         .into_iter()
         .map(|peer| agree(d, f, net, i, peer))
         .collect();
-    if *e.mode.get_ref() == Mode::Tunnel && e.inner.is_none() && e.subnets.is_none() {
+    let vip = e.virtual_ip.as_ref().is_some_and(|v| *v.get_ref());
+    if *e.mode.get_ref() == Mode::Tunnel && e.inner.is_none() && e.subnets.is_none() && !vip {
         d.err(
             sp(&e.node),
             format!("{field}.inner"),
-            "tunnel mode needs an inner address or `subnets` (the traffic selectors)",
+            "tunnel mode needs an inner address, `subnets` or (an initiator) `virtual_ip = true`: the traffic selectors",
         );
     }
     if let (Mode::Transport, Some(s)) = (*e.mode.get_ref(), &e.subnets) {
@@ -435,6 +505,10 @@ fn agree(
         );
     }
     same_settings(d, f, i, e, p, &field);
+    if let (Some(v), None) = (e.virtual_ip.as_ref().filter(|v| *v.get_ref()), &p.pool) {
+        let msg = format!("{peer} has no `pool` to assign a virtual IP from");
+        d.err(sp(v), format!("{field}.virtual_ip"), msg);
+    }
     Some(pi)
 }
 

@@ -201,6 +201,7 @@ fn endpoint(
     let peer = v.f.endpoints[p.peer].get_ref();
     let inner = |n: &String| v.eps.inner_of.get(n).copied();
     let subnets = |n: &String| v.eps.subnets_of.get(n).cloned().unwrap_or_default();
+    let vip = v.eps.vip.contains_key(e.node.get_ref());
     let others = p.others.iter().map(|&o| {
         let other = v.f.endpoints[o].get_ref();
         cell::OtherPeer {
@@ -229,6 +230,13 @@ fn endpoint(
         peer_inner: inner(peer.node.get_ref()),
         subnets: subnets(e.node.get_ref()),
         peer_subnets: subnets(peer.node.get_ref()),
+        pool: v
+            .eps
+            .pool_of
+            .get(e.node.get_ref())
+            .copied()
+            .or_else(|| v.eps.vip_pool(e.node.get_ref())),
+        virtual_ip: vip,
         ike: *e.ike.get_ref(),
         nat_t: *p.nat_t.at(pick),
         mode: *e.mode.get_ref(),
