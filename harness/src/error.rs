@@ -223,6 +223,13 @@ pub enum StackError {
         /// Last error seen, and the daemon's log tail.
         detail: String,
     },
+    /// The stack's driver does not do this (the plan reports such cells
+    /// as unsupported before they run).
+    #[error("the stack's driver cannot carry out {what}")]
+    Unsupported {
+        /// What was asked.
+        what: String,
+    },
     /// A control-channel request failed.
     #[error("node {node}: {daemon} {request}: {detail}")]
     Control {

@@ -150,7 +150,13 @@ fn skip_reason(cell: &Cell, lacks: &[Requirement]) -> String {
 pub fn unsupported(cell: &Cell, backend: Backend) -> Option<String> {
     let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
     for e in &cell.endpoints {
-        if let Some(r) = stack::unsupported(e, backend) {
+        let acted_on = cell.steps.iter().any(|s| {
+            matches!(&s.action, crate::model::Action::Ike { nodes, .. } if nodes.contains(&e.node))
+        });
+        let ike_steps = (acted_on && e.stack != crate::model::StackKind::StrongSwan).then(|| {
+            format!("vpnlab drives `ike` steps (initiate, terminate, rekey) through strongSwan's VICI only, not {} yet", e.stack.name())
+        });
+        if let Some(r) = ike_steps.or_else(|| stack::unsupported(e, backend)) {
             match reasons.iter_mut().find(|(x, _)| *x == r) {
                 Some((_, nodes)) => nodes.push(&e.node),
                 None => reasons.push((r, vec![&e.node])),

@@ -34,6 +34,20 @@ struct Probes {
     wait: Duration,
     size: Option<u32>,
     df: Option<bool>,
+    /// A fixed interval between probes (else: the next goes when every
+    /// probe so far is answered, or after [`PROBE_GAP`]).
+    interval: Option<Duration>,
+}
+
+impl Probes {
+    /// How long to wait after probe `seq` before the next, and how many
+    /// replies end that wait early (none, with a fixed interval).
+    fn pace(&self, seq: u32) -> (Duration, u32) {
+        match self.interval {
+            Some(i) => (i, u32::MAX),
+            None => (PROBE_GAP, seq),
+        }
+    }
 }
 
 /// Apply the check's don't-fragment setting to a socket.
@@ -54,6 +68,7 @@ pub async fn run(check: &Check, from: &Netns, to: &Netns, reply_wait: Duration) 
         wait: reply_wait,
         size: check.size,
         df: check.df,
+        interval: check.interval,
     };
     let path = match check.port {
         Some(p) => format!("{} -> {}:{p}", check.src, check.dst),
@@ -213,7 +228,8 @@ fn ping_blocking(fd: OwnedFd, p: Probes) -> std::io::Result<u32> {
             &to,
             MsgFlags::empty(),
         )?;
-        wait_until(&mut seen, u32::from(seq), Instant::now() + PROBE_GAP)?;
+        let (gap, want) = p.pace(u32::from(seq));
+        wait_until(&mut seen, want, Instant::now() + gap)?;
     }
     wait_until(&mut seen, p.count, Instant::now() + p.wait)?;
     Ok(seen.len() as u32)
@@ -253,8 +269,16 @@ async fn udp_echo(from: &Netns, to: &Netns, p: Probes, port: u16) -> std::io::Re
     for seq in 1..=count {
         let probe = payload(format!("vpnlab-udp-{seq}-").as_bytes(), p.size);
         client.send_to(&probe, target).await?;
-        let deadline = Instant::now() + PROBE_GAP;
-        recv_echoes(&client, target, &mut seen, &mut buf, seq, deadline).await;
+        let (gap, want) = p.pace(seq);
+        recv_echoes(
+            &client,
+            target,
+            &mut seen,
+            &mut buf,
+            want,
+            Instant::now() + gap,
+        )
+        .await;
     }
     let deadline = Instant::now() + reply_wait;
     recv_echoes(&client, target, &mut seen, &mut buf, count, deadline).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::checks;
 use crate::capture::Capture;
 use crate::error::{StackError, TopologyError};
-use crate::model::{Action, Block, Cell, Event, Knobs, NextHop, Step, WaitExpect};
+use crate::model::{Action, Block, Cell, Event, IkeOp, Knobs, NextHop, SaIds, Step, WaitExpect};
 use crate::outcome::{StepOutcome, StepView};
 use crate::stack::{EndpointState, Running};
 use crate::topology::{link, Topology};
@@ -70,6 +70,8 @@ struct Stage<'a> {
     stacks: &'a mut [Running],
     capture: Option<&'a Capture>,
     peers: Vec<Option<String>>,
+    /// Each endpoint's installed CHILD SAs, as last recorded.
+    children: Vec<u32>,
     reply_wait: Duration,
 }
 
@@ -91,6 +93,7 @@ impl<'a> Stage<'a> {
             stacks,
             capture,
             peers,
+            children: Vec::new(),
             reply_wait,
         }
     }
@@ -126,9 +129,25 @@ impl<'a> Stage<'a> {
                 o.checks = self.checks(names, &step.name).await;
                 Ok(())
             }
-            Action::NatReboot(gw) => self.reboot(gw).await.map(|range| {
+            Action::NatReboot { gw, range } => self.reboot(gw, *range).await.map(|range| {
                 o.action = format!("nat-reboot {gw}: mappings flushed, outside ports now {range}")
             }),
+            Action::Ike {
+                nodes,
+                op,
+                during,
+                timeout,
+            } => self
+                .ike(nodes, *op, during, *timeout, &step.name)
+                .await
+                .map(|(seen, checks)| {
+                    o.checks = checks;
+                    o.wait = Some(if seen {
+                        WaitExpect::Seen
+                    } else {
+                        WaitExpect::Timeout
+                    });
+                }),
             Action::Link {
                 node,
                 iface,
@@ -138,21 +157,33 @@ impl<'a> Stage<'a> {
             Action::Block { node, class, on } => self.block(node, *class, *on).await,
         };
         o.error = done.err().map(|e| e.to_string());
-        if matches!(step.action, Action::Wait { .. } | Action::Checks(_)) {
+        if matches!(
+            step.action,
+            Action::Wait { .. } | Action::Checks(_) | Action::Ike { .. }
+        ) {
             // Right after an event the daemons may still be moving (a rekey
-            // after an address update): endpoints are shown after checks.
-            let show = matches!(step.action, Action::Checks(_));
+            // after an address update): endpoints are shown after checks,
+            // and after an IKE action once it has taken effect.
+            let show = !matches!(step.action, Action::Wait { .. });
             o.endpoints = self.record(show).await;
+            if matches!(step.action, Action::Ike { .. }) {
+                for (v, n) in o.endpoints.iter_mut().zip(&self.children) {
+                    v.children = Some(*n);
+                }
+            }
         }
         o
     }
 
-    /// Record every endpoint's peer; with `show`, their views too.
+    /// Record every endpoint's peer and installed CHILD SAs; with `show`,
+    /// their views too.
     async fn record(&mut self, show: bool) -> Vec<StepView> {
         let mut views = Vec::new();
+        self.children.clear();
         for (i, s) in self.stacks.iter_mut().enumerate() {
             let st = s.state().await.unwrap_or_default();
             self.peers[i] = remote(&st);
+            self.children.push(st.ids.children.len() as u32);
             if show {
                 views.push(view(&self.cell.endpoints[i].node, &st));
             }
@@ -162,18 +193,60 @@ impl<'a> Stage<'a> {
 
     /// Run the named checks again; results are named `<check>@<step>`.
     async fn checks(&self, names: &[String], step: &str) -> Vec<crate::outcome::CheckResult> {
-        let topo = &*self.topo;
-        let runs = self
-            .cell
-            .checks
-            .iter()
-            .filter(|c| names.contains(&c.name))
-            .map(|c| checks::run(c, topo.node(&c.from), topo.node(&c.to), self.reply_wait));
-        let mut results = futures::future::join_all(runs).await;
-        for c in &mut results {
-            c.name = format!("{}@{step}", c.name);
+        rerun(self.cell, self.topo, names, step, self.reply_wait).await
+    }
+
+    /// Carry out `op` at every endpoint on `nodes` at once, with the
+    /// `during` checks running meanwhile; then wait (at most `timeout`)
+    /// until it has taken effect everywhere. Whether it did, and the
+    /// checks' results.
+    async fn ike(
+        &mut self,
+        nodes: &[String],
+        op: IkeOp,
+        during: &[String],
+        timeout: Duration,
+        step: &str,
+    ) -> Result<(bool, Vec<crate::outcome::CheckResult>), StepError> {
+        let cell = self.cell;
+        let acting: Vec<usize> = (0..cell.endpoints.len())
+            .filter(|i| nodes.contains(&cell.endpoints[*i].node))
+            .collect();
+        let mut before = Vec::new();
+        for &i in &acting {
+            before.push(self.stacks[i].state().await?.ids);
         }
-        results
+        let checks = rerun(cell, self.topo, during, step, self.reply_wait);
+        let stacks = &mut *self.stacks;
+        let deadline = Instant::now() + timeout;
+        let effect = async {
+            let acts = stacks
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| acting.contains(i))
+                .map(|(_, s)| s.act(op));
+            for r in futures::future::join_all(acts).await {
+                r?;
+            }
+            for (k, &i) in acting.iter().enumerate() {
+                let done = loop {
+                    let st = stacks[i].state().await?;
+                    if took_effect(op, &before[k], &st) {
+                        break true;
+                    }
+                    if Instant::now() >= deadline {
+                        break false;
+                    }
+                    tokio::time::sleep(POLL).await;
+                };
+                if !done {
+                    return Ok(false);
+                }
+            }
+            Ok::<bool, StepError>(true)
+        };
+        let (seen, results) = tokio::join!(effect, checks);
+        Ok((seen?, results))
     }
 
     /// Wait until `event` happens on `node` or `timeout` passes; `Ok(true)`
@@ -211,13 +284,14 @@ impl<'a> Stage<'a> {
         }
     }
 
-    /// Flush the gateway's mappings and move its outside port range, as a
-    /// rebooted home router does. Returns the new range.
-    async fn reboot(&mut self, gw: &str) -> Result<String, StepError> {
+    /// Flush the gateway's mappings and move its outside port range (to
+    /// `to`, or the next one), as a rebooted home router does. Returns the
+    /// new range.
+    async fn reboot(&mut self, gw: &str, to: Option<(u16, u16)>) -> Result<String, StepError> {
         let mut range = (0, 0);
         self.topo
             .reconfigure(gw, |g| {
-                range = next_range(&g.knobs);
+                range = to.unwrap_or_else(|| next_range(&g.knobs));
                 g.knobs.port_range = Some(range);
             })
             .await?;
@@ -342,7 +416,16 @@ fn describe(step: &Step) -> String {
             human(*timeout)
         ),
         Action::Checks(n) => format!("checks {}", n.join(", ")),
-        Action::NatReboot(gw) => format!("nat-reboot {gw}"),
+        Action::NatReboot { gw, .. } => format!("nat-reboot {gw}"),
+        Action::Ike {
+            nodes, op, during, ..
+        } => {
+            let mut s = format!("{op} at {}", nodes.join(" and "));
+            if !during.is_empty() {
+                s.push_str(&format!(" during {}", during.join(", ")));
+            }
+            s
+        }
         Action::Link {
             node,
             iface,
@@ -374,6 +457,39 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// Run the named checks of `cell`; results are named `<check>@<step>`.
+async fn rerun(
+    cell: &Cell,
+    topo: &Topology,
+    names: &[String],
+    step: &str,
+    reply_wait: Duration,
+) -> Vec<crate::outcome::CheckResult> {
+    let runs = cell
+        .checks
+        .iter()
+        .filter(|c| names.contains(&c.name))
+        .map(|c| checks::run(c, topo.node(&c.from), topo.node(&c.to), reply_wait));
+    let mut results = futures::future::join_all(runs).await;
+    for c in &mut results {
+        c.name = format!("{}@{step}", c.name);
+    }
+    results
+}
+
+/// Whether `op` has taken effect at an endpoint whose SAs were `before`:
+/// the tunnel up, or down, or a new SA installed and the old one gone
+/// (a rekey's make-before-break is over), one CHILD SA left.
+fn took_effect(op: IkeOp, before: &SaIds, st: &EndpointState) -> bool {
+    let one_new = |old: &[String], now: &[String]| now.len() == 1 && !old.contains(&now[0]);
+    match op {
+        IkeOp::Initiate => st.is_up(),
+        IkeOp::Terminate => st.ike.as_ref().is_none_or(|i| !i.is_up()),
+        IkeOp::RekeyChild => st.is_up() && one_new(&before.children, &st.ids.children),
+        IkeOp::RekeyIke => st.is_up() && one_new(&before.ike, &st.ids.ike),
+    }
+}
+
 fn view(node: &str, st: &EndpointState) -> StepView {
     StepView {
         node: node.to_string(),
@@ -386,6 +502,7 @@ fn view(node: &str, st: &EndpointState) -> StepView {
             .child
             .as_ref()
             .map_or("none".into(), |c| c.state.to_string()),
+        children: None,
     }
 }
 

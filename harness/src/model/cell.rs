@@ -151,8 +151,27 @@ pub enum Action {
     },
     /// Run these checks again.
     Checks(Vec<String>),
-    /// Forget the gateway's mappings and move its outside port range.
-    NatReboot(String),
+    /// Forget the gateway's mappings and move its outside port range (to
+    /// `range`, or the next free one).
+    NatReboot {
+        /// Gateway.
+        gw: String,
+        /// The new outside port range.
+        range: Option<(u16, u16)>,
+    },
+    /// Act on IKE at these endpoints, all at once (two rekeying together
+    /// collide), while the `during` checks run; then wait (bounded by
+    /// `timeout`) until it has taken effect.
+    Ike {
+        /// Endpoint nodes.
+        nodes: Vec<String>,
+        /// What to do.
+        op: IkeOp,
+        /// Checks run meanwhile (results named `<check>@<step>`).
+        during: Vec<String>,
+        /// Bound of the wait for its effect.
+        timeout: Duration,
+    },
     /// Change a link end.
     Link {
         /// Node.
@@ -173,6 +192,22 @@ pub enum Action {
         /// Block or unblock.
         on: bool,
     },
+}
+
+/// What an `ike` step does at an endpoint.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Display, EnumString, IntoStaticStr, strum::VariantNames,
+)]
+#[strum(serialize_all = "kebab-case")]
+pub enum IkeOp {
+    /// Bring the tunnel up (an initiator's; again after `terminate`).
+    Initiate,
+    /// Delete the IKE SA and its CHILD SAs.
+    Terminate,
+    /// Rekey the CHILD SA (RFC 7296 section 2.8: make before break).
+    RekeyChild,
+    /// Rekey the IKE SA (its CHILD SAs move to the new one).
+    RekeyIke,
 }
 
 /// Events a `wait` step can wait for.
@@ -515,6 +550,9 @@ pub struct Check {
     pub port: Option<u16>,
     /// Probes to send (TCP: connections, one after the other).
     pub count: u32,
+    /// Send ping and UDP probes at this fixed interval instead of as fast
+    /// as replies come: continuous traffic over a stretch of time (a rekey).
+    pub interval: Option<Duration>,
     /// The source is the sending endpoint's virtual IP, from this pool,
     /// known once its tunnel is up (`src` is then the pool's address until
     /// the check runs).

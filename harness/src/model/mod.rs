@@ -16,8 +16,8 @@ mod nat;
 mod sa;
 
 pub use cell::{
-    Action, Auth, Cell, Check, CommandSpec, Endpoint, EndpointKnobs, Event, Expectation, Link,
-    LinkEnd, NextHop, Node, OtherPeer, Ppp, Proto, Route, Segment, Step,
+    Action, Auth, Cell, Check, CommandSpec, Endpoint, EndpointKnobs, Event, Expectation, IkeOp,
+    Link, LinkEnd, NextHop, Node, OtherPeer, Ppp, Proto, Route, Segment, Step,
 };
 pub use class::{Class, Flow};
 pub use identity::{Identity, InvalidIdentity};
@@ -26,4 +26,4 @@ pub use kinds::{
     StackKind, StackName, TunnelExpect, Verdict, WaitExpect,
 };
 pub use nat::{Block, Families, Filter, Knobs, Nat64, NatProfile, Ports, PrefixMap};
-pub use sa::{ChildSa, EndpointState, IkeSa, Initiation, SaState};
+pub use sa::{ChildSa, EndpointState, IkeSa, Initiation, SaIds, SaState};

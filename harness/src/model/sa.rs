@@ -151,6 +151,19 @@ pub struct EndpointState {
     /// remote address:port (the first pair is `ike`/`child`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<EndpointState>,
+    /// Which SAs exist, by the daemon's ids (not in snapshots: they
+    /// change with every rekey, which is what `ike` steps look for).
+    #[serde(skip)]
+    pub ids: SaIds,
+}
+
+/// The daemon's ids of an endpoint's SAs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SaIds {
+    /// Every IKE SA, established or not.
+    pub ike: Vec<String>,
+    /// Every installed CHILD SA.
+    pub children: Vec<String>,
 }
 
 impl EndpointState {

@@ -114,6 +114,10 @@ pub struct StepView {
     pub remote: Option<String>,
     /// CHILD SA state, or `none`.
     pub child: String,
+    /// Installed CHILD SAs, after an `ike` step (a rekey collision must
+    /// leave one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<u32>,
 }
 
 /// A gateway's NAT in the outcome.
@@ -447,7 +451,7 @@ mod tests {
                     udp_encap: encap,
                     ..Default::default()
                 }),
-                also: vec![],
+                ..Default::default()
             },
         };
         let mut o = Outcome {

@@ -115,7 +115,8 @@ fn subnet_mistakes_are_named() {
     let none = edited("subnets = [\"10.1.0.0/24\"]", "");
     assert!(errors(&none)
         .iter()
-        .any(|m| m.contains("needs an inner address, `subnets` or (an initiator) `virtual_ip = true`")));
+        .any(|m| m
+            .contains("needs an inner address, `subnets` or (an initiator) `virtual_ip = true`")));
     let transport = edited(
         "subnets = [\"10.2.0.0/24\"]",
         "subnets = [\"10.2.0.0/24\"]\nmode = \"transport\"",
@@ -284,4 +285,76 @@ fn virtual_ip_mistakes_are_named() {
     assert!(errors(&responder_asks)
         .iter()
         .any(|m| m.contains("only an initiator asks for a virtual IP")));
+}
+
+const REKEY: &str = include_str!("../../../topologies/deploy/rekey.toml");
+
+#[test]
+fn ike_steps_resolve_their_ends_action_and_checks() {
+    use crate::model::{Action, IkeOp};
+    let s = parse(Path::new("rekey.toml"), REKEY).unwrap();
+    let c = &s.cells[0];
+    let Action::Ike {
+        nodes,
+        op,
+        during,
+        timeout,
+    } = &c.steps[1].action
+    else {
+        panic!("{:?}", c.steps[1].action)
+    };
+    assert_eq!(
+        (nodes.as_slice(), *op),
+        (
+            &["client".to_string(), "server".to_string()][..],
+            IkeOp::RekeyChild
+        )
+    );
+    assert_eq!(
+        (during.as_slice(), timeout.as_secs()),
+        (&["stream".to_string()][..], 5)
+    );
+    let stream = c.checks.iter().find(|k| k.name == "stream").unwrap();
+    assert_eq!(stream.interval, Some(std::time::Duration::from_millis(10)));
+    assert!(c.expect.waits.contains_key("collision"));
+    assert!(c.expect.checks.contains_key("stream@collision"));
+}
+
+#[test]
+fn ike_step_mistakes_are_named() {
+    let e = errors(&REKEY.replacen("action = \"rekey-ike\"", "action = \"reauth\"", 1));
+    assert!(
+        e.iter().any(|m| m.contains(
+            "unknown IKE action `reauth` (known: initiate, terminate, rekey-child, rekey-ike)"
+        )),
+        "{e:?}"
+    );
+    let e = errors(&REKEY.replacen(
+        "node = \"client\", action = \"initiate\"",
+        "node = \"server\", action = \"initiate\"",
+        1,
+    ));
+    assert!(
+        e.iter().any(|m| m.contains("server is a responder")),
+        "{e:?}"
+    );
+    let e = errors(&REKEY.replacen(
+        "node = \"client\", action = \"terminate\"",
+        "node = \"gw\", action = \"terminate\"",
+        1,
+    ));
+    assert!(
+        e.iter().any(|m| m.contains("`gw` has no endpoint")),
+        "{e:?}"
+    );
+    let e = errors(&REKEY.replacen("during = [\"stream\"] }", "during = [\"flood\"] }", 1));
+    assert!(
+        e.iter().any(|m| m.contains("unknown check `flood`")),
+        "{e:?}"
+    );
+    let e = errors(&REKEY.replacen("interval = \"10ms\"", "interval = \"2s\"", 1));
+    assert!(
+        e.iter().any(|m| m.contains("at most 1s between probes")),
+        "{e:?}"
+    );
 }

@@ -369,6 +369,10 @@ pub struct CheckSpec {
     /// How many probes; all must be answered for the check to pass.
     #[serde(default = "default_count")]
     pub count: Spanned<u32>,
+    /// Ping and UDP: send a probe every interval (`"10ms"`) rather than
+    /// as fast as replies come, for continuous traffic over a stretch of
+    /// time (`count` × `interval`).
+    pub interval: Option<Spanned<String>>,
 }
 
 fn default_count() -> Spanned<u32> {
@@ -461,6 +465,11 @@ pub struct StepSpec {
     pub nat_reboot: Option<Spanned<String>>,
     /// Change a link end: down, up, or a new MTU.
     pub link: Option<Spanned<LinkStepSpec>>,
+    /// With `nat_reboot`: the outside port range after the reboot
+    /// (`"30000-39999"`; default: the next range not in use).
+    pub port_range: Option<Spanned<String>>,
+    /// Act on IKE: initiate, terminate, rekey.
+    pub ike: Option<Spanned<IkeStepSpec>>,
     /// Start dropping a packet class at a node (see `behaviour.block`).
     pub block: Option<Spanned<BlockStepSpec>>,
     /// Stop dropping it.
@@ -484,6 +493,25 @@ pub struct WaitSpec {
     pub class: Option<Spanned<String>>,
     /// Bound, e.g. `"5s"` (at most 60 s).
     pub timeout: Spanned<String>,
+}
+
+/// An `ike` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IkeStepSpec {
+    /// The endpoint's node; a list acts at all of them at once (both ends
+    /// rekeying together collide, RFC 7296 section 2.8.1).
+    pub node: Spanned<Peers>,
+    /// `initiate` (an initiator), `terminate`, `rekey-child` or
+    /// `rekey-ike`.
+    pub action: Spanned<String>,
+    /// Checks to run while it happens (with `interval`, continuous
+    /// traffic across a rekey); results are named `<check>@<step>`.
+    #[serde(default)]
+    pub during: Vec<Spanned<String>>,
+    /// How long to wait for its effect (the tunnel up, down, or a new SA
+    /// installed and the old one gone), e.g. `"5s"`; default 5 s.
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// A `link` step.

@@ -183,6 +183,17 @@ impl Running {
         }
     }
 
+    /// Act on IKE (strongSwan only: other stacks' cells with `ike` steps
+    /// are unsupported before they start).
+    pub async fn act(&mut self, op: crate::model::IkeOp) -> Result<(), StackError> {
+        match self {
+            Running::StrongSwan(s) => s.act(op).await,
+            Running::Libreswan(_) | Running::Command(_) => Err(StackError::Unsupported {
+                what: format!("ike step `{op}`"),
+            }),
+        }
+    }
+
     /// Observe the SAs.
     pub async fn state(&mut self) -> Result<EndpointState, StackError> {
         match self {

@@ -11,7 +11,7 @@ use super::daemon::{Daemon, Probe, Readiness, Spec, SYSTEM_PATH};
 use super::{endpoint_label, Backend, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
 use super::{pki, vici};
 use crate::error::StackError;
-use crate::model::{Auth, Endpoint, Mode, NatT, Proto, Role, SaState};
+use crate::model::{Auth, Endpoint, IkeOp, Mode, NatT, Proto, Role, SaIds, SaState};
 use crate::topology::netns::Netns;
 
 /// Name of the IKE and CHILD configs vpnlab loads.
@@ -464,15 +464,52 @@ impl Running {
             );
         pin_mut!(stream);
         let mut all: Vec<EndpointState> = Vec::new();
+        let mut ids = SaIds::default();
         while let Some(item) = stream.next().await {
             let item = item.map_err(|e| control_err(&self.ep.node, "list-sas", e))?;
-            all.extend(item.into_values().map(|sa| sa_state(&self.ep, sa)));
+            for sa in item.into_values() {
+                ids.ike.extend(sa.uniqueid.clone());
+                let installed = sa.child_sas.iter().flat_map(|c| c.values());
+                let installed = installed.filter(|c| c.state.parse() == Ok(SaState::Installed));
+                ids.children
+                    .extend(installed.filter_map(|c| c.uniqueid.clone()));
+                all.push(sa_state(&self.ep, sa));
+            }
         }
-        Ok(if self.ep.others.is_empty() {
+        let mut state = if self.ep.others.is_empty() {
             one_peer(all)
         } else {
             several_peers(all)
-        })
+        };
+        state.ids = ids;
+        Ok(state)
+    }
+
+    /// Act on the connection's SAs: initiate (again), terminate, rekey.
+    /// Rekeying returns at once; charon carries it out meanwhile.
+    pub async fn act(&mut self, op: IkeOp) -> Result<(), StackError> {
+        let rekey = |child: bool| vici::Rekey {
+            child: child.then(|| CONN.to_string()),
+            ike: (!child).then(|| CONN.to_string()),
+        };
+        match op {
+            IkeOp::Initiate => {
+                let r = self.initiate().await?;
+                match r.error {
+                    Some(e) => Err(self.control_err("initiate", e)),
+                    None => Ok(()),
+                }
+            }
+            IkeOp::Terminate => {
+                let req = vici::Terminate {
+                    ike: CONN.into(),
+                    timeout: "0".into(),
+                };
+                self.command("terminate", req).await
+            }
+            IkeOp::RekeyChild => self.command("rekey", rekey(true)).await,
+            IkeOp::RekeyIke => self.command("rekey", rekey(false)).await,
+        }
     }
 
     /// Close the VICI connection, kill charon and reap it. A graceful

@@ -131,10 +131,32 @@ pub struct ListSas {
     pub noblock: String,
 }
 
+/// `terminate` request.
+#[derive(Debug, Serialize)]
+pub struct Terminate {
+    /// IKE_SA config whose SAs to delete.
+    pub ike: String,
+    /// Milliseconds to wait for the deletion (0: until done).
+    pub timeout: String,
+}
+
+/// `rekey` request: the CHILD_SAs of `child`, or the IKE_SAs of `ike`.
+#[derive(Debug, Serialize)]
+pub struct Rekey {
+    /// CHILD_SA config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
+    /// IKE_SA config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ike: Option<String>,
+}
+
 /// An IKE_SA as `list-sas` reports it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct IkeSa {
+    /// charon's id of the SA.
+    pub uniqueid: Option<String>,
     /// e.g. `ESTABLISHED`.
     pub state: String,
     /// IKE version.
@@ -163,6 +185,8 @@ pub struct IkeSa {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ChildSa {
+    /// charon's id of the SA.
+    pub uniqueid: Option<String>,
     /// e.g. `INSTALLED`.
     pub state: String,
     /// `TUNNEL`/`TRANSPORT`.

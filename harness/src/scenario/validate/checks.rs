@@ -71,6 +71,7 @@ pub(super) fn validate(
                 count: *c.count.get_ref(),
                 size: c.size.as_ref().map(|s| *s.get_ref()),
                 src_pool,
+                interval: interval(d, c, &field),
                 df: c.df.as_ref().map(|s| *s.get_ref()),
             });
         }
@@ -237,6 +238,31 @@ fn default_addr(net: &Network, eps: &Endpoints, n: &str) -> Option<IpAddr> {
     match own[..] {
         [a] => Some(a),
         _ => None,
+    }
+}
+
+/// `interval`: a bounded probe interval for ping and UDP.
+fn interval(d: &mut Diags<'_>, c: &CheckSpec, field: &str) -> Option<std::time::Duration> {
+    let i = c.interval.as_ref()?;
+    let f = format!("{field}.interval");
+    if *c.kind.get_ref() == CheckKind::Tcp {
+        d.err(
+            sp(i),
+            &f,
+            "a tcp check's connections follow one another: no interval",
+        );
+        return None;
+    }
+    match super::knobs::duration(i.get_ref()) {
+        Ok(x) if x <= std::time::Duration::from_secs(1) => Some(x),
+        Ok(_) => {
+            d.err(sp(i), &f, "at most 1s between probes");
+            None
+        }
+        Err(m) => {
+            d.err(sp(i), &f, m);
+            None
+        }
     }
 }
 

@@ -33,6 +33,13 @@ impl Names {
                 Action::Wait { .. } => {
                     names.waits.insert(st.name.clone());
                 }
+                // An IKE action waits for its effect, with checks meanwhile.
+                Action::Ike { during, .. } => {
+                    names.waits.insert(st.name.clone());
+                    for c in during {
+                        names.checks.insert(format!("{c}@{}", st.name));
+                    }
+                }
                 _ => {}
             }
         }

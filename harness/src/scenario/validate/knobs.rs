@@ -314,7 +314,11 @@ pub(super) fn nat_knobs(d: &mut Diags<'_>, b: &BehaviourSpec, field: &str) -> Kn
 }
 
 /// `port_range = "20000-29999"`.
-fn port_range(d: &mut Diags<'_>, r: &Spanned<String>, field: &str) -> Option<(u16, u16)> {
+pub(super) fn port_range(
+    d: &mut Diags<'_>,
+    r: &Spanned<String>,
+    field: &str,
+) -> Option<(u16, u16)> {
     let parsed = r
         .get_ref()
         .split_once('-')

@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 
 use toml::Spanned;
 
-use super::super::file::{BlockStepSpec, LinkStepSpec, ScenarioFile, StepSpec, WaitSpec};
+use super::super::file::{
+    BlockStepSpec, IkeStepSpec, LinkStepSpec, ScenarioFile, StepSpec, WaitSpec,
+};
 use super::diag::{sp, Diags};
 use super::knobs::duration;
 use super::network::Network;
 use crate::model::Class;
-use crate::model::{Action, Event, Step};
+use crate::model::{known, Action, Event, IkeOp, Role, Step};
 use crate::model::{Block, NatProfile};
 
 /// Packet classes a `wait` step may name (those the capture tells apart
@@ -107,6 +109,7 @@ fn action(
         st.link.is_some(),
         st.block.is_some(),
         st.unblock.is_some(),
+        st.ike.is_some(),
     ]
     .iter()
     .filter(|x| **x)
@@ -115,9 +118,16 @@ fn action(
         d.err(
             sp(s),
             field,
-            format!("a step has exactly one action (pause, wait, checks, nat_reboot, link, block, unblock); this one has {set}"),
+            format!("a step has exactly one action (pause, wait, checks, nat_reboot, link, block, unblock, ike); this one has {set}"),
         );
         return None;
+    }
+    if let (Some(r), None) = (&st.port_range, &st.nat_reboot) {
+        d.err(
+            sp(r),
+            format!("{field}.port_range"),
+            "`port_range` goes with `nat_reboot`",
+        );
     }
     if let Some(p) = &st.pause {
         match duration(p.get_ref()) {
@@ -132,7 +142,9 @@ fn action(
     } else if let Some(c) = &st.checks {
         Some(rerun(d, refs, c, field))
     } else if let Some(g) = &st.nat_reboot {
-        Some(nat_reboot(d, refs, g, field))
+        Some(nat_reboot(d, refs, g, st.port_range.as_ref(), field))
+    } else if let Some(k) = &st.ike {
+        ike(d, refs, k.get_ref(), &format!("{field}.ike"))
     } else if let Some(l) = &st.link {
         link(d, refs, l.get_ref(), &format!("{field}.link"))
     } else if let Some(b) = &st.block {
@@ -291,8 +303,76 @@ fn rerun(
     Action::Checks(c.get_ref().iter().map(|n| n.get_ref().clone()).collect())
 }
 
-/// `nat_reboot = "<gateway>"`.
-fn nat_reboot(d: &mut Diags<'_>, refs: &Refs<'_>, g: &Spanned<String>, field: &str) -> Action {
+/// `ike = { node, action, during, timeout }`: endpoints that exist, an
+/// action they can take, known checks.
+fn ike(d: &mut Diags<'_>, refs: &Refs<'_>, k: &IkeStepSpec, field: &str) -> Option<Action> {
+    let nodes: Vec<String> = k.node.get_ref().all().into_iter().cloned().collect();
+    for n in &nodes {
+        if !refs.endpoint_nodes.contains(n) {
+            d.err(
+                sp(&k.node),
+                format!("{field}.node"),
+                format!("`{n}` has no endpoint"),
+            );
+        }
+    }
+    let op = match k.action.get_ref().parse::<IkeOp>() {
+        Ok(op) => Some(op),
+        Err(_) => {
+            let msg = format!(
+                "unknown IKE action `{}` (known: {})",
+                k.action.get_ref(),
+                known::<IkeOp>()
+            );
+            d.err(sp(&k.action), format!("{field}.action"), msg);
+            None
+        }
+    };
+    if op == Some(IkeOp::Initiate) {
+        let responders: Vec<&String> = nodes.iter().filter(|n| !initiates(refs.f, n)).collect();
+        if let Some(n) = responders.first() {
+            let msg = format!("{n} is a responder: vpnlab has it initiate only once it knows the peer's address, which it does not yet (initiate from the initiator)");
+            d.err(sp(&k.action), format!("{field}.action"), msg);
+        }
+    }
+    for c in &k.during {
+        if !refs.checks.contains(c.get_ref()) {
+            d.err(
+                sp(c),
+                format!("{field}.during"),
+                format!("unknown check `{}`", c.get_ref()),
+            );
+        }
+    }
+    let timeout = match &k.timeout {
+        Some(t) => duration(t.get_ref())
+            .map_err(|m| d.err(sp(t), format!("{field}.timeout"), m))
+            .ok()?,
+        None => std::time::Duration::from_secs(5),
+    };
+    Some(Action::Ike {
+        nodes,
+        op: op?,
+        during: k.during.iter().map(|c| c.get_ref().clone()).collect(),
+        timeout,
+    })
+}
+
+/// Whether the endpoint on node `n` is an initiator.
+fn initiates(f: &ScenarioFile, n: &str) -> bool {
+    f.endpoints
+        .iter()
+        .any(|e| e.get_ref().node.get_ref() == n && *e.get_ref().role.get_ref() == Role::Initiator)
+}
+
+/// `nat_reboot = "<gateway>"`, with an optional `port_range`.
+fn nat_reboot(
+    d: &mut Diags<'_>,
+    refs: &Refs<'_>,
+    g: &Spanned<String>,
+    range: Option<&Spanned<String>>,
+    field: &str,
+) -> Action {
     let known = node(d, refs, g, format!("{field}.nat_reboot"));
     // Every profile the gateway has in any cell must translate: only then
     // are there mappings to forget and ports to move.
@@ -325,7 +405,10 @@ fn nat_reboot(d: &mut Diags<'_>, refs: &Refs<'_>, g: &Spanned<String>, field: &s
             ),
         );
     }
-    Action::NatReboot(g.get_ref().clone())
+    Action::NatReboot {
+        gw: g.get_ref().clone(),
+        range: range.and_then(|r| super::knobs::port_range(d, r, field)),
+    }
 }
 
 /// `link = { node, iface, up, mtu }`.
