@@ -72,6 +72,8 @@ struct Stage<'a> {
     peers: Vec<Option<String>>,
     /// Each endpoint's installed CHILD SAs, as last recorded.
     children: Vec<u32>,
+    /// Their ids, as last recorded (`child-rekeyed` compares with them).
+    child_ids: Vec<Vec<String>>,
     reply_wait: Duration,
 }
 
@@ -83,9 +85,11 @@ impl<'a> Stage<'a> {
         capture: Option<&'a Capture>,
         reply_wait: Duration,
     ) -> Stage<'a> {
-        let mut peers = Vec::new();
+        let (mut peers, mut child_ids) = (Vec::new(), Vec::new());
         for s in stacks.iter_mut() {
-            peers.push(s.state().await.ok().and_then(|st| remote(&st)));
+            let st = s.state().await.ok();
+            peers.push(st.as_ref().and_then(remote));
+            child_ids.push(st.map(|st| st.ids.children).unwrap_or_default());
         }
         Stage {
             cell,
@@ -94,6 +98,7 @@ impl<'a> Stage<'a> {
             capture,
             peers,
             children: Vec::new(),
+            child_ids,
             reply_wait,
         }
     }
@@ -109,53 +114,7 @@ impl<'a> Stage<'a> {
             error: None,
         };
         tracing::debug!(cell = %self.cell.id, step = %step.name, action = %o.action, "step");
-        let done = match &step.action {
-            Action::Pause(d) => {
-                tokio::time::sleep(*d).await;
-                Ok(())
-            }
-            Action::Wait {
-                node,
-                event,
-                timeout,
-            } => self.wait(node, event, *timeout).await.map(|seen| {
-                o.wait = Some(if seen {
-                    WaitExpect::Seen
-                } else {
-                    WaitExpect::Timeout
-                })
-            }),
-            Action::Checks(names) => {
-                o.checks = self.checks(names, &step.name).await;
-                Ok(())
-            }
-            Action::NatReboot { gw, range } => self.reboot(gw, *range).await.map(|range| {
-                o.action = format!("nat-reboot {gw}: mappings flushed, outside ports now {range}")
-            }),
-            Action::Ike {
-                nodes,
-                op,
-                during,
-                timeout,
-            } => self
-                .ike(nodes, *op, during, *timeout, &step.name)
-                .await
-                .map(|(seen, checks)| {
-                    o.checks = checks;
-                    o.wait = Some(if seen {
-                        WaitExpect::Seen
-                    } else {
-                        WaitExpect::Timeout
-                    });
-                }),
-            Action::Link {
-                node,
-                iface,
-                up,
-                mtu,
-            } => self.link(node, iface, *up, *mtu).await,
-            Action::Block { node, class, on } => self.block(node, *class, *on).await,
-        };
+        let done = self.carry_out(step, &mut o).await;
         o.error = done.err().map(|e| e.to_string());
         if matches!(
             step.action,
@@ -175,6 +134,50 @@ impl<'a> Stage<'a> {
         o
     }
 
+    /// Do what the step says, noting in `o` what it found.
+    async fn carry_out(&mut self, step: &Step, o: &mut StepOutcome) -> Result<(), StepError> {
+        match &step.action {
+            Action::Pause(d) => {
+                tokio::time::sleep(*d).await;
+                Ok(())
+            }
+            Action::Wait {
+                node,
+                event,
+                timeout,
+            } => self
+                .wait(node, event, *timeout)
+                .await
+                .map(|seen| o.wait = Some(ended(seen))),
+            Action::Checks(names) => {
+                o.checks = self.checks(names, &step.name).await;
+                Ok(())
+            }
+            Action::NatReboot { gw, range } => self.reboot(gw, *range).await.map(|range| {
+                o.action = format!("nat-reboot {gw}: mappings flushed, outside ports now {range}")
+            }),
+            Action::Ike {
+                nodes,
+                op,
+                during,
+                timeout,
+            } => self
+                .ike(nodes, *op, during, *timeout, &step.name)
+                .await
+                .map(|(seen, checks)| {
+                    o.checks = checks;
+                    o.wait = Some(ended(seen));
+                }),
+            Action::Link {
+                node,
+                iface,
+                up,
+                mtu,
+            } => self.link(node, iface, *up, *mtu).await,
+            Action::Block { node, class, on } => self.block(node, *class, *on).await,
+        }
+    }
+
     /// Record every endpoint's peer and installed CHILD SAs; with `show`,
     /// their views too.
     async fn record(&mut self, show: bool) -> Vec<StepView> {
@@ -184,6 +187,7 @@ impl<'a> Stage<'a> {
             let st = s.state().await.unwrap_or_default();
             self.peers[i] = remote(&st);
             self.children.push(st.ids.children.len() as u32);
+            self.child_ids[i] = st.ids.children.clone();
             if show {
                 views.push(view(&self.cell.endpoints[i].node, &st));
             }
@@ -271,10 +275,13 @@ impl<'a> Stage<'a> {
             .position(|e| e.node == node)
             .ok_or_else(|| StepError::NoEndpoint(node.to_string()))?;
         let start = self.peers[i].clone();
+        let old_children = self.child_ids[i].clone();
         let stack = &mut self.stacks[i];
         loop {
             let st = stack.state().await?;
-            if happened(event, &st, start.as_deref()) {
+            let rekeyed = st.is_up() && st.ids.children.iter().all(|c| !old_children.contains(c));
+            if happened(event, &st, start.as_deref()) || (*event == Event::ChildRekeyed && rekeyed)
+            {
                 return Ok(true);
             }
             if Instant::now() >= deadline {
@@ -397,6 +404,8 @@ fn happened(event: &Event, st: &EndpointState, start: Option<&str>) -> bool {
         Event::ChildUp => child_up,
         Event::ChildDown => !child_up,
         Event::PeerMoved => st.ike.is_some() && remote(st).as_deref() != start,
+        // Needs the ids recorded before: see `Stage::wait`.
+        Event::ChildRekeyed => false,
         // Packets are counted by the capture, not the endpoint.
         Event::Packet { .. } => false,
     }
@@ -475,6 +484,15 @@ async fn rerun(
         c.name = format!("{}@{step}", c.name);
     }
     results
+}
+
+/// How a wait ended.
+fn ended(seen: bool) -> WaitExpect {
+    if seen {
+        WaitExpect::Seen
+    } else {
+        WaitExpect::Timeout
+    }
 }
 
 /// Whether `op` has taken effect at an endpoint whose SAs were `before`:

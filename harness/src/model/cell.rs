@@ -223,6 +223,8 @@ pub enum Event {
     ChildDown,
     /// Its IKE SA's peer address:port differs from the one at the step's start.
     PeerMoved,
+    /// Its installed CHILD SA is a new one: rekeyed since the step's start.
+    ChildRekeyed,
     /// A packet of this class crossed this interface.
     Packet {
         /// Interface.
@@ -241,6 +243,7 @@ impl Event {
             Event::ChildUp => "child-up".into(),
             Event::ChildDown => "child-down".into(),
             Event::PeerMoved => "peer-moved".into(),
+            Event::ChildRekeyed => "child-rekeyed".into(),
             Event::Packet { iface, class } => format!("packet {class} on {iface}"),
         }
     }
@@ -386,6 +389,9 @@ pub struct Endpoint {
     pub pool: Option<IpNet>,
     /// An initiator that requests a virtual IP (a road warrior).
     pub virtual_ip: bool,
+    /// Algorithms and rekey times the file sets (else the stack's
+    /// defaults).
+    pub proposals: Proposals,
     /// IKE version.
     pub ike: u8,
     /// NAT-T mode.
@@ -435,6 +441,28 @@ fn selectors(mode: Mode, subnets: &[IpNet], inner: Option<IpAddr>) -> Vec<IpNet>
         .copied()
         .chain(inner.map(IpNet::from))
         .collect()
+}
+
+/// An endpoint's algorithms and rekey times, as the file sets them;
+/// empty: the stack's defaults. Proposals are written in strongSwan's
+/// syntax (`aes256-sha256-modp2048`, `aes128gcm16-prfsha256-ecp256`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proposals {
+    /// IKE proposals, in order of preference.
+    pub ike: Vec<String>,
+    /// ESP proposals; one with a DH group asks for PFS.
+    pub esp: Vec<String>,
+    /// Seconds after which the IKE SA is rekeyed.
+    pub ike_rekey: Option<u32>,
+    /// Seconds after which the CHILD SA is rekeyed.
+    pub child_rekey: Option<u32>,
+}
+
+impl Proposals {
+    /// Whether the file set any of them.
+    pub fn is_set(&self) -> bool {
+        *self != Proposals::default()
+    }
 }
 
 /// An endpoint's settings beyond addressing and identity.

@@ -17,7 +17,7 @@ mod sa;
 
 pub use cell::{
     Action, Auth, Cell, Check, CommandSpec, Endpoint, EndpointKnobs, Event, Expectation, IkeOp,
-    Link, LinkEnd, NextHop, Node, OtherPeer, Ppp, Proto, Route, Segment, Step,
+    Link, LinkEnd, NextHop, Node, OtherPeer, Ppp, Proposals, Proto, Route, Segment, Step,
 };
 pub use class::{Class, Flow};
 pub use identity::{Identity, InvalidIdentity};

@@ -79,6 +79,10 @@ pub struct IkeSa {
     /// The virtual IP this end was assigned (a road warrior's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtual_ip: Option<String>,
+    /// The negotiated algorithms (`AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384`),
+    /// shown where the file sets the proposals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<String>,
 }
 
 impl IkeSa {
@@ -117,6 +121,9 @@ pub struct ChildSa {
     pub local_ts: Vec<String>,
     /// Remote traffic selectors.
     pub remote_ts: Vec<String>,
+    /// The negotiated algorithms, where the file sets the proposals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<String>,
 }
 
 impl ChildSa {
@@ -136,6 +143,7 @@ impl Default for ChildSa {
             udp_encap_oneway: None,
             local_ts: vec![],
             remote_ts: vec![],
+            algorithms: None,
         }
     }
 }

@@ -358,3 +358,53 @@ fn ike_step_mistakes_are_named() {
         "{e:?}"
     );
 }
+
+const PROPOSALS: &str = include_str!("../../../topologies/deploy/proposals.toml");
+
+#[test]
+fn proposals_reach_the_endpoints_and_an_axis_varies_them() {
+    let s = parse(Path::new("proposals.toml"), PROPOSALS).unwrap();
+    let client = s.cells[0].endpoint("client").unwrap();
+    assert_eq!(client.proposals.ike, ["aes256gcm16-prfsha384-ecp384"]);
+    assert_eq!(client.proposals.child_rekey, Some(2));
+    let server = |i: usize| s.cells[i].endpoint("server").unwrap().proposals.clone();
+    assert_eq!(server(0).ike, ["aes256gcm16-prfsha384-ecp384"]);
+    assert_eq!(server(1).ike, ["aes128-sha256-modp2048"]);
+    assert_eq!(
+        server(1).esp,
+        ["aes256gcm16-ecp384"],
+        "the axis sets only IKE's"
+    );
+    assert!(s.cells[1].expect.is_negative());
+}
+
+#[test]
+fn proposal_mistakes_are_named() {
+    let e = errors(&PROPOSALS.replacen(
+        "aes256gcm16-prfsha384-ecp384\"]",
+        "aes256gcm16-ecp384\"]",
+        1,
+    ));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("endpoints[0].ike_proposals") && m.contains("needs a PRF")),
+        "{e:?}"
+    );
+    let e = errors(&PROPOSALS.replacen("child_rekey = \"2s\"", "child_rekey = \"2\"", 1));
+    assert!(
+        e.iter().any(|m| m.contains("`2` is not a rekey time")),
+        "{e:?}"
+    );
+    let e = errors(&PROPOSALS.replacen("\"aes128-sha256-modp2048\"]", "\"aes128-sha256\"]", 1));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("matrix.ike_proposals.server")
+                && m.contains("no Diffie-Hellman group")),
+        "{e:?}"
+    );
+    let e = errors(&PROPOSALS.replacen("ike_proposals = { server", "ike_proposals = { gw", 1));
+    assert!(
+        e.iter().any(|m| m.contains("`gw` has no endpoint")),
+        "{e:?}"
+    );
+}

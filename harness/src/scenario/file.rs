@@ -258,6 +258,18 @@ pub struct EndpointSpec {
     /// IPsec protocol: `esp` (the default) or `ah` (integrity only; covers
     /// the IP addresses, so a NAT breaks it).
     pub proto: Option<Spanned<String>>,
+    /// IKE proposals in strongSwan's syntax, in order of preference
+    /// (`["aes256-sha256-modp2048"]`; default: the stack's own). Peers that
+    /// share none fail with NO_PROPOSAL_CHOSEN.
+    pub ike_proposals: Option<Spanned<Vec<Spanned<String>>>>,
+    /// ESP proposals (`["aes128gcm16"]`; a DH group in one asks for PFS:
+    /// `"aes256-sha256-modp2048"`).
+    pub esp_proposals: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Rekey the IKE SA after this long (`"30s"`, `"10m"`, `"1h"`).
+    pub ike_rekey: Option<Spanned<String>>,
+    /// Rekey the CHILD SA after this long (small values rekey within a
+    /// cell; `wait = { event = "child-rekeyed" }` sees it).
+    pub child_rekey: Option<Spanned<String>>,
 }
 
 /// One peer node, or (responders) several.
@@ -422,6 +434,11 @@ pub struct MatrixSpec {
     /// `udp_timeout`, `port_range`, `ports`.
     #[serde(default)]
     pub behaviour: BTreeMap<String, BTreeMap<String, AxisValues>>,
+    /// Endpoint node → IKE proposals to try, each value comma-separated
+    /// proposals (axis `ike_proposals`, or `ike_proposals.<node>` when
+    /// several nodes vary theirs): a proposal mismatch and its fix.
+    #[serde(default)]
+    pub ike_proposals: BTreeMap<String, AxisValues>,
     /// MOBIKE settings to try (`"no"`, `"yes"`).
     pub mobike: Option<Spanned<Vec<Spanned<String>>>>,
 }
@@ -481,7 +498,8 @@ pub struct StepSpec {
 #[serde(deny_unknown_fields)]
 pub struct WaitSpec {
     /// `ike-up`, `ike-down`, `child-up`, `child-down` (of the endpoint on
-    /// `node`), `peer-moved` (its IKE SA's peer address:port changes) or
+    /// `node`), `peer-moved` (its IKE SA's peer address:port changes),
+    /// `child-rekeyed` (its installed CHILD SA is a new one) or
     /// `packet` (a packet of `class` crosses `iface` of `node`).
     pub event: Spanned<String>,
     /// Node the event is observed on.

@@ -726,6 +726,7 @@ fn ike_sa(version: u8, ike: &ShownState, facts: &LogFacts) -> IkeSa {
     let remote = facts.remote.as_ref().map(|(a, _)| a);
     IkeSa {
         virtual_ip: None,
+        algorithms: None,
         state: normalize_state(&ike.name),
         version,
         local: facts
@@ -769,6 +770,7 @@ fn child_sa(ep: &Endpoint, c: &ShownState, facts: &LogFacts, sas: &[XfrmState]) 
         },
         local_ts: ep.local_ts().iter().map(|n| n.to_string()).collect(),
         remote_ts: ep.remote_ts().iter().map(|n| n.to_string()).collect(),
+        algorithms: None,
     }
 }
 

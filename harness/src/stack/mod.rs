@@ -43,6 +43,11 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
                 "a responder with several peers is only implemented for strongSwan, not {name}"
             ));
         }
+        if ep.proposals.is_set() {
+            return Some(format!(
+                "vpnlab does not map proposals and rekey times onto {name} yet (only the strongSwan driver does)"
+            ));
+        }
         if ep.virtual_ip || ep.pool.is_some() {
             return Some(format!(
                 "vpnlab does not map virtual IPs and address pools onto {name} yet (only the strongSwan driver does)"

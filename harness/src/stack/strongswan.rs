@@ -133,6 +133,7 @@ charon {{
 /// the peer's (and every other initiator's) in tunnel mode, the outer
 /// addresses (`dynamic`) in transport mode.
 fn child_config(ep: &Endpoint) -> vici::ChildConfig {
+    let p = &ep.proposals;
     let ts = |list: Vec<ipnet::IpNet>| match list.is_empty() {
         true => vec!["dynamic".to_string()],
         false => list.iter().map(|n| n.to_string()).collect(),
@@ -144,6 +145,10 @@ fn child_config(ep: &Endpoint) -> vici::ChildConfig {
         start_action: "none".into(),
         // No PFS group, like the ESP default here.
         ah_proposals: (ep.knobs.proto == Proto::Ah).then(|| vec!["sha256".to_string()]),
+        esp_proposals: (ep.knobs.proto == Proto::Esp && !p.esp.is_empty()).then(|| p.esp.clone()),
+        rekey_time: p.child_rekey.map(|s| format!("{s}s")),
+        // No jitter: the rekey happens when the file says.
+        rand_time: p.child_rekey.map(|_| "0s".to_string()),
     }
 }
 
@@ -163,6 +168,9 @@ pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
         dpd_delay: format!("{}s", ep.knobs.dpd.unwrap_or(0)),
         fragmentation: if ep.knobs.fragmentation { "yes" } else { "no" }.into(),
         send_cert,
+        proposals: (!ep.proposals.ike.is_empty()).then(|| ep.proposals.ike.clone()),
+        rekey_time: ep.proposals.ike_rekey.map(|s| format!("{s}s")),
+        rand_time: ep.proposals.ike_rekey.map(|_| "0s".to_string()),
         vips: ep.virtual_ip.then(|| {
             let any = match ep.pool {
                 Some(ipnet::IpNet::V6(_)) => "::",
@@ -192,12 +200,13 @@ pub fn conn_config(ep: &Endpoint) -> BTreeMap<String, vici::ConnConfig> {
 /// Keep the log lines that explain an exchange and are the same on every run
 /// (no SPIs, no retransmit counts of successful exchanges).
 pub fn notable(msg: &str) -> bool {
-    const KEEP: [&str; 9] = [
+    const KEEP: [&str; 10] = [
         "behind NAT",
         "faking NAT",
         "giving up",
         "failed",
         "no proposal",
+        "NO_PROPOSAL_CHOSEN",
         "AUTHENTICATION_FAILED",
         "TS_UNACCEPTABLE",
         "peer not responding",
@@ -541,6 +550,13 @@ fn sa_state(ep: &Endpoint, sa: vici::IkeSa) -> EndpointState {
         nat_remote: yes(&sa.nat_remote),
         nat_fake: yes(&sa.nat_fake),
         virtual_ip: sa.local_vips.as_ref().and_then(|v| v.first().cloned()),
+        algorithms: (!ep.proposals.ike.is_empty()).then(|| {
+            algorithms(
+                &sa.encr_alg,
+                &sa.encr_keysize,
+                [&sa.integ_alg, &sa.prf_alg, &sa.dh_group],
+            )
+        }),
     };
     // After a rekey (strongSwan rekeys when the backend cannot move an SA
     // to a new address) the old CHILD SA lingers in state DELETED next to
@@ -577,7 +593,26 @@ fn child_sa(ep: &Endpoint, c: &vici::ChildSa) -> ChildSa {
         udp_encap_oneway: None,
         local_ts: c.local_ts.clone().unwrap_or_default(),
         remote_ts: c.remote_ts.clone().unwrap_or_default(),
+        algorithms: (!ep.proposals.esp.is_empty()).then(|| {
+            algorithms(
+                &c.encr_alg,
+                &c.encr_keysize,
+                [&c.integ_alg, &None, &c.dh_group],
+            )
+        }),
     }
+}
+
+/// Negotiated algorithms as one label: `AES_CBC-256/HMAC_SHA2_256_128/
+/// PRF_HMAC_SHA2_256/MODP_2048` (what charon lists, in that order).
+fn algorithms(encr: &Option<String>, size: &Option<String>, rest: [&Option<String>; 3]) -> String {
+    let mut parts = vec![match (encr, size) {
+        (Some(e), Some(s)) => format!("{e}-{s}"),
+        (Some(e), None) => e.clone(),
+        _ => "?".to_string(),
+    }];
+    parts.extend(rest.into_iter().flatten().cloned());
+    parts.join("/")
 }
 
 /// One peer: its SA (the last listed, as charon orders them), and the last

@@ -49,6 +49,15 @@ pub struct ChildConfig {
     /// AH proposals (the CHILD SA is AH instead of ESP when set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ah_proposals: Option<Vec<String>>,
+    /// ESP proposals (default: charon's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub esp_proposals: Option<Vec<String>>,
+    /// When to rekey, e.g. `2s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rekey_time: Option<String>,
+    /// Random jitter subtracted from it (`0s`: exactly then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rand_time: Option<String>,
 }
 
 /// An IKE_SA config as `load-conn` takes it (swanctl.conf key names).
@@ -75,6 +84,15 @@ pub struct ConnConfig {
     pub local: AuthSection,
     /// Remote authentication round.
     pub remote: AuthSection,
+    /// IKE proposals (default: charon's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposals: Option<Vec<String>>,
+    /// When to rekey the IKE SA, e.g. `30s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rekey_time: Option<String>,
+    /// Random jitter subtracted from it (`0s`: exactly then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rand_time: Option<String>,
     /// Virtual IPs to request (`0.0.0.0`: any IPv4 address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vips: Option<Vec<String>>,
@@ -177,6 +195,16 @@ pub struct IkeSa {
     pub nat_fake: Option<String>,
     /// Virtual IPs assigned to this end.
     pub local_vips: Option<Vec<String>>,
+    /// Negotiated encryption algorithm, e.g. `AES_GCM_16`.
+    pub encr_alg: Option<String>,
+    /// Its key size in bits.
+    pub encr_keysize: Option<String>,
+    /// Negotiated integrity algorithm.
+    pub integ_alg: Option<String>,
+    /// Negotiated PRF.
+    pub prf_alg: Option<String>,
+    /// Negotiated DH group.
+    pub dh_group: Option<String>,
     /// CHILD_SAs by unique name.
     pub child_sas: Option<BTreeMap<String, ChildSa>>,
 }
@@ -187,6 +215,14 @@ pub struct IkeSa {
 pub struct ChildSa {
     /// charon's id of the SA.
     pub uniqueid: Option<String>,
+    /// Negotiated encryption algorithm.
+    pub encr_alg: Option<String>,
+    /// Its key size in bits.
+    pub encr_keysize: Option<String>,
+    /// Negotiated integrity algorithm.
+    pub integ_alg: Option<String>,
+    /// DH group of PFS, if any.
+    pub dh_group: Option<String>,
     /// e.g. `INSTALLED`.
     pub state: String,
     /// `TUNNEL`/`TRANSPORT`.

@@ -51,12 +51,14 @@ pub(super) struct EndpointPlan {
     pub stack: Choice<StackKind>,
     pub nat_t: Choice<NatT>,
     pub knobs: KnobChoice,
+    pub proposals: Choice<cell::Proposals>,
 }
 
 /// What an endpoint resolves to on its own.
 struct Declared {
     stack: Choice<StackKind>,
     knobs: KnobChoice,
+    proposals: Choice<cell::Proposals>,
 }
 
 /// What it resolves to against its peers.
@@ -100,6 +102,7 @@ pub(super) fn validate(
                 stack: own.stack,
                 nat_t,
                 knobs: own.knobs,
+                proposals: own.proposals,
             });
         }
     }
@@ -149,9 +152,11 @@ fn declared(
         eps.subnets_of.insert(e.node.get_ref().clone(), list);
     }
     virtual_ips(d, net, eps, e, &field);
+    let proposals = super::proposals::of(d, e, axes, &field);
     Some(Declared {
         stack: stack?,
         knobs: knobs.choices(axes)?,
+        proposals: proposals?,
     })
 }
 

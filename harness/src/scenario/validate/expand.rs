@@ -237,6 +237,7 @@ fn endpoint(
             .copied()
             .or_else(|| v.eps.vip_pool(e.node.get_ref())),
         virtual_ip: vip,
+        proposals: p.proposals.at(pick).clone(),
         ike: *e.ike.get_ref(),
         nat_t: *p.nat_t.at(pick),
         mode: *e.mode.get_ref(),

@@ -35,6 +35,8 @@ pub(super) enum Varies {
     Mobike,
     /// A `behaviour` knob of a node: (node, knob).
     Behaviour(String, String),
+    /// The IKE proposals of the endpoint on a node.
+    IkeProposals(String),
 }
 
 /// One axis.
@@ -109,6 +111,14 @@ pub(super) fn axes(f: &ScenarioFile) -> Axes {
             push(axis.into(), names(v), varies);
         }
     }
+    for (n, v) in &m.ike_proposals {
+        let name = if m.ike_proposals.len() > 1 {
+            format!("ike_proposals.{n}")
+        } else {
+            "ike_proposals".to_string()
+        };
+        push(name, names(v), Varies::IkeProposals(n.clone()));
+    }
     for (n, knobs) in &m.behaviour {
         for (knob, v) in knobs {
             let shared = m
@@ -179,6 +189,16 @@ pub(super) fn check(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) {
         }
     }
     check_hairpin(d, m, net);
+    for (n, values) in &m.ike_proposals {
+        let field = format!("matrix.ike_proposals.{n}");
+        if !f.endpoints.iter().any(|e| e.get_ref().node.get_ref() == n) {
+            d.err(sp(values), field.clone(), format!("`{n}` has no endpoint"));
+        }
+        non_empty(d, values, &field);
+        for v in values.get_ref() {
+            super::proposals::axis_value(d, v, &field);
+        }
+    }
     for (n, knobs) in &m.behaviour {
         for (knob, values) in knobs {
             let field = format!("matrix.behaviour.{n}.{knob}");

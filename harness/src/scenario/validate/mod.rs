@@ -17,6 +17,7 @@ mod knobs;
 mod matrix;
 mod network;
 mod ppp;
+mod proposals;
 mod routing;
 mod steps;
 

@@ -272,27 +272,9 @@ fn segment(d: &mut Diags<'_>, net: &mut Network, name: &str, seg: &Spanned<Segme
         d.err(sp(seg), format!("{field}.members"), msg);
     }
     mtu(d, &s.mtu, format!("{field}.mtu"));
-    let mut ends: Vec<(End<'_>, IpNet)> = Vec::new();
-    for (k, m) in s.members.iter().enumerate() {
-        let mf = format!("{field}.members[{k}]");
-        let e = link_end(d, net, &mf, m, name);
-        if ends
-            .iter()
-            .any(|(x, _)| x.spec.node.get_ref() == m.node.get_ref())
-        {
-            let msg = format!("node {} is on segment {name} twice", m.node.get_ref());
-            d.err(sp(&m.node), format!("{mf}.node"), msg);
-            continue;
-        }
-        if let (true, Some(a)) = (e.known, e.addr) {
-            if same_subnet(d, &ends, &mf, m, a) {
-                ends.push((e, a));
-            }
-        }
-    }
-    if ends.len() != s.members.len() || ends.len() < 2 {
+    let Some(ends) = members(d, net, name, s, &field) else {
         return;
-    }
+    };
     let first = ends[0].1;
     subnet_is_free(
         d,
@@ -327,6 +309,37 @@ fn segment(d: &mut Diags<'_>, net: &mut Network, name: &str, seg: &Spanned<Segme
         members: ends.iter().map(|(e, a)| e.resolved(*a)).collect(),
         mtu: s.mtu.as_ref().map(|m| *m.get_ref()),
     });
+}
+
+/// A segment's members, each with its address, if every one is valid
+/// (known node, once, an address in the first member's subnet) and there
+/// are at least two.
+fn members<'s>(
+    d: &mut Diags<'_>,
+    net: &mut Network,
+    name: &str,
+    s: &'s SegmentSpec,
+    field: &str,
+) -> Option<Vec<(End<'s>, IpNet)>> {
+    let mut ends: Vec<(End<'_>, IpNet)> = Vec::new();
+    for (k, m) in s.members.iter().enumerate() {
+        let mf = format!("{field}.members[{k}]");
+        let e = link_end(d, net, &mf, m, name);
+        if ends
+            .iter()
+            .any(|(x, _)| x.spec.node.get_ref() == m.node.get_ref())
+        {
+            let msg = format!("node {} is on segment {name} twice", m.node.get_ref());
+            d.err(sp(&m.node), format!("{mf}.node"), msg);
+            continue;
+        }
+        if let (true, Some(a)) = (e.known, e.addr) {
+            if same_subnet(d, &ends, &mf, m, a) {
+                ends.push((e, a));
+            }
+        }
+    }
+    (ends.len() == s.members.len() && ends.len() >= 2).then_some(ends)
 }
 
 /// A segment member's address is in the first member's subnet, of its

@@ -203,12 +203,13 @@ fn wait(d: &mut Diags<'_>, refs: &Refs<'_>, w: &WaitSpec, f: &str) -> Option<Act
         "child-up" => Some(Event::ChildUp),
         "child-down" => Some(Event::ChildDown),
         "peer-moved" => Some(Event::PeerMoved),
+        "child-rekeyed" => Some(Event::ChildRekeyed),
         "packet" => packet(d, refs, w, f),
         other => {
             d.err(
                 sp(&w.event),
                 format!("{f}.event"),
-                format!("unknown event `{other}` (known: ike-up, ike-down, child-up, child-down, peer-moved, packet)"),
+                format!("unknown event `{other}` (known: ike-up, ike-down, child-up, child-down, peer-moved, child-rekeyed, packet)"),
             );
             None
         }
