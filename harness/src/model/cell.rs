@@ -392,7 +392,7 @@ pub struct Endpoint {
     /// Algorithms and rekey times the file sets (else the stack's
     /// defaults).
     pub proposals: Proposals,
-    /// IKE version.
+    /// IKE version: 1, 2, or (a responder) 0 for either.
     pub ike: u8,
     /// NAT-T mode.
     pub nat_t: NatT,

@@ -408,3 +408,34 @@ fn proposal_mistakes_are_named() {
         "{e:?}"
     );
 }
+
+const ANY: &str = include_str!("../../../topologies/deploy/ike-any.toml");
+
+#[test]
+fn a_responder_may_take_either_ike_version_and_only_a_responder() {
+    let s = parse(Path::new("ike-any.toml"), ANY).unwrap();
+    let c = &s.cells[0];
+    let versions: Vec<u8> = ["client1", "client2", "server"]
+        .iter()
+        .map(|n| c.endpoint(n).unwrap().ike)
+        .collect();
+    assert_eq!(versions, [1, 2, 0]);
+    let e = errors(&ANY.replacen("ike = 1", "ike = 0", 1));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("endpoints[0].ike: an initiator speaks one IKE version")),
+        "{e:?}"
+    );
+    let e = errors(&ANY.replacen("10.10.2.1\"\nike = 0", "10.10.2.1\"\nike = 3", 1));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("IKE version must be 1 or 2 (or, on a responder, 0: either)")),
+        "{e:?}"
+    );
+    let e = errors(&ANY.replacen("10.10.2.1\"\nike = 0", "10.10.2.1\"\nike = 2", 1));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("differs from the IKE version of server")),
+        "{e:?}"
+    );
+}

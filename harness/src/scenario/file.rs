@@ -222,7 +222,8 @@ pub struct EndpointSpec {
     /// An initiator asks its peer's pool for a virtual IP, its inner
     /// address for the tunnel (checks from it use it as their source).
     pub virtual_ip: Option<Spanned<bool>>,
-    /// IKE version, 1 or 2.
+    /// IKE version, 1 or 2; a responder may take 0: either, as its
+    /// initiators ask (strongSwan's `version = 0`).
     #[serde(default = "default_ike")]
     pub ike: Spanned<u8>,
     /// NAT traversal: `auto`, `force` or `off`.

@@ -47,6 +47,9 @@ pub const INSTALL_HINT: &str = "sudo ci/setup.sh (unpacks Debian's libreswan int
 
 /// Why libreswan cannot run this endpoint on `backend`, if it cannot.
 pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
+    if ep.ike == 0 {
+        return Some("libreswan 4 negotiates one IKE version per connection (ikev2=yes|no); a responder for both would need two connections, which vpnlab does not generate".to_string());
+    }
     if backend == Backend::KernelLibipsec {
         return Some("libreswan needs kernel ESP (XFRM); it has no userspace ESP like strongSwan's kernel-libipsec (pin `backend = \"kernel-netlink\"` and run with --kernel auto)".to_string());
     }

@@ -136,12 +136,20 @@ fn declared(
         }
     }
     let stack = stack(d, f, path, axes, i);
-    if ![1u8, 2].contains(e.ike.get_ref()) {
-        d.err(
+    let responder = *e.role.get_ref() == Role::Responder;
+    match *e.ike.get_ref() {
+        1 | 2 => {}
+        0 if responder => {}
+        0 => d.err(
             sp(&e.ike),
             format!("{field}.ike"),
-            "IKE version must be 1 or 2",
-        );
+            "an initiator speaks one IKE version: 1 or 2 (0, either, is a responder's)",
+        ),
+        _ => d.err(
+            sp(&e.ike),
+            format!("{field}.ike"),
+            "IKE version must be 1 or 2 (or, on a responder, 0: either)",
+        ),
     }
     let knobs = knobs::endpoint_knobs(d, &f.endpoints[i], &field);
     if let Some(inner) = &e.inner {
@@ -536,7 +544,9 @@ fn same_settings(
             );
         }
     }
-    if p.ike.get_ref() != e.ike.get_ref() {
+    // 0: a responder that takes either version.
+    let (a, b) = (*e.ike.get_ref(), *p.ike.get_ref());
+    if a != b && a != 0 && b != 0 {
         d.err(
             sp(&e.ike),
             format!("{field}.ike"),
