@@ -8,7 +8,9 @@
 
 use toml::Spanned;
 
-use super::super::file::{MatrixSpec, ScenarioFile};
+use std::collections::BTreeMap;
+
+use super::super::file::{AxisValues, MatrixSpec, ScenarioFile};
 use super::diag::{known_stack, names, sp, Diags};
 use super::knobs;
 use super::network::Network;
@@ -138,11 +140,8 @@ pub(super) fn axes(f: &ScenarioFile) -> Axes {
     Axes(out)
 }
 
-/// An axis's values as written.
-type Values = Spanned<Vec<Spanned<String>>>;
-
 /// The axes that set an endpoint knob, by name.
-fn endpoint_axes(m: &MatrixSpec) -> [(&'static str, &Option<Values>, Varies); 4] {
+fn endpoint_axes(m: &MatrixSpec) -> [(&'static str, &Option<AxisValues>, Varies); 4] {
     [
         ("keepalive", &m.keepalive, Varies::Keepalive),
         ("dpd", &m.dpd, Varies::Dpd),
@@ -178,27 +177,13 @@ pub(super) fn check(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) {
     if let Some(v) = &m.nat_t {
         non_empty(d, v, "matrix.nat_t");
     }
-    for (n, values) in &m.stack {
-        let field = format!("matrix.stack.{n}");
-        if !f.endpoints.iter().any(|e| e.get_ref().node.get_ref() == n) {
-            d.err(sp(values), field.clone(), format!("`{n}` has no endpoint"));
-        }
-        non_empty(d, values, &field);
-        for v in values.get_ref() {
-            known_stack(d, v, field.clone());
-        }
-    }
+    endpoint_axis(d, f, &m.stack, "stack", |d, v, field| {
+        known_stack(d, v, field.to_string());
+    });
     check_hairpin(d, m, net);
-    for (n, values) in &m.ike_proposals {
-        let field = format!("matrix.ike_proposals.{n}");
-        if !f.endpoints.iter().any(|e| e.get_ref().node.get_ref() == n) {
-            d.err(sp(values), field.clone(), format!("`{n}` has no endpoint"));
-        }
-        non_empty(d, values, &field);
-        for v in values.get_ref() {
-            super::proposals::axis_value(d, v, &field);
-        }
-    }
+    endpoint_axis(d, f, &m.ike_proposals, "ike_proposals", |d, v, field| {
+        super::proposals::axis_value(d, v, field)
+    });
     for (n, knobs) in &m.behaviour {
         for (knob, values) in knobs {
             let field = format!("matrix.behaviour.{n}.{knob}");
@@ -213,6 +198,27 @@ pub(super) fn check(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) {
         non_empty(d, values, &format!("matrix.{axis}"));
         for v in values.get_ref() {
             knobs::endpoint_axis_value(d, axis, v);
+        }
+    }
+}
+
+/// An axis keyed by endpoint node (`matrix.<axis>.<node>`): the node has
+/// an endpoint, the axis values, and each value passes `value`.
+fn endpoint_axis(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    axis: &BTreeMap<String, AxisValues>,
+    name: &str,
+    value: impl Fn(&mut Diags<'_>, &Spanned<String>, &str),
+) {
+    for (n, values) in axis {
+        let field = format!("matrix.{name}.{n}");
+        if !f.endpoints.iter().any(|e| e.get_ref().node.get_ref() == n) {
+            d.err(sp(values), field.clone(), format!("`{n}` has no endpoint"));
+        }
+        non_empty(d, values, &field);
+        for v in values.get_ref() {
+            value(d, v, &field);
         }
     }
 }
