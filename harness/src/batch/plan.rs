@@ -153,8 +153,8 @@ pub fn unsupported(cell: &Cell, backend: Backend) -> Option<String> {
         let acted_on = cell.steps.iter().any(|s| {
             matches!(&s.action, crate::model::Action::Ike { nodes, .. } if nodes.contains(&e.node))
         });
-        let ike_steps = (acted_on && e.stack != crate::model::StackKind::StrongSwan).then(|| {
-            format!("vpnlab drives `ike` steps (initiate, terminate, rekey) through strongSwan's VICI only, not {} yet", e.stack.name())
+        let ike_steps = (acted_on && matches!(e.stack, crate::model::StackKind::Command(_))).then(|| {
+            "vpnlab drives `ike` steps (initiate, terminate, rekey) through strongSwan's VICI and libreswan's whack, not a user's own stack".to_string()
         });
         if let Some(r) = ike_steps.or_else(|| stack::unsupported(e, backend)) {
             match reasons.iter_mut().find(|(x, _)| *x == r) {

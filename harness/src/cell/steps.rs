@@ -123,7 +123,15 @@ impl<'a> Stage<'a> {
             // Right after an event the daemons may still be moving (a rekey
             // after an address update): endpoints are shown after checks,
             // and after an IKE action once it has taken effect.
-            let show = !matches!(step.action, Action::Wait { .. });
+            // Not after a restart either: its peer may not have heard yet.
+            let show = !matches!(
+                step.action,
+                Action::Wait { .. }
+                    | Action::Ike {
+                        op: IkeOp::Restart | IkeOp::Crash,
+                        ..
+                    }
+            );
             o.endpoints = self.record(show).await;
             if matches!(step.action, Action::Ike { .. }) {
                 for (v, n) in o.endpoints.iter_mut().zip(&self.children) {
@@ -220,7 +228,8 @@ impl<'a> Stage<'a> {
         for &i in &acting {
             before.push(self.stacks[i].state().await?.ids);
         }
-        let checks = rerun(cell, self.topo, during, step, self.reply_wait);
+        let topo: &Topology = self.topo;
+        let checks = rerun(cell, topo, during, step, self.reply_wait);
         let stacks = &mut *self.stacks;
         let deadline = Instant::now() + timeout;
         let effect = async {
@@ -228,7 +237,7 @@ impl<'a> Stage<'a> {
                 .iter_mut()
                 .enumerate()
                 .filter(|(i, _)| acting.contains(i))
-                .map(|(_, s)| s.act(op));
+                .map(|(i, s)| s.act(op, topo.node(&cell.endpoints[i].node)));
             for r in futures::future::join_all(acts).await {
                 r?;
             }
@@ -505,6 +514,9 @@ fn took_effect(op: IkeOp, before: &SaIds, st: &EndpointState) -> bool {
         IkeOp::Terminate => st.ike.as_ref().is_none_or(|i| !i.is_up()),
         IkeOp::RekeyChild => st.is_up() && one_new(&before.children, &st.ids.children),
         IkeOp::RekeyIke => st.is_up() && one_new(&before.ike, &st.ids.ike),
+        // The daemon answers again once `act` returns; a fresh one has no
+        // SA (ids start over, so they cannot tell).
+        IkeOp::Restart | IkeOp::Crash => true,
     }
 }
 

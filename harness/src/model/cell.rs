@@ -208,6 +208,12 @@ pub enum IkeOp {
     RekeyChild,
     /// Rekey the IKE SA (its CHILD SAs move to the new one).
     RekeyIke,
+    /// Shut the daemon down as its service would and start it again with
+    /// the same configuration (it initiates nothing by itself).
+    Restart,
+    /// Kill the daemon (SIGKILL: no DELETE sent, nothing tidied, as in a
+    /// crash or a power cut) and start it again likewise.
+    Crash,
 }
 
 /// Events a `wait` step can wait for.

@@ -8,6 +8,7 @@
 //! So this module imports nothing from the rest of the crate and does no
 //! I/O; names and parsing of every enum come from strum and serde.
 
+mod algorithms;
 mod cell;
 mod class;
 mod identity;
@@ -15,6 +16,7 @@ mod kinds;
 mod nat;
 mod sa;
 
+pub use algorithms::{algorithm, keywords, AlgKind, Algorithm, ALGORITHMS};
 pub use cell::{
     Action, Auth, Cell, Check, CommandSpec, Endpoint, EndpointKnobs, Event, Expectation, IkeOp,
     Link, LinkEnd, NextHop, Node, OtherPeer, Ppp, Proposals, Proto, Route, Segment, Step,

@@ -325,7 +325,7 @@ fn ike_step_mistakes_are_named() {
     let e = errors(&REKEY.replacen("action = \"rekey-ike\"", "action = \"reauth\"", 1));
     assert!(
         e.iter().any(|m| m.contains(
-            "unknown IKE action `reauth` (known: initiate, terminate, rekey-child, rekey-ike)"
+            "unknown IKE action `reauth` (known: initiate, terminate, rekey-child, rekey-ike, restart, crash)"
         )),
         "{e:?}"
     );

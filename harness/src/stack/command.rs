@@ -285,6 +285,11 @@ impl Running {
     pub async fn stop(self) {
         self.daemon.stop().await;
     }
+
+    /// Kill it outright (a `crash` step).
+    pub async fn kill(self) {
+        self.daemon.kill().await;
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! bounds, the NotReady error and teardown behave the same for all of them.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -264,6 +264,16 @@ pub async fn terminate(mut child: Child) {
         .is_err()
     {
         let _ = child.kill().await;
+    }
+}
+
+/// Remove what a killed daemon left in its directory (its pid file and
+/// control socket), so that starting it again (a `crash` step) finds
+/// neither a stale lock nor a dead socket. The directory is the
+/// endpoint's own.
+pub fn clear_stale(dir: &Path, names: &[&str]) {
+    for n in names {
+        let _ = std::fs::remove_file(dir.join(n));
     }
 }
 

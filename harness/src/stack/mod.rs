@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use crate::error::StackError;
 pub use crate::model::{Backend, ChildSa, EndpointState, IkeSa, Initiation};
-use crate::model::{Endpoint, StackKind};
+use crate::model::{Endpoint, IkeOp, StackKind};
 use crate::topology::netns::Netns;
 
 /// Where a driver puts an endpoint's files. The directory is mounted on
@@ -37,25 +37,25 @@ impl Workdir {
 /// anything is created, so such a cell is reported as unsupported.
 pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     let name = ep.stack.name();
-    if ep.stack != StackKind::StrongSwan {
+    if let StackKind::Command(_) = ep.stack {
         if !ep.others.is_empty() {
             return Some(format!(
-                "a responder with several peers is only implemented for strongSwan, not {name}"
+                "a responder with several peers is implemented for strongSwan and libreswan, not {name}"
             ));
         }
         if ep.proposals.is_set() {
             return Some(format!(
-                "vpnlab does not map proposals and rekey times onto {name} yet (only the strongSwan driver does)"
+                "vpnlab does not map proposals and rekey times onto {name} (a user's own stack is configured by its own programs)"
             ));
         }
         if ep.virtual_ip || ep.pool.is_some() {
             return Some(format!(
-                "vpnlab does not map virtual IPs and address pools onto {name} yet (only the strongSwan driver does)"
+                "vpnlab does not map virtual IPs and address pools onto {name} (a user's own stack is configured by its own programs)"
             ));
         }
         if let Some(k) = ep.knobs.first_non_default() {
             return Some(format!(
-                "vpnlab does not map `{k}` onto {name} yet (only the strongSwan driver does)"
+                "vpnlab does not map `{k}` onto {name} (a user's own stack is configured by its own programs)"
             ));
         }
     }
@@ -96,8 +96,22 @@ impl Timers {
     };
 }
 
+/// What an endpoint's stack is made from: enough to start it again.
+#[derive(Debug, Clone)]
+struct Recipe {
+    ep: Endpoint,
+    backend: Backend,
+    work: Workdir,
+    timers: Timers,
+}
+
 /// An endpoint's stack, configured; nothing runs yet.
-pub enum Prepared {
+pub struct Prepared {
+    driver: PreparedDriver,
+    recipe: Recipe,
+}
+
+enum PreparedDriver {
     /// charon, over VICI.
     StrongSwan(strongswan::Prepared),
     /// pluto, over whack.
@@ -107,39 +121,59 @@ pub enum Prepared {
 }
 
 /// An endpoint's stack, running: its daemon answers and its connection is
-/// loaded.
-pub enum Running {
+/// loaded (until a `restart` that could not start it again).
+pub struct Running {
+    driver: Driver,
+    recipe: Recipe,
+}
+
+enum Driver {
     /// charon, over VICI.
     StrongSwan(strongswan::Running),
     /// pluto, over whack.
     Libreswan(libreswan::Running),
     /// The user's own programs.
     Command(command::Running),
+    /// Shut down by a `restart` whose start failed: no daemon, no SAs.
+    Stopped,
 }
 
 /// The stack for an endpoint, not started.
 pub fn prepare(ep: &Endpoint, backend: Backend, work: Workdir, timers: Timers) -> Prepared {
+    let recipe = Recipe {
+        ep: ep.clone(),
+        backend,
+        work: work.clone(),
+        timers,
+    };
     let ep = ep.clone();
-    match &ep.stack {
+    let driver = match &ep.stack {
         StackKind::StrongSwan => {
-            Prepared::StrongSwan(strongswan::Prepared::new(ep, backend, work, timers))
+            PreparedDriver::StrongSwan(strongswan::Prepared::new(ep, backend, work, timers))
         }
-        StackKind::Libreswan => Prepared::Libreswan(libreswan::Prepared::new(ep, work, timers)),
+        StackKind::Libreswan => {
+            PreparedDriver::Libreswan(libreswan::Prepared::new(ep, work, timers))
+        }
         StackKind::Command(spec) => {
             let spec = spec.clone();
-            Prepared::Command(command::Prepared::new(ep, spec, backend, work, timers))
+            PreparedDriver::Command(command::Prepared::new(ep, spec, backend, work, timers))
         }
-    }
+    };
+    Prepared { driver, recipe }
 }
 
 impl Prepared {
     /// Start the daemon in `ns`, wait until it answers, and load the
     /// connection and credentials. On any failure nothing is left running.
     pub async fn start(self, ns: &Netns) -> Result<Running, StackError> {
-        let mut running = match self {
-            Prepared::StrongSwan(p) => Running::StrongSwan(p.start(ns).await?),
-            Prepared::Libreswan(p) => Running::Libreswan(p.start(ns).await?),
-            Prepared::Command(p) => Running::Command(p.start(ns).await?),
+        let driver = match self.driver {
+            PreparedDriver::StrongSwan(p) => Driver::StrongSwan(p.start(ns).await?),
+            PreparedDriver::Libreswan(p) => Driver::Libreswan(p.start(ns).await?),
+            PreparedDriver::Command(p) => Driver::Command(p.start(ns).await?),
+        };
+        let mut running = Running {
+            driver,
+            recipe: self.recipe,
         };
         if let Err(e) = running.load().await {
             running.stop().await;
@@ -152,68 +186,110 @@ impl Prepared {
 impl Running {
     /// Implementation and version, e.g. `strongSwan 5.9.8 (charon)`.
     pub fn version(&self) -> &str {
-        match self {
-            Running::StrongSwan(s) => s.version(),
-            Running::Libreswan(s) => s.version(),
-            Running::Command(s) => s.version(),
+        match &self.driver {
+            Driver::StrongSwan(s) => s.version(),
+            Driver::Libreswan(s) => s.version(),
+            Driver::Command(s) => s.version(),
+            Driver::Stopped => "stopped",
         }
     }
 
     /// The release part of [`Running::version`] (`5.9.8`), where the
     /// daemon says it; a user's own stack names itself.
     pub fn version_number(&self) -> Option<&str> {
-        match self {
-            Running::StrongSwan(s) => s.release(),
-            Running::Libreswan(s) => s.release(),
-            Running::Command(_) => None,
+        match &self.driver {
+            Driver::StrongSwan(s) => s.release(),
+            Driver::Libreswan(s) => s.release(),
+            Driver::Command(_) | Driver::Stopped => None,
+        }
+    }
+
+    fn stopped(&self, request: &str) -> StackError {
+        StackError::Control {
+            node: self.recipe.ep.node.clone(),
+            daemon: self.recipe.ep.stack.name().to_string(),
+            request: request.into(),
+            detail: "the daemon is not running: its restart failed".into(),
         }
     }
 
     async fn load(&mut self) -> Result<(), StackError> {
-        match self {
-            Running::StrongSwan(s) => s.load().await,
-            Running::Libreswan(s) => s.load().await,
+        match &mut self.driver {
+            Driver::StrongSwan(s) => s.load().await,
+            Driver::Libreswan(s) => s.load().await,
             // `start` configured everything.
-            Running::Command(_) => Ok(()),
+            Driver::Command(_) => Ok(()),
+            Driver::Stopped => Err(self.stopped("load")),
         }
     }
 
     /// Bring the tunnel up (on an initiator) and wait until it is up or has
     /// failed.
     pub async fn initiate(&mut self) -> Result<Initiation, StackError> {
-        match self {
-            Running::StrongSwan(s) => s.initiate().await,
-            Running::Libreswan(s) => s.initiate().await,
-            Running::Command(s) => s.initiate().await,
+        match &mut self.driver {
+            Driver::StrongSwan(s) => s.initiate().await,
+            Driver::Libreswan(s) => s.initiate().await,
+            Driver::Command(s) => s.initiate().await,
+            Driver::Stopped => Err(self.stopped("initiate")),
         }
     }
 
-    /// Act on IKE (strongSwan only: other stacks' cells with `ike` steps
-    /// are unsupported before they start).
-    pub async fn act(&mut self, op: crate::model::IkeOp) -> Result<(), StackError> {
-        match self {
-            Running::StrongSwan(s) => s.act(op).await,
-            Running::Libreswan(_) | Running::Command(_) => Err(StackError::Unsupported {
+    /// Act on IKE (a user's own stack cannot, except `restart`: its cells
+    /// with other `ike` steps are unsupported before they start). `ns` is
+    /// the endpoint's node, where a restart starts the daemon again.
+    pub async fn act(&mut self, op: IkeOp, ns: &Netns) -> Result<(), StackError> {
+        match (&mut self.driver, op) {
+            (_, IkeOp::Restart) => self.restart(ns, false).await,
+            (_, IkeOp::Crash) => self.restart(ns, true).await,
+            (Driver::StrongSwan(s), _) => s.act(op).await,
+            (Driver::Libreswan(s), _) => s.act(op).await,
+            (Driver::Command(_), _) => Err(StackError::Unsupported {
                 what: format!("ike step `{op}`"),
             }),
+            (Driver::Stopped, _) => Err(self.stopped(&op.to_string())),
         }
     }
 
-    /// Observe the SAs.
+    /// Shut the daemon down as its own service would (SIGTERM: it tidies
+    /// up as it chooses, telling its peers or not), or kill it (`crash`:
+    /// SIGKILL, the kernel keeping whatever it had installed), and start
+    /// it again with the same configuration. It initiates nothing: a step
+    /// says so. If it does not start, the endpoint stays stopped and the
+    /// error says why.
+    async fn restart(&mut self, ns: &Netns, crash: bool) -> Result<(), StackError> {
+        match (std::mem::replace(&mut self.driver, Driver::Stopped), crash) {
+            (Driver::StrongSwan(s), false) => s.shutdown().await,
+            (Driver::StrongSwan(s), true) => s.stop().await,
+            (Driver::Libreswan(s), false) => s.stop().await,
+            (Driver::Libreswan(s), true) => s.kill().await,
+            (Driver::Command(s), false) => s.stop().await,
+            (Driver::Command(s), true) => s.kill().await,
+            (Driver::Stopped, _) => {}
+        }
+        let r = &self.recipe;
+        *self = prepare(&r.ep, r.backend, r.work.clone(), r.timers)
+            .start(ns)
+            .await?;
+        Ok(())
+    }
+
+    /// Observe the SAs (a stopped endpoint has none).
     pub async fn state(&mut self) -> Result<EndpointState, StackError> {
-        match self {
-            Running::StrongSwan(s) => s.state().await,
-            Running::Libreswan(s) => s.state().await,
-            Running::Command(s) => s.state().await,
+        match &mut self.driver {
+            Driver::StrongSwan(s) => s.state().await,
+            Driver::Libreswan(s) => s.state().await,
+            Driver::Command(s) => s.state().await,
+            Driver::Stopped => Ok(EndpointState::default()),
         }
     }
 
     /// Stop the daemon and reap it.
     pub async fn stop(self) {
-        match self {
-            Running::StrongSwan(s) => s.stop().await,
-            Running::Libreswan(s) => s.stop().await,
-            Running::Command(s) => s.stop().await,
+        match self.driver {
+            Driver::StrongSwan(s) => s.stop().await,
+            Driver::Libreswan(s) => s.stop().await,
+            Driver::Command(s) => s.stop().await,
+            Driver::Stopped => {}
         }
     }
 }

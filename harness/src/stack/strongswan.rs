@@ -303,6 +303,7 @@ impl Prepared {
             move |source| StackError::Config { node, path, source }
         };
         std::fs::create_dir_all(&self.work.dir).map_err(cfg_err(&self.work.dir))?;
+        super::daemon::clear_stale(&self.work.dir, &["charon.pid", "charon.vici"]);
         let conf = self.work.file("strongswan.conf");
         let text = strongswan_conf(
             self.backend,
@@ -518,6 +519,8 @@ impl Running {
             }
             IkeOp::RekeyChild => self.command("rekey", rekey(true)).await,
             IkeOp::RekeyIke => self.command("rekey", rekey(false)).await,
+            // The dispatch restarts daemons itself.
+            IkeOp::Restart | IkeOp::Crash => Ok(()),
         }
     }
 
@@ -528,6 +531,13 @@ impl Running {
     pub async fn stop(self) {
         drop(self.client);
         self.daemon.kill().await;
+    }
+
+    /// Shut charon down as its service would: SIGTERM, letting it tidy up
+    /// (a `restart` step, whose peer's view of it is the point).
+    pub async fn shutdown(self) {
+        drop(self.client);
+        self.daemon.stop().await;
     }
 }
 

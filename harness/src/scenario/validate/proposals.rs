@@ -9,57 +9,7 @@ use toml::Spanned;
 use super::super::file::EndpointSpec;
 use super::diag::{sp, Diags};
 use super::matrix::{Axes, Choice, Varies};
-use crate::model::Proposals;
-
-/// Encryption keywords (AEAD ones need no integrity algorithm).
-const ENCRYPTION: &[&str] = &[
-    "aes128",
-    "aes192",
-    "aes256",
-    "aes128ctr",
-    "aes256ctr",
-    "3des",
-    "null",
-];
-/// AEAD keywords.
-const AEAD: &[&str] = &[
-    "aes128gcm16",
-    "aes192gcm16",
-    "aes256gcm16",
-    "aes128gcm8",
-    "aes256gcm8",
-    "chacha20poly1305",
-];
-/// Integrity keywords.
-const INTEGRITY: &[&str] = &["md5", "sha1", "sha256", "sha384", "sha512", "aesxcbc"];
-/// Pseudo-random functions (IKE only).
-const PRF: &[&str] = &[
-    "prfmd5",
-    "prfsha1",
-    "prfsha256",
-    "prfsha384",
-    "prfsha512",
-    "prfaesxcbc",
-];
-/// Diffie-Hellman groups (IKE; in ESP proposals: PFS).
-const DH: &[&str] = &[
-    "modp1024",
-    "modp1536",
-    "modp2048",
-    "modp3072",
-    "modp4096",
-    "modp6144",
-    "modp8192",
-    "ecp256",
-    "ecp384",
-    "ecp521",
-    "curve25519",
-    "x25519",
-    "curve448",
-    "x448",
-];
-/// ESP's extended sequence numbers.
-const ESN: &[&str] = &["esn", "noesn"];
+use crate::model::{algorithm, keywords, AlgKind, Proposals};
 
 /// Longest rekey time: a day.
 const MAX_REKEY: u32 = 86_400;
@@ -169,43 +119,43 @@ fn list(
 /// group.
 fn problem(p: &str, kind: Kind) -> Option<String> {
     let words: Vec<&str> = p.split('-').collect();
-    let known = |w: &&str| {
-        ENCRYPTION.contains(w)
-            || AEAD.contains(w)
-            || INTEGRITY.contains(w)
-            || DH.contains(w)
-            || (kind == Kind::Ike && PRF.contains(w))
-            || (kind == Kind::Esp && ESN.contains(w))
+    let kinds: Vec<Option<AlgKind>> = words.iter().map(|w| algorithm(w).map(|a| a.kind)).collect();
+    let allowed = |k: AlgKind| match k {
+        AlgKind::Prf => kind == Kind::Ike,
+        AlgKind::Esn => kind == Kind::Esp,
+        _ => true,
     };
-    if let Some(w) = words.iter().find(|w| !known(w)) {
+    if let Some(i) = kinds.iter().position(|k| !k.is_some_and(allowed)) {
         let prf = if kind == Kind::Ike {
-            format!("; PRF: {}", PRF.join(", "))
+            format!("; PRF: {}", keywords(AlgKind::Prf))
         } else {
             String::new()
         };
         return Some(format!(
-            "`{w}` in `{p}` is no algorithm vpnlab knows (encryption: {}, {}; integrity: {}{prf}; DH groups: {})",
-            ENCRYPTION.join(", "),
-            AEAD.join(", "),
-            INTEGRITY.join(", "),
-            DH.join(", ")
+            "`{}` in `{p}` is no algorithm vpnlab knows (encryption: {}, {}; integrity: {}{prf}; DH groups: {})",
+            words[i],
+            keywords(AlgKind::Encryption),
+            keywords(AlgKind::Aead),
+            keywords(AlgKind::Integrity),
+            keywords(AlgKind::Dh)
         ));
     }
-    let aead = words.iter().any(|w| AEAD.contains(w));
-    if !aead && !words.iter().any(|w| ENCRYPTION.contains(w)) {
+    let has = |k: AlgKind| kinds.contains(&Some(k));
+    let aead = has(AlgKind::Aead);
+    if !aead && !has(AlgKind::Encryption) {
         return Some(format!("`{p}` names no encryption algorithm"));
     }
-    if !aead && !words.iter().any(|w| INTEGRITY.contains(w)) {
+    if !aead && !has(AlgKind::Integrity) {
         return Some(format!(
             "`{p}` needs an integrity algorithm (or an AEAD cipher such as aes128gcm16)"
         ));
     }
-    if kind == Kind::Ike && !words.iter().any(|w| DH.contains(w)) {
+    if kind == Kind::Ike && !has(AlgKind::Dh) {
         return Some(format!(
             "`{p}` names no Diffie-Hellman group: IKE needs one (e.g. -modp2048, -ecp256)"
         ));
     }
-    if kind == Kind::Ike && aead && !words.iter().any(|w| PRF.contains(w)) {
+    if kind == Kind::Ike && aead && !has(AlgKind::Prf) {
         return Some(format!(
             "`{p}` is AEAD and so needs a PRF (e.g. -prfsha256)"
         ));
