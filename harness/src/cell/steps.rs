@@ -15,6 +15,8 @@ use crate::topology::{link, Topology};
 
 /// How often a wait asks the daemons (or the capture) again.
 const POLL: Duration = Duration::from_millis(50);
+/// Reads [`settled`] makes at most.
+const SETTLE_READS: usize = 4;
 
 /// Why a step could not be carried out (a mismatch of the cell).
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +194,7 @@ impl<'a> Stage<'a> {
         let mut views = Vec::new();
         self.children.clear();
         for (i, s) in self.stacks.iter_mut().enumerate() {
-            let st = s.state().await.unwrap_or_default();
+            let st = settled(s).await;
             self.peers[i] = remote(&st);
             self.children.push(st.ids.children.len() as u32);
             self.child_ids[i] = st.ids.children.clone();
@@ -518,6 +520,24 @@ fn took_effect(op: IkeOp, before: &SaIds, st: &EndpointState) -> bool {
         // SA (ids start over, so they cannot tell).
         IkeOp::Restart | IkeOp::Crash => true,
     }
+}
+
+/// An endpoint's state once two reads in a row agree (at most
+/// [`SETTLE_READS`], [`POLL`] apart): right after an exchange a daemon may
+/// answer with an SA missing that the next read lists again (seen with
+/// charon in an emulated VM), and a view is to say what holds, not what
+/// one read caught. A failed read counts as no SA.
+async fn settled(s: &mut Running) -> EndpointState {
+    let mut last = s.state().await.unwrap_or_default();
+    for _ in 1..SETTLE_READS {
+        tokio::time::sleep(POLL).await;
+        let now = s.state().await.unwrap_or_default();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
 }
 
 fn view(node: &str, st: &EndpointState) -> StepView {

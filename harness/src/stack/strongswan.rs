@@ -468,8 +468,11 @@ impl Running {
             .stream_request::<_, BTreeMap<String, vici::IkeSa>>(
                 "list-sas",
                 "list-sa",
+                // Wait for SAs busy with an exchange: skipping them would
+                // report a working tunnel as gone (seen in a VM during a
+                // rekey, the SA checked out by its task).
                 vici::ListSas {
-                    noblock: "yes".into(),
+                    noblock: "no".into(),
                 },
             );
         pin_mut!(stream);

@@ -145,7 +145,7 @@ pub struct ControlLog {
 /// `list-sas` request (no filter).
 #[derive(Debug, Serialize)]
 pub struct ListSas {
-    /// Do not block on busy SAs.
+    /// `yes` skips SAs busy with an exchange; vpnlab sends `no`.
     pub noblock: String,
 }
 

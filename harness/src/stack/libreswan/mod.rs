@@ -516,6 +516,14 @@ impl Running {
     }
 }
 
+/// The newest state that is `up`, else the newest: a rekey in progress
+/// (`V2_REKEY_CHILD_I1`) does not hide the SA that carries the traffic
+/// meanwhile (make before break), as strongSwan's driver reports it.
+fn newest<'s>(states: &[&'s ShownState], up: SaState) -> Option<&'s ShownState> {
+    let up_one = states.iter().rev().find(|s| normalize_state(&s.name) == up);
+    up_one.or(states.last()).copied()
+}
+
 /// The serials of the states that `keep`.
 fn ids(states: &[ShownState], keep: impl Fn(&ShownState) -> bool) -> Vec<String> {
     states
@@ -554,17 +562,11 @@ struct Seen<'a> {
 impl Seen<'_> {
     /// The newest IKE and CHILD SA among one instance's states.
     fn peer<'s>(&self, states: impl Iterator<Item = &'s ShownState>) -> EndpointState {
-        let (mut ike, mut child) = (None, None);
-        for s in states {
-            if is_child_state(&s.name) {
-                child = Some(s);
-            } else {
-                ike = Some(s);
-            }
-        }
+        let (ikes, children): (Vec<&ShownState>, Vec<&ShownState>) =
+            states.partition(|s| !is_child_state(&s.name));
         EndpointState {
-            ike: ike.map(|s| self.ike_sa(s)),
-            child: child.map(|c| self.child_sa(c)),
+            ike: newest(&ikes, SaState::Established).map(|s| self.ike_sa(s)),
+            child: newest(&children, SaState::Installed).map(|c| self.child_sa(c)),
             ..EndpointState::default()
         }
     }
@@ -664,5 +666,22 @@ impl Seen<'_> {
                 .find(|(i, _)| *i == c.instance)
                 .map(|(_, a)| a.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rekey_in_progress_does_not_hide_the_installed_child_sa() {
+        let text = "000 #1: \"vpnlab\":4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA); newest;\n000 #2: \"vpnlab\":4500 STATE_V2_ESTABLISHED_CHILD_SA (established Child SA); newest;\n000 #3: \"vpnlab\":4500 STATE_V2_REKEY_CHILD_I1 (sent CREATE_CHILD_SA request to rekey IPsec SA);\n";
+        let states = parse_showstates(text);
+        let (ikes, children): (Vec<&ShownState>, Vec<&ShownState>) =
+            states.iter().partition(|s| !is_child_state(&s.name));
+        assert_eq!(newest(&children, SaState::Installed).unwrap().serial, 2);
+        assert_eq!(newest(&ikes, SaState::Established).unwrap().serial, 1);
+        let only_new = [children[1]];
+        assert_eq!(newest(&only_new, SaState::Installed).unwrap().serial, 3);
     }
 }
