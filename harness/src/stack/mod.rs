@@ -301,6 +301,24 @@ pub mod pki;
 pub mod strongswan;
 mod vici;
 
+/// A responder's SAs with several peers, one pair each, as every driver
+/// reports them: in a stable order for snapshots (working SAs first, then
+/// by the peer's traffic selectors and address:port), the first pair as
+/// `ike`/`child` and the others in `also`.
+fn several_peers(mut all: Vec<EndpointState>) -> EndpointState {
+    all.sort_by_key(|s| {
+        (
+            !s.is_up(),
+            s.child.as_ref().map(|c| c.remote_ts.clone()),
+            s.ike.as_ref().map(|i| i.remote.clone()),
+        )
+    });
+    let mut all = all.into_iter();
+    let mut state = all.next().unwrap_or_default();
+    state.also = all.collect();
+    state
+}
+
 /// Normalize an address:port for snapshots: IKE's own ports are kept, any
 /// other (NAT-chosen) port becomes `ephemeral`.
 pub fn endpoint_label(addr: &str, port: &str) -> String {

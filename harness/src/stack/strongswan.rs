@@ -492,7 +492,7 @@ impl Running {
         let mut state = if self.ep.others.is_empty() {
             one_peer(all)
         } else {
-            several_peers(all)
+            super::several_peers(all)
         };
         state.ids = ids;
         Ok(state)
@@ -638,25 +638,6 @@ fn one_peer(all: Vec<EndpointState>) -> EndpointState {
             state.child = sa.child;
         }
     }
-    state
-}
-
-/// Several peers: one SA each, in a stable order for snapshots (working SAs
-/// first, then by the peer's traffic selectors and address:port).
-fn several_peers(mut all: Vec<EndpointState>) -> EndpointState {
-    all.sort_by(|a, b| {
-        let key = |s: &EndpointState| {
-            (
-                !s.is_up(),
-                s.child.as_ref().map(|c| c.remote_ts.clone()),
-                s.ike.as_ref().map(|i| i.remote.clone()),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
-    let mut all = all.into_iter();
-    let mut state = all.next().unwrap_or_default();
-    state.also = all.collect();
     state
 }
 

@@ -499,7 +499,7 @@ impl Running {
             // One peer: its newest instance.
             peers.pop().unwrap_or_default()
         } else {
-            several_peers(peers)
+            super::several_peers(peers)
         };
         state.ids = ids;
         Ok(state)
@@ -531,23 +531,6 @@ fn ids(states: &[ShownState], keep: impl Fn(&ShownState) -> bool) -> Vec<String>
         .filter(|s| keep(s))
         .map(|s| s.serial.to_string())
         .collect()
-}
-
-/// Several peers: one SA each, in a stable order for snapshots (working SAs
-/// first, then by the peer's traffic selectors and address:port), as the
-/// strongSwan driver orders them.
-fn several_peers(mut all: Vec<EndpointState>) -> EndpointState {
-    all.sort_by_key(|s| {
-        (
-            !s.is_up(),
-            s.child.as_ref().map(|c| c.remote_ts.clone()),
-            s.ike.as_ref().map(|i| i.remote.clone()),
-        )
-    });
-    let mut all = all.into_iter();
-    let mut state = all.next().unwrap_or_default();
-    state.also = all.collect();
-    state
 }
 
 /// What one `state` query saw, to build each peer's SAs from.
