@@ -111,6 +111,21 @@ impl Cell {
         }) || self.ppp.is_some()
     }
 
+    /// Whether a step stops a daemon (`restart`, `crash`): the peer's
+    /// answers to its last messages may then meet a closed port, or not,
+    /// as timing decides.
+    pub fn stops_daemon(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::Ike {
+                    op: IkeOp::Restart | IkeOp::Crash,
+                    ..
+                }
+            )
+        })
+    }
+
     /// Whether a step waits for a packet (the capture then keeps live
     /// counts).
     pub fn waits_for_packets(&self) -> bool {
