@@ -22,7 +22,7 @@ pub use cell::{
     Link, LinkEnd, NextHop, Node, OtherPeer, Ppp, Proposals, Proto, Route, Segment, Step,
 };
 pub use class::{Class, Flow};
-pub use identity::{Identity, InvalidIdentity};
+pub use identity::{DnAttr, Identity, InvalidIdentity};
 pub use kinds::{
     known, Backend, CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Requirement, Role,
     StackKind, StackName, TunnelExpect, Verdict, WaitExpect,

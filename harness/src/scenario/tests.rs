@@ -544,16 +544,19 @@ fn peers_agree_on_auth_and_protocol() {
     assert!(errors(&text)
         .iter()
         .any(|m| m.contains("endpoints[0].proto: `ah` differs from the proto of server (`esp`)")));
-    let cert = REBOOT
-        .replace("psk = \"vpnlab-field-psk\"\n", "auth = \"cert\"\n")
-        .replacen(
-            "id = \"client.vpnlab.test\"",
-            "id = \"user@vpnlab.test\"",
-            1,
-        );
-    assert!(errors(&cert)
-        .iter()
-        .any(|m| m.contains("endpoints[0].id: ") && m.contains("user@vpnlab.test")));
+    // An identity neither stack could carry, with certificates or a key.
+    let bad = |t: &str| t.replacen("id = \"client.vpnlab.test\"", "id = \"user@\"", 1);
+    let cert = REBOOT.replace("psk = \"vpnlab-field-psk\"\n", "auth = \"cert\"\n");
+    for text in [bad(&cert), bad(REBOOT)] {
+        assert!(errors(&text).iter().any(|m| m.contains("endpoints[0].id: ")
+            && m.contains("invalid IKE identity \"user@\": after '@'")));
+    }
+    // E-mail addresses and DNs are identities.
+    let mail = cert.replacen("\"client.vpnlab.test\"", "\"carol@vpnlab.test\"", 1);
+    let dn = cert.replacen("\"client.vpnlab.test\"", "\"C=CH, CN=carol\"", 1);
+    for text in [mail, dn] {
+        assert!(parse(Path::new("t.toml"), &text).is_ok());
+    }
 }
 
 /// `file:line:col` of the quoted `value` on the first line containing

@@ -9,12 +9,14 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rcgen::string::PrintableString;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    PKCS_ECDSA_P256_SHA256,
 };
 
-use crate::model::{Identity, InvalidIdentity};
+use crate::model::{DnAttr, Identity, InvalidIdentity};
 
 /// Largest `min_size` [`TestCa::issue`] accepts. A VICI value carries a
 /// 16-bit length (rsvici's serializer silently truncates longer ones) and an
@@ -36,6 +38,13 @@ const PAD_SAN_SIZE: usize = 22;
 /// Re-signing rounds before giving up (one or two suffice in practice: the
 /// first estimate misses only by header growth and ECDSA signature jitter).
 const MAX_ROUNDS: usize = 8;
+
+/// The run's test CA: made once, shared by every cell's endpoints, of
+/// either stack (so one trusts the other's certificates).
+pub fn run_ca() -> Result<&'static TestCa, &'static PkiError> {
+    static CA: std::sync::OnceLock<Result<TestCa, PkiError>> = std::sync::OnceLock::new();
+    CA.get_or_init(TestCa::new).as_ref()
+}
 
 /// Errors of the test PKI. Each names the identity (or the CA) involved.
 #[derive(Debug, thiserror::Error)]
@@ -155,13 +164,14 @@ impl TestCa {
     }
 
     /// Issue an end-entity certificate for IKE identity `id`: an IP address
-    /// (iPAddress SAN) or a DNS-like name such as `client.vpnlab.test`
-    /// (dNSName SAN); the subject CN is `id` too. With `min_size`, extra
+    /// (iPAddress SAN), a DNS-like name such as `client.vpnlab.test`
+    /// (dNSName SAN) or an e-mail address (rfc822Name SAN), each with
+    /// subject CN `id` too; or a DN, which is the subject. With `min_size`, extra
     /// dNSName SANs `pad-0000.vpnlab.test`, `pad-0001.vpnlab.test`, … are
     /// added until the DER is at least that long (it ends up at most a few
     /// dozen bytes longer).
     pub fn issue(&self, id: &str, min_size: Option<usize>) -> Result<Issued, PkiError> {
-        let identity = identity_san(id)?;
+        let (subject, sans) = identity_subject(id)?;
         if let Some(min_size) = min_size.filter(|&m| m > MAX_CERT_SIZE) {
             return Err(PkiError::TooLarge {
                 id: id.into(),
@@ -175,7 +185,7 @@ impl TestCa {
         };
 
         let mut params = self.template.clone();
-        params.distinguished_name.push(DnType::CommonName, id);
+        params.distinguished_name = subject;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -183,7 +193,7 @@ impl TestCa {
         ];
         // Lets strongSwan (and openssl) find the issuer by key identifier.
         params.use_authority_key_identifier_extension = true;
-        params.subject_alt_names = vec![identity];
+        params.subject_alt_names = sans;
 
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err)?;
         let der = self.sign_padded(id, params, &key, min_size.unwrap_or(0))?;
@@ -238,24 +248,45 @@ impl TestCa {
     }
 }
 
-/// The SAN that carries IKE identity `id`, which charon matches against the
-/// peer's ID payload (ID_IPV4_ADDR/ID_IPV6_ADDR against iPAddress, ID_FQDN
-/// against dNSName). The rules are [`Identity::parse`]'s, which scenario
-/// validation applies before anything runs.
-fn identity_san(id: &str) -> Result<SanType, PkiError> {
-    match Identity::parse(id)? {
-        Identity::Ip(ip) => Ok(SanType::IpAddress(ip)),
-        Identity::Dns(name) => {
-            name.as_str()
-                .try_into()
-                .map(SanType::DnsName)
-                .map_err(|e: rcgen::Error| {
-                    PkiError::InvalidId(InvalidIdentity {
-                        id: id.into(),
-                        reason: e.to_string(),
-                    })
-                })
+/// The subject and SANs that carry IKE identity `id`, where both stacks
+/// match the peer's ID payload (ID_IPV4_ADDR/ID_IPV6_ADDR against
+/// iPAddress, ID_FQDN against dNSName, ID_RFC822_ADDR against rfc822Name,
+/// ID_DER_ASN1_DN against the subject). The rules are
+/// [`Identity::parse`]'s, which scenario validation applies before
+/// anything runs.
+fn identity_subject(id: &str) -> Result<(DistinguishedName, Vec<SanType>), PkiError> {
+    let invalid = |e: rcgen::Error| {
+        PkiError::InvalidId(InvalidIdentity {
+            id: id.into(),
+            reason: e.to_string(),
+        })
+    };
+    let mut subject = DistinguishedName::new();
+    let san = match Identity::parse(id)? {
+        Identity::Ip(ip) => SanType::IpAddress(ip),
+        Identity::Dns(name) => SanType::DnsName(name.as_str().try_into().map_err(invalid)?),
+        Identity::Email(mail) => SanType::Rfc822Name(mail.as_str().try_into().map_err(invalid)?),
+        Identity::Dn(rdns) => {
+            // PrintableString, as both stacks encode a DN they parse.
+            for (attr, value) in rdns {
+                let value = PrintableString::try_from(value).map_err(invalid)?;
+                subject.push(dn_type(attr), DnValue::PrintableString(value));
+            }
+            return Ok((subject, vec![]));
         }
+    };
+    subject.push(DnType::CommonName, id);
+    Ok((subject, vec![san]))
+}
+
+fn dn_type(attr: DnAttr) -> DnType {
+    match attr {
+        DnAttr::C => DnType::CountryName,
+        DnAttr::ST => DnType::StateOrProvinceName,
+        DnAttr::L => DnType::LocalityName,
+        DnAttr::O => DnType::OrganizationName,
+        DnAttr::OU => DnType::OrganizationalUnitName,
+        DnAttr::CN => DnType::CommonName,
     }
 }
 
@@ -318,7 +349,7 @@ mod tests {
         let e = ca.issue("client.vpnlab.test", Some(60_001)).unwrap_err();
         assert!(matches!(e, PkiError::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("client.vpnlab.test"), "{e}");
-        for bad in ["", "user@vpnlab.test", "CN=client", "a..b", "bad name"] {
+        for bad in ["", "@vpnlab.test", "CN=", "a..b", "bad name"] {
             let e = ca.issue(bad, None).unwrap_err();
             assert!(matches!(e, PkiError::InvalidId { .. }), "{bad:?}: {e}");
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
@@ -362,7 +393,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let ca = TestCa::new().unwrap();
         let ca_pem = to_pem(&dir, "ca", ca.cert_der());
-        for (id, min) in [("192.0.2.10", None), ("client.vpnlab.test", Some(16_384))] {
+        for (id, min) in [
+            ("192.0.2.10", None),
+            ("client.vpnlab.test", Some(16_384)),
+            ("carol@vpnlab.test", None),
+            ("C=CH, O=vpnlab, CN=dave", None),
+        ] {
             let issued = ca.issue(id, min).unwrap();
             let ee_pem = to_pem(&dir, "ee", &issued.cert_der);
             let out = Command::new("openssl")
@@ -383,10 +419,16 @@ mod tests {
                 &[&ee_pem],
             );
             let text = String::from_utf8_lossy(&text.stdout);
-            let want = if id.parse::<std::net::IpAddr>().is_ok() {
-                format!("IP Address:{id}")
-            } else {
-                format!("DNS:{id}")
+            let text = text.into_owned()
+                + &String::from_utf8_lossy(
+                    &openssl(&["x509", "-noout", "-subject", "-in"], &[&ee_pem]).stdout,
+                );
+            let want = match Identity::parse(id).unwrap() {
+                Identity::Ip(_) => format!("IP Address:{id}"),
+                Identity::Dns(_) => format!("DNS:{id}"),
+                Identity::Email(_) => format!("email:{id}"),
+                // openssl's own spacing, in the order written.
+                Identity::Dn(_) => format!("subject={}", id.replace('=', " = ")),
             };
             assert!(text.contains(&want), "{text}");
             // The key is PKCS#8 that openssl can read.

@@ -215,12 +215,6 @@ pub fn notable(msg: &str) -> bool {
     KEEP.iter().any(|k| msg.contains(k)) && !msg.contains("SPI")
 }
 
-/// The run's test CA: made once, shared by every cell's endpoints.
-fn run_ca() -> Result<&'static pki::TestCa, &'static pki::PkiError> {
-    static CA: std::sync::OnceLock<Result<pki::TestCa, pki::PkiError>> = std::sync::OnceLock::new();
-    CA.get_or_init(pki::TestCa::new).as_ref()
-}
-
 /// How charon's start-up is waited for: until its VICI socket accepts a
 /// connection (it appears once charon has loaded its plugins), with a
 /// short back-off while the socket does not exist yet.
@@ -406,7 +400,7 @@ impl Running {
     /// Trust the run's test CA and load this end's certificate and key
     /// (issued now, at least `size` bytes).
     async fn load_certificates(&mut self, size: Option<u32>) -> Result<(), StackError> {
-        let ca = run_ca().map_err(|e| self.control_err("load-cert", e))?;
+        let ca = pki::run_ca().map_err(|e| self.control_err("load-cert", e))?;
         let issued = ca
             .issue(&self.ep.id, size.map(|s| s as usize))
             .map_err(|e| self.control_err("load-cert", e))?;

@@ -208,6 +208,10 @@ pub(super) fn endpoint_knobs(
 /// An endpoint's authentication, with the fields that go with it.
 fn auth(d: &mut Diags<'_>, spec: &Spanned<EndpointSpec>, field: &str) -> Option<Auth> {
     let e = spec.get_ref();
+    // Pre-shared keys too: each stack parses the identity by its form.
+    if let Err(err) = Identity::parse(e.id.get_ref()) {
+        d.err(sp(&e.id), format!("{field}.id"), err.to_string());
+    }
     match e.auth.as_ref().map(|a| (a, a.get_ref().as_str())) {
         None | Some((_, "psk")) => {
             if e.psk.is_none() {
@@ -227,9 +231,6 @@ fn auth(d: &mut Diags<'_>, spec: &Spanned<EndpointSpec>, field: &str) -> Option<
             None
         }
         Some((_, "cert")) => {
-            if let Err(err) = Identity::parse(e.id.get_ref()) {
-                d.err(sp(&e.id), format!("{field}.id"), err.to_string());
-            }
             if let Some(c) = &e.cert_size {
                 if !(1..=60_000).contains(c.get_ref()) {
                     d.err(sp(c), format!("{field}.cert_size"), "must be 1-60000 bytes");

@@ -4,8 +4,9 @@
 use ipnet::IpNet;
 
 use super::super::{Backend, Timers};
+use super::nss::CERT_NICK;
 use super::proposals;
-use crate::model::{Auth, Endpoint, NatT, Proto};
+use crate::model::{Auth, Endpoint, Identity, NatT, Proto};
 
 /// Name of the connection vpnlab adds.
 pub const CONN: &str = "vpnlab";
@@ -19,8 +20,8 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     if backend == Backend::KernelLibipsec {
         return Some("libreswan needs kernel ESP (XFRM); it has no userspace ESP like strongSwan's kernel-libipsec (pin `backend = \"kernel-netlink\"` and run with --kernel auto)".to_string());
     }
-    if ep.knobs.auth != Auth::Psk {
-        return Some("vpnlab does not load the run's test certificates into libreswan's NSS database yet (auth = \"cert\")".into());
+    if ep.knobs.auth != Auth::Psk && ep.ike == 1 {
+        return Some("libreswan does not implement ECDSA in IKEv1 (authby=rsasig is RSA with SHA-1 there), and the run's test CA issues ECDSA P-256 certificates".into());
     }
     if (ep.virtual_ip || ep.pool.is_some()) && ep.ike == 1 {
         return Some("vpnlab maps libreswan's address pools for IKEv2 only (IKEv1 Mode Config comes with XAUTH, which vpnlab does not configure)".into());
@@ -35,12 +36,14 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     ike.into_iter().chain(esp).find_map(Result::err)
 }
 
-/// An identity as libreswan writes it: addresses bare, names with `@`.
+/// An identity as libreswan writes it: addresses and e-mail addresses
+/// bare, DNS names with `@` (taken literally, never resolved), a DN quoted
+/// (it has spaces). Validation has parsed every identity.
 pub fn id(s: &str) -> String {
-    if s.parse::<std::net::IpAddr>().is_ok() || s.starts_with('@') {
-        s.to_string()
-    } else {
-        format!("@{s}")
+    match Identity::parse(s) {
+        Ok(Identity::Ip(_) | Identity::Email(_)) => s.to_string(),
+        Ok(Identity::Dn(_)) => format!("\"{s}\""),
+        Ok(Identity::Dns(_)) | Err(_) => format!("@{s}"),
     }
 }
 
@@ -74,8 +77,7 @@ pub fn ipsec_conf(ep: &Endpoint, timers: Timers) -> String {
     c += &format!(
         "conn {CONN}
 \tikev2={ikev2}
-\tauthby=secret
-\ttype={mode}
+{auth}\ttype={mode}
 \tleft={left}
 \tleftid={left_id}
 \tright={right}
@@ -88,6 +90,7 @@ pub fn ipsec_conf(ep: &Endpoint, timers: Timers) -> String {
 \tkeyingtries=1
 ",
         ikev2 = if ep.ike == 2 { "yes" } else { "no" },
+        auth = auth(ep),
         mode = ep.mode,
         left = ep
             .local_addr
@@ -116,6 +119,19 @@ pub fn ipsec_conf(ep: &Endpoint, timers: Timers) -> String {
     c += &knobs(ep);
     c += &algorithms(ep);
     c + &lifetimes(ep)
+}
+
+/// How this end authenticates: a pre-shared key, or ECDSA with its
+/// certificate from the NSS database, always sent (strongSwan sends its
+/// own always too). The peer's must chain to the test CA (`rightca`'s
+/// default: the CA of our own certificate).
+fn auth(ep: &Endpoint) -> String {
+    match ep.knobs.auth {
+        Auth::Psk => "\tauthby=secret\n".into(),
+        Auth::Cert { .. } => {
+            format!("\tauthby=ecdsa\n\tleftcert={CERT_NICK}\n\tleftsendcert=always\n")
+        }
+    }
 }
 
 /// The traffic selectors (one per side at most: see [`unsupported`]), and
@@ -236,6 +252,10 @@ fn lifetimes(ep: &Endpoint) -> String {
 /// IKEv1 initiators; the `%any` line lets an IKEv1 main-mode responder find
 /// the key before it has decrypted the peer's identity.
 pub fn secrets(ep: &Endpoint) -> String {
+    if ep.knobs.auth != Auth::Psk {
+        // The private key is in the NSS database.
+        return String::new();
+    }
     let psk = ep.psk.replace('"', "\\\"");
     format!(
         "{} {} : PSK \"{psk}\"\n%any %any : PSK \"{psk}\"\n",
@@ -303,8 +323,36 @@ mod tests {
     }
 
     #[test]
-    fn identities_are_bare_addresses_or_at_names() {
+    fn certificates_sign_with_ecdsa_from_nss() {
+        let eps = endpoints(
+            "deploy/certs-interop.toml",
+            "certs-interop/stack.carol=libreswan,stack.moon=libreswan,fragmentation=no",
+        );
+        let c = ipsec_conf(&eps[0], Timers::HOST);
+        for want in [
+            "authby=ecdsa",
+            "leftcert=vpnlab",
+            "leftsendcert=always",
+            "leftid=\"C=CH, O=vpnlab, CN=carol\"",
+            "rightid=moon@vpnlab.test",
+            "fragmentation=no",
+        ] {
+            assert!(c.contains(want), "{want} missing from\n{c}");
+        }
+        assert!(!c.contains("authby=secret"));
+        assert_eq!(secrets(&eps[0]), "", "the key is in the NSS database");
+        assert!(unsupported(&eps[0], Backend::KernelNetlink).is_none());
+        let mut v1 = eps[0].clone();
+        v1.ike = 1;
+        let why = unsupported(&v1, Backend::KernelNetlink).unwrap();
+        assert!(why.contains("ECDSA in IKEv1"), "{why}");
+    }
+
+    #[test]
+    fn identities_in_libreswan_syntax() {
         assert_eq!(id("client.vpnlab.test"), "@client.vpnlab.test");
         assert_eq!(id("192.0.2.1"), "192.0.2.1");
+        assert_eq!(id("carol@vpnlab.test"), "carol@vpnlab.test");
+        assert_eq!(id("C=CH, O=vpnlab, CN=dave"), "\"C=CH, O=vpnlab, CN=dave\"");
     }
 }

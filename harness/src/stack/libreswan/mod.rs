@@ -16,10 +16,11 @@ use std::time::Duration;
 use super::daemon::{Daemon, Probe, Readiness, Spec, SYSTEM_PATH};
 use super::{endpoint_label, ChildSa, EndpointState, IkeSa, Initiation, Timers, Workdir};
 use crate::error::StackError;
-use crate::model::{Endpoint, IkeOp, Mode, Proto, SaIds, SaState};
+use crate::model::{Auth, Endpoint, IkeOp, Mode, Proto, SaIds, SaState};
 use crate::topology::netns::{command_in, Netns};
 
 mod conf;
+mod nss;
 mod proposals;
 mod status;
 
@@ -55,39 +56,6 @@ pub fn tool(name: &str) -> PathBuf {
 
 /// The command that installs libreswan where vpnlab looks for it.
 pub const INSTALL_HINT: &str = "sudo ci/setup.sh (unpacks Debian's libreswan into /opt/vpnlab/libreswan; set VPNLAB_LIBRESWAN for another prefix)";
-
-/// Why the empty NSS database could not be made.
-#[derive(Debug, Clone)]
-enum NssError {
-    NoCertutil,
-    Failed(String),
-}
-
-/// The empty NSS database every pluto of this run starts from.
-static NSS_TEMPLATE: tokio::sync::OnceCell<Result<PathBuf, NssError>> =
-    tokio::sync::OnceCell::const_new();
-
-/// Create an empty NSS database under `root` with certutil.
-async fn empty_nss_db(root: &Path) -> Result<PathBuf, NssError> {
-    let dir = root.join("libreswan-nss");
-    std::fs::create_dir_all(&dir).map_err(|e| NssError::Failed(e.to_string()))?;
-    let out = tokio::process::Command::new("certutil")
-        .arg("-N")
-        .arg("-d")
-        .arg(format!("sql:{}", dir.display()))
-        .arg("--empty-password")
-        .stdin(Stdio::null())
-        .output()
-        .await;
-    match out {
-        Ok(o) if o.status.success() => Ok(dir),
-        Ok(o) => Err(NssError::Failed(
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(NssError::NoCertutil),
-        Err(e) => Err(NssError::Failed(e.to_string())),
-    }
-}
 
 /// How pluto's start-up is waited for: until it has bound IKE's port. It
 /// does that after its control socket is up and its start-up `addconn` has
@@ -166,7 +134,7 @@ impl Prepared {
             });
         }
         self.write_config()?;
-        self.copy_nss_db().await?;
+        self.nss_db().await?;
         // whack and `ip xfrm` run in the node after start-up.
         let ns_fd = ns.dup_fd().map_err(|source| StackError::Spawn {
             node: self.ep.node.clone(),
@@ -212,29 +180,21 @@ impl Prepared {
             .map_err(self.cfg_err(&sec))
     }
 
-    /// pluto keeps keys and certificates in an NSS database; an empty one
-    /// is enough for pre-shared keys. It is created once per run and copied
-    /// (certutil takes a second under emulation).
-    async fn copy_nss_db(&self) -> Result<(), StackError> {
+    /// pluto keeps keys and certificates in an NSS database: the run's
+    /// empty one, with the test CA and this end's certificate added for
+    /// `auth = "cert"`.
+    async fn nss_db(&self) -> Result<(), StackError> {
         let run = &self.work.dir;
         let root = run.parent().and_then(Path::parent).unwrap_or(run);
-        let template = match NSS_TEMPLATE.get_or_init(|| empty_nss_db(root)).await {
-            Ok(t) => t,
-            Err(NssError::NoCertutil) => {
-                return Err(StackError::Missing {
-                    node: self.ep.node.clone(),
-                    what: "certutil (creates pluto's NSS database)".into(),
-                    install: "sudo apt-get install libnss3-tools".into(),
-                })
-            }
-            Err(NssError::Failed(e)) => return Err(control_err(&self.ep.node, "certutil -N", e)),
+        let db = nss::Db {
+            node: &self.ep.node,
+            db: run.join("nss"),
         };
-        for f in std::fs::read_dir(template).map_err(self.cfg_err(template))? {
-            let f = f.map_err(self.cfg_err(template))?;
-            let to = run.join("nss").join(f.file_name());
-            std::fs::copy(f.path(), &to).map_err(self.cfg_err(&to))?;
+        db.create(root).await?;
+        match self.ep.knobs.auth {
+            Auth::Cert { size } => db.import(&self.ep.id, size).await,
+            Auth::Psk => Ok(()),
         }
-        Ok(())
     }
 
     fn spec(&self, pluto: PathBuf) -> Spec {
