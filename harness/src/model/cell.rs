@@ -445,11 +445,18 @@ impl Endpoint {
 
     /// The peer's (and every further initiator's) traffic selectors.
     pub fn remote_ts(&self) -> Vec<IpNet> {
-        let mut ts = selectors(self.mode, &self.peer_subnets, self.peer_inner);
-        for o in &self.others {
-            ts.extend(selectors(self.mode, &o.subnets, o.inner));
-        }
-        ts
+        self.remote_ts_by_peer().concat()
+    }
+
+    /// The traffic selectors of each peer: the peer's, then each further
+    /// initiator's.
+    pub fn remote_ts_by_peer(&self) -> Vec<Vec<IpNet>> {
+        let first = selectors(self.mode, &self.peer_subnets, self.peer_inner);
+        let others = self
+            .others
+            .iter()
+            .map(|o| selectors(self.mode, &o.subnets, o.inner));
+        std::iter::once(first).chain(others).collect()
     }
 }
 

@@ -10,30 +10,55 @@ use crate::model::{Auth, Endpoint, Identity, NatT, Proto};
 
 /// Name of the connection vpnlab adds.
 pub const CONN: &str = "vpnlab";
+/// The IKEv1 twin of [`CONN`] on a responder for either version.
+pub const CONN_IKEV1: &str = "vpnlab-ikev1";
 
 /// Why libreswan cannot run this endpoint on `backend`, if it cannot:
 /// what libreswan itself cannot do, or what vpnlab does not map, named.
 pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
-    if ep.ike == 0 {
-        return Some("libreswan 4 negotiates one IKE version per connection (ikev2=yes|no); a responder for both would need two connections, which vpnlab does not generate".to_string());
-    }
     if backend == Backend::KernelLibipsec {
         return Some("libreswan needs kernel ESP (XFRM); it has no userspace ESP like strongSwan's kernel-libipsec (pin `backend = \"kernel-netlink\"` and run with --kernel auto)".to_string());
     }
-    if ep.knobs.auth != Auth::Psk && ep.ike == 1 {
+    // `ike = 0` takes IKEv1 as well (see [`conns`]).
+    if ep.knobs.auth != Auth::Psk && ep.ike != 2 {
         return Some("libreswan does not implement ECDSA in IKEv1 (authby=rsasig is RSA with SHA-1 there), and the run's test CA issues ECDSA P-256 certificates".into());
     }
-    if (ep.virtual_ip || ep.pool.is_some()) && ep.ike == 1 {
+    if (ep.virtual_ip || ep.pool.is_some()) && ep.ike != 2 {
         return Some("vpnlab maps libreswan's address pools for IKEv2 only (IKEv1 Mode Config comes with XAUTH, which vpnlab does not configure)".into());
     }
-    let (l, r) = (ep.local_ts().len(), ep.remote_ts().len());
+    let l = ep.local_ts().len();
+    let r = ep
+        .remote_ts_by_peer()
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0);
     if l > 1 || r > 1 {
         return Some(format!("vpnlab maps one traffic selector per side to libreswan (leftsubnet=, rightsubnet=); this end has {l} and {r} (libreswan's leftsubnets= alias connections are not mapped)"));
     }
+    if r == 1 && remote_subnet(ep).is_none() {
+        return Some(
+            "the peers' selectors mix IPv4 and IPv6: no one rightsubnet= covers them".into(),
+        );
+    }
     let p = &ep.proposals;
-    let ike = (!p.ike.is_empty()).then(|| proposals::ike(&p.ike, ep.ike));
+    let ike = conns(ep)
+        .into_iter()
+        .filter(|_| !p.ike.is_empty())
+        .map(|(_, v)| proposals::ike(&p.ike, v));
     let esp = (!p.esp.is_empty()).then(|| proposals::esp(&p.esp).map(|_| String::new()));
-    ike.into_iter().chain(esp).find_map(Result::err)
+    ike.chain(esp).find_map(Result::err)
+}
+
+/// The connections vpnlab adds, with their IKE version: one, or for a
+/// responder that takes either version (`ike = 0`) two alike but for the
+/// version, because libreswan 4 negotiates one per connection
+/// (`ikev2=yes|no`). pluto picks the one of the version a peer speaks.
+pub fn conns(ep: &Endpoint) -> Vec<(&'static str, u8)> {
+    match ep.ike {
+        0 => vec![(CONN, 2), (CONN_IKEV1, 1)],
+        v => vec![(CONN, v)],
+    }
 }
 
 /// An identity as libreswan writes it: addresses and e-mail addresses
@@ -64,6 +89,10 @@ config setup
     if let Some(k) = ep.knobs.keepalive {
         c += &format!("\tkeep-alive={k}\n");
     }
+    if let Some(net) = remote_subnet(ep).filter(|_| ep.ike != 2 && ep.remote_ts().len() > 1) {
+        let family = if net.addr().is_ipv4() { "v4" } else { "v6" };
+        c += &format!("\tvirtual-private=%{family}:{net}\n");
+    }
     c + "\n"
 }
 
@@ -71,11 +100,18 @@ config setup
 /// strongSwan's and pluto gives up at the same total time, rounded up to
 /// whole seconds (its `retransmit-timeout` unit).
 pub fn ipsec_conf(ep: &Endpoint, timers: Timers) -> String {
+    let conns = conns(ep)
+        .into_iter()
+        .map(|(name, v)| conn(ep, timers, name, v));
+    config_setup(ep) + &conns.collect::<Vec<_>>().join("\n")
+}
+
+/// One connection section, of IKE version `v`.
+fn conn(ep: &Endpoint, timers: Timers, name: &str, v: u8) -> String {
     let give_up =
         (timers.retransmit_timeout * f64::from(timers.retransmit_tries + 1)).ceil() as u64;
-    let mut c = config_setup(ep);
-    c += &format!(
-        "conn {CONN}
+    let mut c = format!(
+        "conn {name}
 \tikev2={ikev2}
 {auth}\ttype={mode}
 \tleft={left}
@@ -89,7 +125,7 @@ pub fn ipsec_conf(ep: &Endpoint, timers: Timers) -> String {
 \tretransmit-timeout={give_up}s
 \tkeyingtries=1
 ",
-        ikev2 = if ep.ike == 2 { "yes" } else { "no" },
+        ikev2 = if v == 2 { "yes" } else { "no" },
         auth = auth(ep),
         mode = ep.mode,
         left = ep
@@ -110,14 +146,14 @@ pub fn ipsec_conf(ep: &Endpoint, timers: Timers) -> String {
         },
         interval = (timers.retransmit_timeout * 1000.0) as u64,
     );
-    if ep.nat_t == NatT::Off && ep.ike == 1 {
+    if ep.nat_t == NatT::Off && v == 1 {
         // IKEv1 negotiates NAT-T through vendor IDs; without this pluto still
         // advertises it even with encapsulation=no.
         c += "\tnat-ikev1-method=none\n";
     }
-    c += &selectors(ep);
+    c += &selectors(ep, v);
     c += &knobs(ep);
-    c += &algorithms(ep);
+    c += &algorithms(ep, v);
     c + &lifetimes(ep)
 }
 
@@ -140,30 +176,50 @@ fn auth(ep: &Endpoint) -> String {
 /// client gets `.1` as from strongSwan's pool; a client asks with
 /// `leftmodecfgclient` and narrows its selector to the address it gets.
 /// Validation gives every client the pool it asks from.
-fn selectors(ep: &Endpoint) -> String {
+fn selectors(ep: &Endpoint, v: u8) -> String {
     let mut c = String::new();
     if let [l] = &ep.local_ts()[..] {
         c += &format!("\tleftsubnet={l}\n");
     }
-    if let [r] = &ep.remote_ts()[..] {
-        c += &format!("\trightsubnet={r}\n");
+    let several = ep.remote_ts().len() > 1;
+    match remote_subnet(ep) {
+        // IKEv1 cannot narrow ("narrowing=yes requires IKEv2"); its way is
+        // a peer's own subnet inside `virtual-private` (`config setup`).
+        Some(_) if several && v == 1 => c += "\trightsubnet=vhost:%priv\n",
+        Some(r) => c += &format!("\trightsubnet={r}\n"),
+        None => {}
     }
     match (ep.virtual_ip, ep.pool) {
         // The pool as TSi, narrowed to the lease: with none pluto proposes
         // its own address, which a strongSwan server refuses
         // (TS_UNACCEPTABLE: it is outside the pool).
-        (true, Some(pool)) => {
-            c += &format!("\tleftsubnet={pool}\n\tleftmodecfgclient=yes\n\tnarrowing=yes\n")
-        }
+        (true, Some(pool)) => c += &format!("\tleftsubnet={pool}\n\tleftmodecfgclient=yes\n"),
         (false, Some(pool)) => {
             c += &format!(
-                "\trightaddresspool={}\n\trightmodecfgclient=yes\n\tnarrowing=yes\n",
+                "\trightaddresspool={}\n\trightmodecfgclient=yes\n",
                 range(pool)
             );
         }
         _ => {}
     }
+    if v == 2 && (ep.pool.is_some() || several) {
+        c += "\tnarrowing=yes\n";
+    }
     c
+}
+
+/// The remote selector: the peer's; on a template for several peers,
+/// one selector each, the smallest prefix that covers them all, which each
+/// instance narrows (`narrowing=yes`) to its peer's (as charon picks its
+/// peer's from the list). None without one, or if no prefix covers them
+/// (IPv4 and IPv6 mixed).
+fn remote_subnet(ep: &Endpoint) -> Option<IpNet> {
+    let all = ep.remote_ts();
+    let mut cover = all.first()?.trunc();
+    while !all.iter().all(|n| cover.contains(n)) {
+        cover = cover.supernet()?;
+    }
+    Some(cover)
 }
 
 /// `first-last` host address of a pool.
@@ -205,10 +261,10 @@ fn knobs(ep: &Endpoint) -> String {
 /// ESP proposals PFS is off: strongSwan's default ESP proposals carry no
 /// DH group, and libreswan's default pfs=yes requires one in IKEv1 Quick
 /// Mode (NO_PROPOSAL_CHOSEN both ways).
-fn algorithms(ep: &Endpoint) -> String {
+fn algorithms(ep: &Endpoint, v: u8) -> String {
     let p = &ep.proposals;
     let mut c = String::new();
-    if let Ok(ike) = proposals::ike(&p.ike, ep.ike) {
+    if let Ok(ike) = proposals::ike(&p.ike, v) {
         if !ike.is_empty() {
             c += &format!("\tike={ike}\n");
         }
@@ -346,6 +402,27 @@ mod tests {
         v1.ike = 1;
         let why = unsupported(&v1, Backend::KernelNetlink).unwrap();
         assert!(why.contains("ECDSA in IKEv1"), "{why}");
+    }
+
+    #[test]
+    fn a_responder_of_either_version_is_two_connections() {
+        let eps = endpoints(
+            "deploy/ike-any-interop.toml",
+            "ike-any-interop/stack.client1=libreswan,stack.server=libreswan",
+        );
+        let server = eps.iter().find(|e| e.node == "server").unwrap();
+        assert_eq!(conns(server), [(CONN, 2), (CONN_IKEV1, 1)]);
+        let c = ipsec_conf(server, Timers::HOST);
+        let v2 = c.find("conn vpnlab\n").unwrap();
+        let v1 = c.find("conn vpnlab-ikev1\n").unwrap();
+        assert!(
+            c[v2..v1].contains("ikev2=yes") && c[v1..].contains("ikev2=no"),
+            "{c}"
+        );
+        assert_eq!(c.matches("rightid=%any").count(), 2, "{c}");
+        assert_eq!(unsupported(server, Backend::KernelNetlink), None);
+        let client1 = eps.iter().find(|e| e.node == "client1").unwrap();
+        assert_eq!(conns(client1), [(CONN, 1)]);
     }
 
     #[test]

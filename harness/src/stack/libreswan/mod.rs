@@ -24,13 +24,13 @@ mod nss;
 mod proposals;
 mod status;
 
-pub use conf::{id, ipsec_conf, secrets, unsupported, CONN};
+pub use conf::{conns, id, ipsec_conf, secrets, unsupported, CONN, CONN_IKEV1};
 use status::{
-    is_child_state, normalize_state, Algorithms, LogFacts, ShownState, Traffic, XfrmState,
+    is_child_state, normalize_state, Algorithms, Instance, LogFacts, ShownState, Traffic, XfrmState,
 };
 pub use status::{
-    message, notable, parse_algorithms, parse_log, parse_showstates, parse_trafficstatus,
-    parse_xfrm_states,
+    message, notable, parse_algorithms, parse_log, parse_remote_subnets, parse_showstates,
+    parse_trafficstatus, parse_xfrm_states,
 };
 
 /// Upper bound for pluto to start listening (it takes 2–3 s in an emulated VM).
@@ -310,17 +310,19 @@ impl Running {
         }
     }
 
-    /// Add the connection. addconn resolves %defaultroute, so it runs
-    /// inside the node.
+    /// Add the connections (two for a responder of either IKE version).
+    /// addconn resolves %defaultroute, so it runs inside the node.
     pub async fn load(&mut self) -> Result<(), StackError> {
-        let args = [
-            "--ctlsocket",
-            "/run/pluto.ctl",
-            "--config",
-            "/run/ipsec.conf",
-            CONN,
-        ];
-        self.in_node(&tool("addconn"), &args, true).await?;
+        for (name, _) in conns(&self.ep) {
+            let args = [
+                "--ctlsocket",
+                "/run/pluto.ctl",
+                "--config",
+                "/run/ipsec.conf",
+                name,
+            ];
+            self.in_node(&tool("addconn"), &args, true).await?;
+        }
         Ok(())
     }
 
@@ -403,14 +405,21 @@ impl Running {
             // The dispatch restarts daemons itself.
             IkeOp::Restart | IkeOp::Crash => return Ok(()),
         };
-        let args = ["--name", CONN, flag, "--asynchronous"];
-        let (rc, out) = self.whack(&args, CONTROL_TIMEOUT).await?;
-        match rc {
-            0 => Ok(()),
-            _ => Err(self.control_err(
-                &format!("whack {flag}"),
-                format!("exit {rc}: {}", out.trim()),
-            )),
+        // A responder of either version acts on each of its connections:
+        // done if whack took it for one (the other may have no SA).
+        let (mut taken, mut refused) = (false, None);
+        for (name, _) in conns(&self.ep) {
+            let args = ["--name", name, flag, "--asynchronous"];
+            match self.whack(&args, CONTROL_TIMEOUT).await? {
+                (0, _) => taken = true,
+                (rc, out) => {
+                    refused.get_or_insert(format!("{name}: exit {rc}: {}", out.trim()));
+                }
+            }
+        }
+        match (taken, refused) {
+            (false, Some(why)) => Err(self.control_err(&format!("whack {flag}"), why)),
+            _ => Ok(()),
         }
     }
 
@@ -422,10 +431,20 @@ impl Running {
         let states = parse_showstates(&shown);
         let (_, traffic) = self.whack(&["--trafficstatus"], CONTROL_TIMEOUT).await?;
         let traffic = parse_trafficstatus(&traffic);
-        let algs = if self.ep.proposals.is_set() {
-            parse_algorithms(&self.whack(&["--status"], CONTROL_TIMEOUT).await?.1)
+        // Each instance's algorithms, and its selector when the template
+        // serves several peers.
+        let several = !self.ep.others.is_empty();
+        let (algs, subnets) = if self.ep.proposals.is_set() || several {
+            let status = self.whack(&["--status"], CONTROL_TIMEOUT).await?.1;
+            // Algorithms are shown where the file chose them, as for
+            // strongSwan.
+            let algs = match self.ep.proposals.is_set() {
+                true => parse_algorithms(&status),
+                false => Algorithms::default(),
+            };
+            (algs, parse_remote_subnets(&status))
         } else {
-            Algorithms::default()
+            (Algorithms::default(), Vec::new())
         };
         let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
         let facts = parse_log(&log);
@@ -443,13 +462,14 @@ impl Running {
             xfrm: &xfrm,
             traffic: &traffic,
             algs: &algs,
+            subnets: &subnets,
         };
-        let mut instances: Vec<Option<u32>> = states.iter().map(|s| s.instance).collect();
+        let mut instances: Vec<&Instance> = states.iter().map(|s| group(&states, s)).collect();
         instances.sort();
         instances.dedup();
         let mut peers: Vec<EndpointState> = instances
             .into_iter()
-            .map(|i| seen.peer(states.iter().filter(|s| s.instance == i)))
+            .map(|i| seen.peer(states.iter().filter(|s| group(&states, s) == i)))
             .collect();
         let ids = SaIds {
             ike: ids(&states, |s| !is_child_state(&s.name)),
@@ -484,6 +504,14 @@ fn newest<'s>(states: &[&'s ShownState], up: SaState) -> Option<&'s ShownState> 
     up_one.or(states.last()).copied()
 }
 
+/// The instance a state's peer is reported under: a CHILD SA's IKE SA's
+/// (a narrowed CHILD SA has an instance of its own).
+fn group<'s>(states: &'s [ShownState], s: &'s ShownState) -> &'s Instance {
+    s.parent
+        .and_then(|p| states.iter().find(|i| i.serial == p))
+        .map_or(&s.instance, |ike| &ike.instance)
+}
+
 /// The serials of the states that `keep`.
 fn ids(states: &[ShownState], keep: impl Fn(&ShownState) -> bool) -> Vec<String> {
     states
@@ -500,6 +528,7 @@ struct Seen<'a> {
     xfrm: &'a [XfrmState],
     traffic: &'a [Traffic],
     algs: &'a Algorithms,
+    subnets: &'a [(Instance, ipnet::IpNet)],
 }
 
 impl Seen<'_> {
@@ -539,7 +568,12 @@ impl Seen<'_> {
                 .map(|l| l.addr().to_string()),
             algorithms: algorithms.map(|(_, a)| a.clone()),
             state: normalize_state(&ike.name),
-            version: self.ep.ike,
+            // A responder for both versions (`ike = 0`): the state's own.
+            version: match self.ep.ike {
+                0 if ike.name.starts_with("STATE_V2_") => 2,
+                0 => 1,
+                v => v,
+            },
             local: self
                 .facts
                 .local
@@ -573,6 +607,12 @@ impl Seen<'_> {
             .find(|s| Some(s.src.as_str()) == remote_addr);
         let any = out.or(inb);
         let (mut local_ts, mut remote_ts) = (ep.local_ts(), ep.remote_ts());
+        // A template's instance serves one of several peers: its own.
+        if let Some((_, net)) = self.subnets.iter().find(|(i, _)| *i == c.instance) {
+            if remote_ts.len() > 1 {
+                remote_ts = vec![*net];
+            }
+        }
         if let Some(l) = self.lease(c.serial) {
             if ep.virtual_ip {
                 local_ts = vec![l];

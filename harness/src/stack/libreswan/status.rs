@@ -1,6 +1,8 @@
 //! What pluto and the kernel report, parsed: `whack --showstates`,
 //! `whack --trafficstatus`, `ip xfrm state` and pluto's debug log.
 
+use ipnet::IpNet;
+
 use crate::model::SaState;
 
 /// One line of `whack --showstates`: a state's number, the remote port and
@@ -11,7 +13,7 @@ pub struct ShownState {
     pub serial: u64,
     /// The connection instance (`"vpnlab"[2]`): a responder's template
     /// connection has one per peer.
-    pub instance: Option<u32>,
+    pub instance: Instance,
     /// The remote IKE address pluto talks to.
     pub remote: String,
     /// The remote IKE port pluto talks to.
@@ -20,6 +22,9 @@ pub struct ShownState {
     pub name: String,
     /// The line has the tunnel-mode pseudo-SA (`tun.0@`).
     pub tunnel: bool,
+    /// A CHILD SA's IKE SA (`IKE SA #1`, IKEv1 `ISAKMP SA #1`): narrowing
+    /// puts the CHILD SA in an instance of its own.
+    pub parent: Option<u64>,
 }
 
 /// Parse `whack --showstates`: the first line per state carries
@@ -59,6 +64,7 @@ pub fn parse_showstates(text: &str) -> Vec<ShownState> {
                 remote_port: port.parse().unwrap_or(0),
                 name: words[pos].to_string(),
                 tunnel: false,
+                parent: parent(rest),
             });
         } else if words.iter().any(|w| w.starts_with("tun.")) {
             if let Some(s) = out.iter_mut().rev().find(|s| s.serial == serial) {
@@ -69,11 +75,35 @@ pub fn parse_showstates(text: &str) -> Vec<ShownState> {
     out
 }
 
-/// The instance number of `"conn"[N]`, the first word of a status line.
-fn instance(words: &[&str]) -> Option<u32> {
-    let w = words.first()?;
-    let (_, n) = w.rsplit_once('[')?;
-    n.strip_suffix(']')?.parse().ok()
+/// The serial after `IKE SA #` or `ISAKMP SA #` in a state's story.
+fn parent(story: &str) -> Option<u64> {
+    let (_, after) = story
+        .split_once("IKE SA #")
+        .or_else(|| story.split_once("ISAKMP SA #"))?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A connection instance, `"vpnlab"[2]`: the connection's name (a
+/// responder for both IKE versions has one per version) and the
+/// instance's number (a template connection has one per peer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instance {
+    /// `vpnlab`.
+    pub conn: String,
+    /// `2`; none for a connection that is no template.
+    pub n: Option<u32>,
+}
+
+/// The instance of `"conn"[N]`, the first word of a status line.
+fn instance(words: &[&str]) -> Instance {
+    let w = words.first().copied().unwrap_or_default();
+    let w = w.trim_end_matches(':');
+    let conn = w.split('"').nth(1).unwrap_or_default().to_string();
+    let n = w
+        .rsplit_once('[')
+        .and_then(|(_, n)| n.strip_suffix(']')?.parse().ok());
+    Instance { conn, n }
 }
 
 /// One CHILD SA of `whack --trafficstatus`: its serial and the address a
@@ -111,9 +141,9 @@ pub fn parse_trafficstatus(text: &str) -> Vec<Traffic> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Algorithms {
     /// The IKE SA's, by instance.
-    pub ike: Vec<(Option<u32>, String)>,
+    pub ike: Vec<(Instance, String)>,
     /// The CHILD SA's, by instance (`; pfsgroup=` is kept).
-    pub child: Vec<(Option<u32>, String)>,
+    pub child: Vec<(Instance, String)>,
 }
 
 /// Parse the algorithm lines of `whack --status`.
@@ -131,6 +161,30 @@ pub fn parse_algorithms(text: &str) -> Algorithms {
             "IKEv1" | "IKEv2" | "IKE" => out.ike.push(entry),
             "ESP" | "AH" => out.child.push(entry),
             _ => {}
+        }
+    }
+    out
+}
+
+/// The remote selector of each connection instance `whack --status`
+/// lists: `"vpnlab"[1]: 10.10.2.1/32===203.0.113.2[@moon]...203.0.113.1[@carol]===10.10.1.1/32; …`
+/// (a narrowed instance shows its peer's).
+pub fn parse_remote_subnets(text: &str) -> Vec<(Instance, IpNet)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
+        let Some((head, spd)) = line.split_once(": ") else {
+            continue;
+        };
+        let Some((_, remote)) = spd.split_once("...") else {
+            continue;
+        };
+        let remote = remote.split(';').next().unwrap_or_default();
+        if let Some(net) = remote
+            .split_once("===")
+            .and_then(|(_, n)| n.trim().parse().ok())
+        {
+            out.push((instance(&[head]), net));
         }
     }
     out
@@ -305,16 +359,26 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!((s[0].serial, s[0].remote_port), (1, 4500));
         assert_eq!(
-            (s[0].instance, s[0].remote.as_str()),
+            (s[0].instance.n, s[0].remote.as_str()),
             (Some(1), "192.168.1.2")
         );
+        let r = parse_remote_subnets("000 \"vpnlab\"[2]: 10.10.2.1/32===203.0.113.2[@moon]...203.0.113.1[@dave]===10.10.1.2/32; erouted; eroute owner: #4\n000 \"vpnlab\": 10.10.2.1/32===203.0.113.2[@moon]...%any[%any]===10.10.1.0/30; unrouted; eroute owner: #0\n000 \"vpnlab\"[1]:   IKEv2 algorithm newest: AES_GCM_16_256-HMAC_SHA2_512-MODP2048\n");
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].0.n, Some(2));
+        assert_eq!(r[0].1, "10.10.1.2/32".parse::<IpNet>().unwrap());
+        // A responder's two connections (one per IKE version) are told apart.
+        let twins = parse_showstates("000 #1: \"vpnlab\"[1] 192.168.1.2:4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA);\n000 #2: \"vpnlab-ikev1\"[1] 192.168.1.2:4500 STATE_MAIN_R3 (ISAKMP SA established);\n");
+        assert_eq!(twins[0].instance.conn, "vpnlab");
+        assert_eq!(twins[1].instance.conn, "vpnlab-ikev1");
+        assert_ne!(twins[0].instance, twins[1].instance);
         let t = parse_showstates("000 #1: \"vpnlab\":4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA); REKEY in 28000s; newest; idle;\n");
         assert_eq!(
-            (t[0].instance, t[0].remote.as_str(), t[0].remote_port),
+            (t[0].instance.n, t[0].remote.as_str(), t[0].remote_port),
             (None, "", 4500)
         );
         assert_eq!(normalize_state(&s[0].name), SaState::Established);
         assert!(is_child_state(&s[1].name) && s[1].tunnel && !s[0].tunnel);
+        assert_eq!((s[0].parent, s[1].parent), (None, Some(1)));
         assert_eq!(normalize_state(&s[1].name), SaState::Installed);
         assert_eq!(normalize_state("STATE_QUICK_R2"), SaState::Installed);
         assert_eq!(
@@ -402,7 +466,13 @@ mod tests {
         let a = parse_algorithms("000 \"vpnlab\"[1] 203.0.113.1:   IKEv2 algorithm newest: AES_CBC_256-HMAC_SHA2_256-MODP2048\n000 \"vpnlab\"[1] 203.0.113.1:   ESP algorithm newest: AES_CBC_128-HMAC_SHA2_256_128; pfsgroup=<Phase1>\n000 \"vpnlab\":   ESP algorithm wanted: AES_CBC_128\n");
         assert_eq!(
             a.ike,
-            vec![(Some(1), "AES_CBC_256-HMAC_SHA2_256-MODP2048".to_string())]
+            vec![(
+                Instance {
+                    conn: "vpnlab".into(),
+                    n: Some(1)
+                },
+                "AES_CBC_256-HMAC_SHA2_256-MODP2048".to_string()
+            )]
         );
         assert_eq!(
             a.child[0].1,
