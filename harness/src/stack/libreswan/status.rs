@@ -320,6 +320,23 @@ pub fn message(line: &str) -> &str {
     }
 }
 
+/// `msg` without the state's age pluto gives when it deletes one
+/// (`deleting state (STATE_V2_PARENT_I2) aged 8.66s and …`): it changes
+/// from run to run.
+pub fn ageless(msg: &str) -> String {
+    let Some(i) = msg.find(" aged ") else {
+        return msg.to_string();
+    };
+    let rest = &msg[i + " aged ".len()..];
+    let secs = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|&n| n > 0 && rest[n..].starts_with('s'));
+    match secs {
+        Some(n) => format!("{}{}", &msg[..i], &rest[n + 1..]),
+        None => msg.to_string(),
+    }
+}
+
 /// Keep whack's lines that explain an exchange and are the same on every
 /// run: without the connection/state prefix, SPIs or algorithm details, and
 /// without the announcements of single retransmissions (whether one happens
@@ -366,6 +383,13 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].0.n, Some(2));
         assert_eq!(r[0].1, "10.10.1.2/32".parse::<IpNet>().unwrap());
+        assert_eq!(
+            ageless(
+                "deleting state (STATE_V2_PARENT_I2) aged 8.825763s and NOT sending notification"
+            ),
+            "deleting state (STATE_V2_PARENT_I2) and NOT sending notification"
+        );
+        assert_eq!(ageless("aged well"), "aged well");
         // A responder's two connections (one per IKE version) are told apart.
         let twins = parse_showstates("000 #1: \"vpnlab\"[1] 192.168.1.2:4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA);\n000 #2: \"vpnlab-ikev1\"[1] 192.168.1.2:4500 STATE_MAIN_R3 (ISAKMP SA established);\n");
         assert_eq!(twins[0].instance.conn, "vpnlab");
