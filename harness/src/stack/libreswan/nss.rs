@@ -67,12 +67,7 @@ pub struct Db<'a> {
 
 impl Db<'_> {
     fn err(&self, request: &str, detail: impl ToString) -> StackError {
-        StackError::Control {
-            node: self.node.to_string(),
-            daemon: "pluto".into(),
-            request: request.into(),
-            detail: detail.to_string(),
-        }
+        super::control_err(self.node, request, detail)
     }
 
     fn cfg_err(&self, path: &Path) -> impl Fn(std::io::Error) -> StackError {
