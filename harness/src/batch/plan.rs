@@ -150,11 +150,11 @@ fn skip_reason(cell: &Cell, lacks: &[Requirement]) -> String {
 pub fn unsupported(cell: &Cell, backend: Backend) -> Option<String> {
     let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
     for e in &cell.endpoints {
-        let acted_on = cell.steps.iter().any(|s| {
-            matches!(&s.action, crate::model::Action::Ike { nodes, .. } if nodes.contains(&e.node))
-        });
-        let ike_steps = (acted_on && matches!(e.stack, crate::model::StackKind::Command(_))).then(|| {
-            "vpnlab drives `ike` steps (initiate, terminate, rekey) through strongSwan's VICI and libreswan's whack, not a user's own stack".to_string()
+        let ike_steps = cell.steps.iter().find_map(|s| match &s.action {
+            crate::model::Action::Ike { nodes, op, .. } if nodes.contains(&e.node) => {
+                stack::unsupported_op(&e.stack, *op)
+            }
+            _ => None,
         });
         if let Some(r) = ike_steps.or_else(|| stack::unsupported(e, backend)) {
             match reasons.iter_mut().find(|(x, _)| *x == r) {

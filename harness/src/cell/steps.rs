@@ -174,9 +174,12 @@ impl<'a> Stage<'a> {
             } => self
                 .ike(nodes, *op, during, *timeout, &step.name)
                 .await
-                .map(|(seen, checks)| {
-                    o.checks = checks;
-                    o.wait = Some(ended(seen));
+                .map(|e| {
+                    if let Some(why) = e.refused {
+                        o.action = format!("{}: refused ({why})", o.action);
+                    }
+                    o.checks = e.checks;
+                    o.wait = Some(ended(e.seen));
                 }),
             Action::Link {
                 node,
@@ -221,7 +224,7 @@ impl<'a> Stage<'a> {
         during: &[String],
         timeout: Duration,
         step: &str,
-    ) -> Result<(bool, Vec<crate::outcome::CheckResult>), StepError> {
+    ) -> Result<IkeEnded, StepError> {
         let cell = self.cell;
         let acting: Vec<usize> = (0..cell.endpoints.len())
             .filter(|i| nodes.contains(&cell.endpoints[*i].node))
@@ -234,6 +237,7 @@ impl<'a> Stage<'a> {
         let checks = rerun(cell, topo, during, step, self.reply_wait);
         let stacks = &mut *self.stacks;
         let deadline = Instant::now() + timeout;
+        let mut refused = None;
         let effect = async {
             let acts = stacks
                 .iter_mut()
@@ -241,7 +245,16 @@ impl<'a> Stage<'a> {
                 .filter(|(i, _)| acting.contains(i))
                 .map(|(i, s)| s.act(op, topo.node(&cell.endpoints[i].node)));
             for r in futures::future::join_all(acts).await {
-                r?;
+                match r {
+                    // The daemon tried and failed: an outcome, not a fault.
+                    Err(StackError::Control { node, detail, .. }) if op == IkeOp::Initiate => {
+                        refused = Some(format!("{node}: {detail}"));
+                    }
+                    r => r?,
+                }
+            }
+            if refused.is_some() {
+                return Ok(false);
             }
             for (k, &i) in acting.iter().enumerate() {
                 let done = loop {
@@ -260,8 +273,12 @@ impl<'a> Stage<'a> {
             }
             Ok::<bool, StepError>(true)
         };
-        let (seen, results) = tokio::join!(effect, checks);
-        Ok((seen?, results))
+        let (seen, checks) = tokio::join!(effect, checks);
+        Ok(IkeEnded {
+            seen: seen?,
+            checks,
+            refused,
+        })
     }
 
     /// Wait until `event` happens on `node` or `timeout` passes; `Ok(true)`
@@ -497,6 +514,17 @@ async fn rerun(
     results
 }
 
+/// How an `ike` step ended.
+struct IkeEnded {
+    /// It took effect within its timeout.
+    seen: bool,
+    /// The `during` checks' results.
+    checks: Vec<crate::outcome::CheckResult>,
+    /// The daemon's own account of an initiation it gave up on (the step
+    /// then ends at once, not taking effect).
+    refused: Option<String>,
+}
+
 /// How a wait ended.
 fn ended(seen: bool) -> WaitExpect {
     if seen {
@@ -516,6 +544,12 @@ fn took_effect(op: IkeOp, before: &SaIds, st: &EndpointState) -> bool {
         IkeOp::Terminate => st.ike.as_ref().is_none_or(|i| !i.is_up()),
         IkeOp::RekeyChild => st.is_up() && one_new(&before.children, &st.ids.children),
         IkeOp::RekeyIke => st.is_up() && one_new(&before.ike, &st.ids.ike),
+        // A new IKE SA, and new CHILD SAs under it.
+        IkeOp::Reauth => {
+            st.is_up()
+                && one_new(&before.ike, &st.ids.ike)
+                && one_new(&before.children, &st.ids.children)
+        }
         // The daemon answers again once `act` returns; a fresh one has no
         // SA (ids start over, so they cannot tell).
         IkeOp::Restart | IkeOp::Crash => true,

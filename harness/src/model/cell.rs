@@ -223,6 +223,9 @@ pub enum IkeOp {
     RekeyChild,
     /// Rekey the IKE SA (its CHILD SAs move to the new one).
     RekeyIke,
+    /// Re-authenticate: a new IKE SA from scratch (IKE_SA_INIT, IKE_AUTH)
+    /// with its CHILD SAs created again, the old ones deleted.
+    Reauth,
     /// Shut the daemon down as its service would and start it again with
     /// the same configuration (it initiates nothing by itself).
     Restart,

@@ -299,9 +299,9 @@ fn ike_steps_resolve_their_ends_action_and_checks() {
         op,
         during,
         timeout,
-    } = &c.steps[1].action
+    } = &c.steps[2].action
     else {
-        panic!("{:?}", c.steps[1].action)
+        panic!("{:?}", c.steps[2].action)
     };
     assert_eq!(
         (nodes.as_slice(), *op),
@@ -316,16 +316,23 @@ fn ike_steps_resolve_their_ends_action_and_checks() {
     );
     let stream = c.checks.iter().find(|k| k.name == "stream").unwrap();
     assert_eq!(stream.interval, Some(std::time::Duration::from_millis(10)));
+    assert!(matches!(
+        c.steps[0].action,
+        Action::Ike {
+            op: IkeOp::Reauth,
+            ..
+        }
+    ));
     assert!(c.expect.waits.contains_key("collision"));
     assert!(c.expect.checks.contains_key("stream@collision"));
 }
 
 #[test]
 fn ike_step_mistakes_are_named() {
-    let e = errors(&REKEY.replacen("action = \"rekey-ike\"", "action = \"reauth\"", 1));
+    let e = errors(&REKEY.replacen("action = \"rekey-ike\"", "action = \"reboot\"", 1));
     assert!(
         e.iter().any(|m| m.contains(
-            "unknown IKE action `reauth` (known: initiate, terminate, rekey-child, rekey-ike, restart, crash)"
+            "unknown IKE action `reboot` (known: initiate, terminate, rekey-child, rekey-ike, reauth, restart, crash)"
         )),
         "{e:?}"
     );
@@ -335,7 +342,8 @@ fn ike_step_mistakes_are_named() {
         1,
     ));
     assert!(
-        e.iter().any(|m| m.contains("server is a responder")),
+        e.iter()
+            .any(|m| m.contains("server is a responder with no `peer_addr`")),
         "{e:?}"
     );
     let e = errors(&REKEY.replacen(
@@ -436,6 +444,31 @@ fn a_responder_may_take_either_ike_version_and_only_a_responder() {
     assert!(
         e.iter()
             .any(|m| m.contains("differs from the IKE version of server")),
+        "{e:?}"
+    );
+}
+
+const RESPONDER_INITIATE: &str = include_str!("../../../topologies/deploy/responder-initiate.toml");
+
+#[test]
+fn a_responder_given_peer_addr_sends_ike_there_and_may_initiate() {
+    let s = parse(Path::new("responder-initiate.toml"), RESPONDER_INITIATE).unwrap();
+    let server = &s.cells[0].endpoints[1];
+    assert_eq!(server.role, crate::model::Role::Responder);
+    assert_eq!(server.remote_addr, Some("203.0.113.1".parse().unwrap()));
+    let edit = |from: &str, to: &str| {
+        assert!(RESPONDER_INITIATE.contains(from), "{from}");
+        errors(&RESPONDER_INITIATE.replacen(from, to, 1))
+    };
+    let e = edit("peer_addr = \"203.0.113.1\"", "peer_addr = \"203.0.113.9\"");
+    assert!(
+        e.iter().any(|m| m.contains("endpoints[1].peer_addr: 203.0.113.9 is not an address of client nor of a gateway or router")),
+        "{e:?}"
+    );
+    let e = edit("peer_addr = \"203.0.113.1\"      # gw's outside address: the client's IKE comes from there\n", "");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("server is a responder with no `peer_addr`")),
         "{e:?}"
     );
 }

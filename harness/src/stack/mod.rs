@@ -67,6 +67,20 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     }
 }
 
+/// Why `stack` cannot carry out an `ike` step's `op`, if it cannot.
+/// Checked before anything is created, as for [`unsupported`].
+pub fn unsupported_op(stack: &StackKind, op: IkeOp) -> Option<String> {
+    match (stack, op) {
+        (StackKind::Command(_), _) => Some(
+            "vpnlab drives `ike` steps (initiate, terminate, rekey) through strongSwan's VICI and libreswan's whack, not a user's own stack".into(),
+        ),
+        (StackKind::Libreswan, IkeOp::Reauth) => Some(
+            "libreswan 4.10's whack has no command that re-authenticates an IKE SA (pluto does so only when the IKE SA's lifetime ends, with `reauth=yes`)".into(),
+        ),
+        _ => None,
+    }
+}
+
 /// IKE retransmission timers: short, so a blocked exchange is decided in
 /// seconds, but scaled up where the machine is slow (an emulated VM).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -423,7 +423,8 @@ impl Running {
     /// Initiate the CHILD SA and wait (bounded) for charon's answer,
     /// keeping the notable lines of its control log.
     pub async fn initiate(&mut self) -> Result<Initiation, StackError> {
-        debug_assert_eq!(self.ep.role, Role::Initiator);
+        // A responder initiates only where the file gave it `peer_addr`.
+        debug_assert!(self.ep.role == Role::Initiator || self.ep.remote_addr.is_some());
         let req = vici::Initiate {
             child: CONN.into(),
             ike: CONN.into(),
@@ -495,9 +496,10 @@ impl Running {
     /// Act on the connection's SAs: initiate (again), terminate, rekey.
     /// Rekeying returns at once; charon carries it out meanwhile.
     pub async fn act(&mut self, op: IkeOp) -> Result<(), StackError> {
-        let rekey = |child: bool| vici::Rekey {
+        let rekey = |child: bool, reauth: bool| vici::Rekey {
             child: child.then(|| CONN.to_string()),
             ike: (!child).then(|| CONN.to_string()),
+            reauth: reauth.then(|| "yes".to_string()),
         };
         match op {
             IkeOp::Initiate => {
@@ -514,8 +516,9 @@ impl Running {
                 };
                 self.command("terminate", req).await
             }
-            IkeOp::RekeyChild => self.command("rekey", rekey(true)).await,
-            IkeOp::RekeyIke => self.command("rekey", rekey(false)).await,
+            IkeOp::RekeyChild => self.command("rekey", rekey(true, false)).await,
+            IkeOp::RekeyIke => self.command("rekey", rekey(false, false)).await,
+            IkeOp::Reauth => self.command("rekey", rekey(false, true)).await,
             // The dispatch restarts daemons itself.
             IkeOp::Restart | IkeOp::Crash => Ok(()),
         }

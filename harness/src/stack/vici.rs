@@ -167,6 +167,9 @@ pub struct Rekey {
     /// IKE_SA config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ike: Option<String>,
+    /// `yes`: reauthenticate the IKE SA instead of rekeying it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reauth: Option<String>,
 }
 
 /// An IKE_SA as `list-sas` reports it.

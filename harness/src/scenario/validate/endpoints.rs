@@ -460,7 +460,7 @@ fn paired(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network, i: usize) -> Optio
         let msg = "transport mode protects the outer addresses only: `subnets` needs tunnel mode";
         d.err(sp(s), format!("{field}.subnets"), msg);
     }
-    let remote_addr = remote_addr(d, net, e, &field);
+    let remote_addr = remote_addr(d, f, net, e, &field);
     let peers = peers.into_iter().collect::<Option<Vec<usize>>>()?;
     let (&peer, others) = peers.split_first()?;
     Some(Paired {
@@ -618,9 +618,11 @@ fn family_reachable(d: &mut Diags<'_>, net: &Network, e: &EndpointSpec, field: &
 }
 
 /// Where the endpoint sends IKE: `peer_addr`, or the peer's only address.
-/// `Some(None)` for a responder; `None` after reporting why not.
+/// A responder has one only if the file gives it (so that an `initiate`
+/// step can send IKE from it); `None` after reporting why not.
 fn remote_addr(
     d: &mut Diags<'_>,
+    f: &ScenarioFile,
     net: &Network,
     e: &EndpointSpec,
     field: &str,
@@ -647,11 +649,7 @@ fn remote_addr(
         return None;
     };
     if !initiator {
-        d.err(
-            sp(pa),
-            format!("{field}.peer_addr"),
-            "only the initiator sends IKE to a peer address",
-        );
+        return responder_addr(d, f, net, e, pa, field).map(Some);
     }
     let a = d.addr(pa, &format!("{field}.peer_addr"))?;
     let forwarded = forwarded_to(a, &net.ifaces, &net.knobs).is_some_and(|(_, n)| &n == peer);
@@ -667,5 +665,38 @@ fn remote_addr(
             ),
         );
     }
-    Some(initiator.then_some(a))
+    Some(Some(a))
+}
+
+/// A responder's `peer_addr`: where it initiates to when a step asks it
+/// to, and the only address it then takes IKE from. That is its one
+/// peer's address, or that of a gateway in front of the peer (a NAT's
+/// outside address, where the peer's IKE comes from).
+fn responder_addr(
+    d: &mut Diags<'_>,
+    f: &ScenarioFile,
+    net: &Network,
+    e: &EndpointSpec,
+    pa: &Spanned<String>,
+    field: &str,
+) -> Option<IpAddr> {
+    let peers = e.peer.get_ref().all();
+    if peers.len() > 1 {
+        let msg = "a responder of several peers takes IKE from each: `peer_addr` would name one";
+        d.err(sp(pa), format!("{field}.peer_addr"), msg);
+        return None;
+    }
+    let a = d.addr(pa, &format!("{field}.peer_addr"))?;
+    let peer = peers[0];
+    let owner = net.ifaces.iter().find(|x| x.net.addr() == a);
+    let gateway = owner.is_some_and(|x| x.node != *e.node.get_ref() && net.forwards(f, &x.node));
+    if !net.owns(peer, a) && !gateway {
+        d.err(
+            sp(pa),
+            format!("{field}.peer_addr"),
+            format!("{a} is not an address of {peer} nor of a gateway or router (where {peer}'s IKE may come from through a NAT)"),
+        );
+        return None;
+    }
+    Some(a)
 }

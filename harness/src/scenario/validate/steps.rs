@@ -330,9 +330,8 @@ fn ike(d: &mut Diags<'_>, refs: &Refs<'_>, k: &IkeStepSpec, field: &str) -> Opti
         }
     };
     if op == Some(IkeOp::Initiate) {
-        let responders: Vec<&String> = nodes.iter().filter(|n| !initiates(refs.f, n)).collect();
-        if let Some(n) = responders.first() {
-            let msg = format!("{n} is a responder: vpnlab has it initiate only once it knows the peer's address, which it does not yet (initiate from the initiator)");
+        if let Some(n) = nodes.iter().find(|n| !can_initiate(refs.f, n)) {
+            let msg = format!("{n} is a responder with no `peer_addr`: give it the address to initiate to (its peer's, or the NAT's in front of the peer), or initiate from the initiator");
             d.err(sp(&k.action), format!("{field}.action"), msg);
         }
     }
@@ -359,11 +358,12 @@ fn ike(d: &mut Diags<'_>, refs: &Refs<'_>, k: &IkeStepSpec, field: &str) -> Opti
     })
 }
 
-/// Whether the endpoint on node `n` is an initiator.
-fn initiates(f: &ScenarioFile, n: &str) -> bool {
-    f.endpoints
-        .iter()
-        .any(|e| e.get_ref().node.get_ref() == n && *e.get_ref().role.get_ref() == Role::Initiator)
+/// Whether the endpoint on node `n` knows where to send IKE: an
+/// initiator, or a responder given `peer_addr`.
+fn can_initiate(f: &ScenarioFile, n: &str) -> bool {
+    f.endpoints.iter().map(|e| e.get_ref()).any(|e| {
+        e.node.get_ref() == n && (*e.role.get_ref() == Role::Initiator || e.peer_addr.is_some())
+    })
 }
 
 /// `nat_reboot = "<gateway>"`, with an optional `port_range`.

@@ -402,6 +402,12 @@ impl Running {
             IkeOp::Terminate => "--terminate",
             IkeOp::RekeyChild => "--rekey-ipsec",
             IkeOp::RekeyIke => "--rekey-ike",
+            // Refused before the cell runs (`stack::unsupported_op`).
+            IkeOp::Reauth => {
+                return Err(StackError::Unsupported {
+                    what: "ike step `reauth`".into(),
+                })
+            }
             // The dispatch restarts daemons itself.
             IkeOp::Restart | IkeOp::Crash => return Ok(()),
         };
