@@ -29,6 +29,10 @@ impl Count {
     /// Likewise in a cell with a TCP check: how many segments, ACKs and
     /// retransmits a TCP exchange takes depends on timing, and so do the
     /// ESP packets carrying them and the ICMP errors they cause.
+    ///
+    /// And where an endpoint probes liveness (DPD): one probe per
+    /// interval, so how many of them, or of their answers, meet a port or
+    /// mapping that is gone depends on how long the cell runs.
     fn of(cell: &Cell, class: Class, n: u64) -> Self {
         let ppp_carrier =
             cell.ppp.is_some() && matches!(class, Class::Esp | Class::EspInUdp | Class::IcmpError);
@@ -47,7 +51,9 @@ impl Count {
                     | Class::FragmentFirst
                     | Class::FragmentRest
             );
-        if class.timing_dependent() || ppp_carrier || tcp_carrier {
+        let dpd = cell.endpoints.iter().any(|e| e.knobs.dpd.is_some());
+        let dpd_error = dpd && class == Class::IcmpError;
+        if class.timing_dependent() || ppp_carrier || tcp_carrier || dpd_error {
             Count::Seen
         } else {
             Count::Exact(n)
