@@ -242,6 +242,15 @@ pub enum StackError {
         /// Error text.
         detail: String,
     },
+    /// The daemon tried to initiate and gave up (an outcome of the cell,
+    /// not a fault of the harness).
+    #[error("{detail}")]
+    Refused {
+        /// Node name.
+        node: String,
+        /// The daemon's own account.
+        detail: String,
+    },
     /// A program the stack needs is not installed.
     #[error("node {node}: {what} is missing; install it with: {install}")]
     Missing {

@@ -288,4 +288,24 @@ mod tests {
         let all = plan(cells("seed.toml"), &m, &VmPolicy::Always("auto".into()));
         assert!(all.cells.iter().all(|c| c.placement == Placement::Vm));
     }
+
+    #[test]
+    fn a_step_a_stack_cannot_take_makes_the_cell_unsupported() {
+        use crate::model::{Action, IkeOp, StackKind};
+        let mut cell = cells("deploy/rekey-interop.toml").remove(0);
+        assert_eq!(unsupported(&cell, Backend::KernelNetlink), None);
+        let client = cell.endpoints[0].node.clone();
+        cell.steps[0].action = Action::Ike {
+            nodes: vec![client],
+            op: IkeOp::Reauth,
+            during: vec![],
+            timeout: std::time::Duration::from_secs(5),
+        };
+        assert_eq!(cell.endpoints[0].stack, StackKind::StrongSwan);
+        assert_eq!(unsupported(&cell, Backend::KernelNetlink), None);
+        cell.endpoints[0].stack = StackKind::Libreswan;
+        let r = unsupported(&cell, Backend::KernelNetlink).unwrap();
+        assert!(r.contains("no command that re-authenticates"), "{r}");
+        assert!(r.ends_with("(endpoints on client)"), "{r}");
+    }
 }

@@ -175,8 +175,8 @@ impl<'a> Stage<'a> {
                 .ike(nodes, *op, during, *timeout, &step.name)
                 .await
                 .map(|e| {
-                    if let Some(why) = e.refused {
-                        o.action = format!("{}: refused ({why})", o.action);
+                    if !e.refused.is_empty() {
+                        o.action = format!("{}: {}", o.action, refusals(&e.refused));
                     }
                     o.checks = e.checks;
                     o.wait = Some(ended(e.seen));
@@ -237,7 +237,7 @@ impl<'a> Stage<'a> {
         let checks = rerun(cell, topo, during, step, self.reply_wait);
         let stacks = &mut *self.stacks;
         let deadline = Instant::now() + timeout;
-        let mut refused = None;
+        let mut refused = Vec::new();
         let effect = async {
             let acts = stacks
                 .iter_mut()
@@ -246,14 +246,12 @@ impl<'a> Stage<'a> {
                 .map(|(i, s)| s.act(op, topo.node(&cell.endpoints[i].node)));
             for r in futures::future::join_all(acts).await {
                 match r {
-                    // The daemon tried and failed: an outcome, not a fault.
-                    Err(StackError::Control { node, detail, .. }) if op == IkeOp::Initiate => {
-                        refused = Some(format!("{node}: {detail}"));
-                    }
+                    // The daemon tried and gave up: an outcome, not a fault.
+                    Err(StackError::Refused { node, detail }) => refused.push((node, detail)),
                     r => r?,
                 }
             }
-            if refused.is_some() {
+            if !refused.is_empty() {
                 return Ok(false);
             }
             for (k, &i) in acting.iter().enumerate() {
@@ -520,9 +518,20 @@ struct IkeEnded {
     seen: bool,
     /// The `during` checks' results.
     checks: Vec<crate::outcome::CheckResult>,
-    /// The daemon's own account of an initiation it gave up on (the step
-    /// then ends at once, not taking effect).
-    refused: Option<String>,
+    /// Each endpoint whose daemon gave up an initiation, with its own
+    /// account (the step then ends at once, not taking effect).
+    refused: Vec<(String, String)>,
+}
+
+/// `refused (…)`, naming the endpoints when more than one acted.
+fn refusals(refused: &[(String, String)]) -> String {
+    match refused {
+        [(_, why)] => format!("refused ({why})"),
+        _ => {
+            let each: Vec<String> = refused.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+            format!("refused ({})", each.join("; "))
+        }
+    }
 }
 
 /// How a wait ended.
@@ -636,5 +645,39 @@ mod tests {
         assert_eq!(next_range(&k), (40001, 65535));
         k.port_range = Some((1024, 65535));
         assert_eq!(next_range(&k), (1024, 1024));
+    }
+
+    #[test]
+    fn a_reauth_takes_effect_once_both_sas_are_new() {
+        use crate::model::{ChildSa, IkeSa, SaState};
+        let ids = |ike: &str, child: &str| SaIds {
+            ike: vec![ike.into()],
+            children: vec![child.into()],
+        };
+        let up = |ids: SaIds| EndpointState {
+            ike: Some(IkeSa {
+                state: SaState::Established,
+                ..IkeSa::default()
+            }),
+            child: Some(ChildSa {
+                state: SaState::Installed,
+                ..ChildSa::default()
+            }),
+            ids,
+            ..EndpointState::default()
+        };
+        let before = ids("1", "1");
+        assert!(!took_effect(IkeOp::Reauth, &before, &up(ids("1", "2"))));
+        assert!(!took_effect(IkeOp::Reauth, &before, &up(ids("2", "1"))));
+        assert!(took_effect(IkeOp::Reauth, &before, &up(ids("2", "2"))));
+        assert!(took_effect(IkeOp::RekeyIke, &before, &up(ids("2", "1"))));
+    }
+
+    #[test]
+    fn refusals_name_their_endpoints_only_when_several_acted() {
+        let one = [("server".to_string(), "gave up".to_string())];
+        assert_eq!(refusals(&one), "refused (gave up)");
+        let two = [one[0].clone(), ("client".to_string(), "no".to_string())];
+        assert_eq!(refusals(&two), "refused (server: gave up; client: no)");
     }
 }

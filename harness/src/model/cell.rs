@@ -215,7 +215,8 @@ pub enum Action {
 )]
 #[strum(serialize_all = "kebab-case")]
 pub enum IkeOp {
-    /// Bring the tunnel up (an initiator's; again after `terminate`).
+    /// Bring the tunnel up (an initiator, or a responder that knows its
+    /// peer's address; again after `terminate`).
     Initiate,
     /// Delete the IKE SA and its CHILD SAs.
     Terminate,
@@ -388,7 +389,8 @@ pub struct Endpoint {
     pub peer: String,
     /// Further initiators a responder accepts (strongSwan only).
     pub others: Vec<OtherPeer>,
-    /// Where IKE is sent (initiator only).
+    /// Where IKE is sent: an initiator's peer, or the address a responder
+    /// was given (it then takes IKE only from there and can initiate).
     pub remote_addr: Option<IpAddr>,
     /// The node's own address IKE uses: toward `remote_addr` on the
     /// initiator, the address the initiator targets on the responder.

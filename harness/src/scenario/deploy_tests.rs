@@ -471,4 +471,13 @@ fn a_responder_given_peer_addr_sends_ike_there_and_may_initiate() {
             .any(|m| m.contains("server is a responder with no `peer_addr`")),
         "{e:?}"
     );
+    // No peer at all: reported once, with `peer`, and no panic.
+    let e = edit("peer = \"client\"\npeer_addr", "peer = []\npeer_addr");
+    assert!(!e.iter().any(|m| m.contains("peer_addr")), "{e:?}");
+    let e = edit("role = \"responder\"", "role = \"responder\"\nike = 0");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("server takes either IKE version")),
+        "{e:?}"
+    );
 }

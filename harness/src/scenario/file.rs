@@ -204,7 +204,9 @@ pub struct EndpointSpec {
     /// Node of the peer endpoint. A strongSwan responder may list several
     /// initiators (`["client1", "client2"]`): one daemon, one SA per client.
     pub peer: Spanned<Peers>,
-    /// Address the initiator sends IKE to (default: the peer node's only address).
+    /// Address IKE is sent to: an initiator's (default: the peer node's
+    /// only address), or a responder's, which then takes IKE only from
+    /// there and may be asked to initiate.
     pub peer_addr: Option<Spanned<String>>,
     /// IKE identity.
     pub id: Spanned<String>,
@@ -486,7 +488,7 @@ pub struct StepSpec {
     /// With `nat_reboot`: the outside port range after the reboot
     /// (`"30000-39999"`; default: the next range not in use).
     pub port_range: Option<Spanned<String>>,
-    /// Act on IKE: initiate, terminate, rekey.
+    /// Act on IKE: initiate, terminate, rekey, re-authenticate, restart.
     pub ike: Option<Spanned<IkeStepSpec>>,
     /// Start dropping a packet class at a node (see `behaviour.block`).
     pub block: Option<Spanned<BlockStepSpec>>,
@@ -521,8 +523,9 @@ pub struct IkeStepSpec {
     /// The endpoint's node; a list acts at all of them at once (both ends
     /// rekeying together collide, RFC 7296 section 2.8.1).
     pub node: Spanned<Peers>,
-    /// `initiate` (an initiator), `terminate`, `rekey-child` or
-    /// `rekey-ike`.
+    /// `initiate` (an initiator, or a responder with `peer_addr`),
+    /// `terminate`, `rekey-child`, `rekey-ike`, `reauth`, `restart` or
+    /// `crash`.
     pub action: Spanned<String>,
     /// Checks to run while it happens (with `interval`, continuous
     /// traffic across a rekey); results are named `<check>@<step>`.

@@ -72,7 +72,7 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
 pub fn unsupported_op(stack: &StackKind, op: IkeOp) -> Option<String> {
     match (stack, op) {
         (StackKind::Command(_), _) => Some(
-            "vpnlab drives `ike` steps (initiate, terminate, rekey) through strongSwan's VICI and libreswan's whack, not a user's own stack".into(),
+            "vpnlab drives `ike` steps (initiate, terminate, rekey, reauth, restart, crash) through strongSwan's VICI and libreswan's whack, not a user's own stack".into(),
         ),
         (StackKind::Libreswan, IkeOp::Reauth) => Some(
             "libreswan 4.10's whack has no command that re-authenticates an IKE SA (pluto does so only when the IKE SA's lifetime ends, with `reauth=yes`)".into(),
@@ -237,8 +237,8 @@ impl Running {
         }
     }
 
-    /// Bring the tunnel up (on an initiator) and wait until it is up or has
-    /// failed.
+    /// Bring the tunnel up (an initiator, or a responder given its peer's
+    /// address) and wait until it is up or has failed.
     pub async fn initiate(&mut self) -> Result<Initiation, StackError> {
         match &mut self.driver {
             Driver::StrongSwan(s) => s.initiate().await,
@@ -248,9 +248,9 @@ impl Running {
         }
     }
 
-    /// Act on IKE (a user's own stack cannot, except `restart`: its cells
-    /// with other `ike` steps are unsupported before they start). `ns` is
-    /// the endpoint's node, where a restart starts the daemon again.
+    /// Act on IKE (a user's own stack's cells with `ike` steps are
+    /// unsupported before they start: [`unsupported_op`]). `ns` is the
+    /// endpoint's node, where a restart starts the daemon again.
     pub async fn act(&mut self, op: IkeOp, ns: &Netns) -> Result<(), StackError> {
         match (&mut self.driver, op) {
             (_, IkeOp::Restart) => self.restart(ns, false).await,

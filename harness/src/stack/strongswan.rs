@@ -496,16 +496,24 @@ impl Running {
     /// Act on the connection's SAs: initiate (again), terminate, rekey.
     /// Rekeying returns at once; charon carries it out meanwhile.
     pub async fn act(&mut self, op: IkeOp) -> Result<(), StackError> {
-        let rekey = |child: bool, reauth: bool| vici::Rekey {
-            child: child.then(|| CONN.to_string()),
-            ike: (!child).then(|| CONN.to_string()),
-            reauth: reauth.then(|| "yes".to_string()),
+        let child = || vici::Rekey {
+            child: Some(CONN.to_string()),
+            ike: None,
+            reauth: None,
+        };
+        let ike = |reauth: Option<String>| vici::Rekey {
+            child: None,
+            ike: Some(CONN.to_string()),
+            reauth,
         };
         match op {
             IkeOp::Initiate => {
                 let r = self.initiate().await?;
                 match r.error {
-                    Some(e) => Err(self.control_err("initiate", e)),
+                    Some(detail) => Err(StackError::Refused {
+                        node: self.ep.node.clone(),
+                        detail,
+                    }),
                     None => Ok(()),
                 }
             }
@@ -516,9 +524,9 @@ impl Running {
                 };
                 self.command("terminate", req).await
             }
-            IkeOp::RekeyChild => self.command("rekey", rekey(true, false)).await,
-            IkeOp::RekeyIke => self.command("rekey", rekey(false, false)).await,
-            IkeOp::Reauth => self.command("rekey", rekey(false, true)).await,
+            IkeOp::RekeyChild => self.command("rekey", child()).await,
+            IkeOp::RekeyIke => self.command("rekey", ike(None)).await,
+            IkeOp::Reauth => self.command("rekey", ike(Some("yes".into()))).await,
             // The dispatch restarts daemons itself.
             IkeOp::Restart | IkeOp::Crash => Ok(()),
         }

@@ -681,13 +681,16 @@ fn responder_addr(
     field: &str,
 ) -> Option<IpAddr> {
     let peers = e.peer.get_ref().all();
-    if peers.len() > 1 {
-        let msg = "a responder of several peers takes IKE from each: `peer_addr` would name one";
-        d.err(sp(pa), format!("{field}.peer_addr"), msg);
+    // No peer at all is reported with `peer`.
+    let [peer] = peers[..] else {
+        if peers.len() > 1 {
+            let msg =
+                "a responder of several peers takes IKE from each: `peer_addr` would name one";
+            d.err(sp(pa), format!("{field}.peer_addr"), msg);
+        }
         return None;
-    }
+    };
     let a = d.addr(pa, &format!("{field}.peer_addr"))?;
-    let peer = peers[0];
     let owner = net.ifaces.iter().find(|x| x.net.addr() == a);
     let gateway = owner.is_some_and(|x| x.node != *e.node.get_ref() && net.forwards(f, &x.node));
     if !net.owns(peer, a) && !gateway {

@@ -334,6 +334,10 @@ fn ike(d: &mut Diags<'_>, refs: &Refs<'_>, k: &IkeStepSpec, field: &str) -> Opti
             let msg = format!("{n} is a responder with no `peer_addr`: give it the address to initiate to (its peer's, or the NAT's in front of the peer), or initiate from the initiator");
             d.err(sp(&k.action), format!("{field}.action"), msg);
         }
+        if let Some(n) = nodes.iter().find(|n| either_version(refs.f, n)) {
+            let msg = format!("{n} takes either IKE version (`ike = 0`) but would initiate with IKEv2 only: give it its peer's version to initiate");
+            d.err(sp(&k.action), format!("{field}.action"), msg);
+        }
     }
     for c in &k.during {
         if !refs.checks.contains(c.get_ref()) {
@@ -364,6 +368,13 @@ fn can_initiate(f: &ScenarioFile, n: &str) -> bool {
     f.endpoints.iter().map(|e| e.get_ref()).any(|e| {
         e.node.get_ref() == n && (*e.role.get_ref() == Role::Initiator || e.peer_addr.is_some())
     })
+}
+
+/// Whether the endpoint on node `n` is a responder for either version.
+fn either_version(f: &ScenarioFile, n: &str) -> bool {
+    f.endpoints
+        .iter()
+        .any(|e| e.get_ref().node.get_ref() == n && *e.get_ref().ike.get_ref() == 0)
 }
 
 /// `nat_reboot = "<gateway>"`, with an optional `port_range`.

@@ -387,15 +387,19 @@ impl Running {
         Ok(())
     }
 
-    /// Act on IKE with whack: initiate (a responder too: its peer's
-    /// address is known), terminate, rekey the CHILD or IKE SA. A rekey
+    /// Act on IKE with whack: initiate (a responder too, where the file
+    /// gave it `peer_addr`: `right=` is then that address), terminate,
+    /// rekey the CHILD or IKE SA. A rekey
     /// is asked for asynchronously: the step waits for its effect.
     pub async fn act(&mut self, op: IkeOp) -> Result<(), StackError> {
         let flag = match op {
             IkeOp::Initiate => {
                 let r = self.initiate().await?;
                 return match r.error {
-                    Some(e) => Err(self.control_err("whack --initiate", e)),
+                    Some(detail) => Err(StackError::Refused {
+                        node: self.ep.node.clone(),
+                        detail,
+                    }),
                     None => Ok(()),
                 };
             }
