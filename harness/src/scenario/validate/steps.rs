@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use toml::Spanned;
 
 use super::super::file::{
-    BlockStepSpec, IkeStepSpec, LinkStepSpec, ScenarioFile, StepSpec, WaitSpec,
+    BlockStepSpec, EndpointSpec, IkeStepSpec, LinkStepSpec, ScenarioFile, StepSpec, WaitSpec,
 };
 use super::diag::{sp, Diags};
 use super::knobs::duration;
@@ -330,11 +330,20 @@ fn ike(d: &mut Diags<'_>, refs: &Refs<'_>, k: &IkeStepSpec, field: &str) -> Opti
         }
     };
     if op == Some(IkeOp::Initiate) {
-        if let Some(n) = nodes.iter().find(|n| !can_initiate(refs.f, n)) {
+        // An initiator, or a responder told where to send IKE.
+        let knows_peer =
+            |e: &EndpointSpec| *e.role.get_ref() == Role::Initiator || e.peer_addr.is_some();
+        if let Some(n) = nodes
+            .iter()
+            .find(|n| endpoint_on(refs.f, n).is_some_and(|e| !knows_peer(e)))
+        {
             let msg = format!("{n} is a responder with no `peer_addr`: give it the address to initiate to (its peer's, or the NAT's in front of the peer), or initiate from the initiator");
             d.err(sp(&k.action), format!("{field}.action"), msg);
         }
-        if let Some(n) = nodes.iter().find(|n| either_version(refs.f, n)) {
+        if let Some(n) = nodes
+            .iter()
+            .find(|n| endpoint_on(refs.f, n).is_some_and(|e| *e.ike.get_ref() == 0))
+        {
             let msg = format!("{n} takes either IKE version (`ike = 0`) but would initiate with IKEv2 only: give it its peer's version to initiate");
             d.err(sp(&k.action), format!("{field}.action"), msg);
         }
@@ -362,19 +371,13 @@ fn ike(d: &mut Diags<'_>, refs: &Refs<'_>, k: &IkeStepSpec, field: &str) -> Opti
     })
 }
 
-/// Whether the endpoint on node `n` knows where to send IKE: an
-/// initiator, or a responder given `peer_addr`.
-fn can_initiate(f: &ScenarioFile, n: &str) -> bool {
-    f.endpoints.iter().map(|e| e.get_ref()).any(|e| {
-        e.node.get_ref() == n && (*e.role.get_ref() == Role::Initiator || e.peer_addr.is_some())
-    })
-}
-
-/// Whether the endpoint on node `n` is a responder for either version.
-fn either_version(f: &ScenarioFile, n: &str) -> bool {
+/// The endpoint on node `n`, if it has one (a node without is reported
+/// on its own).
+fn endpoint_on<'a>(f: &'a ScenarioFile, n: &str) -> Option<&'a EndpointSpec> {
     f.endpoints
         .iter()
-        .any(|e| e.get_ref().node.get_ref() == n && *e.get_ref().ike.get_ref() == 0)
+        .map(|e| e.get_ref())
+        .find(|e| e.node.get_ref() == n)
 }
 
 /// `nat_reboot = "<gateway>"`, with an optional `port_range`.
