@@ -189,6 +189,8 @@ pub const GUEST_MODULES: &[&str] = &[
     "nft_masq",
     "nft_ct",
     "nf_conntrack",
+    // ctnetlink: the capture follows a NAT's translations by its events.
+    "nf_conntrack_netlink",
     "nf_nat",
     // Crypto, preloaded: autoloading it at the first SA install costs seconds
     // under emulation, enough to trigger IKE retransmits.

@@ -38,6 +38,97 @@ pub fn destination(pkt: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// A packet's protocol and ends, as matched against conntrack tuples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketEnds {
+    /// IP protocol number.
+    pub proto: u8,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Ports (TCP and UDP only).
+    pub ports: Option<(u16, u16)>,
+}
+
+impl PacketEnds {
+    /// The same connection seen the other way.
+    pub fn reversed(&self) -> PacketEnds {
+        PacketEnds {
+            src: self.dst,
+            dst: self.src,
+            ports: self.ports.map(|(s, d)| (d, s)),
+            ..*self
+        }
+    }
+}
+
+/// A packet as conntrack sees it: its own ends and, for an ICMP error, the
+/// ends of the packet it quotes (which conntrack relates to that packet's
+/// connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// The packet's own protocol and ends.
+    pub ends: PacketEnds,
+    /// What an ICMP error quotes.
+    pub quoted: Option<PacketEnds>,
+}
+
+/// Protocol, addresses and ports from a (possibly truncated) IP header:
+/// IPv4, or IPv6 without extension headers before the transport header.
+fn header_ends(d: &[u8]) -> Option<(PacketEnds, &[u8])> {
+    let (proto, src, dst, rest) = match d.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(d[0] & 0x0f) * 4;
+            let s: [u8; 4] = d.get(12..16)?.try_into().ok()?;
+            let t: [u8; 4] = d.get(16..20)?.try_into().ok()?;
+            (*d.get(9)?, IpAddr::from(s), IpAddr::from(t), d.get(ihl..)?)
+        }
+        6 => {
+            let s: [u8; 16] = d.get(8..24)?.try_into().ok()?;
+            let t: [u8; 16] = d.get(24..40)?.try_into().ok()?;
+            (*d.get(6)?, IpAddr::from(s), IpAddr::from(t), d.get(40..)?)
+        }
+        _ => return None,
+    };
+    let ports = matches!(proto, 6 | 17)
+        .then(|| {
+            let p = rest.get(..4)?;
+            Some((
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            ))
+        })
+        .flatten();
+    Some((
+        PacketEnds {
+            proto,
+            src,
+            dst,
+            ports,
+        },
+        rest,
+    ))
+}
+
+/// The packet's ends, and for an ICMP or ICMPv6 error those of the packet
+/// it quotes. Fragments other than the first carry no ports and are taken
+/// as they are.
+pub fn packet(d: &[u8]) -> Option<Packet> {
+    let (ends, rest) = header_ends(d)?;
+    let error = match ends.proto {
+        1 => matches!(rest.first(), Some(3 | 11 | 12)),
+        58 => matches!(rest.first(), Some(1..=4)),
+        _ => false,
+    };
+    let quoted = if error {
+        rest.get(8..).and_then(header_ends).map(|(q, _)| q)
+    } else {
+        None
+    };
+    Some(Packet { ends, quoted })
+}
+
 /// Whether a packet never leaves its link: IPv4 to the local network
 /// control block (224.0.0.0/24, e.g. the IGMP reports of a segment's
 /// bridge, RFC 5771) or to the limited broadcast address; IPv6 with a

@@ -5,6 +5,7 @@
 //! interface are kept for pcap files, up to a cap.
 
 pub mod classify;
+pub mod conntrack;
 pub mod kstats;
 pub mod path;
 pub mod pcap;
@@ -30,6 +31,26 @@ pub const FRAMES_PER_IFACE: usize = 10_000;
 pub const SNAPLEN: usize = 256;
 /// Kernel receive buffer per capture socket.
 const RCVBUF: usize = 4 << 20;
+/// Kernel receive buffer per conntrack event socket.
+const CT_RCVBUF: usize = 1 << 20;
+
+/// What a capture needs to know about the cell.
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// The tunnelled checks' address pairs.
+    pub flows: Vec<Flow>,
+    /// Keep live counts for [`Capture::seen`] (cells that wait for a
+    /// packet).
+    pub live: bool,
+    /// TUN devices (node, ifindex) that are not a tunnel's (a NAT64
+    /// translator's), whose packets are classified like a veth's.
+    pub plain: Vec<(String, u32)>,
+    /// Each node's own addresses.
+    pub own: BTreeMap<String, Vec<IpAddr>>,
+    /// Nodes whose connection tracker translates (their conntrack events
+    /// are read).
+    pub translating: Vec<String>,
+}
 
 /// Which way a frame crossed the interface, seen from the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -52,8 +73,13 @@ pub struct Frame {
     pub ts: Duration,
     /// Length on the wire.
     pub len: u32,
-    /// The first bytes (an IPv4 packet).
+    /// The first bytes (an IP packet).
     pub data: Vec<u8>,
+    /// Its class (a translated check packet's is corrected when the
+    /// capture stops).
+    pub class: Class,
+    /// Arrived addressed to the node itself.
+    pub to_self: bool,
 }
 
 /// What one node's socket saw.
@@ -70,8 +96,14 @@ pub struct NodeFrames {
     /// Frames the kernel dropped because the socket buffer was full.
     pub kernel_drops: u64,
     /// (ifindex, class) → packets that arrived addressed to the node itself
-    /// (one of its link or inner addresses), before any translation.
+    /// (one of its link or inner addresses) and that no translation of the
+    /// node passed on.
     pub to_self: BTreeMap<(u32, Class), u64>,
+    /// New conntrack entries (a translating node's), in order.
+    pub translations: Vec<conntrack::Translation>,
+    /// Whether `translations` is the whole story: the node's conntrack
+    /// events were read and none was lost.
+    pub followed: bool,
 }
 
 /// Raw per-interface counts of a cell (for the JSON report and tools).
@@ -105,6 +137,8 @@ type Live = Option<Arc<std::sync::Mutex<BTreeMap<(u32, Class), u64>>>>;
 /// Capture running on every node of a cell.
 pub struct Capture {
     running: Vec<Running>,
+    /// The checks' address pairs, to follow through translations.
+    flows: Arc<Vec<Flow>>,
     /// Kernel counters of each node when the capture started.
     counters: BTreeMap<String, kstats::Counters>,
 }
@@ -121,17 +155,15 @@ pub struct Captured {
 }
 
 impl Capture {
-    /// Start capturing on every node; `flows` are the checks' address pairs;
-    /// with `live`, counts are also kept for [`Capture::seen`]; `plain`
-    /// names TUN devices (node, ifindex) that are not a tunnel's (a NAT64
-    /// translator's), whose packets are classified like a veth's.
-    pub fn start(
-        topo: &Topology,
-        flows: Vec<Flow>,
-        live: bool,
-        plain: Vec<(String, u32)>,
-        own: &BTreeMap<String, Vec<IpAddr>>,
-    ) -> Result<Self, TopologyError> {
+    /// Start capturing on every node of `topo`, as `setup` says.
+    pub fn start(topo: &Topology, setup: Setup) -> Result<Self, TopologyError> {
+        let Setup {
+            flows,
+            live,
+            plain,
+            own,
+            translating,
+        } = setup;
         let flows = Arc::new(flows);
         let counters = topo
             .nodes
@@ -155,13 +187,19 @@ impl Capture {
             let (wake_rx, wake_tx) = nix::unistd::pipe()
                 .map_err(std::io::Error::from)
                 .map_err(err("create a pipe"))?;
-            sockets.push((name.clone(), sock, wake_rx, wake_tx));
+            // Without its conntrack events a node's translations are not
+            // followed, and the path says so where it matters.
+            let ct = translating
+                .contains(name)
+                .then(|| ns.conntrack_events(CT_RCVBUF).ok())
+                .flatten();
+            sockets.push((name.clone(), sock, ct, wake_rx, wake_tx));
         }
         let from = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let mut running = Vec::new();
-        for (name, sock, wake_rx, wake_tx) in sockets {
+        for (name, sock, ct, wake_rx, wake_tx) in sockets {
             let live: Live = live.then(Default::default);
             let ctx = Ctx {
                 flows: flows.clone(),
@@ -175,7 +213,7 @@ impl Capture {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
-                .spawn(move || read_loop(sock, wake_rx, from, &ctx))
+                .spawn(move || read_loop(sock, ct, wake_rx, from, &ctx))
                 .map_err(|source| TopologyError::Netns {
                     node: name.clone(),
                     op: "start a capture thread",
@@ -188,7 +226,11 @@ impl Capture {
                 live,
             });
         }
-        Ok(Capture { running, counters })
+        Ok(Capture {
+            running,
+            flows,
+            counters,
+        })
     }
 
     /// Packets of `class` that crossed interface `ifindex` of `node` so far,
@@ -240,6 +282,7 @@ impl Capture {
                 .insert(node.clone(), iface_names(topo.node(&node)).await);
             out.nodes.insert(node, frames);
         }
+        out.follow(&self.flows);
         out
     }
 }
@@ -262,6 +305,7 @@ async fn iface_names(ns: &Netns) -> BTreeMap<u32, String> {
 /// happened).
 fn read_loop(
     sock: OwnedFd,
+    ct: Option<OwnedFd>,
     wake: OwnedFd,
     from: Duration,
     ctx: &Ctx,
@@ -271,15 +315,28 @@ fn read_loop(
     let mut per_iface: BTreeMap<u32, usize> = BTreeMap::new();
     let mut buf = vec![0u8; 65536];
     let mut cut: Option<Duration> = None;
+    let mut ct_lost = false;
     loop {
         if cut.is_none() {
-            let mut fds = [
+            let mut fds = vec![
                 PollFd::new(sock.as_fd(), PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
             ];
+            if let Some(c) = &ct {
+                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+            }
             poll(&mut fds, PollTimeout::NONE)?;
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            let ready = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            let (woken, ct_ready) = (ready(1), ready(2));
+            if woken {
                 cut = Some(read_cut(&wake)?);
+            }
+            if let (true, Some(c)) = (ct_ready, &ct) {
+                ct_lost |= read_conntrack(c, &mut buf, &mut nf.translations);
             }
         }
         let frame = match receive(&sock, &mut buf) {
@@ -294,11 +351,29 @@ fn read_loop(
         }
         count(&mut nf, &mut per_iface, &buf[..n], &addr, ts, ctx);
     }
+    if let Some(c) = &ct {
+        ct_lost |= read_conntrack(c, &mut buf, &mut nf.translations);
+    }
+    nf.followed = ct.is_some() && !ct_lost;
     nf.kernel_drops = sys::packet_drops(sock.as_fd()).unwrap_or(0);
     // Closing a packet socket waits for an RCU grace period (milliseconds);
     // nobody needs to wait for that, so it happens off the critical path.
     std::thread::spawn(move || drop(sock));
     Ok(nf)
+}
+
+/// Read every queued conntrack event; true when some were lost (the
+/// socket's buffer overflowed, or it failed).
+fn read_conntrack(ct: &OwnedFd, buf: &mut [u8], out: &mut Vec<conntrack::Translation>) -> bool {
+    loop {
+        match nix::sys::socket::recv(ct.as_raw_fd(), buf, nix::sys::socket::MsgFlags::empty()) {
+            Ok(n) => out.extend(conntrack::parse(&buf[..n])),
+            Err(nix::errno::Errno::EAGAIN) => return false,
+            Err(nix::errno::Errno::EINTR) => continue,
+            // ENOBUFS: events were dropped; anything else: none will come.
+            Err(_) => return true,
+        }
+    }
 }
 
 /// One frame: its length, where it was seen, and the kernel's time stamp
@@ -335,6 +410,17 @@ fn read_cut(wake: &OwnedFd) -> std::io::Result<Duration> {
         return Err(std::io::Error::other("short stop message"));
     }
     Ok(Duration::from_nanos(u64::from_ne_bytes(b)))
+}
+
+/// Move one packet's count from key `from` to key `to`.
+fn shift<K: Ord>(m: &mut BTreeMap<K, u64>, from: K, to: K) {
+    if let Some(n) = m.get_mut(&from) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            m.remove(&from);
+        }
+    }
+    *m.entry(to).or_default() += 1;
 }
 
 /// What a node's reader classifies with.
@@ -381,7 +467,9 @@ fn count(
     };
     let class = classify::classify(pkt, tun, flows);
     *nf.counts.entry((ifindex, dir, class)).or_default() += 1;
-    if dir == Dir::In && classify::destination(pkt).is_some_and(|d| ctx.own.contains(&d)) {
+    let to_self =
+        dir == Dir::In && classify::destination(pkt).is_some_and(|d| ctx.own.contains(&d));
+    if to_self {
         *nf.to_self.entry((ifindex, class)).or_default() += 1;
     }
     if let Some(Ok(mut m)) = live.as_ref().map(|l| l.lock()) {
@@ -396,6 +484,8 @@ fn count(
             ts,
             len: pkt.len() as u32,
             data: pkt[..pkt.len().min(SNAPLEN)].to_vec(),
+            class,
+            to_self,
         });
     } else {
         *nf.over_cap.entry(ifindex).or_default() += 1;
@@ -403,6 +493,53 @@ fn count(
 }
 
 impl Captured {
+    /// Follow the checks' packets through every translation a node's
+    /// connection tracker reported: a check packet a NAT rewrote is counted
+    /// as check traffic on the far side too, and a packet addressed to a
+    /// translating node that the node passed on (a reply whose destination
+    /// it rewrote back) is no longer counted as arrived for the node
+    /// itself. Kept frames only: beyond the cap, counts stay as classified
+    /// (the path notes the cap).
+    fn follow(&mut self, flows: &[Flow]) {
+        let entries: Vec<conntrack::Translation> = self
+            .nodes
+            .values()
+            .flat_map(|n| n.translations.iter().copied())
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        let translated = conntrack::translated_flows(flows, &entries);
+        for nf in self.nodes.values_mut() {
+            let NodeFrames {
+                frames,
+                counts,
+                to_self,
+                translations,
+                ..
+            } = nf;
+            for f in frames.iter_mut() {
+                let Some(p) = classify::packet(&f.data) else {
+                    continue;
+                };
+                if f.class == Class::Other && conntrack::in_flows(&translated, &p.ends) {
+                    let (i, d) = (f.ifindex, f.dir);
+                    shift(counts, (i, d, Class::Other), (i, d, Class::CheckClear));
+                    if f.to_self {
+                        shift(to_self, (i, Class::Other), (i, Class::CheckClear));
+                    }
+                    f.class = Class::CheckClear;
+                }
+                if f.to_self && translations.iter().any(|t| t.forwards(&p)) {
+                    if let Some(n) = to_self.get_mut(&(f.ifindex, f.class)) {
+                        *n = n.saturating_sub(1);
+                    }
+                    f.to_self = false;
+                }
+            }
+        }
+    }
+
     /// Packets of `class` that arrived at `node` on `iface` addressed to
     /// the node itself.
     pub fn to_self(&self, node: &str, iface: &str, class: Class) -> u64 {

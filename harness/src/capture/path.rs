@@ -319,7 +319,7 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir], cap: &Captured) -> Vec<String> {
         let switches = cell.segments.iter().map(|s| s.name.as_str());
         for node in cell.nodes.iter().map(|n| n.name.as_str()).chain(switches) {
             if cell.endpoint(node).is_none() {
-                let mine = to_self(cell, cap, node, c);
+                let mine = (to_self(cell, cap, node, c), Addressed::of(cell, cap, node));
                 out.extend(at_node(cell, dirs, node, c, mine));
             }
         }
@@ -453,13 +453,31 @@ fn to_self(cell: &Cell, cap: &Captured, node: &str, c: Class) -> u64 {
         .sum()
 }
 
-/// Whether `node` may forward what is addressed to it: a NAT's replies
-/// are addressed to its outside address until conntrack translates them
-/// back, and a forwarding (DNAT) or a NAT64 rewrites the destination.
-fn rewrites_destination(cell: &Cell, node: &str) -> bool {
-    cell.node(node).is_some_and(|n| {
-        n.nat.translates() || n.knobs.forward_ike_to.is_some() || n.knobs.forward_esp_to.is_some()
-    })
+/// How much the capture knows of what `node` did with packets addressed
+/// to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Addressed {
+    /// The node rewrites no destination: they were delivered to it.
+    Delivered,
+    /// The node translates and its connection tracker was followed: what
+    /// it passed on is no longer counted as addressed to it, the rest was
+    /// delivered to it.
+    Followed,
+    /// The node translates and its translations are unknown: passed on or
+    /// delivered, the capture cannot tell.
+    Unknown,
+}
+
+impl Addressed {
+    fn of(cell: &Cell, cap: &Captured, node: &str) -> Self {
+        if !cell.node(node).is_some_and(|n| n.rewrites_destination()) {
+            Addressed::Delivered
+        } else if cap.nodes.get(node).is_some_and(|n| n.followed) {
+            Addressed::Followed
+        } else {
+            Addressed::Unknown
+        }
+    }
 }
 
 /// (neighbour, packets of class `c`) that arrived at `node` from each
@@ -501,10 +519,16 @@ fn toward(dirs: &[LinkDir], node: &str, ins: &[(&str, u64)]) -> String {
 }
 
 /// What a forwarding node did with packets of class `c`: dropped them all,
-/// sent ICMP errors of its own, or dropped some. `mine` of them arrived
-/// addressed to the node itself: on a node that rewrites no destination,
-/// those were delivered there, not dropped.
-fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class, mine: u64) -> Option<String> {
+/// sent ICMP errors of its own, or dropped some. `mine.0` of them arrived
+/// addressed to the node itself and (unless `mine.1` says the node's
+/// translations are unknown) were delivered there, not dropped.
+fn at_node(
+    cell: &Cell,
+    dirs: &[LinkDir],
+    node: &str,
+    c: Class,
+    mine: (u64, Addressed),
+) -> Option<String> {
     let (ins, outs) = (
         neighbours(dirs, node, c, true),
         neighbours(dirs, node, c, false),
@@ -517,18 +541,23 @@ fn at_node(cell: &Cell, dirs: &[LinkDir], node: &str, c: Class, mine: u64) -> Op
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let rewrites = rewrites_destination(cell, node);
+    let (mine, addressed) = mine;
     if total_in > 0 && total_out == 0 && mine >= total_in {
-        // Addressed to the node: delivered, or (where the node translates
-        // destinations back, which the capture does not follow) either.
-        return rewrites.then(|| {
-            format!(
+        return match addressed {
+            Addressed::Delivered => None,
+            Addressed::Followed => Some(format!(
+                "{} left {} and reached {node}, addressed to {node} itself, and no translation of {node}'s passed them on: delivered to {node}, not forwarded",
+                c.describe(),
+                list(&ins)
+            )),
+            Addressed::Unknown => Some(format!(
                 "{} left {} and reached {node}, addressed to {node} itself, and none left it: taken in by {node} or dropped there (its translations are not followed)",
                 c.describe(),
                 list(&ins)
-            )
-        });
+            )),
+        };
     }
+    let rewrites = addressed == Addressed::Unknown;
     // What arrived for someone else, where that can be told.
     let total_in = if rewrites {
         total_in
@@ -828,6 +857,18 @@ mod tests {
             )),
             "{d:?}"
         );
+        // Its conntrack events were read, and no translation passed them
+        // on: delivered there, and said so.
+        cap.nodes.get_mut("gw").unwrap().followed = true;
+        let d = build(&cell, &cap).diagnosis;
+        assert!(
+            d.iter().any(|l| l.contains(
+                "addressed to gw itself, and no translation of gw's passed them on: delivered to gw, not forwarded"
+            )),
+            "{d:?}"
+        );
+        assert!(!d.iter().any(|l| l.contains("dropped")), "{d:?}");
+        cap.nodes.get_mut("gw").unwrap().followed = false;
         // A plain router takes in what is addressed to it: nothing to say.
         for n in &mut cell.nodes {
             n.nat = NatProfile::None;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::capture::{path, pcap, Capture, Captured, Flow, IfaceCapture};
+use crate::capture::{path, pcap, Capture, Captured, Flow, IfaceCapture, Setup};
 use crate::error::RunError;
 use crate::model::Cell;
 use crate::outcome::{Outcome, Verdict};
@@ -228,13 +228,19 @@ async fn set_up(
         .iter()
         .map(|t| (t.node.clone(), t.ifindex))
         .collect();
-    match Capture::start(
-        &live.topo,
+    let setup = Setup {
         flows,
-        cell.waits_for_packets(),
+        live: cell.waits_for_packets(),
         plain,
-        &own_addrs(cell),
-    ) {
+        own: own_addrs(cell),
+        translating: cell
+            .nodes
+            .iter()
+            .filter(|n| n.rewrites_destination())
+            .map(|n| n.name.clone())
+            .collect(),
+    };
+    match Capture::start(&live.topo, setup) {
         Ok(c) => Ok((live, Some(c))),
         // Dropping `live` releases the namespaces: nothing else started.
         Err(e) => Err(topo_err(e)),

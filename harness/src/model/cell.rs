@@ -318,6 +318,18 @@ pub struct Node {
     pub knobs: Knobs,
 }
 
+impl Node {
+    /// Whether the node may rewrite the destination of what it forwards:
+    /// a NAT's replies are addressed to its outside address until conntrack
+    /// translates them back, and a forwarding (DNAT) or a NAT64 rewrites
+    /// the destination.
+    pub fn rewrites_destination(&self) -> bool {
+        self.nat.translates()
+            || self.knobs.forward_ike_to.is_some()
+            || self.knobs.forward_esp_to.is_some()
+    }
+}
+
 /// One end of a veth pair.
 #[derive(Debug, Clone)]
 pub struct LinkEnd {

@@ -158,6 +158,30 @@ impl Netns {
         })
     }
 
+    /// A ctnetlink socket inside this namespace subscribed to new
+    /// connection-tracking entries (each with its original and reply
+    /// tuples, so with any translation applied).
+    pub fn conntrack_events(&self, rcvbuf: usize) -> std::io::Result<OwnedFd> {
+        self.run_in(move || {
+            use nix::sys::socket::{
+                bind, setsockopt, socket, sockopt, AddressFamily, NetlinkAddr, SockFlag,
+                SockProtocol, SockType,
+            };
+            use std::os::fd::AsRawFd;
+            // NF_NETLINK_CONNTRACK_NEW: the group of new entries.
+            const NEW: u32 = 1;
+            let fd = socket(
+                AddressFamily::Netlink,
+                SockType::Raw,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                SockProtocol::NetlinkNetFilter,
+            )?;
+            setsockopt(&fd, sockopt::RcvBufForce, &rcvbuf)?;
+            bind(fd.as_raw_fd(), &NetlinkAddr::new(0, NEW))?;
+            Ok(fd)
+        })
+    }
+
     /// A raw ICMP (IPv4) or ICMPv6 socket inside this namespace, bound to
     /// `src`. The kernel computes ICMPv6 checksums on raw sockets itself
     /// (RFC 3542 3.1); ICMP's are the sender's.
