@@ -59,15 +59,11 @@ impl Translation {
             Some(q) => q.reversed(),
             None => p.ends,
         };
-        if !self.same_proto(p.proto) {
+        if self.proto != p.proto {
             return false;
         }
         (matches(&self.orig, &p) && self.reply.src != self.orig.dst)
             || (matches(&self.reply, &p) && self.orig.src != self.reply.dst)
-    }
-
-    fn same_proto(&self, proto: u8) -> bool {
-        self.proto == proto
     }
 }
 
