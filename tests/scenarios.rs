@@ -182,7 +182,7 @@ const CROSS_FILE_FLIPS: &[(&str, &str, &str, &str)] = &[(
 /// for cells that run in the VM batch). A negative field cell without such a
 /// partner is a failing test of its own.
 fn flip_trials(l: &Listing, trials: &mut Vec<Trial>) {
-    let dirs = ["field", "ipv6", "deploy"].map(|d| topologies_dir().join(d));
+    let dirs = ["field", "ipv6", "deploy", "diagnosis"].map(|d| topologies_dir().join(d));
     let flipped = |f: &std::path::Path| dirs.iter().any(|d| f.starts_with(d));
     for (file, cells) in l.files.iter().filter(|(f, _)| flipped(f)) {
         let cells: Vec<&vpnlab::model::Cell> = cells.iter().map(|(c, _)| c).collect();

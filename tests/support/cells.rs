@@ -60,11 +60,26 @@ fn judge_cell(id: &str, cell: &CellReport, stderr: &str) -> Result<(), Failed> {
         )
         .into());
     }
+    cause_leads(id, &cell.outcome)?;
     snapshot.map_err(|_| {
         Failed::from(format!(
             "cell {id}: outcome differs from its snapshot (see above; `cargo insta review`)"
         ))
     })
+}
+
+/// A cell that states its cause: it was classified so (the verdict says
+/// that much), and the first "why" line of the reports names it.
+fn cause_leads(id: &str, o: &Outcome) -> Result<(), Failed> {
+    let Some(want) = o.expected.cause else {
+        return Ok(());
+    };
+    let why = vpnlab::report::why(o);
+    let first = why.first().map(String::as_str).unwrap_or("");
+    if !first.starts_with(&format!("cause {want}: ")) {
+        return Err(format!("cell {id}: the first why line does not name cause {want}: {first:?}").into());
+    }
+    Ok(())
 }
 
 /// The snapshot file's name (without `.snap`) of a cell.

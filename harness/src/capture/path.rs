@@ -182,6 +182,16 @@ pub fn build(cell: &Cell, cap: &Captured) -> PathReport {
     report
 }
 
+/// The counter a diagnosis line of [`build`]'s reports (`XfrmInNoStates`
+/// in "server: the kernel counted 3 … (XfrmInNoStates)").
+pub fn counter_of(line: &str) -> Option<&str> {
+    if !line.contains(": the kernel counted ") {
+        return None;
+    }
+    let name = line.strip_suffix(')')?.rsplit_once('(')?.1;
+    (!name.contains(' ')).then_some(name)
+}
+
 /// One side of a wire: a node (or segment) and its interface.
 #[derive(Clone, Copy)]
 struct Side<'a> {

@@ -73,6 +73,9 @@ pub(super) async fn exercise(
     let mut o = Outcome::blank(cell, opts.backend);
     o.initiation = initiation;
     o.endpoints = endpoints;
+    for (e, s) in o.endpoints.iter_mut().zip(&live.stacks) {
+        e.log = s.account();
+    }
     o.ppp = ppp;
     o.checks = checks;
     o.steps = steps;
@@ -220,6 +223,7 @@ async fn observe(
             version: s.version_number().map(str::to_string),
             nat_t: e.nat_t,
             state,
+            log: vec![],
         });
     }
     Ok(endpoints)

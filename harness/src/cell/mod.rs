@@ -172,6 +172,10 @@ pub async fn run_cell(
         let captured = capture.stop(&live.topo).await;
         record_capture(cell, opts, &captured, &mut report);
     }
+    let cx = crate::outcome::Context {
+        versions: cell.endpoints.iter().map(|e| (e.node.clone(), e.ike)).collect(),
+    };
+    report.outcome.diagnose(&cx);
     report.phases.capture_ms = lap(&mut t);
     if opts.keep && report.outcome.verdict != Verdict::Pass {
         keep::hold(cell, &report.outcome, &live, notify).await;

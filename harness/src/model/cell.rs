@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use strum::{Display, EnumString, IntoStaticStr};
 
+use super::cause::{Cause, Misconfig};
 use super::class::Class;
 use super::kinds::{
     Backend, CheckExpect, CheckKind, Encapsulation, Mode, NatT, PppKind, Requirement, Role,
@@ -438,6 +439,9 @@ pub struct Endpoint {
     pub mode: Mode,
     /// Timers, fragmentation, MOBIKE, authentication, protocol.
     pub knobs: EndpointKnobs,
+    /// What it disagrees with its peer on, on purpose (its values already
+    /// the wrong ones).
+    pub misconfigured: Vec<Misconfig>,
 }
 
 impl Endpoint {
@@ -656,6 +660,9 @@ pub struct Expectation {
     /// `wait` step name → expected end.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub waits: BTreeMap<String, WaitExpect>,
+    /// The root cause the cell's failure must be classified as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
 }
 
 impl Expectation {

@@ -9,6 +9,7 @@
 //! I/O; names and parsing of every enum come from strum and serde.
 
 mod algorithms;
+mod cause;
 mod cell;
 mod class;
 mod identity;
@@ -17,6 +18,7 @@ mod nat;
 mod sa;
 
 pub use algorithms::{algorithm, keywords, AlgKind, Algorithm, ALGORITHMS};
+pub use cause::{Cause, Misconfig};
 pub use cell::{
     Action, Auth, Cell, Check, CommandSpec, Endpoint, EndpointKnobs, Event, Expectation, IkeOp,
     Link, LinkEnd, NextHop, Node, OtherPeer, Ppp, Proposals, Proto, Route, Segment, Step,

@@ -7,6 +7,9 @@
 
 use std::collections::BTreeMap;
 
+mod cause;
+
+pub use cause::{classify, Classified, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::path::PathReport;
@@ -59,6 +62,10 @@ pub struct EndpointOutcome {
     /// SAs as reported by the daemon.
     #[serde(flatten)]
     pub state: EndpointState,
+    /// Its own account: the lines of its daemon's log that say why an
+    /// exchange failed (normalized: no times, SPIs or NAT-chosen ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
 }
 
 /// The PPP link as observed.
@@ -190,6 +197,9 @@ pub struct Outcome {
     /// What crossed each link, and where packets stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathReport>,
+    /// A failed cell's root cause, where the evidence shows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Classified>,
 }
 
 impl Outcome {
@@ -227,6 +237,7 @@ impl Outcome {
             nat: BTreeMap::new(),
             steps: vec![],
             path: None,
+            cause: None,
         }
     }
 
@@ -370,12 +381,31 @@ impl Outcome {
                 ));
             }
         }
+        if let Some(want) = exp.cause {
+            let seen = self.cause.as_ref().map(|c| c.id);
+            if seen != Some(want) {
+                m.push(format!(
+                    "cause: expected {want}, classified {}",
+                    seen.map_or("none".into(), |c| c.to_string())
+                ));
+            }
+        }
         self.verdict = if m.is_empty() {
             Verdict::Pass
         } else {
             Verdict::Fail
         };
         self.mismatches = m;
+    }
+
+    /// Classify a judged cell's failure (its path now known) and judge it
+    /// again against the expected cause. A cell that could not run keeps
+    /// its verdict.
+    pub fn diagnose(&mut self, cx: &Context) {
+        if matches!(self.verdict, Verdict::Pass | Verdict::Fail) {
+            self.cause = classify(self, cx);
+            self.judge();
+        }
     }
 
     /// One-line summary of what was observed, for tables.
@@ -437,6 +467,7 @@ mod tests {
             stack: "strongSwan".into(),
             version: None,
             nat_t: NatT::Auto,
+            log: vec![],
             state: EndpointState {
                 ike: Some(IkeSa {
                     state: if up {
@@ -467,6 +498,7 @@ mod tests {
                 encapsulation: Some(Encapsulation::Udp),
                 checks: [("ping".to_string(), CheckExpect::Pass)].into(),
                 waits: BTreeMap::new(),
+                cause: None,
             },
             tunnel: None,
             encapsulation: None,
@@ -490,6 +522,7 @@ mod tests {
             nat: BTreeMap::new(),
             steps: vec![],
             path: None,
+            cause: None,
         };
         o.observe_tunnel();
         o.judge();

@@ -5,9 +5,29 @@ use std::io::Write;
 
 use crate::cell::CellReport;
 use crate::model::{Encapsulation, TunnelExpect};
+use crate::outcome::Outcome;
+
+/// Why a cell came out as it did, most telling first: the root cause
+/// where one is classified, then why it could not run (or the PPP layer's
+/// or the initiator's error), then the diagnosis.
+pub fn why(o: &Outcome) -> Vec<String> {
+    o.cause
+        .as_ref()
+        .map(|c| c.headline())
+        .into_iter()
+        .chain(
+            o.reason
+                .clone()
+                .or_else(|| o.ppp.as_ref().and_then(|p| p.reason.clone()))
+                .or_else(|| o.initiation.as_ref().and_then(|i| i.error.clone())),
+        )
+        .chain(o.path.iter().flat_map(|p| p.diagnosis.iter().cloned()))
+        .collect()
+}
 
 /// The results as a Markdown table: cell, verdict, IPsec tunnel, PPP link,
-/// checks, and why (the first explanation vpnlab has for the cell).
+/// checks, and why: the root cause where one is classified, then the
+/// first explanation vpnlab has for the cell and the diagnosis.
 pub fn markdown(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {
     let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
     writeln!(out, "| Cell | Verdict | IPsec | PPP | Checks | Why |")?;
@@ -42,15 +62,7 @@ pub fn markdown(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()
             .map(|k| format!("{} {}/{}", k.name, k.received, k.sent))
             .collect::<Vec<_>>()
             .join(", ");
-        let why = o
-            .reason
-            .clone()
-            .or_else(|| o.ppp.as_ref().and_then(|p| p.reason.clone()))
-            .or_else(|| o.initiation.as_ref().and_then(|i| i.error.clone()))
-            .into_iter()
-            .chain(o.path.iter().flat_map(|p| p.diagnosis.iter().cloned()))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let why = why(o).join("; ");
         writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} |",

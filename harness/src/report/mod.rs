@@ -5,7 +5,7 @@
 mod markdown;
 mod table;
 
-pub use markdown::markdown;
+pub use markdown::{markdown, why};
 pub use table::table;
 
 /// How the results table is printed.

@@ -63,6 +63,7 @@ fn details(out: &mut dyn Write, c: &CellReport, explain: bool) -> std::io::Resul
     match o.verdict {
         Verdict::Pass if explain => {
             writeln!(out, "\nPASS {}", o.cell)?;
+            cause(out, c)?;
             path(out, c)
         }
         Verdict::Pass => Ok(()),
@@ -85,6 +86,12 @@ fn failure(out: &mut dyn Write, c: &CellReport) -> std::io::Result<()> {
     for m in &o.mismatches {
         writeln!(out, "  - {m}")?;
     }
+    cause(out, c)?;
+    for e in &o.endpoints {
+        for l in &e.log {
+            writeln!(out, "  {} log: {l}", e.node)?;
+        }
+    }
     for ch in o.checks.iter().filter(|c| c.error.is_some()) {
         writeln!(
             out,
@@ -105,6 +112,18 @@ fn failure(out: &mut dyn Write, c: &CellReport) -> std::io::Result<()> {
         writeln!(out, "  ppp: {r}")?;
     }
     path(out, c)
+}
+
+/// The root cause, first: what the rest of the details show.
+fn cause(out: &mut dyn Write, c: &CellReport) -> std::io::Result<()> {
+    let Some(k) = &c.outcome.cause else {
+        return Ok(());
+    };
+    writeln!(out, "  cause: {} ({})", k.id, k.id.describe())?;
+    for e in &k.evidence {
+        writeln!(out, "    because {e}")?;
+    }
+    Ok(())
 }
 
 fn pcap_files(out: &mut dyn Write, cells: &[CellReport]) -> std::io::Result<()> {

@@ -273,6 +273,12 @@ pub struct EndpointSpec {
     /// Rekey the CHILD SA after this long (small values rekey within a
     /// cell; `wait = { event = "child-rekeyed" }` sees it).
     pub child_rekey: Option<Spanned<String>>,
+    /// Disagreements with the peer this end has on purpose, in every cell
+    /// (`["psk"]`; `psk`, `identity`, `ike-version`, `traffic-selectors`):
+    /// its own differing `psk` or `ike` where the file writes one, else a
+    /// wrong value vpnlab derives. Each cell must then expect the tunnel
+    /// down or state its `cause`.
+    pub misconfigured: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One peer node, or (responders) several.
@@ -444,6 +450,11 @@ pub struct MatrixSpec {
     pub ike_proposals: BTreeMap<String, AxisValues>,
     /// MOBIKE settings to try (`"no"`, `"yes"`).
     pub mobike: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Endpoint node → misconfigurations to try, `"none"` for a correct
+    /// end (axis `misconfigured`, or `misconfigured.<node>` when several
+    /// nodes vary): a field failure and its flip partner.
+    #[serde(default)]
+    pub misconfigured: BTreeMap<String, AxisValues>,
 }
 
 /// One expectation entry.
@@ -466,6 +477,9 @@ pub struct ExpectSpec {
     /// `wait` step name → `seen` or `timeout`.
     #[serde(default)]
     pub waits: BTreeMap<String, Spanned<WaitExpect>>,
+    /// The root cause a failure must be classified as (`vpnlab check
+    /// --help` lists them), e.g. `"psk-mismatch"`.
+    pub cause: Option<Spanned<String>>,
 }
 
 /// One timed event. Exactly one action field is set.

@@ -297,6 +297,18 @@ impl Running {
         }
     }
 
+    /// The endpoint's own account so far: the failure lines of its
+    /// daemon's log, normalized ([`account`]). The log outlives a restart,
+    /// so the account covers every daemon the cell started.
+    pub fn account(&self) -> Vec<String> {
+        let read = |name: &str| std::fs::read_to_string(self.recipe.work.file(name)).unwrap_or_default();
+        match self.recipe.ep.stack {
+            StackKind::StrongSwan => account::charon(&read("charon.log")),
+            StackKind::Libreswan => account::pluto(&read("pluto.log")),
+            StackKind::Command(_) => account::command(&read("account.log")),
+        }
+    }
+
     /// Stop the daemon and reap it.
     pub async fn stop(self) {
         match self.driver {
@@ -308,6 +320,7 @@ impl Running {
     }
 }
 
+pub mod account;
 pub mod command;
 pub mod daemon;
 pub mod libreswan;

@@ -17,7 +17,9 @@ use super::knobs::{self, KnobChoice};
 use super::matrix::{Axes, Choice, Varies};
 use super::network::Network;
 use super::routing::forwarded_to;
-use crate::model::{self as cell, known, Families, Mode, NatT, Role, StackKind, StackName};
+use crate::model::{
+    self as cell, known, Families, Misconfig, Mode, NatT, Role, StackKind, StackName,
+};
 
 /// The validated endpoints.
 #[derive(Default)]
@@ -52,6 +54,7 @@ pub(super) struct EndpointPlan {
     pub nat_t: Choice<NatT>,
     pub knobs: KnobChoice,
     pub proposals: Choice<cell::Proposals>,
+    pub misconfigured: Choice<Vec<Misconfig>>,
 }
 
 /// What an endpoint resolves to on its own.
@@ -59,6 +62,7 @@ struct Declared {
     stack: Choice<StackKind>,
     knobs: KnobChoice,
     proposals: Choice<cell::Proposals>,
+    misconfigured: Choice<Vec<Misconfig>>,
 }
 
 /// What it resolves to against its peers.
@@ -103,6 +107,7 @@ pub(super) fn validate(
                 nat_t,
                 knobs: own.knobs,
                 proposals: own.proposals,
+                misconfigured: own.misconfigured,
             });
         }
     }
@@ -161,10 +166,21 @@ fn declared(
     }
     virtual_ips(d, net, eps, e, &field);
     let proposals = super::proposals::of(d, e, axes, &field);
+    let misconfigured = super::misconfig::of(d, e, axes, &field);
+    if let Some(p) = e.psk.as_ref().filter(|p| p.get_ref().is_empty()) {
+        if !super::misconfig::may(f, e.node.get_ref(), Misconfig::Psk) {
+            d.err(
+                sp(p),
+                format!("{field}.psk"),
+                "empty: give a pre-shared key (or declare `misconfigured = [\"psk\"]` to test an empty one)",
+            );
+        }
+    }
     Some(Declared {
         stack: stack?,
         knobs: knobs.choices(axes)?,
         proposals: proposals?,
+        misconfigured: misconfigured?,
     })
 }
 
@@ -535,22 +551,25 @@ fn same_settings(
     field: &str,
 ) {
     let peer = p.node.get_ref();
+    let may = |m| {
+        super::misconfig::may(f, e.node.get_ref(), m) || super::misconfig::may(f, peer, m)
+    };
     if let (Some(a), Some(b)) = (&e.psk, &p.psk) {
-        if a.get_ref() != b.get_ref() {
+        if a.get_ref() != b.get_ref() && !may(Misconfig::Psk) {
             d.err(
                 sp(a),
                 format!("{field}.psk"),
-                format!("differs from the psk of {peer}"),
+                format!("differs from the psk of {peer} (declare `misconfigured = [\"psk\"]` on one end to test a wrong key)"),
             );
         }
     }
     // 0: a responder that takes either version.
     let (a, b) = (*e.ike.get_ref(), *p.ike.get_ref());
-    if a != b && a != 0 && b != 0 {
+    if a != b && a != 0 && b != 0 && !may(Misconfig::IkeVersion) {
         d.err(
             sp(&e.ike),
             format!("{field}.ike"),
-            format!("differs from the IKE version of {peer}"),
+            format!("differs from the IKE version of {peer} (declare `misconfigured = [\"ike-version\"]` on one end to test the mismatch)"),
         );
     }
     if p.mode.get_ref() != e.mode.get_ref() {

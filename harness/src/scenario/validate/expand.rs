@@ -15,7 +15,7 @@ use super::matrix::Pick;
 use super::network::NodePlan;
 use super::routing::{forwarded_to, next_hop, reachable};
 use super::{Diags, Validated};
-use crate::model::{self as cell, Cell, NatProfile, Role};
+use crate::model::{self as cell, Cell, Misconfig, NatProfile, Role};
 
 /// A routing problem, with the cells it occurs in (often all of them).
 struct Unreachable {
@@ -46,6 +46,7 @@ pub(super) fn cells(d: &mut Diags<'_>, v: &Validated<'_>) -> Vec<Cell> {
         let Some(expect) = expect::of_cell(d, v.f, pick, &id, &v.names, has) else {
             continue;
         };
+        misconfigured_expects(d, v, &endpoints, &expect, &id);
         cells.push(Cell {
             id,
             scenario: v.name.clone(),
@@ -74,6 +75,67 @@ pub(super) fn cells(d: &mut Diags<'_>, v: &Validated<'_>) -> Vec<Cell> {
     }
     cells
 }
+
+/// A cell with a misconfigured end fails on purpose: it must say so.
+fn misconfigured_expects(
+    d: &mut Diags<'_>,
+    v: &Validated<'_>,
+    endpoints: &[cell::Endpoint],
+    x: &cell::Expectation,
+    id: &str,
+) {
+    let Some(e) = endpoints.iter().find(|e| !e.misconfigured.is_empty()) else {
+        return;
+    };
+    if x.tunnel != Some(cell::TunnelExpect::Down) && x.cause.is_none() {
+        let span = v.f.expect.first().map(super::diag::sp).unwrap_or(0..0);
+        let what: Vec<&str> = e.misconfigured.iter().map(|m| m.into()).collect();
+        d.err(
+            span,
+            "expect.tunnel",
+            format!(
+                "cell {id}: {} is misconfigured ({}): expect `tunnel = \"down\"` or state its `cause`",
+                e.node,
+                what.join(", ")
+            ),
+        );
+    }
+}
+
+/// The wrong values a misconfigured end gets, where the file does not
+/// write them itself.
+fn misconfigure(e: &mut cell::Endpoint, peer: &super::super::file::EndpointSpec) {
+    for m in e.misconfigured.clone() {
+        match m {
+            Misconfig::Psk => {
+                if peer.psk.as_ref().is_some_and(|p| *p.get_ref() == e.psk) {
+                    e.psk.push_str("-misconfigured");
+                }
+            }
+            Misconfig::Identity => e.peer_id = WRONG_ID.to_string(),
+            Misconfig::IkeVersion => {
+                if *peer.ike.get_ref() == e.ike {
+                    e.ike = 3 - e.ike;
+                }
+            }
+            Misconfig::TrafficSelectors => {
+                e.peer_subnets.clear();
+                e.peer_inner = Some(match e.inner {
+                    Some(IpAddr::V6(_)) => WRONG_TS6.parse().expect("an address"),
+                    _ => WRONG_TS4.parse().expect("an address"),
+                });
+            }
+        }
+    }
+}
+
+/// The identity a misconfigured end expects of its peer (RFC 6761: a name
+/// that never exists).
+const WRONG_ID: &str = "misconfigured.invalid";
+/// The peer selector a misconfigured end proposes: documentation
+/// addresses (RFC 5737, RFC 3849) no node has.
+const WRONG_TS4: &str = "198.51.100.254";
+const WRONG_TS6: &str = "2001:db8:ffff::fe";
 
 /// A node with the cell's NAT profile and hairpinning.
 fn node(d: &mut Diags<'_>, p: &NodePlan, pick: &Pick<'_>) -> cell::Node {
@@ -211,7 +273,7 @@ fn endpoint(
             subnets: subnets(other.node.get_ref()),
         }
     });
-    cell::Endpoint {
+    let mut out = cell::Endpoint {
         node: e.node.get_ref().clone(),
         stack: p.stack.at(pick).clone(),
         role: *e.role.get_ref(),
@@ -242,7 +304,10 @@ fn endpoint(
         nat_t: *p.nat_t.at(pick),
         mode: *e.mode.get_ref(),
         knobs: p.knobs.at(pick),
-    }
+        misconfigured: p.misconfigured.at(pick).clone(),
+    };
+    misconfigure(&mut out, peer);
+    out
 }
 
 /// IKE must be routable both ways, through this cell's NAT.

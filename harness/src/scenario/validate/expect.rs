@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::super::file::ScenarioFile;
 use super::diag::{sp, Diags};
 use super::matrix::{Axes, Pick};
-use crate::model::{Action, Expectation, Step, TunnelExpect};
+use crate::model::{known, Action, Cause, Expectation, Step, TunnelExpect};
 
 /// What an expectation may name.
 pub(super) struct Names {
@@ -82,6 +82,15 @@ pub(super) fn validate(d: &mut Diags<'_>, f: &ScenarioFile, axes: &Axes, names: 
                 );
             }
         }
+        if let Some(c) = &e.get_ref().cause {
+            if c.get_ref().parse::<Cause>().is_err() {
+                d.err(
+                    sp(c),
+                    format!("expect[{i}].cause"),
+                    format!("unknown cause `{}` (known: {})", c.get_ref(), known::<Cause>()),
+                );
+            }
+        }
         for (w, v) in &e.get_ref().waits {
             if !names.waits.contains(w) {
                 d.err(
@@ -143,6 +152,7 @@ fn merged(f: &ScenarioFile, pick: &Pick<'_>) -> Expectation {
         encapsulation: None,
         checks: BTreeMap::new(),
         waits: BTreeMap::new(),
+        cause: None,
     };
     for e in &f.expect {
         let e = e.get_ref();
@@ -161,6 +171,9 @@ fn merged(f: &ScenarioFile, pick: &Pick<'_>) -> Expectation {
         }
         for (w, v) in &e.waits {
             x.waits.insert(w.clone(), *v.get_ref());
+        }
+        if let Some(c) = e.cause.as_ref().and_then(|c| c.get_ref().parse().ok()) {
+            x.cause = Some(c);
         }
     }
     x

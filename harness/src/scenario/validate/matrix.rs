@@ -39,6 +39,8 @@ pub(super) enum Varies {
     Behaviour(String, String),
     /// The IKE proposals of the endpoint on a node.
     IkeProposals(String),
+    /// The declared misconfiguration of the endpoint on a node.
+    Misconfigured(String),
 }
 
 /// One axis.
@@ -121,6 +123,14 @@ pub(super) fn axes(f: &ScenarioFile) -> Axes {
         };
         push(name, names(v), Varies::IkeProposals(n.clone()));
     }
+    for (n, v) in &m.misconfigured {
+        let name = if m.misconfigured.len() > 1 {
+            format!("misconfigured.{n}")
+        } else {
+            "misconfigured".to_string()
+        };
+        push(name, names(v), Varies::Misconfigured(n.clone()));
+    }
     for (n, knobs) in &m.behaviour {
         for (knob, v) in knobs {
             let shared = m
@@ -183,6 +193,9 @@ pub(super) fn check(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) {
     check_hairpin(d, m, net);
     endpoint_axis(d, f, &m.ike_proposals, "ike_proposals", |d, v, field| {
         super::proposals::axis_value(d, v, field)
+    });
+    endpoint_axis(d, f, &m.misconfigured, "misconfigured", |d, v, field| {
+        super::misconfig::axis_value(d, v, field)
     });
     for (n, knobs) in &m.behaviour {
         for (knob, values) in knobs {

@@ -15,6 +15,7 @@ mod expand;
 mod expect;
 mod knobs;
 mod matrix;
+mod misconfig;
 mod network;
 mod ppp;
 mod proposals;

@@ -1,0 +1,224 @@
+//! The root-cause classifier: ordered rules over what a failed cell's
+//! outcome holds (each endpoint's own account, SA state, the packet path
+//! and kernel counters) give it one [`Cause`] and the evidence for it.
+//!
+//! Rules only name a cause that the evidence shows; where none applies the
+//! cell has no cause, and its diagnosis lines say what was seen. The
+//! daemons' own statements come first (they know why they refused), then
+//! kernel counters at a receiving node (a drop no capture sees), then
+//! where packets stopped on the path.
+
+use serde::{Deserialize, Serialize};
+
+use super::Outcome;
+use crate::capture::path;
+use crate::model::{Cause, CheckExpect, Class, TunnelExpect};
+
+/// A failed cell's root cause and what shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Classified {
+    /// The cause.
+    pub id: Cause,
+    /// The lines that show it: `node: account line`, or a diagnosis line.
+    pub evidence: Vec<String>,
+}
+
+impl Classified {
+    /// The first "why" line: the cause, what it means, its first evidence.
+    pub fn headline(&self) -> String {
+        match self.evidence.first() {
+            Some(e) => format!("cause {}: {} ({e})", self.id, self.id.describe()),
+            None => format!("cause {}: {}", self.id, self.id.describe()),
+        }
+    }
+}
+
+/// What the classifier reads besides the outcome: the IKE version each end
+/// was configured with (to tell a version mismatch from another refusal).
+pub struct Context {
+    /// (node, IKE version: 1, 2 or 0 for either).
+    pub versions: Vec<(String, u8)>,
+}
+
+/// Account lines, each with its node: `(node, line)`.
+fn account(o: &Outcome) -> impl Iterator<Item = (&str, &str)> {
+    o.endpoints
+        .iter()
+        .flat_map(|e| e.log.iter().map(move |l| (e.node.as_str(), l.as_str())))
+}
+
+/// Every account line containing one of `words`, as evidence.
+fn said(o: &Outcome, words: &[&str]) -> Vec<String> {
+    account(o)
+        .filter(|(_, l)| words.iter().any(|w| l.contains(w)))
+        .map(|(n, l)| format!("{n}: {l}"))
+        .collect()
+}
+
+/// Whether the cell failed at all: the tunnel, its PPP link, or a check.
+fn failed(o: &Outcome) -> bool {
+    let checks = o.checks.iter().chain(o.steps.iter().flat_map(|s| &s.checks));
+    o.tunnel == Some(TunnelExpect::Down)
+        || o.ppp.as_ref().is_some_and(|p| p.state == TunnelExpect::Down)
+        || checks.into_iter().any(|c| c.result == CheckExpect::Fail)
+}
+
+/// Diagnosis lines saying packets of `class` were dropped at a node.
+fn dropped(o: &Outcome, class: Class) -> Vec<String> {
+    o.path
+        .iter()
+        .flat_map(|p| &p.diagnosis)
+        .filter(|l| l.starts_with(class.describe()) && l.contains("dropped at"))
+        .cloned()
+        .collect()
+}
+
+/// Diagnosis lines of kernel counters named `name` that grew.
+fn counted(o: &Outcome, name: &str) -> Vec<String> {
+    o.path
+        .iter()
+        .flat_map(|p| &p.diagnosis)
+        .filter(|l| path::counter_of(l) == Some(name))
+        .cloned()
+        .collect()
+}
+
+/// Whether any endpoint has an established IKE SA.
+fn ike_up(o: &Outcome) -> bool {
+    o.endpoints
+        .iter()
+        .any(|e| e.state.ike.as_ref().is_some_and(|i| i.is_up()))
+}
+
+/// One rule: the cause, and the evidence if the rule applies.
+type Rule = fn(&Outcome, &Context) -> Option<(Cause, Vec<String>)>;
+
+fn some(cause: Cause, evidence: Vec<String>) -> Option<(Cause, Vec<String>)> {
+    (!evidence.is_empty()).then_some((cause, evidence))
+}
+
+fn psk(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    some(Cause::PskMismatch, said(o, &["MAC mismatched", "no shared key found"]))
+}
+
+fn identity(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    some(
+        Cause::IdentityMismatch,
+        said(o, &["no matching peer config", "no suitable connection"]),
+    )
+}
+
+fn version(o: &Outcome, cx: &Context) -> Option<(Cause, Vec<String>)> {
+    let refused = said(o, &["no IKE config found"]);
+    let versions: Vec<u8> = cx.versions.iter().map(|v| v.1).filter(|&v| v != 0).collect();
+    let differ = versions.windows(2).any(|w| w[0] != w[1]);
+    if refused.is_empty() || !differ {
+        return None;
+    }
+    let mut ev = refused;
+    let conf: Vec<String> = cx
+        .versions
+        .iter()
+        .map(|(n, v)| format!("{n} speaks IKEv{v}"))
+        .collect();
+    ev.push(conf.join(", "));
+    Some((Cause::IkeVersionMismatch, ev))
+}
+
+fn selectors(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    some(
+        Cause::TsMismatch,
+        said(o, &["TS_UNACCEPTABLE", "traffic selectors", "unacceptable"])
+            .into_iter()
+            .filter(|l| !l.contains("proposal"))
+            .collect(),
+    )
+}
+
+fn proposals(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    let ev = said(o, &["NO_PROPOSAL_CHOSEN", "no acceptable proposal"]);
+    let cause = if ike_up(o) {
+        Cause::ChildProposalMismatch
+    } else {
+        Cause::ProposalMismatch
+    };
+    some(cause, ev)
+}
+
+fn refused_sa(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    some(
+        Cause::SaRefused,
+        said(o, &["unable to install", "unable to add SAD", "unable to add SA"]),
+    )
+}
+
+fn checksum(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    let mut ev = counted(o, "Udp:InCsumErrors");
+    ev.extend(counted(o, "Udp6InCsumErrors"));
+    some(Cause::TransportChecksum, ev)
+}
+
+fn encapsulation(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    some(Cause::EncapMismatch, counted(o, "XfrmInStateMismatch"))
+}
+
+fn wrong_sa(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    some(Cause::WrongSa, counted(o, "XfrmInTmplMismatch"))
+}
+
+fn blocked_ike(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    if ike_up(o) {
+        return None;
+    }
+    let first = dropped(o, Class::FragmentFirst);
+    let rest = dropped(o, Class::FragmentRest);
+    if !first.is_empty() || !rest.is_empty() {
+        return some(Cause::IkeFragmentsDropped, [first, rest].concat());
+    }
+    let on_500 = dropped(o, Class::Ike500);
+    if !on_500.is_empty() {
+        return some(Cause::Udp500Blocked, on_500);
+    }
+    some(Cause::Udp4500Blocked, dropped(o, Class::Ike4500))
+}
+
+fn pmtu(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    let mut ev = dropped(o, Class::IcmpFragNeeded);
+    ev.extend(dropped(o, Class::PacketTooBig));
+    some(Cause::PmtuBlackHole, ev)
+}
+
+fn esp(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    if !ike_up(o) {
+        return None;
+    }
+    let mut ev = dropped(o, Class::Esp);
+    ev.extend(dropped(o, Class::EspInUdp));
+    some(Cause::EspDropped, ev)
+}
+
+/// The rules, in order: the first that applies names the cause.
+const RULES: [Rule; 12] = [
+    psk,
+    identity,
+    version,
+    selectors,
+    proposals,
+    refused_sa,
+    checksum,
+    encapsulation,
+    wrong_sa,
+    blocked_ike,
+    pmtu,
+    esp,
+];
+
+/// The root cause of a failed cell, if the evidence shows one.
+pub fn classify(o: &Outcome, cx: &Context) -> Option<Classified> {
+    if !failed(o) {
+        return None;
+    }
+    RULES.iter().find_map(|r| {
+        r(o, cx).map(|(id, evidence)| Classified { id, evidence })
+    })
+}
