@@ -17,7 +17,9 @@
 #      alternated (its VM cells are reported SKIPPED here and cost nothing);
 #   8. IPv6: the NAT66 cell (topologies/ipv6/nat66.toml, masquerade) against
 #      the IPv4 masquerade/auto cell, alternated, median of the pairwise
-#      ratios.
+#      ratios;
+#   9. root-cause classification: its own phase (diagnose_ms) in failed
+#      cells, beside those cells' medians, measured in the same runs.
 #
 # Usage: sudo ci/bench.sh [RUNS]   (default 10)
 set -euo pipefail
@@ -117,3 +119,17 @@ alternate six "$RUNS" "$VPNLAB run topologies/ipv6/nat66.toml --cell nat66/nat=m
 echo "NAT66 (IPv6)      median $(median <"$TMP/six_a" | ms)"
 echo "masquerade (IPv4) median $(median <"$TMP/six_b" | ms)"
 echo "ratio IPv6/IPv4: median $(median <"$TMP/six_ratio") (target <= 1.2)"
+echo
+echo "== root-cause classification in failed cells ($RUNS runs each: diagnosis/misconfigured psk, diagnosis/blocked block-4500)"
+: >"$TMP/diag"; : >"$TMP/diag_cell"
+for i in $(seq "$RUNS"); do
+  for spec in "topologies/diagnosis/misconfigured.toml misconfigured/misconfigured=psk" \
+              "topologies/diagnosis/blocked.toml blocked/nat=block-4500"; do
+    set -- $spec
+    $VPNLAB run "$1" --cell "$2" --report "$TMP/d.json" >/dev/null 2>&1 || true
+    grep -o '"diagnose_ms": [0-9.]*' "$TMP/d.json" | awk '{print $2}' >>"$TMP/diag"
+    grep -o '"elapsed_ms": [0-9]*' "$TMP/d.json" | awk '{print $2}' >>"$TMP/diag_cell"
+  done
+done
+echo "classification: median $(median <"$TMP/diag") ms, max $(sort -g "$TMP/diag" | tail -1) ms (target <= 5 ms)"
+echo "those cells:    median $(median <"$TMP/diag_cell") ms"

@@ -335,6 +335,10 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
         .flat_map(|(_, c)| c.iter().map(|(c, _)| c.id.clone()))
         .collect();
     trials.push(Trial::test(
+        "snapshots::no_diagnosis_contradicts_itself",
+        support::snapshots::no_contradictions,
+    ));
+    trials.push(Trial::test(
         "snapshots::every_snapshot_belongs_to_a_cell",
         move || support::snapshots::none_unreferenced(&ids),
     ));

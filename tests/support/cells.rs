@@ -77,7 +77,9 @@ fn cause_leads(id: &str, o: &Outcome) -> Result<(), Failed> {
     let why = vpnlab::report::why(o);
     let first = why.first().map(String::as_str).unwrap_or("");
     if !first.starts_with(&format!("cause {want}: ")) {
-        return Err(format!("cell {id}: the first why line does not name cause {want}: {first:?}").into());
+        return Err(
+            format!("cell {id}: the first why line does not name cause {want}: {first:?}").into(),
+        );
     }
     Ok(())
 }

@@ -27,3 +27,34 @@ pub fn none_unreferenced(ids: &[String]) -> Result<(), Failed> {
         Err(format!("tests/snapshots/:\n  {}", stray.join("\n  ")).into())
     }
 }
+
+/// No bundled outcome's diagnosis contradicts itself
+/// ([`vpnlab::outcome::contradictions`]): every accepted snapshot is read
+/// back as an outcome and checked.
+pub fn no_contradictions() -> Result<(), Failed> {
+    let mut found = Vec::new();
+    let mut read = 0;
+    for e in std::fs::read_dir(snapshots_dir())? {
+        let path = e?.path();
+        if path.extension().is_none_or(|x| x != "snap") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        // insta's header: `---`, metadata, `---`, then the YAML body.
+        let body = text.splitn(3, "---\n").nth(2).unwrap_or("");
+        let o: vpnlab::outcome::Outcome = serde_yaml_ng::from_str(body)
+            .map_err(|e| format!("{}: not an outcome: {e}", path.display()))?;
+        read += 1;
+        for c in vpnlab::outcome::contradictions(&o) {
+            found.push(format!("{}: {c}", o.cell));
+        }
+    }
+    if read == 0 {
+        return Err("no snapshot read".into());
+    }
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} contradictions:\n  {}", found.len(), found.join("\n  ")).into())
+    }
+}

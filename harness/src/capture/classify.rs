@@ -129,6 +129,26 @@ pub fn packet(d: &[u8]) -> Option<Packet> {
     Some(Packet { ends, quoted })
 }
 
+/// What a NAT leaves unchanged when it passes a packet on, to pair the
+/// packet that arrived with the one that left: the protocol and the bytes
+/// after the UDP header (ports and checksum are rewritten), or after the
+/// IP header for ESP and AH (SPI and sequence number make it unique).
+/// `None` for anything else, and for a fragment.
+pub fn pair_key(d: &[u8]) -> Option<(u8, Vec<u8>)> {
+    let (ends, rest) = header_ends(d)?;
+    let fragment = match d.first()? >> 4 {
+        4 => u16::from_be_bytes([*d.get(6)?, *d.get(7)?]) & 0x3fff != 0,
+        _ => false,
+    };
+    let body = match ends.proto {
+        _ if fragment => return None,
+        17 => rest.get(8..)?,
+        50 | 51 => rest,
+        _ => return None,
+    };
+    (body.len() >= 8).then(|| (ends.proto, body[..body.len().min(32)].to_vec()))
+}
+
 /// Whether a packet never leaves its link: IPv4 to the local network
 /// control block (224.0.0.0/24, e.g. the IGMP reports of a segment's
 /// bridge, RFC 5771) or to the limited broadcast address; IPv6 with a
@@ -214,6 +234,7 @@ fn carried(proto: IpNumber, payload: &[u8], ends: (IpAddr, IpAddr), flows: &[Flo
     match proto {
         IpNumber::ENCAPSULATING_SECURITY_PAYLOAD => Class::Esp,
         IpNumber::AUTHENTICATION_HEADER => Class::Ah,
+        IpNumber::GRE => Class::Gre,
         IpNumber::UDP if payload.len() >= 8 => udp(payload, check),
         IpNumber::ICMP if !payload.is_empty() => match (payload[0], payload.get(1)) {
             (3, Some(4)) => Class::IcmpFragNeeded,

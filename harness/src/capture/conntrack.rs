@@ -59,13 +59,19 @@ impl Translation {
             Some(q) => q.reversed(),
             None => p.ends,
         };
-        if self.proto != p.proto {
+        // Conntrack tells GRE connections apart by their keys (PPTP's call
+        // IDs), which are not decoded here: by addresses alone, a GRE
+        // packet no entry matches would pass for one an entry forwards.
+        if self.proto != p.proto || p.proto == GRE {
             return false;
         }
         (matches(&self.orig, &p) && self.reply.src != self.orig.dst)
             || (matches(&self.reply, &p) && self.orig.src != self.reply.dst)
     }
 }
+
+/// IP protocol number of GRE.
+const GRE: u8 = 47;
 
 /// Whether packet `p` travels as tuple `t` says (ports where both have
 /// them: conntrack keys ICMP by its identifier, which is not compared).

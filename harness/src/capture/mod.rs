@@ -376,6 +376,39 @@ fn read_conntrack(ct: &OwnedFd, buf: &mut [u8], out: &mut Vec<conntrack::Transla
     }
 }
 
+/// The frames a node sent, by [`classify::pair_key`]: whether a packet
+/// that arrived addressed to a NAT left it again, translated, is told by
+/// the packet itself, not by the NAT's entries. An entry can have expired
+/// (or been flushed) by the time a packet meets it, and conntrack's
+/// destroy event comes only after that packet.
+struct Departures(std::collections::HashMap<PairKey, Vec<(u32, Duration)>>);
+
+/// [`classify::pair_key`]'s key.
+type PairKey = (u8, Vec<u8>);
+
+/// How soon after arriving a packet a NAT passes on has left it.
+const PASS_ON: Duration = Duration::from_millis(500);
+
+impl Departures {
+    fn of(frames: &[Frame]) -> Self {
+        let mut m: std::collections::HashMap<_, Vec<_>> = Default::default();
+        for f in frames.iter().filter(|f| f.dir == Dir::Out) {
+            if let Some(k) = classify::pair_key(&f.data) {
+                m.entry(k).or_default().push((f.ifindex, f.ts));
+            }
+        }
+        Departures(m)
+    }
+
+    /// Whether `f` (key `k`) left on another interface soon after.
+    fn passed_on(&self, k: &PairKey, f: &Frame) -> bool {
+        self.0.get(k).is_some_and(|outs| {
+            outs.iter()
+                .any(|(i, ts)| *i != f.ifindex && *ts >= f.ts && ts.saturating_sub(f.ts) <= PASS_ON)
+        })
+    }
+}
+
 /// One frame: its length, where it was seen, and the kernel's time stamp
 /// (`None` for a frame without a link address).
 type Received = Option<(usize, nix::sys::socket::LinkAddr, Duration)>;
@@ -518,6 +551,7 @@ impl Captured {
                 translations,
                 ..
             } = nf;
+            let left = Departures::of(frames);
             for f in frames.iter_mut() {
                 let Some(p) = classify::packet(&f.data) else {
                     continue;
@@ -530,7 +564,11 @@ impl Captured {
                     }
                     f.class = Class::CheckClear;
                 }
-                if f.to_self && translations.iter().any(|t| t.forwards(&p)) {
+                let forwarded = match classify::pair_key(&f.data) {
+                    Some(k) => left.passed_on(&k, f),
+                    None => translations.iter().any(|t| t.forwards(&p)),
+                };
+                if f.to_self && forwarded {
                     if let Some(n) = to_self.get_mut(&(f.ifindex, f.class)) {
                         *n = n.saturating_sub(1);
                     }
@@ -541,7 +579,7 @@ impl Captured {
     }
 
     /// Packets of `class` that arrived at `node` on `iface` addressed to
-    /// the node itself.
+    /// the node itself (and, at a followed NAT, were not passed on).
     pub fn to_self(&self, node: &str, iface: &str, class: Class) -> u64 {
         let Some(idx) = self.ifindex(node, iface) else {
             return 0;

@@ -329,8 +329,12 @@ fn diagnose(cell: &Cell, dirs: &[LinkDir], cap: &Captured) -> Vec<String> {
         let switches = cell.segments.iter().map(|s| s.name.as_str());
         for node in cell.nodes.iter().map(|n| n.name.as_str()).chain(switches) {
             if cell.endpoint(node).is_none() {
-                let mine = (to_self(cell, cap, node, c), Addressed::of(cell, cap, node));
+                let addressed = Addressed::of(cell, cap, node);
+                let mine = (to_self(cell, cap, node, c), addressed);
                 out.extend(at_node(cell, dirs, node, c, mine));
+                if addressed == Addressed::Followed {
+                    out.extend(delivered_from(cell, dirs, cap, node, c));
+                }
             }
         }
     }
@@ -613,6 +617,64 @@ fn at_node(
         None
     }
 }
+
+/// At a followed NAT that passed packets of class `c` on: those that one
+/// neighbour sent to the NAT's own address, when no translation passed
+/// any of them on (none of `c` left toward another neighbour). A reply
+/// the NAT has no mapping for ends here: PPTP's GRE without the helper.
+fn delivered_from(
+    cell: &Cell,
+    dirs: &[LinkDir],
+    cap: &Captured,
+    node: &str,
+    c: Class,
+) -> Vec<String> {
+    let outs = neighbours(dirs, node, c, false);
+    if outs.is_empty() {
+        // Nothing passed on: `at_node` speaks for the whole node.
+        return vec![];
+    }
+    let mut lines = Vec::new();
+    for (x, y) in wires(cell) {
+        for (from, at) in [(x, y), (y, x)] {
+            if at.node != node {
+                continue;
+            }
+            let arrived = dirs
+                .iter()
+                .find(|d| d.0 == from.node && d.1 == node)
+                .and_then(|d| d.2.get(&c))
+                .map_or(0, |x| x.1);
+            let mine = cap.to_self(node, at.iface, c);
+            let onward = outs.iter().any(|(n, _)| *n != from.node);
+            if arrived > 0 && mine >= arrived && !onward {
+                lines.push(format!(
+                    "{} left {}{} and reached {node}, addressed to {node} itself, and no translation of {node}'s passed them on: delivered to {node}, not forwarded",
+                    c.describe(),
+                    from.node,
+                    Count::of(cell, c, arrived).paren()
+                ));
+            } else if mine > 0 && NAT_T.contains(&c) {
+                // Some met no mapping (expired, or flushed by a reboot):
+                // the others were translated and passed on.
+                lines.push(format!(
+                    "{}{} of the {} from {} reached {node} addressed to {node} itself, with no translation of {node}'s to pass them on: delivered to {node}, not forwarded",
+                    match Count::of(cell, c, mine) {
+                        Count::Exact(n) => n.to_string(),
+                        Count::Seen => "some".to_string(),
+                    },
+                    "",
+                    c.describe(),
+                    from.node,
+                ));
+            }
+        }
+    }
+    lines
+}
+
+/// The classes a NAT passes on only through the mapping NAT-T keeps alive.
+const NAT_T: [Class; 3] = [Class::Ike4500, Class::EspInUdp, Class::NattKeepalive];
 
 /// Check traffic an endpoint sent in clear text, outside the tunnel.
 fn bypassed(cell: &Cell, dirs: &[LinkDir]) -> Vec<String> {

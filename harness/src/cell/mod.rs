@@ -86,6 +86,10 @@ pub struct Phases {
     pub checks_ms: f64,
     /// Stopping the capture, building the path, writing pcap files.
     pub capture_ms: f64,
+    /// Classifying the root cause (from the outcome, once the path is
+    /// built).
+    #[serde(default)]
+    pub diagnose_ms: f64,
     /// Daemons stopped, namespaces released (after the result, while the
     /// next cell may run).
     pub teardown_ms: f64,
@@ -172,11 +176,9 @@ pub async fn run_cell(
         let captured = capture.stop(&live.topo).await;
         record_capture(cell, opts, &captured, &mut report);
     }
-    let cx = crate::outcome::Context {
-        versions: cell.endpoints.iter().map(|e| (e.node.clone(), e.ike)).collect(),
-    };
-    report.outcome.diagnose(&cx);
     report.phases.capture_ms = lap(&mut t);
+    report.outcome.diagnose(&context(cell));
+    report.phases.diagnose_ms = lap(&mut t);
     if opts.keep && report.outcome.verdict != Verdict::Pass {
         keep::hold(cell, &report.outcome, &live, notify).await;
         report.phases.kept_ms = lap(&mut t);
@@ -185,6 +187,23 @@ pub async fn run_cell(
     tracing::debug!(cell = %cell.id, verdict = report.outcome.verdict.label(), phases = ?report.phases, "cell done");
     let teardown = live.into_teardown(&cell.id, opts.logs_dir.as_deref());
     (report, Some(teardown))
+}
+
+/// What the classifier needs of the cell beyond its outcome.
+fn context(cell: &Cell) -> crate::outcome::Context {
+    crate::outcome::Context {
+        versions: cell
+            .endpoints
+            .iter()
+            .map(|e| (e.node.clone(), e.ike))
+            .collect(),
+        pptp_helpers: cell
+            .nodes
+            .iter()
+            .filter(|n| n.pptp_helper)
+            .map(|n| n.name.clone())
+            .collect(),
+    }
 }
 
 /// The cell's namespaces, links and NAT, and the capture on every node

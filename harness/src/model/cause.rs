@@ -53,6 +53,12 @@ pub enum Cause {
     CertUntrusted,
     /// An expired certificate.
     CertExpired,
+    /// A NAT forgot the mapping of an idle tunnel (no keepalives): what
+    /// the peer sends to it meets no mapping.
+    NatMappingExpired,
+    /// The NAT changed the peer's address or port (a reboot) and the ends
+    /// did not notice (no DPD, no MOBIKE).
+    PeerMoved,
     /// A node has no route back for the tunnel's traffic.
     MissingReturnRoute,
     /// Packets too big for the path, and the ICMP errors saying so lost.
@@ -66,8 +72,14 @@ pub enum Cause {
     WrongSa,
     /// A kernel refused to install an SA.
     SaRefused,
+    /// AH through a NAT: its integrity check covers the addresses the NAT
+    /// rewrote, so the receiver drops every packet.
+    AhThroughNat,
     /// GRE through a NAT with no PPTP conntrack helper.
     GreWithoutHelper,
+    /// A NAT64 translator refuses to translate to the peer's address
+    /// (the well-known prefix with a non-global IPv4 address).
+    Nat64Refused,
 }
 
 impl Cause {
@@ -86,13 +98,17 @@ impl Cause {
             Cause::IkeVersionMismatch => "the ends speak different IKE versions",
             Cause::CertUntrusted => "a certificate its peer does not trust",
             Cause::CertExpired => "an expired certificate",
+            Cause::NatMappingExpired => "the NAT's mapping of the tunnel expired",
+            Cause::PeerMoved => "the NAT moved the peer to another address or port, unnoticed",
             Cause::MissingReturnRoute => "no route back for the tunnel's traffic",
             Cause::PmtuBlackHole => "a PMTU black hole",
             Cause::TransportChecksum => "UDP checksums broken by NAT in transport mode",
             Cause::EncapMismatch => "ESP encapsulated otherwise than its SA",
             Cause::WrongSa => "traffic outside the SA its policy requires",
             Cause::SaRefused => "the kernel refused an SA",
+            Cause::AhThroughNat => "AH through a NAT: its ICV covers the addresses the NAT rewrote",
             Cause::GreWithoutHelper => "GRE through a NAT without a PPTP conntrack helper",
+            Cause::Nat64Refused => "the NAT64 translator refuses the peer's address",
         }
     }
 }

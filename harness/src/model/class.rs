@@ -42,6 +42,8 @@ pub enum Class {
     Esp,
     /// AH, IP protocol 51.
     Ah,
+    /// GRE, IP protocol 47 (PPTP's data channel).
+    Gre,
     /// First fragment of a fragmented IP packet.
     FragmentFirst,
     /// Later fragment of a fragmented IP packet.
@@ -71,6 +73,7 @@ impl Class {
             Class::NattKeepalive => "NAT-T keepalives",
             Class::Esp => "raw ESP (IP protocol 50)",
             Class::Ah => "AH (IP protocol 51)",
+            Class::Gre => "GRE (IP protocol 47)",
             Class::FragmentFirst => "first IP fragments",
             Class::FragmentRest => "non-first IP fragments",
             Class::CheckClear => "check traffic in clear text",
@@ -87,7 +90,7 @@ impl Class {
     pub fn timing_dependent(self) -> bool {
         matches!(
             self,
-            Class::Ike500 | Class::Ike4500 | Class::NattKeepalive | Class::Other
+            Class::Ike500 | Class::Ike4500 | Class::NattKeepalive | Class::Gre | Class::Other
         )
     }
 }
@@ -129,7 +132,7 @@ mod tests {
         let names: Vec<String> = Class::iter().map(|c| c.to_string()).collect();
         assert_eq!(
             names.join(" "),
-            "ike-500 ike-4500 esp-in-udp natt-keepalive esp ah fragment-first fragment-rest \
+            "ike-500 ike-4500 esp-in-udp natt-keepalive esp ah gre fragment-first fragment-rest \
              check-clear inner icmp-frag-needed icmp6-too-big icmp-error other"
         );
         for c in Class::iter() {

@@ -38,6 +38,8 @@ impl Classified {
 pub struct Context {
     /// (node, IKE version: 1, 2 or 0 for either).
     pub versions: Vec<(String, u8)>,
+    /// The gateways with a PPTP conntrack helper.
+    pub pptp_helpers: Vec<String>,
 }
 
 /// Account lines, each with its node: `(node, line)`.
@@ -57,9 +59,14 @@ fn said(o: &Outcome, words: &[&str]) -> Vec<String> {
 
 /// Whether the cell failed at all: the tunnel, its PPP link, or a check.
 fn failed(o: &Outcome) -> bool {
-    let checks = o.checks.iter().chain(o.steps.iter().flat_map(|s| &s.checks));
+    let checks = o
+        .checks
+        .iter()
+        .chain(o.steps.iter().flat_map(|s| &s.checks));
     o.tunnel == Some(TunnelExpect::Down)
-        || o.ppp.as_ref().is_some_and(|p| p.state == TunnelExpect::Down)
+        || o.ppp
+            .as_ref()
+            .is_some_and(|p| p.state == TunnelExpect::Down)
         || checks.into_iter().any(|c| c.result == CheckExpect::Fail)
 }
 
@@ -98,7 +105,10 @@ fn some(cause: Cause, evidence: Vec<String>) -> Option<(Cause, Vec<String>)> {
 }
 
 fn psk(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
-    some(Cause::PskMismatch, said(o, &["MAC mismatched", "no shared key found"]))
+    some(
+        Cause::PskMismatch,
+        said(o, &["MAC mismatched", "no shared key found"]),
+    )
 }
 
 fn identity(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
@@ -110,7 +120,12 @@ fn identity(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
 
 fn version(o: &Outcome, cx: &Context) -> Option<(Cause, Vec<String>)> {
     let refused = said(o, &["no IKE config found"]);
-    let versions: Vec<u8> = cx.versions.iter().map(|v| v.1).filter(|&v| v != 0).collect();
+    let versions: Vec<u8> = cx
+        .versions
+        .iter()
+        .map(|v| v.1)
+        .filter(|&v| v != 0)
+        .collect();
     let differ = versions.windows(2).any(|w| w[0] != w[1]);
     if refused.is_empty() || !differ {
         return None;
@@ -148,7 +163,10 @@ fn proposals(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
 fn refused_sa(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(
         Cause::SaRefused,
-        said(o, &["unable to install", "unable to add SAD", "unable to add SA"]),
+        said(
+            o,
+            &["unable to install", "unable to add SAD", "unable to add SA"],
+        ),
     )
 }
 
@@ -164,6 +182,19 @@ fn encapsulation(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
 
 fn wrong_sa(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(Cause::WrongSa, counted(o, "XfrmInTmplMismatch"))
+}
+
+/// AH that crossed the path and was dropped on arrival for a bad ICV.
+fn ah_nat(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    let ah = o
+        .path
+        .iter()
+        .flat_map(|p| &p.hops)
+        .any(|h| h.packets.contains_key(&Class::Ah));
+    if !ah {
+        return None;
+    }
+    some(Cause::AhThroughNat, counted(o, "XfrmInStateProtoError"))
 }
 
 fn blocked_ike(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
@@ -182,6 +213,41 @@ fn blocked_ike(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(Cause::Udp4500Blocked, dropped(o, Class::Ike4500))
 }
 
+/// NAT-T traffic a NAT took in addressed to itself, with no mapping to
+/// pass it on, while the IKE SA stood: after a step that rebooted the NAT
+/// the peer moved; else the mapping expired.
+fn nat_mapping(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    if !ike_up(o) {
+        return None;
+    }
+    let lines = o.path.iter().flat_map(|p| &p.diagnosis);
+    let unmapped = lines
+        .filter(|l| {
+            [Class::EspInUdp, Class::Ike4500]
+                .iter()
+                .any(|c| l.contains(&format!(" of the {} from ", c.describe())))
+        })
+        .find(|l| l.contains(": delivered to "))?;
+    let at = unmapped
+        .rsplit_once(": delivered to ")?
+        .1
+        .split(',')
+        .next()?;
+    let mut ev = vec![unmapped.clone()];
+    let rebooted = o
+        .steps
+        .iter()
+        .find(|s| s.action.starts_with(&format!("nat-reboot {at}")));
+    let cause = match rebooted {
+        Some(s) => {
+            ev.push(format!("step {}: {}", s.name, s.action));
+            Cause::PeerMoved
+        }
+        None => Cause::NatMappingExpired,
+    };
+    Some((cause, ev))
+}
+
 fn pmtu(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     let mut ev = dropped(o, Class::IcmpFragNeeded);
     ev.extend(dropped(o, Class::PacketTooBig));
@@ -197,8 +263,30 @@ fn esp(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(Cause::EspDropped, ev)
 }
 
+fn gre(o: &Outcome, cx: &Context) -> Option<(Cause, Vec<String>)> {
+    let lines = o.path.iter().flat_map(|p| &p.diagnosis);
+    let delivered = lines
+        .filter(|l| l.starts_with(Class::Gre.describe()))
+        .filter(|l| {
+            let at = l
+                .split_once("delivered to ")
+                .and_then(|(_, r)| r.split_once(','));
+            at.is_some_and(|(node, _)| !cx.pptp_helpers.iter().any(|h| h == node))
+        });
+    some(Cause::GreWithoutHelper, delivered.cloned().collect())
+}
+
+/// A NAT64 gateway's translator that drops what it may not translate
+/// (the path names why).
+fn nat64(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    let lines = o.path.iter().flat_map(|p| &p.diagnosis);
+    let refused = lines.filter(|l| l.contains("its translator drops those packets"));
+    some(Cause::Nat64Refused, refused.cloned().collect())
+}
+
 /// The rules, in order: the first that applies names the cause.
-const RULES: [Rule; 12] = [
+const RULES: [Rule; 16] = [
+    gre,
     psk,
     identity,
     version,
@@ -208,8 +296,11 @@ const RULES: [Rule; 12] = [
     checksum,
     encapsulation,
     wrong_sa,
-    blocked_ike,
+    ah_nat,
+    nat64,
     pmtu,
+    blocked_ike,
+    nat_mapping,
     esp,
 ];
 
@@ -218,7 +309,7 @@ pub fn classify(o: &Outcome, cx: &Context) -> Option<Classified> {
     if !failed(o) {
         return None;
     }
-    RULES.iter().find_map(|r| {
-        r(o, cx).map(|(id, evidence)| Classified { id, evidence })
-    })
+    RULES
+        .iter()
+        .find_map(|r| r(o, cx).map(|(id, evidence)| Classified { id, evidence }))
 }

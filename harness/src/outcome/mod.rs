@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 
 mod cause;
+mod consistency;
 
 pub use cause::{classify, Classified, Context};
+pub use consistency::contradictions;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::path::PathReport;

@@ -10,7 +10,7 @@
 /// What an account line must mention to be kept: the daemons' words for
 /// a failure. Success and NAT detection are not kept (the initiation log
 /// and the SA state say those).
-const FAILURE: [&str; 20] = [
+const FAILURE: [&str; 22] = [
     "AUTHENTICATION_FAILED",
     "NO_PROPOSAL_CHOSEN",
     "TS_UNACCEPTABLE",
@@ -30,11 +30,15 @@ const FAILURE: [&str; 20] = [
     "not authenticated",
     "no suitable connection",
     "authentication failed",
-    "certificate",
+    "not trusted",
+    "no trusted",
+    "no issuer certificate",
 ];
 
-/// What disqualifies a line: unstable across runs, or tidying up.
-const UNSTABLE: [&str; 7] = [
+/// What disqualifies a line: unstable across runs, tidying up, or a
+/// restarted charon finding its predecessor's routing rule.
+const UNSTABLE: [&str; 8] = [
+    "routing table rule",
     "SPI",
     "0x",
     "retransmission; will wait",
@@ -191,7 +195,10 @@ packet from 203.0.113.1:61023: INVALID_KE_PAYLOAD from 203.0.113.1:61023
                 "INVALID_KE_PAYLOAD from 203.0.113.1:ephemeral",
             ]
         );
-        assert_eq!(normalize("from 10.0.0.1[4500] to 10.0.0.2[61000] at 10:20"), "from 10.0.0.1[4500] to 10.0.0.2[ephemeral] at 10:20");
+        assert_eq!(
+            normalize("from 10.0.0.1[4500] to 10.0.0.2[61000] at 10:20"),
+            "from 10.0.0.1[4500] to 10.0.0.2[ephemeral] at 10:20"
+        );
         assert_eq!(normalize("state #12 of vpnlab[2]"), "state #N of vpnlab");
     }
 }

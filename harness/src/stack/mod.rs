@@ -301,7 +301,8 @@ impl Running {
     /// daemon's log, normalized ([`account`]). The log outlives a restart,
     /// so the account covers every daemon the cell started.
     pub fn account(&self) -> Vec<String> {
-        let read = |name: &str| std::fs::read_to_string(self.recipe.work.file(name)).unwrap_or_default();
+        let read =
+            |name: &str| std::fs::read_to_string(self.recipe.work.file(name)).unwrap_or_default();
         match self.recipe.ep.stack {
             StackKind::StrongSwan => account::charon(&read("charon.log")),
             StackKind::Libreswan => account::pluto(&read("pluto.log")),

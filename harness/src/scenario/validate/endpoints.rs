@@ -551,9 +551,8 @@ fn same_settings(
     field: &str,
 ) {
     let peer = p.node.get_ref();
-    let may = |m| {
-        super::misconfig::may(f, e.node.get_ref(), m) || super::misconfig::may(f, peer, m)
-    };
+    let may =
+        |m| super::misconfig::may(f, e.node.get_ref(), m) || super::misconfig::may(f, peer, m);
     if let (Some(a), Some(b)) = (&e.psk, &p.psk) {
         if a.get_ref() != b.get_ref() && !may(Misconfig::Psk) {
             d.err(

@@ -87,7 +87,11 @@ pub(super) fn validate(d: &mut Diags<'_>, f: &ScenarioFile, axes: &Axes, names: 
                 d.err(
                     sp(c),
                     format!("expect[{i}].cause"),
-                    format!("unknown cause `{}` (known: {})", c.get_ref(), known::<Cause>()),
+                    format!(
+                        "unknown cause `{}` (known: {})",
+                        c.get_ref(),
+                        known::<Cause>()
+                    ),
                 );
             }
         }
