@@ -167,15 +167,25 @@ fn not_here(id: String, file: PathBuf, verdict: Verdict, reason: String) -> Tria
 }
 
 /// Negative cells whose one change is not an axis of their file (a NAT64
-/// prefix changes the synthesized address the initiator names too): the
+/// prefix changes the synthesized address the initiator names too; a
+/// route is no axis): the
 /// negative cell, the partner's file (under topologies/), the partner, and
 /// the change.
-const CROSS_FILE_FLIPS: &[(&str, &str, &str, &str)] = &[(
-    "nat64-well-known",
-    "ipv6/nat64.toml",
-    "nat64/nat_t=auto",
-    "nat64_prefix=2001:db8:64::/96",
-)];
+const CROSS_FILE_FLIPS: &[(&str, &str, &str, &str)] = &[
+    (
+        "nat64-well-known",
+        "ipv6/nat64.toml",
+        "nat64/nat_t=auto",
+        "nat64_prefix=2001:db8:64::/96",
+    ),
+    // A route is no matrix axis.
+    (
+        "return-route",
+        "diagnosis/return-route-fixed.toml",
+        "return-route-fixed",
+        "a default route on bob",
+    ),
+];
 
 /// One test per pair of field or IPv6 cells where the negative cell flips to
 /// positive when one matrix axis changes (`flip::` on the host, `vm::flip::`

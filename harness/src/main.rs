@@ -105,6 +105,12 @@ enum Command {
         pcap: Option<PathBuf>,
     },
     /// Validate scenario files without creating anything; list their cells.
+    ///
+    /// Errors name the file, line and field and fail the check (exit 1).
+    /// Warnings (on stderr, `warning: FILE:LINE:COL: FIELD: ...`) fail
+    /// nothing: a libreswan end with no route to its peer's side of the
+    /// tunnel, a check whose packets bypass the end that protects them, a
+    /// keepalive longer than a gateway's UDP timeout in a cell expected up.
     Check {
         /// Scenario files or directories (default: the bundled topologies/).
         paths: Vec<PathBuf>,
@@ -190,9 +196,17 @@ fn main() {
 fn real_main(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Check { paths } => {
-            let cells = load_cells(paths)?;
+            let paths = if paths.is_empty() {
+                default_paths()
+            } else {
+                paths
+            };
+            let (cells, warnings) = scenario::load_linted(&paths)?;
             for c in &cells {
                 println!("ok  {}", c.id);
+            }
+            for w in &warnings {
+                eprintln!("warning: {w}");
             }
             println!("{} cells valid", cells.len());
             Ok(0)

@@ -98,6 +98,7 @@ pub async fn run(check: &Check, from: &Netns, to: &Netns, reply_wait: Duration) 
             CheckExpect::Fail
         },
         error,
+        no_route_back: None,
     }
 }
 

@@ -12,7 +12,7 @@ use super::ppp::PppLayer;
 use super::{checks, lap, steps, Phases, RunOptions};
 use crate::capture::Capture;
 use crate::error::RunError;
-use crate::model::{Cell, Role, TunnelExpect};
+use crate::model::{Cell, CheckExpect, Role, TunnelExpect};
 use crate::outcome::{EndpointOutcome, NatOutcome, Outcome, PppOutcome, TranslatorOutcome};
 use crate::stack::{self, Initiation, Running};
 
@@ -81,8 +81,25 @@ pub(super) async fn exercise(
     o.steps = steps;
     o.nat = nat(live);
     o.observe_tunnel();
+    if o.tunnel == Some(TunnelExpect::Up) {
+        routes_back(cell, live, &mut o.checks);
+    }
     o.judge();
     Ok(o)
+}
+
+/// For each check that failed through a tunnel that is up, whether the
+/// answering node has a route back to the check's source: what came out
+/// of the tunnel there could not be answered otherwise.
+fn routes_back(cell: &Cell, live: &Live, checks: &mut [crate::outcome::CheckResult]) {
+    for r in checks.iter_mut().filter(|r| r.result == CheckExpect::Fail) {
+        let Some(c) = cell.checks.iter().find(|c| c.name == r.name) else {
+            continue;
+        };
+        if let Ok(false) = live.topo.node(&c.to).routes(c.dst, c.src) {
+            r.no_route_back = Some(format!("{} has no route back to {}", c.to, c.src));
+        }
+    }
 }
 
 /// Every endpoint's daemon, started concurrently; those that start are

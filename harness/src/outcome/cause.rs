@@ -107,19 +107,40 @@ fn some(cause: Cause, evidence: Vec<String>) -> Option<(Cause, Vec<String>)> {
 fn psk(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(
         Cause::PskMismatch,
-        said(o, &["MAC mismatched", "no shared key found"]),
+        said(
+            o,
+            &[
+                "MAC mismatched",
+                "no shared key found",
+                "computed hash does not match",
+            ],
+        ),
     )
 }
 
 fn identity(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(
         Cause::IdentityMismatch,
-        said(o, &["no matching peer config", "no suitable connection"]),
+        said(
+            o,
+            &[
+                "no matching peer config",
+                "no suitable connection",
+                "constraint checking failed",
+                "Peer ID",
+            ],
+        )
+        .into_iter()
+        .filter(|l| !l.contains("Peer ID") || l.contains("mismatched"))
+        .collect(),
     )
 }
 
 fn version(o: &Outcome, cx: &Context) -> Option<(Cause, Vec<String>)> {
-    let refused = said(o, &["no IKE config found"]);
+    let refused = said(
+        o,
+        &["no IKE config found", "no connection has been authorized"],
+    );
     let versions: Vec<u8> = cx
         .versions
         .iter()
@@ -143,9 +164,9 @@ fn version(o: &Outcome, cx: &Context) -> Option<(Cause, Vec<String>)> {
 fn selectors(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(
         Cause::TsMismatch,
-        said(o, &["TS_UNACCEPTABLE", "traffic selectors", "unacceptable"])
+        said(o, &["TS_UNACCEPTABLE", "traffic selectors"])
             .into_iter()
-            .filter(|l| !l.contains("proposal"))
+            .filter(|l| l.contains("TS_UNACCEPTABLE") || l.contains("unacceptable"))
             .collect(),
     )
 }
@@ -211,6 +232,15 @@ fn blocked_ike(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
         return some(Cause::Udp500Blocked, on_500);
     }
     some(Cause::Udp4500Blocked, dropped(o, Class::Ike4500))
+}
+
+/// A failed check's answering node with no route back to its source.
+fn return_route(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    let lines = o.checks.iter().filter_map(|c| c.no_route_back.as_ref());
+    some(
+        Cause::MissingReturnRoute,
+        lines.map(|l| format!("route lookup: {l}")).collect(),
+    )
 }
 
 /// NAT-T traffic a NAT took in addressed to itself, with no mapping to
@@ -285,16 +315,18 @@ fn nat64(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
 }
 
 /// The rules, in order: the first that applies names the cause.
-const RULES: [Rule; 16] = [
+const RULES: [Rule; 17] = [
     gre,
     psk,
     identity,
     version,
     selectors,
-    proposals,
+    // An SA the kernel refused is answered with NO_PROPOSAL_CHOSEN.
     refused_sa,
+    proposals,
     checksum,
     encapsulation,
+    return_route,
     wrong_sa,
     ah_nat,
     nat64,

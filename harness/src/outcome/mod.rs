@@ -42,6 +42,10 @@ pub struct CheckResult {
     /// Why the check could not run at all (socket errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A failed check through a tunnel that was up: the answering node's
+    /// route lookup for its replies, when it found none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_route_back: Option<String>,
 }
 
 /// What a redacted outcome shows in place of a stack version.
@@ -520,6 +524,7 @@ mod tests {
                     CheckExpect::Fail
                 },
                 error: None,
+                no_route_back: None,
             }],
             nat: BTreeMap::new(),
             steps: vec![],

@@ -23,6 +23,9 @@ pub struct Scenario {
     pub description: String,
     /// The expanded cells.
     pub cells: Vec<Cell>,
+    /// Lints: what the file may say but likely does not mean (`vpnlab
+    /// check` prints them; they fail nothing).
+    pub warnings: Vec<crate::error::Diagnostic>,
 }
 
 /// Load and validate one scenario file.
@@ -78,11 +81,20 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
 /// file order. Every file is validated; all their problems are reported
 /// together, and so is a cell name defined by two files.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Cell>, ScenarioError> {
+    load_linted(paths).map(|(cells, _)| cells)
+}
+
+/// [`load_all`], with every file's lints ([`Scenario::warnings`]).
+pub fn load_linted(
+    paths: &[PathBuf],
+) -> Result<(Vec<Cell>, Vec<crate::error::Diagnostic>), ScenarioError> {
     let mut cells: Vec<Cell> = Vec::new();
+    let mut warnings = Vec::new();
     let mut errors = Vec::new();
     for f in discover(paths)? {
         match load(&f) {
             Ok(s) => {
+                warnings.extend(s.warnings);
                 for c in s.cells {
                     match cells.iter().find(|x| x.id == c.id) {
                         Some(x) => errors.push(ScenarioError::Duplicate {
@@ -98,7 +110,7 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Cell>, ScenarioError> {
         }
     }
     match errors.len() {
-        0 => Ok(cells),
+        0 => Ok((cells, warnings)),
         1 => Err(errors.remove(0)),
         _ => Err(ScenarioError::Several(errors)),
     }

@@ -10,17 +10,20 @@
 /// What an account line must mention to be kept: the daemons' words for
 /// a failure. Success and NAT detection are not kept (the initiation log
 /// and the SA state say those).
-const FAILURE: [&str; 22] = [
+const FAILURE: [&str; 25] = [
     "AUTHENTICATION_FAILED",
+    "mismatched",
+    "computed hash does not match",
+    "no connection has been authorized",
     "NO_PROPOSAL_CHOSEN",
     "TS_UNACCEPTABLE",
     "INVALID_",
     "FAILED_CP_REQUIRED",
     "NO_ADDITIONAL_SAS",
     "SINGLE_PAIR_REQUIRED",
-    "MAC mismatched",
     "no matching peer config",
     "no IKE config found",
+    "constraint checking failed",
     "no acceptable proposal",
     "no shared key found",
     "unacceptable",

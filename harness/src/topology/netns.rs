@@ -114,6 +114,21 @@ impl Netns {
         tokio::net::UdpSocket::from_std(std_sock)
     }
 
+    /// Whether this node has a route from `src` to `dst`, as the kernel
+    /// looks it up for a reply (policy routing and XFRM policies
+    /// included): connecting a UDP socket does that lookup and sends
+    /// nothing. `Err` only when the lookup could not be made.
+    pub fn routes(&self, src: IpAddr, dst: IpAddr) -> std::io::Result<bool> {
+        self.run_in(move || {
+            let s = std::net::UdpSocket::bind(SocketAddr::new(src, 0))?;
+            match s.connect(SocketAddr::new(dst, 9)) {
+                Ok(()) => Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// A TCP listener bound to `addr` inside this namespace.
     pub fn tcp_listener(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
         let std_sock = self.run_in(move || {

@@ -23,6 +23,7 @@ pub(super) struct Diags<'a> {
     path: &'a Path,
     text: &'a str,
     out: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 /// What an address field holds, for the message when it holds something else.
@@ -54,6 +55,7 @@ impl<'a> Diags<'a> {
             path,
             text,
             out: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -75,6 +77,31 @@ impl<'a> Diags<'a> {
         if !self.out.contains(&d) {
             self.out.push(d);
         }
+    }
+
+    /// A lint: worth saying, not an error ([`Diags::warnings`]).
+    pub(super) fn warn(
+        &mut self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl std::fmt::Display,
+    ) {
+        let (line, column) = line_col(self.text, span.start);
+        let d = Diagnostic {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            field: field.into(),
+            message: message.to_string(),
+        };
+        if !self.warnings.contains(&d) {
+            self.warnings.push(d);
+        }
+    }
+
+    /// The lints found, in the order found.
+    pub(super) fn warnings(&mut self) -> Vec<Diagnostic> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Everything found so far, as the error of the file (if anything was).

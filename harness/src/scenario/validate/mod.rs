@@ -14,6 +14,7 @@ mod endpoints;
 mod expand;
 mod expect;
 mod knobs;
+mod lints;
 mod matrix;
 mod misconfig;
 mod network;
@@ -91,11 +92,13 @@ pub(super) fn validate(
     };
     let cells = expand::cells(&mut d, &v);
     d.check()?;
+    lints::lint(&mut d, &v, &cells);
     Ok(Scenario {
         name: v.name,
         path: path.to_path_buf(),
         description: f.description,
         cells,
+        warnings: d.warnings(),
     })
 }
 
