@@ -25,9 +25,11 @@ python3 - "$TMP"/run*.json <<'EOF'
 import json, sys, collections
 pairs = collections.Counter()
 seen = collections.defaultdict(set)
+diag_ms = []
 for f in sys.argv[1:]:
     for c in json.load(open(f))["cells"]:
         o = c["outcome"]
+        diag_ms.append(c.get("phases", {}).get("diagnose_ms", 0.0))
         if o["verdict"] in ("unsupported", "skipped", "error"):
             continue
         want = o["expected"].get("cause") or "-"
@@ -43,4 +45,7 @@ for (w, g), n in sorted(pairs.items()):
     print(f"| {w} | {g}{mark} | {n} |")
 unstable = sorted(c for c, s in seen.items() if len(s) > 1)
 print(f"\nruns: {len(sys.argv) - 1}; unstable cells: {', '.join(unstable) or 'none'}")
+diag_ms.sort()
+if diag_ms:
+    print(f"classification (diagnose_ms) over {len(diag_ms)} cells: median {diag_ms[len(diag_ms)//2]:.3f} ms, max {diag_ms[-1]:.3f} ms")
 EOF

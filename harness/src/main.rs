@@ -193,24 +193,27 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `vpnlab check`: every cell, then the lints (warnings fail nothing).
+fn check(paths: Vec<PathBuf>) -> Result<i32> {
+    let paths = if paths.is_empty() {
+        default_paths()
+    } else {
+        paths
+    };
+    let (cells, warnings) = scenario::load_linted(&paths)?;
+    for c in &cells {
+        println!("ok  {}", c.id);
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("{} cells valid", cells.len());
+    Ok(0)
+}
+
 fn real_main(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Check { paths } => {
-            let paths = if paths.is_empty() {
-                default_paths()
-            } else {
-                paths
-            };
-            let (cells, warnings) = scenario::load_linted(&paths)?;
-            for c in &cells {
-                println!("ok  {}", c.id);
-            }
-            for w in &warnings {
-                eprintln!("warning: {w}");
-            }
-            println!("{} cells valid", cells.len());
-            Ok(0)
-        }
+        Command::Check { paths } => check(paths),
         Command::List { paths } => {
             for c in load_cells(paths)? {
                 println!("{}", c.id);

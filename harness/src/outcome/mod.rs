@@ -326,68 +326,10 @@ impl Outcome {
     /// Compare the observation with the expectation and set the verdict.
     pub fn judge(&mut self) {
         let mut m = self.shared_virtual_ips();
-        let exp = &self.expected;
-        if let Some(want) = exp.tunnel {
-            if self.tunnel != Some(want) {
-                m.push(format!(
-                    "tunnel: expected {}, observed {}",
-                    want,
-                    self.tunnel.map_or("nothing".into(), |t| t.to_string())
-                ));
-            }
-        }
-        if let Some(want) = exp.ppp {
-            let seen = self.ppp.as_ref().map(|p| p.state);
-            if seen != Some(want) {
-                m.push(format!(
-                    "ppp: expected {}, observed {}",
-                    want,
-                    seen.map_or("nothing".into(), |t| t.to_string())
-                ));
-            }
-        }
-        if let (Some(want), Some(TunnelExpect::Up)) = (exp.encapsulation, exp.tunnel) {
-            if self.tunnel == Some(TunnelExpect::Up) && self.encapsulation != Some(want) {
-                m.push(format!(
-                    "encapsulation: expected {}, observed {}",
-                    want,
-                    self.encapsulation
-                        .map_or("nothing".into(), |e| e.to_string())
-                ));
-            }
-        }
-        let step_checks = self.steps.iter().flat_map(|s| &s.checks);
-        let all: Vec<&CheckResult> = self.checks.iter().chain(step_checks).collect();
-        for (name, want) in &exp.checks {
-            match all.iter().find(|c| &c.name == name) {
-                Some(c) if c.result == *want => {}
-                Some(c) => m.push(format!(
-                    "check {name}: expected {}, observed {} ({}/{} answered)",
-                    want, c.result, c.received, c.sent
-                )),
-                None => m.push(format!("check {name}: expected {}, not run", want)),
-            }
-        }
-        for st in &self.steps {
-            if let Some(e) = &st.error {
-                m.push(format!("step {}: could not be carried out: {e}", st.name));
-            }
-        }
-        for (name, want) in &exp.waits {
-            let seen = self
-                .steps
-                .iter()
-                .find(|s| &s.name == name)
-                .and_then(|s| s.wait);
-            if seen != Some(*want) {
-                m.push(format!(
-                    "wait {name}: expected {}, observed {}",
-                    want,
-                    seen.map_or("nothing (not run)".into(), |w| w.to_string())
-                ));
-            }
-        }
-        if let Some(want) = exp.cause {
+        m.extend(self.state_mismatches());
+        m.extend(self.check_mismatches());
+        m.extend(self.step_mismatches());
+        if let Some(want) = self.expected.cause {
             let seen = self.cause.as_ref().map(|c| c.id);
             if seen != Some(want) {
                 m.push(format!(
@@ -402,6 +344,76 @@ impl Outcome {
             Verdict::Fail
         };
         self.mismatches = m;
+    }
+
+    /// Tunnel, PPP link and encapsulation against what was expected.
+    fn state_mismatches(&self) -> Vec<String> {
+        let mut m = Vec::new();
+        let exp = &self.expected;
+        let nothing = |x: Option<String>| x.unwrap_or_else(|| "nothing".into());
+        if let Some(want) = exp.tunnel {
+            if self.tunnel != Some(want) {
+                let seen = nothing(self.tunnel.map(|t| t.to_string()));
+                m.push(format!("tunnel: expected {want}, observed {seen}"));
+            }
+        }
+        if let Some(want) = exp.ppp {
+            let seen = self.ppp.as_ref().map(|p| p.state);
+            if seen != Some(want) {
+                let seen = nothing(seen.map(|t| t.to_string()));
+                m.push(format!("ppp: expected {want}, observed {seen}"));
+            }
+        }
+        if let (Some(want), Some(TunnelExpect::Up)) = (exp.encapsulation, exp.tunnel) {
+            if self.tunnel == Some(TunnelExpect::Up) && self.encapsulation != Some(want) {
+                let seen = nothing(self.encapsulation.map(|e| e.to_string()));
+                m.push(format!("encapsulation: expected {want}, observed {seen}"));
+            }
+        }
+        m
+    }
+
+    /// Every expected check, the cell's and its steps'.
+    fn check_mismatches(&self) -> Vec<String> {
+        let step_checks = self.steps.iter().flat_map(|s| &s.checks);
+        let all: Vec<&CheckResult> = self.checks.iter().chain(step_checks).collect();
+        let mut m = Vec::new();
+        for (name, want) in &self.expected.checks {
+            match all.iter().find(|c| &c.name == name) {
+                Some(c) if c.result == *want => {}
+                Some(c) => m.push(format!(
+                    "check {name}: expected {}, observed {} ({}/{} answered)",
+                    want, c.result, c.received, c.sent
+                )),
+                None => m.push(format!("check {name}: expected {}, not run", want)),
+            }
+        }
+        m
+    }
+
+    /// Steps that could not be carried out, and waits that ended otherwise.
+    fn step_mismatches(&self) -> Vec<String> {
+        let mut m = Vec::new();
+        for st in &self.steps {
+            if let Some(e) = &st.error {
+                m.push(format!("step {}: could not be carried out: {e}", st.name));
+            }
+        }
+        for (name, want) in &self.expected.waits {
+            let seen = self
+                .steps
+                .iter()
+                .find(|s| &s.name == name)
+                .and_then(|s| s.wait);
+            if seen != Some(*want) {
+                m.push(format!(
+                    "wait {name}: expected {}, observed {}",
+                    want,
+                    seen.map_or("nothing (not run)".into(), |w| w.to_string())
+                ));
+            }
+        }
+        m
     }
 
     /// Classify a judged cell's failure (its path now known) and judge it
