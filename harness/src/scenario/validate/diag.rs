@@ -65,17 +65,22 @@ impl<'a> Diags<'a> {
         field: impl Into<String>,
         message: impl std::fmt::Display,
     ) {
-        let (line, column) = line_col(self.text, span.start);
-        let d = Diagnostic {
-            path: self.path.to_path_buf(),
-            line,
-            column,
-            field: field.into(),
-            message: message.to_string(),
-        };
+        let d = self.at(span, field.into(), message.to_string());
         // The same problem found in several cells is reported once.
         if !self.out.contains(&d) {
             self.out.push(d);
+        }
+    }
+
+    /// A finding at `span` of the file.
+    fn at(&self, span: Range<usize>, field: String, message: String) -> Diagnostic {
+        let (line, column) = line_col(self.text, span.start);
+        Diagnostic {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            field,
+            message,
         }
     }
 
@@ -86,14 +91,7 @@ impl<'a> Diags<'a> {
         field: impl Into<String>,
         message: impl std::fmt::Display,
     ) {
-        let (line, column) = line_col(self.text, span.start);
-        let d = Diagnostic {
-            path: self.path.to_path_buf(),
-            line,
-            column,
-            field: field.into(),
-            message: message.to_string(),
-        };
+        let d = self.at(span, field.into(), message.to_string());
         if !self.warnings.contains(&d) {
             self.warnings.push(d);
         }

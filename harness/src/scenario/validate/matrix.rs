@@ -81,6 +81,16 @@ fn nat_axis(m: &MatrixSpec, node: &str) -> String {
     }
 }
 
+/// The name of an axis keyed by endpoint node: `axis` when one node has
+/// it (of `count`), else `axis.<node>`.
+fn per_node(axis: &str, count: usize, node: &str) -> String {
+    if count > 1 {
+        format!("{axis}.{node}")
+    } else {
+        axis.to_string()
+    }
+}
+
 /// The axes of a file, as written (values unchecked).
 pub(super) fn axes(f: &ScenarioFile) -> Axes {
     let m = &f.matrix;
@@ -116,19 +126,11 @@ pub(super) fn axes(f: &ScenarioFile) -> Axes {
         }
     }
     for (n, v) in &m.ike_proposals {
-        let name = if m.ike_proposals.len() > 1 {
-            format!("ike_proposals.{n}")
-        } else {
-            "ike_proposals".to_string()
-        };
+        let name = per_node("ike_proposals", m.ike_proposals.len(), n);
         push(name, names(v), Varies::IkeProposals(n.clone()));
     }
     for (n, v) in &m.misconfigured {
-        let name = if m.misconfigured.len() > 1 {
-            format!("misconfigured.{n}")
-        } else {
-            "misconfigured".to_string()
-        };
+        let name = per_node("misconfigured", m.misconfigured.len(), n);
         push(name, names(v), Varies::Misconfigured(n.clone()));
     }
     for (n, knobs) in &m.behaviour {
