@@ -658,12 +658,11 @@ fn delivered_from(
                 // Some met no mapping (expired, or flushed by a reboot):
                 // the others were translated and passed on.
                 lines.push(format!(
-                    "{}{} of the {} from {} reached {node} addressed to {node} itself, with no translation of {node}'s to pass them on: delivered to {node}, not forwarded",
+                    "{} of the {} from {} reached {node} addressed to {node} itself, with no translation of {node}'s to pass them on: delivered to {node}, not forwarded",
                     match Count::of(cell, c, mine) {
                         Count::Exact(n) => n.to_string(),
                         Count::Seen => "some".to_string(),
                     },
-                    "",
                     c.describe(),
                     from.node,
                 ));

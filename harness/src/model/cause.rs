@@ -146,18 +146,6 @@ pub enum Misconfig {
     TrafficSelectors,
 }
 
-impl Misconfig {
-    /// The cause this disagreement should be classified as.
-    pub fn cause(self) -> Cause {
-        match self {
-            Misconfig::Psk => Cause::PskMismatch,
-            Misconfig::Identity => Cause::IdentityMismatch,
-            Misconfig::IkeVersion => Cause::IkeVersionMismatch,
-            Misconfig::TrafficSelectors => Cause::TsMismatch,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
