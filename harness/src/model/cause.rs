@@ -45,6 +45,10 @@ pub enum Cause {
     /// IKE agreed, the CHILD SA's proposals did not (PFS groups among
     /// them).
     ChildProposalMismatch,
+    /// The CHILD SA came up, its rekey did not: the ends disagree on
+    /// PFS (the key exchange group of CREATE_CHILD_SA, which IKE_AUTH does
+    /// not negotiate).
+    PfsMismatch,
     /// The traffic selectors do not agree.
     TsMismatch,
     /// One end speaks IKEv1, the other IKEv2 only.
@@ -94,6 +98,9 @@ impl Cause {
             Cause::IdentityMismatch => "an end expects an identity its peer does not present",
             Cause::ProposalMismatch => "no IKE proposal in common",
             Cause::ChildProposalMismatch => "no CHILD SA (ESP) proposal in common",
+            Cause::PfsMismatch => {
+                "the ends disagree on PFS: the CHILD SA came up but its rekey found no common key exchange group"
+            }
             Cause::TsMismatch => "the traffic selectors do not agree",
             Cause::IkeVersionMismatch => "the ends speak different IKE versions",
             Cause::CertUntrusted => "a certificate its peer does not trust",
@@ -144,6 +151,11 @@ pub enum Misconfig {
     /// It proposes a selector for its peer's side that its peer does not
     /// protect.
     TrafficSelectors,
+    /// Its certificate is signed by a CA its peer does not trust (needs
+    /// `auth = "cert"`).
+    CertUntrusted,
+    /// Its certificate expired before the run (needs `auth = "cert"`).
+    CertExpired,
 }
 
 #[cfg(test)]
@@ -159,5 +171,6 @@ mod tests {
             assert_eq!(c.to_string().parse::<Cause>(), Ok(c));
         }
         assert_eq!("ike-version".parse(), Ok(Misconfig::IkeVersion));
+        assert_eq!("cert-untrusted".parse(), Ok(Misconfig::CertUntrusted));
     }
 }

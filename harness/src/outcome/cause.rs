@@ -104,6 +104,37 @@ fn some(cause: Cause, evidence: Vec<String>) -> Option<(Cause, Vec<String>)> {
     (!evidence.is_empty()).then_some((cause, evidence))
 }
 
+/// A verifier that found no trust anchor for the peer's certificate
+/// (strongSwan; NSS under pluto).
+fn cert_untrusted(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    some(
+        Cause::CertUntrusted,
+        said(
+            o,
+            &[
+                "no issuer certificate found",
+                "issuer is",
+                "SEC_ERROR_UNKNOWN_ISSUER",
+                "SEC_ERROR_UNTRUSTED_ISSUER",
+            ],
+        ),
+    )
+}
+
+/// A verifier that found the peer's certificate outside its validity.
+fn cert_expired(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
+    some(
+        Cause::CertExpired,
+        said(
+            o,
+            &[
+                "certificate invalid (valid from",
+                "SEC_ERROR_EXPIRED_CERTIFICATE",
+            ],
+        ),
+    )
+}
+
 fn psk(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(
         Cause::PskMismatch,
@@ -171,15 +202,28 @@ fn selectors(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     )
 }
 
+/// No proposal in common: IKE's (no IKE SA), the CHILD SA's in IKE_AUTH
+/// (the IKE SA up, the CHILD SA never), or only at a CHILD SA's rekey (it
+/// came up first), where the one thing IKE_AUTH did not negotiate is
+/// agreed: the PFS group.
 fn proposals(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
-    let ev = said(o, &["NO_PROPOSAL_CHOSEN", "no acceptable proposal"]);
-    let cause = if ike_up(o) {
-        Cause::ChildProposalMismatch
-    } else {
-        Cause::ProposalMismatch
+    let mut ev = said(o, &["NO_PROPOSAL_CHOSEN", "no acceptable proposal"]);
+    let child_came_up = o.initiation.as_ref().is_some_and(|i| i.success);
+    let cause = match (ike_up(o), child_came_up) {
+        (false, _) => Cause::ProposalMismatch,
+        (true, false) => Cause::ChildProposalMismatch,
+        (true, true) => {
+            if !ev.is_empty() {
+                ev.push(PFS_EVIDENCE.to_string());
+            }
+            Cause::PfsMismatch
+        }
     };
     some(cause, ev)
 }
+
+/// Why a rekey's NO_PROPOSAL_CHOSEN after a CHILD SA came up means PFS.
+const PFS_EVIDENCE: &str = "the CHILD SA came up in IKE_AUTH, which negotiates no key exchange: its rekey's proposals differ only in their PFS group";
 
 fn refused_sa(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
     some(
@@ -315,8 +359,10 @@ fn nat64(o: &Outcome, _: &Context) -> Option<(Cause, Vec<String>)> {
 }
 
 /// The rules, in order: the first that applies names the cause.
-const RULES: [Rule; 17] = [
+const RULES: [Rule; 19] = [
     gre,
+    cert_untrusted,
+    cert_expired,
     psk,
     identity,
     version,

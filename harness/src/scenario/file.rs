@@ -253,7 +253,7 @@ pub struct EndpointSpec {
     /// adds NAT-D payloads to DPD exchanges to notice a NAT's new mapping).
     pub mobike: Option<Spanned<String>>,
     /// Authentication: `psk` (the default) or `cert` (a per-run test CA
-    /// issues both ends' certificates; strongSwan only).
+    /// issues both ends' certificates).
     pub auth: Option<Spanned<String>>,
     /// With `auth = "cert"`: the certificate's size in bytes at least
     /// (padded with extra names), to make IKE_AUTH fragment.
@@ -274,10 +274,12 @@ pub struct EndpointSpec {
     /// cell; `wait = { event = "child-rekeyed" }` sees it).
     pub child_rekey: Option<Spanned<String>>,
     /// Disagreements with the peer this end has on purpose, in every cell
-    /// (`["psk"]`; `psk`, `identity`, `ike-version`, `traffic-selectors`):
-    /// its own differing `psk` or `ike` where the file writes one, else a
-    /// wrong value vpnlab derives. Each cell must then expect the tunnel
-    /// down or state its `cause`.
+    /// (`["psk"]`; `psk`, `identity`, `ike-version`, `traffic-selectors`,
+    /// and with `auth = "cert"` `cert-untrusted`, `cert-expired`): its own
+    /// differing `psk` or `ike` where the file writes one, else a wrong
+    /// value vpnlab derives (a certificate from a CA the peer does not
+    /// trust, or one that expired a week ago). Each cell must then expect
+    /// the tunnel down or state its `cause`.
     pub misconfigured: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -448,6 +450,12 @@ pub struct MatrixSpec {
     /// several nodes vary theirs): a proposal mismatch and its fix.
     #[serde(default)]
     pub ike_proposals: BTreeMap<String, AxisValues>,
+    /// Endpoint node → ESP proposals to try, each a comma-separated list
+    /// (axis `esp_proposals`, or `esp_proposals.<node>`): e.g. PFS at
+    /// CHILD SA rekeying or not, a PFS mismatch and its fix. A node's IKE
+    /// and ESP proposals are not both varied.
+    #[serde(default)]
+    pub esp_proposals: BTreeMap<String, AxisValues>,
     /// MOBIKE settings to try (`"no"`, `"yes"`).
     pub mobike: Option<Spanned<Vec<Spanned<String>>>>,
     /// Endpoint node → misconfigurations to try, `"none"` for a correct

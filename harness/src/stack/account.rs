@@ -10,7 +10,7 @@
 /// What an account line must mention to be kept: the daemons' words for
 /// a failure. Success and NAT detection are not kept (the initiation log
 /// and the SA state say those).
-const FAILURE: [&str; 25] = [
+const FAILURE: [&str; 28] = [
     "AUTHENTICATION_FAILED",
     "mismatched",
     "computed hash does not match",
@@ -36,6 +36,9 @@ const FAILURE: [&str; 25] = [
     "not trusted",
     "no trusted",
     "no issuer certificate",
+    "issuer is",
+    "certificate invalid",
+    "SEC_ERROR_",
 ];
 
 /// What disqualifies a line: unstable across runs, tidying up, or a
@@ -90,8 +93,9 @@ pub fn command(text: &str) -> Vec<String> {
 
 fn collect<'a>(msgs: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out = Vec::new();
+    // Trimmed: charon indents a line that continues the one before.
     for m in msgs.filter(|m| kept(m)) {
-        push(&mut out, normalize(m));
+        push(&mut out, normalize(m.trim()));
     }
     out
 }
@@ -105,9 +109,10 @@ fn push(out: &mut Vec<String>, line: String) {
 
 /// Without what changes from run to run: instance numbers of connections
 /// and SAs (`vpnlab[3]`, `vpnlab{2}`, `#4`), ages (`aged 1.2s`), and ports
-/// other than IKE's (`203.0.113.1[61023]`, `203.0.113.1:61023`).
+/// other than IKE's (`203.0.113.1[61023]`, `203.0.113.1:61023`), and a
+/// certificate's validity dates.
 pub fn normalize(msg: &str) -> String {
-    let msg = super::libreswan::ageless(msg);
+    let msg = dateless(&super::libreswan::ageless(msg));
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg.as_str();
     while let Some(c) = rest.chars().next() {
@@ -151,6 +156,23 @@ pub fn normalize(msg: &str) -> String {
     out
 }
 
+/// Without the dates of charon's "(valid from … to …)", which are the
+/// run's.
+fn dateless(msg: &str) -> String {
+    const FROM: &str = "(valid from ";
+    match msg.find(FROM) {
+        Some(i) => match msg[i..].find(')') {
+            Some(j) => format!(
+                "{}(valid from <date> to <date>){}",
+                &msg[..i],
+                &msg[i + j + 1..]
+            ),
+            None => msg.to_string(),
+        },
+        None => msg.to_string(),
+    }
+}
+
 /// Whether `out` ends with an IP address (what a port may follow).
 fn trailing_ip(out: &str) -> bool {
     let start = out
@@ -162,6 +184,14 @@ fn trailing_ip(out: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_dates_are_the_runs_so_they_go() {
+        assert_eq!(
+            normalize("subject certificate invalid (valid from Oct 26 18:01:24 2026 to Nov 25 18:01:24 2026)"),
+            "subject certificate invalid (valid from <date> to <date>)"
+        );
+    }
 
     #[test]
     fn charon_keeps_failures_without_times_threads_or_instances() {

@@ -4,7 +4,9 @@
 //! Everything is generated in memory for each run (nothing to expire in the
 //! repository, no private keys checked in). Certificates can be padded to a
 //! minimum DER size so that IKE_AUTH carries a large CERT payload and has to
-//! be fragmented (RFC 7383) or IP-fragmented.
+//! be fragmented (RFC 7383) or IP-fragmented. A declared misconfiguration
+//! gets a flawed certificate instead ([`Flaw`]): one signed by a second CA
+//! that no end trusts, or one that expired before the run.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +18,7 @@ use rcgen::{
     PKCS_ECDSA_P256_SHA256,
 };
 
-use crate::model::{DnAttr, Identity, InvalidIdentity};
+use crate::model::{DnAttr, Identity, InvalidIdentity, Misconfig};
 
 /// Largest `min_size` [`TestCa::issue`] accepts. A VICI value carries a
 /// 16-bit length (rsvici's serializer silently truncates longer ones) and an
@@ -26,6 +28,12 @@ pub const MAX_CERT_SIZE: usize = 60_000;
 
 /// Common name of the test CA.
 const CA_NAME: &str = "vpnlab test CA";
+/// Common name of the CA that signs [`Flaw::Untrusted`] certificates; no
+/// end is ever given it.
+const UNTRUSTED_CA_NAME: &str = "vpnlab untrusted CA";
+/// An [`Flaw::Expired`] certificate's validity ended this long before
+/// "now": well past any clock lag a VM has.
+const EXPIRED_AGO: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Validity starts this long before "now" so that a VM whose clock lags the
 /// host still accepts the certificates.
 const BACKDATE: Duration = Duration::from_secs(24 * 3600);
@@ -46,12 +54,57 @@ pub fn run_ca() -> Result<&'static TestCa, &'static PkiError> {
     CA.get_or_init(TestCa::new).as_ref()
 }
 
+/// The CA no end trusts, made once per run like [`run_ca`].
+fn untrusted_ca() -> Result<&'static TestCa, &'static PkiError> {
+    static CA: std::sync::OnceLock<Result<TestCa, PkiError>> = std::sync::OnceLock::new();
+    CA.get_or_init(|| TestCa::named(UNTRUSTED_CA_NAME)).as_ref()
+}
+
+/// A deliberate defect of an end's certificate, from its declared
+/// misconfiguration: its peer must reject the certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flaw {
+    /// Signed by the "vpnlab untrusted CA", which no end trusts.
+    Untrusted,
+    /// Signed by the run's CA, but its validity ended a week ago.
+    Expired,
+}
+
+impl Flaw {
+    /// The flaw an end's misconfigurations ask for, if any.
+    pub fn of(misconfigured: &[Misconfig]) -> Option<Flaw> {
+        misconfigured.iter().find_map(|m| match m {
+            Misconfig::CertUntrusted => Some(Flaw::Untrusted),
+            Misconfig::CertExpired => Some(Flaw::Expired),
+            _ => None,
+        })
+    }
+}
+
+/// The certificate an end presents: from the run's CA (see
+/// [`TestCa::issue`]), flawed as asked. The end trusts [`run_ca`] either
+/// way.
+pub fn issue(id: &str, min_size: Option<usize>, flaw: Option<Flaw>) -> Result<Issued, PkiError> {
+    let shared = |r: Result<&'static TestCa, &'static PkiError>| {
+        r.map_err(|e| PkiError::Shared {
+            what: e.to_string(),
+        })
+    };
+    match flaw {
+        None => shared(run_ca())?.issue(id, min_size),
+        Some(Flaw::Untrusted) => shared(untrusted_ca())?.issue(id, min_size),
+        Some(Flaw::Expired) => shared(run_ca())?.issue_expired(id, min_size),
+    }
+}
+
 /// Errors of the test PKI. Each names the identity (or the CA) involved.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// Generating the CA key or self-signing its certificate failed.
-    #[error("creating the {CA_NAME}: {source}")]
+    #[error("creating the {name}: {source}")]
     Ca {
+        /// The CA's common name.
+        name: &'static str,
         /// The rcgen error.
         #[source]
         source: rcgen::Error,
@@ -59,6 +112,13 @@ pub enum PkiError {
     /// The identity is neither an IP address nor a DNS-like name.
     #[error(transparent)]
     InvalidId(#[from] InvalidIdentity),
+    /// The run's CA could not be made: the first error, shared by every
+    /// end of the run.
+    #[error("{what}")]
+    Shared {
+        /// The first error's text.
+        what: String,
+    },
     /// `min_size` is above [`MAX_CERT_SIZE`].
     #[error("certificate for {id:?}: requested minimum size {min_size} bytes exceeds the limit of {max} bytes (VICI values and IKE payloads have 16-bit lengths)")]
     TooLarge {
@@ -112,6 +172,8 @@ impl fmt::Debug for Issued {
 
 /// A self-signed ECDSA P-256 CA ("vpnlab test CA") that lives for one run.
 pub struct TestCa {
+    /// Its common name.
+    name: &'static str,
     /// Signs end-entity certificates (CA name, key identifier and key).
     issuer: Issuer<'static, KeyPair>,
     /// The CA certificate (DER).
@@ -124,16 +186,22 @@ pub struct TestCa {
 impl fmt::Debug for TestCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestCa")
-            .field("name", &CA_NAME)
+            .field("name", &self.name)
             .field("cert_der", &format_args!("[{} bytes]", self.cert_der.len()))
             .finish_non_exhaustive()
     }
 }
 
 impl TestCa {
-    /// A new CA with a fresh key, valid from one day ago to 30 days ahead.
+    /// A new "vpnlab test CA" with a fresh key, valid from one day ago to
+    /// 30 days ahead.
     pub fn new() -> Result<TestCa, PkiError> {
-        let err = |source| PkiError::Ca { source };
+        TestCa::named(CA_NAME)
+    }
+
+    /// A new CA called `name`, otherwise as [`TestCa::new`].
+    fn named(name: &'static str) -> Result<TestCa, PkiError> {
+        let err = |source| PkiError::Ca { name, source };
         let mut template = CertificateParams::default();
         // rcgen takes `time` dates; build them from the epoch so that vpnlab
         // needs no direct dependency on the `time` crate.
@@ -146,12 +214,13 @@ impl TestCa {
         template.distinguished_name = DistinguishedName::new();
 
         let mut params = template.clone();
-        params.distinguished_name.push(DnType::CommonName, CA_NAME);
+        params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err)?;
         let cert = params.self_signed(&key).map_err(err)?;
         Ok(TestCa {
+            name,
             issuer: Issuer::new(params, key),
             cert_der: cert.der().to_vec(),
             template,
@@ -171,6 +240,27 @@ impl TestCa {
     /// added until the DER is at least that long (it ends up at most a few
     /// dozen bytes longer).
     pub fn issue(&self, id: &str, min_size: Option<usize>) -> Result<Issued, PkiError> {
+        self.issue_with(id, min_size, self.template.clone())
+    }
+
+    /// As [`TestCa::issue`], but valid from 37 days ago until 7 days ago.
+    pub fn issue_expired(&self, id: &str, min_size: Option<usize>) -> Result<Issued, PkiError> {
+        let mut template = self.template.clone();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        template.not_after = epoch + now.saturating_sub(EXPIRED_AGO);
+        template.not_before = epoch + now.saturating_sub(EXPIRED_AGO + LIFETIME);
+        self.issue_with(id, min_size, template)
+    }
+
+    fn issue_with(
+        &self,
+        id: &str,
+        min_size: Option<usize>,
+        mut params: CertificateParams,
+    ) -> Result<Issued, PkiError> {
         let (subject, sans) = identity_subject(id)?;
         if let Some(min_size) = min_size.filter(|&m| m > MAX_CERT_SIZE) {
             return Err(PkiError::TooLarge {
@@ -184,7 +274,6 @@ impl TestCa {
             source,
         };
 
-        let mut params = self.template.clone();
         params.distinguished_name = subject;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
@@ -437,5 +526,36 @@ mod tests {
             openssl(&["pkey", "-inform", "DER", "-noout", "-in"], &[&key]);
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// What openssl says of a certificate of `flaw` against the run's CA.
+    fn verify_flawed(dir: &Path, flaw: Option<Flaw>) -> String {
+        let ca_pem = to_pem(dir, "ca", run_ca().unwrap().cert_der());
+        let issued = issue("client.vpnlab.test", None, flaw).unwrap();
+        let ee_pem = to_pem(dir, "ee", &issued.cert_der);
+        let out = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&ca_pem)
+            .arg(&ee_pem)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    #[test]
+    fn flawed_certificates_fail_verification_for_their_reason() {
+        let dir = std::env::temp_dir().join(format!("vpnlab-pki-flaw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(verify_flawed(&dir, None).contains(": OK"));
+        let untrusted = verify_flawed(&dir, Some(Flaw::Untrusted));
+        assert!(
+            untrusted.contains("unable to get local issuer certificate"),
+            "{untrusted}"
+        );
+        let expired = verify_flawed(&dir, Some(Flaw::Expired));
+        assert!(expired.contains("certificate has expired"), "{expired}");
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(Flaw::of(&[Misconfig::Psk]), None);
+        assert_eq!(Flaw::of(&[Misconfig::CertExpired]), Some(Flaw::Expired));
     }
 }

@@ -401,11 +401,12 @@ impl Running {
     }
 
     /// Trust the run's test CA and load this end's certificate and key
-    /// (issued now, at least `size` bytes).
+    /// (issued now, at least `size` bytes, flawed if it is misconfigured
+    /// so).
     async fn load_certificates(&mut self, size: Option<u32>) -> Result<(), StackError> {
         let ca = pki::run_ca().map_err(|e| self.control_err("load-cert", e))?;
-        let issued = ca
-            .issue(&self.ep.id, size.map(|s| s as usize))
+        let flaw = pki::Flaw::of(&self.ep.misconfigured);
+        let issued = pki::issue(&self.ep.id, size.map(|s| s as usize), flaw)
             .map_err(|e| self.control_err("load-cert", e))?;
         for (flag, data) in [("CA", ca.cert_der().to_vec()), ("NONE", issued.cert_der)] {
             let req = vici::LoadCert {

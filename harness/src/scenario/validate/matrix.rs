@@ -39,6 +39,8 @@ pub(super) enum Varies {
     Behaviour(String, String),
     /// The IKE proposals of the endpoint on a node.
     IkeProposals(String),
+    /// Its ESP proposals.
+    EspProposals(String),
     /// The declared misconfiguration of the endpoint on a node.
     Misconfigured(String),
 }
@@ -129,6 +131,10 @@ pub(super) fn axes(f: &ScenarioFile) -> Axes {
         let name = per_node("ike_proposals", m.ike_proposals.len(), n);
         push(name, names(v), Varies::IkeProposals(n.clone()));
     }
+    for (n, v) in &m.esp_proposals {
+        let name = per_node("esp_proposals", m.esp_proposals.len(), n);
+        push(name, names(v), Varies::EspProposals(n.clone()));
+    }
     for (n, v) in &m.misconfigured {
         let name = per_node("misconfigured", m.misconfigured.len(), n);
         push(name, names(v), Varies::Misconfigured(n.clone()));
@@ -194,7 +200,10 @@ pub(super) fn check(d: &mut Diags<'_>, f: &ScenarioFile, net: &Network) {
     });
     check_hairpin(d, m, net);
     endpoint_axis(d, f, &m.ike_proposals, "ike_proposals", |d, v, field| {
-        super::proposals::axis_value(d, v, field)
+        super::proposals::axis_value(d, v, field, false)
+    });
+    endpoint_axis(d, f, &m.esp_proposals, "esp_proposals", |d, v, field| {
+        super::proposals::axis_value(d, v, field, true)
     });
     endpoint_axis(d, f, &m.misconfigured, "misconfigured", |d, v, field| {
         super::misconfig::axis_value(d, v, field)

@@ -90,6 +90,16 @@ pub(super) fn of(
             "misconfigured traffic selectors need the end's `inner` address",
         );
     }
+    let cert = [Misconfig::CertUntrusted, Misconfig::CertExpired];
+    if let Some(m) = every.iter().find(|m| cert.contains(m)) {
+        if e.auth.as_ref().map(|a| a.get_ref().as_str()) != Some("cert") {
+            d.err(
+                sp(&e.node),
+                format!("{field}.auth"),
+                format!("misconfiguration `{m}` is about the end's certificate: give it `auth = \"cert\"`"),
+            );
+        }
+    }
     Some(choice)
 }
 

@@ -2,7 +2,8 @@
 //! `esp_proposals`, `ike_rekey`, `child_rekey`): proposals in strongSwan's
 //! syntax, each keyword one vpnlab knows, with what IKE and ESP need; an
 //! axis `matrix.ike_proposals.<node>` varies a node's IKE proposals (a
-//! proposal mismatch and its fix).
+//! proposal mismatch and its fix), `matrix.esp_proposals.<node>` its ESP
+//! proposals (PFS or not).
 
 use toml::Spanned;
 
@@ -62,24 +63,51 @@ pub(super) fn of(
         return None;
     }
     let node = e.node.get_ref().clone();
-    let Some(axis) = axes.varying(&Varies::IkeProposals(node)) else {
-        return Some(Choice::Fixed(p));
+    let ike = axes.varying(&Varies::IkeProposals(node.clone()));
+    let esp = axes.varying(&Varies::EspProposals(node));
+    let (axis, kind) = match (ike, esp) {
+        (None, None) => return Some(Choice::Fixed(p)),
+        (Some(a), None) => (a, Kind::Ike),
+        (None, Some(a)) => (a, Kind::Esp),
+        (Some(_), Some(_)) => {
+            d.err(
+                sp(&e.node),
+                "matrix.esp_proposals",
+                format!(
+                    "axes vary both the IKE and the ESP proposals of `{}`: vary one",
+                    e.node.get_ref()
+                ),
+            );
+            return None;
+        }
     };
     axes.varied(axis, |v| {
-        let ike = v
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .collect::<Vec<_>>();
-        ike.iter()
-            .all(|x| problem(x, Kind::Ike).is_none())
-            .then(|| Proposals { ike, ..p.clone() })
+        let list = split(v);
+        list.iter()
+            .all(|x| problem(x, kind).is_none())
+            .then(|| match kind {
+                Kind::Ike => Proposals {
+                    ike: list,
+                    ..p.clone()
+                },
+                Kind::Esp => Proposals {
+                    esp: list,
+                    ..p.clone()
+                },
+            })
     })
 }
 
-/// Check one value of axis `ike_proposals` (comma-separated proposals).
-pub(super) fn axis_value(d: &mut Diags<'_>, v: &Spanned<String>, field: &str) {
-    for x in v.get_ref().split(',') {
-        if let Some(why) = problem(x.trim(), Kind::Ike) {
+/// An axis value's proposals (comma-separated).
+fn split(v: &str) -> Vec<String> {
+    v.split(',').map(|s| s.trim().to_string()).collect()
+}
+
+/// Check one value of axis `ike_proposals` or (`esp`) `esp_proposals`.
+pub(super) fn axis_value(d: &mut Diags<'_>, v: &Spanned<String>, field: &str, esp: bool) {
+    let kind = if esp { Kind::Esp } else { Kind::Ike };
+    for x in split(v.get_ref()) {
+        if let Some(why) = problem(&x, kind) {
             d.err(sp(v), field, why);
         }
     }

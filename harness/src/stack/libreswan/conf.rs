@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use super::super::{Backend, Timers};
 use super::nss::CERT_NICK;
 use super::proposals;
-use crate::model::{Auth, Endpoint, Identity, NatT, Proto};
+use crate::model::{Auth, Endpoint, Identity, Misconfig, NatT, Proto};
 
 /// Name of the connection vpnlab adds.
 pub const CONN: &str = "vpnlab";
@@ -22,6 +22,9 @@ pub fn unsupported(ep: &Endpoint, backend: Backend) -> Option<String> {
     // `ike = 0` takes IKEv1 as well (see [`conns`]).
     if ep.knobs.auth != Auth::Psk && ep.ike != 2 {
         return Some("libreswan does not implement ECDSA in IKEv1 (authby=rsasig is RSA with SHA-1 there), and the run's test CA issues ECDSA P-256 certificates".into());
+    }
+    if ep.misconfigured.contains(&Misconfig::CertExpired) {
+        return Some("libreswan 4.10 will not load a connection whose own certificate has expired (\"failed to add connection: left certificate … is expired or not yet valid\"), so its peer never sees the certificate: give the expired one to a strongSwan end".into());
     }
     if (ep.virtual_ip || ep.pool.is_some()) && ep.ike != 2 {
         return Some("vpnlab maps libreswan's address pools for IKEv2 only (IKEv1 Mode Config comes with XAUTH, which vpnlab does not configure)".into());

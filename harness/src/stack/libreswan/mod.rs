@@ -192,7 +192,10 @@ impl Prepared {
         };
         db.create(root).await?;
         match self.ep.knobs.auth {
-            Auth::Cert { size } => db.import(&self.ep.id, size).await,
+            Auth::Cert { size } => {
+                let flaw = super::pki::Flaw::of(&self.ep.misconfigured);
+                db.import(&self.ep.id, size, flaw).await
+            }
             Auth::Psk => Ok(()),
         }
     }

@@ -102,13 +102,18 @@ impl Db<'_> {
     }
 
     /// Trust the run's test CA and import a certificate for `id` (at
-    /// least `size` bytes) with its key, as [`CERT_NICK`]. The PEM and
+    /// least `size` bytes, flawed as asked) with its key, as
+    /// [`CERT_NICK`]. The PEM and
     /// PKCS#12 files are written next to the database and removed after.
-    pub async fn import(&self, id: &str, size: Option<u32>) -> Result<(), StackError> {
+    pub async fn import(
+        &self,
+        id: &str,
+        size: Option<u32>,
+        flaw: Option<pki::Flaw>,
+    ) -> Result<(), StackError> {
         let ca = pki::run_ca().map_err(|e| self.err("the run's test CA", e))?;
-        let issued = ca
-            .issue(id, size.map(|s| s as usize))
-            .map_err(|e| self.err("a certificate from the run's test CA", e))?;
+        let issued = pki::issue(id, size.map(|s| s as usize), flaw)
+            .map_err(|e| self.err("a certificate from the test PKI", e))?;
         let dir = self.db.parent().unwrap_or(&self.db).to_path_buf();
         let file = |name: &str, data: &[u8]| -> Result<PathBuf, StackError> {
             let path = dir.join(name);
@@ -219,7 +224,7 @@ mod tests {
             db: ep_dir.join("nss"),
         };
         db.create(&root).await.unwrap();
-        db.import("C=CH, O=vpnlab, CN=carol", Some(2000))
+        db.import("C=CH, O=vpnlab, CN=carol", Some(2000), None)
             .await
             .unwrap();
         let sql = format!("sql:{}", db.db.display());
