@@ -417,6 +417,51 @@ fn proposal_mistakes_are_named() {
     );
 }
 
+const PFS: &str = include_str!("../../../topologies/diagnosis/pfs.toml");
+const CERTS: &str = include_str!("../../../topologies/diagnosis/certificates.toml");
+
+#[test]
+fn an_esp_axis_varies_only_esp_and_not_beside_an_ike_axis() {
+    let s = parse(Path::new("pfs.toml"), PFS).unwrap();
+    let server = |i: usize| s.cells[i].endpoint("server").unwrap().proposals.clone();
+    assert_eq!(server(0).esp, ["aes256gcm16-ecp384"]);
+    assert_eq!(server(1).esp, ["aes256gcm16"]);
+    assert!(server(1).ike.is_empty(), "the axis sets only ESP's");
+    let e = errors(&PFS.replacen("\"aes256gcm16\"] }", "\"aes256gcm16-prfsha256\"] }", 1));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("matrix.esp_proposals.server") && m.contains("`prfsha256`")),
+        "{e:?}"
+    );
+    let both = PFS.replacen(
+        "[matrix]\n",
+        "[matrix]\nike_proposals = { server = [\"aes128-sha256-modp2048\"] }\n",
+        1,
+    );
+    let e = errors(&both);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("vary both the IKE and the ESP proposals of `server`")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn certificate_misconfigurations_need_certificates() {
+    let s = parse(Path::new("certificates.toml"), CERTS).unwrap();
+    let client = |i: usize| s.cells[i].endpoint("client").unwrap().misconfigured.clone();
+    assert_eq!(client(1), [crate::model::Misconfig::CertUntrusted]);
+    assert_eq!(client(2), [crate::model::Misconfig::CertExpired]);
+    let psk = CERTS.replacen("auth = \"cert\"", "psk = \"vpnlab-psk\"", 1);
+    let psk = psk.replacen("auth = \"cert\"", "psk = \"vpnlab-psk\"", 1);
+    let e = errors(&psk);
+    assert!(
+        e.iter().any(|m| m.contains("endpoints[0].auth")
+            && m.contains("`cert-untrusted` is about the end's certificate")),
+        "{e:?}"
+    );
+}
+
 const ANY: &str = include_str!("../../../topologies/deploy/ike-any.toml");
 
 #[test]

@@ -490,18 +490,8 @@ mod tests {
         ] {
             let issued = ca.issue(id, min).unwrap();
             let ee_pem = to_pem(&dir, "ee", &issued.cert_der);
-            let out = Command::new("openssl")
-                .args(["verify", "-CAfile"])
-                .arg(&ca_pem)
-                .arg(&ee_pem)
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success() && stdout.contains(": OK"),
-                "{id}: {stdout}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let said = verify(&ca_pem, &ee_pem);
+            assert!(said.contains(": OK"), "{id}: {said}");
             // The identity is where charon looks for it.
             let text = openssl(
                 &["x509", "-noout", "-ext", "subjectAltName", "-in"],
@@ -528,18 +518,23 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// What `openssl verify` says of `ee_pem` against `ca_pem` (stdout and
+    /// stderr).
+    fn verify(ca_pem: &Path, ee_pem: &Path) -> String {
+        let out = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(ca_pem)
+            .arg(ee_pem)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
     /// What openssl says of a certificate of `flaw` against the run's CA.
     fn verify_flawed(dir: &Path, flaw: Option<Flaw>) -> String {
         let ca_pem = to_pem(dir, "ca", run_ca().unwrap().cert_der());
         let issued = issue("client.vpnlab.test", None, flaw).unwrap();
-        let ee_pem = to_pem(dir, "ee", &issued.cert_der);
-        let out = Command::new("openssl")
-            .args(["verify", "-CAfile"])
-            .arg(&ca_pem)
-            .arg(&ee_pem)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        verify(&ca_pem, &to_pem(dir, "ee", &issued.cert_der))
     }
 
     #[test]

@@ -62,6 +62,17 @@ pub(super) fn of(
     if !ok {
         return None;
     }
+    by_axis(d, e, axes, p)
+}
+
+/// The fixed proposals `p`, or `p` with the IKE or the ESP proposals each
+/// cell's axis value gives (not both).
+fn by_axis(
+    d: &mut Diags<'_>,
+    e: &EndpointSpec,
+    axes: &Axes,
+    p: Proposals,
+) -> Option<Choice<Proposals>> {
     let node = e.node.get_ref().clone();
     let ike = axes.varying(&Varies::IkeProposals(node.clone()));
     let esp = axes.varying(&Varies::EspProposals(node));
