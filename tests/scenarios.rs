@@ -302,7 +302,7 @@ fn flip_trial(
 
 /// The privileged and plain tests beyond the cells.
 fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
-    let privileged_tests: [(&str, support::TestFn); 5] = [
+    let privileged_tests: [(&str, support::TestFn); 6] = [
         (
             "capture::pcap_files_agree_with_tshark",
             pcap::pcap_agrees_with_tshark,
@@ -322,6 +322,10 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
         (
             "cli::failing_expectation_fails_the_run",
             cli::wrong_expectation_fails,
+        ),
+        (
+            "cli::junit_validates_and_diff_names_cells_that_got_worse",
+            cli::junit_and_diff,
         ),
     ];
     for (name, test) in privileged_tests {

@@ -40,55 +40,7 @@ enum Command {
     ///   vpnlab run topologies/seed.toml --jobs 2
     ///   vpnlab run --filter nat=block-4500 --keep   # inspect a failure
     #[command(verbatim_doc_comment)]
-    Run {
-        /// Scenario files or directories (default: the bundled topologies/).
-        paths: Vec<PathBuf>,
-        /// Run only cells whose name contains this text (repeatable: any match).
-        #[arg(long, short)]
-        filter: Vec<String>,
-        /// Run only the cell with exactly this name (repeatable; with --filter,
-        /// a cell must match both).
-        #[arg(long)]
-        cell: Vec<String>,
-        /// Cells run in parallel; each has its own namespaces.
-        #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        jobs: u16,
-        /// Write every outcome as JSON to FILE (`-` for stdout; the table then goes to stderr).
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// Keep a failed cell's topology up, print how to enter each node, and wait for Ctrl-C.
-        #[arg(long)]
-        keep: bool,
-        /// Write one pcap file per interface under DIR/<cell>/ (node-iface.pcap).
-        #[arg(long, value_name = "DIR")]
-        pcap: Option<PathBuf>,
-        /// Copy each daemon's log under DIR/<cell>/ (node-charon.log,
-        /// node-pluto.log...), to read why an exchange failed.
-        #[arg(long, value_name = "DIR")]
-        logs: Option<PathBuf>,
-        /// Print every cell's packet path and diagnosis, not only failed cells'.
-        #[arg(long)]
-        explain: bool,
-        /// How the results table is printed: `text`, or `markdown` (cell,
-        /// IPsec and PPP state, checks, diagnosis: ready to paste into a
-        /// ticket or a CI step summary).
-        #[arg(long, value_enum, default_value_t = report::Format::Text)]
-        format: report::Format,
-        /// Do not capture packets (no path or diagnosis in the outcome).
-        #[arg(long, conflicts_with = "pcap")]
-        no_capture: bool,
-        /// Run the cells in a VM booting this kernel image (`auto`: the newest
-        /// installed distribution kernel), with virtme-ng and qemu; one boot
-        /// for the whole batch. Gives kernel ESP where the host kernel has none.
-        #[arg(long, value_name = "PATH|auto")]
-        kernel: Option<String>,
-        /// Run here what this machine can run, and only the cells that need
-        /// kernel ESP or PPP it lacks in one VM boot of this kernel image
-        /// (`auto`: as for --kernel); one table and report. Without VM mode
-        /// those cells are reported SKIPPED.
-        #[arg(long, value_name = "PATH|auto", conflicts_with_all = ["kernel", "keep"])]
-        kernel_when_needed: Option<String>,
-    },
+    Run(RunArgs),
     /// Run cells and print, hop by hop, what crossed each link and where
     /// packets stopped (same as `run --explain`).
     ///
@@ -115,6 +67,26 @@ enum Command {
         /// Scenario files or directories (default: the bundled topologies/).
         paths: Vec<PathBuf>,
     },
+    /// Compare two runs' JSON reports (`run --report`): list the cells
+    /// whose outcome changed (verdict, tunnel, encapsulation, NAT
+    /// detection, checks, PPP link, diagnosis, cause), ignoring stack
+    /// versions, timings and packet counts.
+    ///
+    /// Exits 1 if any cell got worse (a pass now fails or errors, a
+    /// failure errors), 2 if a report cannot be read, 0 otherwise; cells
+    /// only in one run are listed as added or removed.
+    ///
+    /// Example: vpnlab diff before.json after.json --format markdown
+    #[command(verbatim_doc_comment)]
+    Diff {
+        /// The earlier run's report.
+        old: PathBuf,
+        /// The later run's report.
+        new: PathBuf,
+        /// `text`, or `markdown` (for a pull-request comment).
+        #[arg(long, value_enum, default_value_t = report::Format::Text)]
+        format: report::Format,
+    },
     /// List cell names, one per line.
     List {
         /// Scenario files or directories (default: the bundled topologies/).
@@ -123,6 +95,63 @@ enum Command {
     /// Check this machine: privileges, kernel ESP and TUN, nftables,
     /// strongSwan and its plugins; print the command that installs anything missing.
     Doctor,
+}
+
+/// `vpnlab run`'s arguments.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario files or directories (default: the bundled topologies/).
+    paths: Vec<PathBuf>,
+    /// Run only cells whose name contains this text (repeatable: any match).
+    #[arg(long, short)]
+    filter: Vec<String>,
+    /// Run only the cell with exactly this name (repeatable; with --filter,
+    /// a cell must match both).
+    #[arg(long)]
+    cell: Vec<String>,
+    /// Cells run in parallel; each has its own namespaces.
+    #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// Write every outcome as JSON to FILE (`-` for stdout; the table then goes to stderr).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the results as JUnit XML to FILE, for CI systems: one
+    /// testcase per cell, a failure with its mismatches and why,
+    /// unsupported and skipped cells as skipped with their reason.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Keep a failed cell's topology up, print how to enter each node, and wait for Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+    /// Write one pcap file per interface under DIR/<cell>/ (node-iface.pcap).
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<PathBuf>,
+    /// Copy each daemon's log under DIR/<cell>/ (node-charon.log,
+    /// node-pluto.log...), to read why an exchange failed.
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
+    /// Print every cell's packet path and diagnosis, not only failed cells'.
+    #[arg(long)]
+    explain: bool,
+    /// How the results table is printed: `text`, or `markdown` (cell,
+    /// IPsec and PPP state, checks, diagnosis: ready to paste into a
+    /// ticket or a CI step summary).
+    #[arg(long, value_enum, default_value_t = report::Format::Text)]
+    format: report::Format,
+    /// Do not capture packets (no path or diagnosis in the outcome).
+    #[arg(long, conflicts_with = "pcap")]
+    no_capture: bool,
+    /// Run the cells in a VM booting this kernel image (`auto`: the newest
+    /// installed distribution kernel), with virtme-ng and qemu; one boot
+    /// for the whole batch. Gives kernel ESP where the host kernel has none.
+    #[arg(long, value_name = "PATH|auto")]
+    kernel: Option<String>,
+    /// Run here what this machine can run, and only the cells that need
+    /// kernel ESP or PPP it lacks in one VM boot of this kernel image
+    /// (`auto`: as for --kernel); one table and report. Without VM mode
+    /// those cells are reported SKIPPED.
+    #[arg(long, value_name = "PATH|auto", conflicts_with_all = ["kernel", "keep"])]
+    kernel_when_needed: Option<String>,
 }
 
 /// The bundled topologies: `VPNLAB_TOPOLOGIES`, else `./topologies`, else
@@ -221,54 +250,16 @@ fn real_main(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Doctor => doctor_cmd(),
-        Command::Run {
-            paths,
-            filter,
-            cell,
-            jobs,
-            report,
-            keep,
-            pcap,
-            logs,
-            explain,
-            format,
-            no_capture,
-            kernel,
-            kernel_when_needed,
-        } => {
-            // Validate before anything is created.
-            let cells = select(load_cells(paths)?, &filter, &cell)?;
-            preflight(report.as_deref(), &[pcap.as_deref(), logs.as_deref()])?;
-            if kernel.is_some() && keep {
-                bail!("--keep cannot be used with --kernel (the VM ends with the run)");
-            }
-            let policy = match (kernel, kernel_when_needed) {
-                (Some(k), _) => VmPolicy::Always(k),
-                (None, Some(k)) => VmPolicy::WhenNeeded(k),
-                (None, None) => VmPolicy::Never,
-            };
-            let view = View {
-                explain,
-                format,
-                report,
-            };
-            let settings = batch::Settings {
-                jobs: usize::from(jobs),
-                keep,
-                capture: !no_capture,
-                // Resolved now, relative to where vpnlab was started.
-                pcap_dir: pcap.map(std::path::absolute).transpose()?,
-                logs_dir: logs.map(std::path::absolute).transpose()?,
-            };
-            sandboxed(|| run_cmd(cells, policy, settings, view))
-        }
+        Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
+        Command::Run(args) => run(args),
         Command::Explain { cells, paths, pcap } => {
             let cells = select(load_cells(paths)?, &[], &cells)?;
-            preflight(None, &[pcap.as_deref()])?;
+            preflight(&[], &[pcap.as_deref()])?;
             let view = View {
                 explain: true,
                 format: report::Format::Text,
                 report: None,
+                junit: None,
             };
             let settings = batch::Settings {
                 jobs: 1,
@@ -282,9 +273,58 @@ fn real_main(cli: Cli) -> Result<i32> {
     }
 }
 
-/// Fail before any cell runs if the report, pcap or log location is unusable.
-fn preflight(report: Option<&Path>, dirs: &[Option<&Path>]) -> Result<()> {
-    if let Some(r) = report.filter(|r| *r != Path::new("-")) {
+/// `vpnlab run`: validate, then run the cells in the sandbox.
+fn run(args: RunArgs) -> Result<i32> {
+    let RunArgs {
+        paths,
+        filter,
+        cell,
+        jobs,
+        report,
+        junit,
+        keep,
+        pcap,
+        logs,
+        explain,
+        format,
+        no_capture,
+        kernel,
+        kernel_when_needed,
+    } = args;
+    // Validate before anything is created.
+    let cells = select(load_cells(paths)?, &filter, &cell)?;
+    preflight(
+        &[report.as_deref(), junit.as_deref()],
+        &[pcap.as_deref(), logs.as_deref()],
+    )?;
+    if kernel.is_some() && keep {
+        bail!("--keep cannot be used with --kernel (the VM ends with the run)");
+    }
+    let policy = match (kernel, kernel_when_needed) {
+        (Some(k), _) => VmPolicy::Always(k),
+        (None, Some(k)) => VmPolicy::WhenNeeded(k),
+        (None, None) => VmPolicy::Never,
+    };
+    let view = View {
+        explain,
+        format,
+        report,
+        junit,
+    };
+    let settings = batch::Settings {
+        jobs: usize::from(jobs),
+        keep,
+        capture: !no_capture,
+        // Resolved now, relative to where vpnlab was started.
+        pcap_dir: pcap.map(std::path::absolute).transpose()?,
+        logs_dir: logs.map(std::path::absolute).transpose()?,
+    };
+    sandboxed(|| run_cmd(cells, policy, settings, view))
+}
+
+/// Fail before any cell runs if a report, pcap or log location is unusable.
+fn preflight(files: &[Option<&Path>], dirs: &[Option<&Path>]) -> Result<()> {
+    for r in files.iter().flatten().filter(|r| **r != Path::new("-")) {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -298,11 +338,12 @@ fn preflight(report: Option<&Path>, dirs: &[Option<&Path>]) -> Result<()> {
     Ok(())
 }
 
-/// How the results are shown and where the JSON report goes.
+/// How the results are shown and where the JSON and JUnit reports go.
 struct View {
     explain: bool,
     format: report::Format,
     report: Option<PathBuf>,
+    junit: Option<PathBuf>,
 }
 
 /// Re-run this command in the run sandbox (see `sandbox`), or, inside it,
@@ -438,11 +479,38 @@ fn finish(summary: &batch::Report, view: &View) -> Result<i32> {
                 .with_context(|| format!("cannot write report {}", path.display()))?;
         }
     }
+    if let Some(path) = &view.junit {
+        let mut xml = Vec::new();
+        report::junit(&mut xml, &summary.cells)?;
+        std::fs::write(path, xml)
+            .with_context(|| format!("cannot write the JUnit report {}", path.display()))?;
+    }
     let failed = summary
         .cells
         .iter()
         .any(|r| matches!(r.outcome.verdict, Verdict::Fail | Verdict::Error));
     Ok(i32::from(failed))
+}
+
+/// `vpnlab diff`: exit 1 if a cell got worse.
+fn diff_cmd(old: &Path, new: &Path, format: report::Format) -> Result<i32> {
+    let read = |p: &Path| -> Result<batch::Report> {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the report {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a vpnlab JSON report (`vpnlab run --report FILE` writes one)",
+                p.display()
+            )
+        })
+    };
+    let changes = report::diff::compare(&read(old)?.cells, &read(new)?.cells);
+    let mut out = std::io::stdout();
+    match format {
+        report::Format::Text => report::diff::text(&mut out, &changes)?,
+        report::Format::Markdown => report::diff::markdown(&mut out, &changes)?,
+    }
+    Ok(i32::from(report::diff::worse(&changes)))
 }
 
 fn doctor_cmd() -> Result<i32> {

@@ -1,6 +1,7 @@
 //! The command line's contract: unsupported cells reported, not passed; a
 //! wrong expectation fails the run; bad input names file, line and field;
-//! `check` lists exactly the bundled cells.
+//! `check` lists exactly the bundled cells; the JUnit report validates and
+//! `vpnlab diff` names the cells that got worse.
 
 use libtest_mimic::Failed;
 use vpnlab::model::Verdict;
@@ -47,16 +48,22 @@ pub fn unsupported_reported() -> Result<(), Failed> {
     Ok(())
 }
 
-/// A scenario whose expectation is wrong must fail the run (exit 1) and
-/// name the mismatch: the verdict is computed, not assumed.
-pub fn wrong_expectation_fails() -> Result<(), Failed> {
+/// The seed file, and the same claiming that its block-4500 cells come up
+/// (they must not).
+fn seed_and_wrong() -> Result<(String, String), Failed> {
     let text = std::fs::read_to_string(topologies_dir().join("seed.toml"))?;
-    // Claim the block-4500 cells come up: they must not.
     let wrong = text.replace(
         "when = { nat = \"block-4500\" }\ntunnel = \"down\"",
         "when = { nat = \"block-4500\" }\ntunnel = \"up\"",
     );
     assert_ne!(wrong, text, "the seed file changed shape; update this test");
+    Ok((text, wrong))
+}
+
+/// A scenario whose expectation is wrong must fail the run (exit 1) and
+/// name the mismatch: the verdict is computed, not assumed.
+pub fn wrong_expectation_fails() -> Result<(), Failed> {
+    let (_, wrong) = seed_and_wrong()?;
     let dir = tempdir()?;
     let file = dir.join("wrong.toml");
     std::fs::write(&file, wrong)?;
@@ -130,6 +137,77 @@ pub fn check_lists_every_bundled_cell() -> Result<(), Failed> {
         return Err(format!(
             "vpnlab check printed\n{text}\nexpected\n{}",
             want.join("\n")
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `--junit` and `vpnlab diff` on two runs of the seed's block-4500 cells:
+/// as written (both pass) and with a wrong expectation (both fail). The
+/// JUnit file validates against the JUnit schema (`tests/junit.xsd`, with
+/// xmllint) and has one testcase per cell; the diff of a run with itself
+/// is empty (exit 0), of the two runs names the cells that got worse
+/// (exit 1).
+pub fn junit_and_diff() -> Result<(), Failed> {
+    let (text, wrong) = seed_and_wrong()?;
+    let dir = tempdir()?;
+    let result = junit_and_diff_in(&dir, &text, &wrong);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn junit_and_diff_in(dir: &std::path::Path, right: &str, wrong: &str) -> Result<(), Failed> {
+    let file = dir.join("seed.toml");
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let (old, new, xml) = (path("old.json"), path("new.json"), path("cells.xml"));
+    let run = |text: &str, report: &str, junit: &[&str]| -> Result<(), Failed> {
+        std::fs::write(&file, text)?;
+        let f = file.to_string_lossy();
+        let mut args = vec!["run", &f, "--filter", "nat=block-4500", "--report", report];
+        args.extend_from_slice(junit);
+        run_vpnlab(&args)?;
+        Ok(())
+    };
+    run(right, &old, &[])?;
+    run(wrong, &new, &["--junit", &xml])?;
+
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/junit.xsd");
+    let lint = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&schema)
+        .arg(&xml)
+        .output()
+        .map_err(|e| format!("xmllint: {e} (apt-get install libxml2-utils; ci/setup.sh does)"))?;
+    if !lint.status.success() {
+        return Err(format!(
+            "the JUnit file does not validate:\n{}",
+            String::from_utf8_lossy(&lint.stderr)
+        )
+        .into());
+    }
+    let doc = std::fs::read_to_string(&xml)?;
+    let count = |tag: &str| doc.matches(tag).count();
+    // block-4500 × nat_t auto, force (run, failing) and off (unsupported).
+    let counts = (count("<testcase "), count("<failure "), count("<skipped "));
+    if counts != (3, 2, 1) || !doc.contains("tunnel: expected up, observed down") {
+        return Err(format!("expected 3 testcases, 2 failures, 1 skipped (with the mismatch), got {counts:?}:\n{doc}").into());
+    }
+
+    let same = run_vpnlab(&["diff", &old, &old])?;
+    let same_out = String::from_utf8_lossy(&same.stdout);
+    if same.status.code() != Some(0) || !same_out.contains("no cell's outcome changed") {
+        return Err(format!("a run against itself: {:?}\n{same_out}", same.status.code()).into());
+    }
+    let worse = run_vpnlab(&["diff", &old, &new])?;
+    let out = String::from_utf8_lossy(&worse.stdout);
+    let names = out.contains("worse    seed/nat=block-4500,nat_t=auto")
+        && out.contains("verdict: PASS -> FAIL")
+        && out.contains("2 worse");
+    if worse.status.code() != Some(1) || !names {
+        return Err(format!(
+            "a pass turned failure: exit {:?}\n{out}",
+            worse.status.code()
         )
         .into());
     }

@@ -1,10 +1,14 @@
-//! Human views of a run's [`crate::batch::Report`]: the per-cell table
-//! ([`table`]) and a Markdown table for tickets ([`markdown`]). The JSON
-//! report is the batch report itself, serialized.
+//! Views of a run's [`crate::batch::Report`]: the per-cell table
+//! ([`table`]), a Markdown table for tickets ([`markdown`]), JUnit XML for
+//! CI systems ([`junit`]), and what changed between two runs ([`diff`]).
+//! The JSON report is the batch report itself, serialized.
 
+pub mod diff;
+mod junit;
 mod markdown;
 mod table;
 
+pub use junit::junit;
 pub use markdown::{markdown, why};
 pub use table::table;
 
