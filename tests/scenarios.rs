@@ -302,7 +302,7 @@ fn flip_trial(
 
 /// The privileged and plain tests beyond the cells.
 fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
-    let privileged_tests: [(&str, support::TestFn); 6] = [
+    let privileged_tests: [(&str, support::TestFn); 7] = [
         (
             "capture::pcap_files_agree_with_tshark",
             pcap::pcap_agrees_with_tshark,
@@ -327,6 +327,10 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
             "cli::junit_validates_and_diff_names_cells_that_got_worse",
             cli::junit_and_diff,
         ),
+        (
+            "cli::a_terminal_gets_a_progress_bar",
+            cli::progress_bar_on_a_terminal,
+        ),
     ];
     for (name, test) in privileged_tests {
         trials.push(l.privilege.gate(Trial::test(name, test)));
@@ -342,6 +346,10 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
     trials.push(Trial::test(
         "cli::check_lists_every_bundled_cell",
         cli::check_lists_every_bundled_cell,
+    ));
+    trials.push(Trial::test(
+        "cli::github_actions_example_holds",
+        cli::github_actions_example_holds,
     ));
     let ids: Vec<String> = l
         .files

@@ -4,13 +4,15 @@
 
 #![deny(unsafe_code)]
 
+mod console;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use vpnlab::batch::{self, sandbox, vm, Event, Machine, VmPolicy};
+use vpnlab::batch::{self, sandbox, vm, Machine, VmPolicy};
 use vpnlab::model::{Cell, Verdict};
 use vpnlab::{doctor, report, scenario};
 
@@ -374,66 +376,15 @@ async fn run_cmd(
         eprintln!("{} ({} cells)", vm::START_MARK, cells.len());
     }
     let plan = batch::plan(cells, &machine, &policy);
-    let (mut report, teardowns) = batch::run(plan, &machine, &settings, &Stderr).await?;
+    let console = console::Console::on_stderr();
+    let run = batch::run(plan, &machine, &settings, &console).await;
+    console.finish();
+    let (mut report, teardowns) = run?;
     // The results first; the report file once every cell is torn down
     // (it holds the teardown times).
     show(&report, &view)?;
     teardowns.wait(&mut report).await;
     finish(&report, &view)
-}
-
-/// Progress on stderr.
-struct Stderr;
-
-impl batch::Progress for Stderr {
-    fn event(&self, e: Event<'_>) {
-        match e {
-            Event::CellDone {
-                index,
-                total,
-                report,
-            } => eprintln!(
-                "[{index}/{total}] {:<11} {} ({:.2}s)",
-                report.outcome.verdict.label(),
-                report.outcome.cell,
-                report.elapsed_ms as f64 / 1000.0
-            ),
-            Event::VmBooting {
-                kernel,
-                accel,
-                cells,
-            } => eprintln!(
-                "booting {} under {} for {cells} cells...",
-                kernel.display(),
-                match accel {
-                    vm::Accel::Kvm => "KVM",
-                    vm::Accel::Tcg => "TCG (software emulation)",
-                }
-            ),
-            Event::VmConsole(line) => eprintln!("  vm| {line}"),
-            Event::Holding(h) => {
-                eprintln!(
-                    "\n--keep: cell {} failed; its topology stays up until Ctrl-C.",
-                    h.cell
-                );
-                for m in &h.mismatches {
-                    eprintln!("  - {m}");
-                }
-                if let Some(r) = &h.reason {
-                    eprintln!("  {r}");
-                }
-                for d in &h.diagnosis {
-                    eprintln!("  diagnosis: {d}");
-                }
-                for (name, cmd) in &h.enter {
-                    eprintln!("  {name:<10} {cmd}");
-                }
-                eprintln!("  daemon files: {}", h.files);
-            }
-            Event::Releasing(cell) => eprintln!("tearing down {cell}"),
-            Event::Warning(w) => eprintln!("vpnlab: {w}"),
-        }
-    }
 }
 
 /// Print the table (on stderr when the JSON report goes to stdout).

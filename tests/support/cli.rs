@@ -213,3 +213,108 @@ fn junit_and_diff_in(dir: &std::path::Path, right: &str, wrong: &str) -> Result<
     }
     Ok(())
 }
+
+/// On a terminal (a pty from util-linux's `script`), a run draws a bar with
+/// the cells done out of the total and the cells running now, and still
+/// prints each finished cell's line; through a pipe (every other test)
+/// there is no bar.
+pub fn progress_bar_on_a_terminal() -> Result<(), Failed> {
+    let cell = "seed/nat=none,nat_t=auto";
+    let cmd = format!(
+        // A pty is 0x0 until set, and the bar then fits 80 columns.
+        "stty rows 50 cols 200 && {} run topologies/seed.toml --cell {cell}",
+        env!("CARGO_BIN_EXE_vpnlab")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("script (util-linux): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bar = text.contains("0/1 cells") && text.contains(&format!("running: {cell}"));
+    if !out.status.success() || !bar || !text.contains(&format!("PASS        {cell}")) {
+        return Err(format!(
+            "no progress bar on a terminal (exit {:?}):\n{text}",
+            out.status.code()
+        )
+        .into());
+    }
+    let piped = run_vpnlab(&["run", "topologies/seed.toml", "--cell", cell])?;
+    if String::from_utf8_lossy(&piped.stderr).contains("cells,") {
+        return Err("a bar drawn through a pipe".into());
+    }
+    Ok(())
+}
+
+/// The GitHub Actions example (`ci/github-actions.yml`) parses, and what
+/// it names exists: the scripts it runs, the JUnit file nextest's `ci`
+/// profile writes, the partitions it splits into, and every `--option` it
+/// gives `vpnlab run` or `vpnlab diff` (no actionlint here: no package of
+/// it installs without building it).
+pub fn github_actions_example_holds() -> Result<(), Failed> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("ci/github-actions.yml"))?;
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)?;
+    let jobs = &doc["jobs"];
+    let partitions = jobs["tests"]["strategy"]["matrix"]["partition"]
+        .as_sequence()
+        .map_or(0, Vec::len);
+    let runs: Vec<String> = ["tests", "report"]
+        .iter()
+        .flat_map(|j| jobs[*j]["steps"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|s| s["run"].as_str().map(str::to_string))
+        .collect();
+    // One line per command: continuation lines joined.
+    let all = runs.join("\n").replace("\\\n", " ");
+    if partitions != 2 || !all.contains(&format!("count:${{{{ matrix.partition }}}}/{partitions}"))
+    {
+        return Err(
+            format!("the partitions do not match the matrix ({partitions}):\n{all}").into(),
+        );
+    }
+    for script in all.split_whitespace().filter(|w| w.starts_with("ci/")) {
+        if !root.join(script).is_file() {
+            return Err(format!("the workflow runs {script}, which does not exist").into());
+        }
+    }
+    let nextest = std::fs::read_to_string(root.join(".config/nextest.toml"))?;
+    if !nextest.contains("[profile.ci.junit]\npath = \"junit.xml\"")
+        || !text.contains("path: target/nextest/ci/junit.xml")
+    {
+        return Err("the uploaded JUnit file is not the one nextest's ci profile writes".into());
+    }
+    let help = |cmd: &str| -> Result<String, Failed> {
+        Ok(String::from_utf8_lossy(&run_vpnlab(&[cmd, "--help"])?.stdout).into_owned())
+    };
+    let (run_help, diff_help) = (help("run")?, help("diff")?);
+    let vpnlab_lines = all
+        .lines()
+        .filter(|l| l.contains("run-scenarios.sh") || l.contains("vpnlab diff"));
+    for line in vpnlab_lines {
+        let known = if line.contains("vpnlab diff") {
+            &diff_help
+        } else {
+            &run_help
+        };
+        let opts = line.split_whitespace();
+        if let Some(opt) = opts
+            .filter(|w| w.starts_with("--") && !w.contains('='))
+            .find(|opt| !known.contains(opt))
+        {
+            return Err(format!("the workflow passes {opt}, which vpnlab does not take").into());
+        }
+    }
+    let diff = jobs["report"]["steps"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .any(|s| {
+            s["run"].as_str().is_some_and(|r| r.contains("vpnlab diff"))
+                && s["if"].as_str() == Some("github.event_name == 'pull_request'")
+        });
+    if !diff {
+        return Err("no `vpnlab diff` step on pull requests".into());
+    }
+    Ok(())
+}

@@ -73,6 +73,15 @@ pub struct Settings {
 /// Something worth telling the user while a batch runs.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// A cell starts here (the `index`th, from 1, of `total`).
+    CellStarted {
+        /// Its position among the cells this machine deals with.
+        index: usize,
+        /// Cells this machine runs.
+        total: usize,
+        /// Its name.
+        cell: &'a str,
+    },
     /// A cell finished here: the `index`th (from 1) of the `total` cells
     /// this machine deals with.
     CellDone {
@@ -233,7 +242,14 @@ async fn run_here(
                 let (opts, notify) = (&opts, &notify);
                 async move {
                     let (r, teardown) = match h {
-                        Here::Run(cell) => run_cell(&cell, i, opts, notify).await,
+                        Here::Run(cell) => {
+                            progress.event(Event::CellStarted {
+                                index: i + 1,
+                                total,
+                                cell: &cell.id,
+                            });
+                            run_cell(&cell, i, opts, notify).await
+                        }
                         Here::Report(r) => (*r, None),
                     };
                     progress.event(Event::CellDone {
