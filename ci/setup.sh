@@ -18,13 +18,15 @@ fi
 # Debian's stock kernel (which has ESP as modules) and a static busybox
 # (virtme-ng builds its initramfs from it) for `--kernel` (VM mode, with
 # virtme-ng from PyPI below); xmllint to validate the JUnit report against
-# its schema in a test. No recommends: they would pull the dynamic
+# its schema in a test; Debian's Chromium (with the fonts it recommends)
+# for the test that opens the HTML report in a real browser. No recommends: they would pull the dynamic
 # busybox, which conflicts with busybox-static.
 PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           libstrongswan-standard-plugins libstrongswan-extra-plugins
           nftables iproute2 iputils-ping python3 tshark openssl
           qemu-system-x86 linux-image-amd64 busybox-static
-          xl2tpd ppp pptpd pptp-linux tayga libxml2-utils)
+          xl2tpd ppp pptpd pptp-linux tayga libxml2-utils
+          chromium fonts-liberation)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

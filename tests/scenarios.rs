@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use support::cells::{self, Source, VmBatch};
-use support::{cli, pcap, privileged, safety, topologies_dir, Privilege};
+use support::{browser, cli, pcap, privileged, safety, topologies_dir, Privilege};
 use vpnlab::batch::{self, Machine, Placement, Planned, VmPolicy};
 use vpnlab::model::Verdict;
 
@@ -335,6 +335,7 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
     for (name, test) in privileged_tests {
         trials.push(l.privilege.gate(Trial::test(name, test)));
     }
+    browser_trials(l, trials);
     trials.push(Trial::test(
         "cli::invalid_scenario_is_rejected_with_position",
         cli::invalid_rejected,
@@ -364,6 +365,43 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
         "snapshots::every_snapshot_belongs_to_a_cell",
         move || support::snapshots::none_unreferenced(&ids),
     ));
+}
+
+/// The HTML report in headless Chromium: the host's seed cells, and the
+/// VM batch's seed cells (with the VM cells: `vm::` in the name).
+fn browser_trials(l: &Listing, trials: &mut Vec<Trial>) {
+    let gate = |t: Trial| match browser::missing() {
+        None => l.privilege.gate(t),
+        Some(why) if support::required() => {
+            let name = t.name().to_string();
+            Trial::test(name, move || Err(why.into()))
+        }
+        Some(why) => {
+            eprintln!("{} ignored: {why}", t.name());
+            t.with_ignored_flag(true)
+        }
+    };
+    trials.push(gate(Trial::test(
+        "browser::html_report_in_chromium",
+        browser::html_report_in_chromium,
+    )));
+    let name = "vm::browser::seed_vm_cells_in_chromium";
+    if l.batch.cells.iter().any(|(_, id)| id.starts_with("seed-")) {
+        let batch = l.batch.clone();
+        trials.push(gate(Trial::test(name, move || {
+            browser::vm_seed_report_in_chromium(&batch)
+        })));
+    } else if matches!(l.privilege, Privilege::Yes) {
+        // Root, but the seed's VM cells are not placed in the VM: they are
+        // skipped (VM mode not ready) or run here; their own tests say so.
+        let why = format!(
+            "the seed's VM cells do not run in the VM here: {}",
+            l.vm_error.as_deref().unwrap_or("they run on the host")
+        );
+        eprintln!("{name} ignored: {why}");
+        let required = support::required() && l.vm_error.is_some();
+        trials.push(Trial::test(name, move || Err(why.into())).with_ignored_flag(!required));
+    }
 }
 
 fn main() {

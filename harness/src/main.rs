@@ -89,6 +89,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = report::Format::Text)]
         format: report::Format,
     },
+    /// Write the HTML report of a JSON report (`run --report`), as
+    /// `run --html` does: to look at a run made elsewhere, e.g. in CI.
+    ///
+    /// Example: vpnlab html report.json --out report.html
+    Html {
+        /// The run's JSON report.
+        report: PathBuf,
+        /// Where to write the page (links to pcap files and logs are made
+        /// relative to its directory).
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// List cell names, one per line.
     List {
         /// Scenario files or directories (default: the bundled topologies/).
@@ -122,6 +134,12 @@ struct RunArgs {
     /// unsupported and skipped cells as skipped with their reason.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Write a self-contained HTML page to FILE: a grid per scenario file,
+    /// each cell's expected and observed state, cause and diagnosis, links
+    /// to its pcap files and logs (with --pcap/--logs), and a ladder
+    /// diagram of its IKE, ESP and check packets through every gateway.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Keep a failed cell's topology up, print how to enter each node, and wait for Ctrl-C.
     #[arg(long)]
     keep: bool,
@@ -253,6 +271,10 @@ fn real_main(cli: Cli) -> Result<i32> {
         }
         Command::Doctor => doctor_cmd(),
         Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
+        Command::Html { report, out } => {
+            write_html(&read_report(&report)?, &out)?;
+            Ok(0)
+        }
         Command::Run(args) => run(args),
         Command::Explain { cells, paths, pcap } => {
             let cells = select(load_cells(paths)?, &[], &cells)?;
@@ -262,6 +284,7 @@ fn real_main(cli: Cli) -> Result<i32> {
                 format: report::Format::Text,
                 report: None,
                 junit: None,
+                html: None,
             };
             let settings = batch::Settings {
                 jobs: 1,
@@ -284,6 +307,7 @@ fn run(args: RunArgs) -> Result<i32> {
         jobs,
         report,
         junit,
+        html,
         keep,
         pcap,
         logs,
@@ -296,7 +320,7 @@ fn run(args: RunArgs) -> Result<i32> {
     // Validate before anything is created.
     let cells = select(load_cells(paths)?, &filter, &cell)?;
     preflight(
-        &[report.as_deref(), junit.as_deref()],
+        &[report.as_deref(), junit.as_deref(), html.as_deref()],
         &[pcap.as_deref(), logs.as_deref()],
     )?;
     if kernel.is_some() && keep {
@@ -312,6 +336,7 @@ fn run(args: RunArgs) -> Result<i32> {
         format,
         report,
         junit,
+        html,
     };
     let settings = batch::Settings {
         jobs: usize::from(jobs),
@@ -346,6 +371,7 @@ struct View {
     format: report::Format,
     report: Option<PathBuf>,
     junit: Option<PathBuf>,
+    html: Option<PathBuf>,
 }
 
 /// Re-run this command in the run sandbox (see `sandbox`), or, inside it,
@@ -436,6 +462,9 @@ fn finish(summary: &batch::Report, view: &View) -> Result<i32> {
         std::fs::write(path, xml)
             .with_context(|| format!("cannot write the JUnit report {}", path.display()))?;
     }
+    if let Some(path) = &view.html {
+        write_html(summary, path)?;
+    }
     let failed = summary
         .cells
         .iter()
@@ -445,23 +474,33 @@ fn finish(summary: &batch::Report, view: &View) -> Result<i32> {
 
 /// `vpnlab diff`: exit 1 if a cell got worse.
 fn diff_cmd(old: &Path, new: &Path, format: report::Format) -> Result<i32> {
-    let read = |p: &Path| -> Result<batch::Report> {
-        let text = std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read the report {}", p.display()))?;
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a vpnlab JSON report (`vpnlab run --report FILE` writes one)",
-                p.display()
-            )
-        })
-    };
-    let changes = report::diff::compare(&read(old)?.cells, &read(new)?.cells);
+    let changes = report::diff::compare(&read_report(old)?.cells, &read_report(new)?.cells);
     let mut out = std::io::stdout();
     match format {
         report::Format::Text => report::diff::text(&mut out, &changes)?,
         report::Format::Markdown => report::diff::markdown(&mut out, &changes)?,
     }
     Ok(i32::from(report::diff::worse(&changes)))
+}
+
+/// A JSON report written by `vpnlab run --report`.
+fn read_report(p: &Path) -> Result<batch::Report> {
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read the report {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a vpnlab JSON report (`vpnlab run --report FILE` writes one)",
+            p.display()
+        )
+    })
+}
+
+/// The HTML page of `summary`, written to `path`.
+fn write_html(summary: &batch::Report, path: &Path) -> Result<()> {
+    let abs = std::path::absolute(path)?;
+    let dir = abs.parent().unwrap_or(Path::new("/"));
+    std::fs::write(&abs, report::html(summary, dir))
+        .with_context(|| format!("cannot write the HTML report {}", path.display()))
 }
 
 fn doctor_cmd() -> Result<i32> {

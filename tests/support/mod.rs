@@ -3,6 +3,7 @@
 //! tests are in [`cells`]; the CLI, safety and pcap tests in their own
 //! files.
 
+pub mod browser;
 pub mod cells;
 pub mod cli;
 pub mod layers;

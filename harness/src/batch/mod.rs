@@ -137,6 +137,7 @@ impl Teardowns {
             let torn = handle.await.unwrap_or_else(|e| TornDown {
                 ms: 0.0,
                 notes: vec![format!("teardown failed: {e}")],
+                log_files: vec![],
             });
             if let Some(c) = report.cells.iter_mut().find(|c| c.outcome.cell == id) {
                 c.torn_down(torn);

@@ -74,9 +74,10 @@ pub struct Packet {
     pub quoted: Option<PacketEnds>,
 }
 
-/// Protocol, addresses and ports from a (possibly truncated) IP header:
-/// IPv4, or IPv6 without extension headers before the transport header.
-fn header_ends(d: &[u8]) -> Option<(PacketEnds, &[u8])> {
+/// Protocol, addresses and ports from a (possibly truncated) IP header,
+/// and what follows the IP header: IPv4, or IPv6 without extension
+/// headers before the transport header.
+pub fn transport(d: &[u8]) -> Option<(PacketEnds, &[u8])> {
     let (proto, src, dst, rest) = match d.first()? >> 4 {
         4 => {
             let ihl = usize::from(d[0] & 0x0f) * 4;
@@ -115,14 +116,14 @@ fn header_ends(d: &[u8]) -> Option<(PacketEnds, &[u8])> {
 /// it quotes. Fragments other than the first carry no ports and are taken
 /// as they are.
 pub fn packet(d: &[u8]) -> Option<Packet> {
-    let (ends, rest) = header_ends(d)?;
+    let (ends, rest) = transport(d)?;
     let error = match ends.proto {
         1 => matches!(rest.first(), Some(3 | 11 | 12)),
         58 => matches!(rest.first(), Some(1..=4)),
         _ => false,
     };
     let quoted = if error {
-        rest.get(8..).and_then(header_ends).map(|(q, _)| q)
+        rest.get(8..).and_then(transport).map(|(q, _)| q)
     } else {
         None
     };
@@ -135,7 +136,7 @@ pub fn packet(d: &[u8]) -> Option<Packet> {
 /// IP header for ESP and AH (SPI and sequence number make it unique).
 /// `None` for anything else, and for a fragment.
 pub fn pair_key(d: &[u8]) -> Option<(u8, Vec<u8>)> {
-    let (ends, rest) = header_ends(d)?;
+    let (ends, rest) = transport(d)?;
     let fragment = match d.first()? >> 4 {
         4 => u16::from_be_bytes([*d.get(6)?, *d.get(7)?]) & 0x3fff != 0,
         _ => false,

@@ -6,7 +6,9 @@
 
 pub mod classify;
 pub mod conntrack;
+pub mod ike;
 pub mod kstats;
+pub mod ladder;
 pub mod path;
 pub mod pcap;
 
@@ -152,6 +154,8 @@ pub struct Captured {
     pub nodes: BTreeMap<String, NodeFrames>,
     /// Node → kernel drop counters that grew (name, delta, meaning).
     pub drops: BTreeMap<String, Vec<(String, u64, &'static str)>>,
+    /// When the capture was stopped (wall clock, as frames' `ts`).
+    pub cut: Duration,
 }
 
 impl Capture {
@@ -270,7 +274,10 @@ impl Capture {
             (r.node, frames)
         }))
         .await;
-        let mut out = Captured::default();
+        let mut out = Captured {
+            cut: Duration::from_nanos(cut),
+            ..Captured::default()
+        };
         for (node, before) in &self.counters {
             let d = kstats::drops(before, &kstats::read(topo.node(node)));
             if !d.is_empty() {

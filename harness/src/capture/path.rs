@@ -194,14 +194,14 @@ pub fn counter_of(line: &str) -> Option<&str> {
 
 /// One side of a wire: a node (or segment) and its interface.
 #[derive(Clone, Copy)]
-struct Side<'a> {
-    node: &'a str,
-    iface: &'a str,
+pub(super) struct Side<'a> {
+    pub(super) node: &'a str,
+    pub(super) iface: &'a str,
 }
 
 /// Every wire of the cell, both sides: each link's two ends, and each
 /// segment member's interface with its port on the segment's bridge.
-fn wires(cell: &Cell) -> Vec<(Side<'_>, Side<'_>)> {
+pub(super) fn wires(cell: &Cell) -> Vec<(Side<'_>, Side<'_>)> {
     fn side(e: &LinkEnd) -> Side<'_> {
         Side {
             node: &e.node,

@@ -51,6 +51,8 @@ pub struct TornDown {
     pub ms: f64,
     /// Problems that do not change the outcome (a log not copied).
     pub notes: Vec<String>,
+    /// The logs copied (`--logs`).
+    pub log_files: Vec<PathBuf>,
 }
 
 impl Teardown {
@@ -75,12 +77,14 @@ impl Teardown {
             "teardown: daemons stopped"
         );
         let mut notes = Vec::new();
+        let mut log_files = Vec::new();
         if let Some(dest) = logs {
-            if let Err(e) = save_logs(&dir, &dest) {
-                notes.push(format!(
+            match save_logs(&dir, &dest) {
+                Ok(files) => log_files = files,
+                Err(e) => notes.push(format!(
                     "cannot copy daemon logs to {}: {e}",
                     dest.display()
-                ));
+                )),
             }
         }
         tracing::debug!(ms = super::round_ms(t.elapsed()), "teardown: logs");
@@ -93,27 +97,32 @@ impl Teardown {
         TornDown {
             ms: super::round_ms(t.elapsed()),
             notes,
+            log_files,
         }
     }
 }
 
 /// `--logs`: copy the daemons' log files (`*.log`, `*.stderr`) to
 /// `dest/<dir>-<file>`.
-fn save_logs(celldir: &Path, dest: &Path) -> std::io::Result<()> {
+fn save_logs(celldir: &Path, dest: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dest)?;
+    let mut files = Vec::new();
     // One directory per endpoint (named after its node), per PPP end
     // (`ppp-<node>`) and per NAT64 translator (`nat64-<node>`).
     let Ok(dirs) = std::fs::read_dir(celldir) else {
-        return Ok(());
+        return Ok(files);
     };
     for d in dirs.flatten().filter(|d| d.path().is_dir()) {
         let prefix = d.file_name().to_string_lossy().into_owned();
         for f in std::fs::read_dir(d.path())?.flatten() {
             let name = f.file_name().to_string_lossy().into_owned();
             if name.ends_with(".log") || name.ends_with(".stderr") {
-                std::fs::copy(f.path(), dest.join(format!("{prefix}-{name}")))?;
+                let to = dest.join(format!("{prefix}-{name}"));
+                std::fs::copy(f.path(), &to)?;
+                files.push(to);
             }
         }
     }
-    Ok(())
+    files.sort();
+    Ok(files)
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::capture::ladder::{self, Ladder};
 use crate::capture::{path, pcap, Capture, Captured, Flow, IfaceCapture, Setup};
 use crate::error::RunError;
 use crate::model::Cell;
@@ -64,6 +65,13 @@ pub struct CellReport {
     /// pcap files written for this cell.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pcap_files: Vec<PathBuf>,
+    /// Daemon logs copied for this cell (`--logs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_files: Vec<PathBuf>,
+    /// Every packet sent, followed hop by hop (the HTML report's ladder;
+    /// not part of the outcome: times and ports vary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Ladder>,
     /// Problems that did not change the outcome (pcap files or logs not
     /// written).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -129,6 +137,8 @@ impl CellReport {
             phases: Phases::default(),
             capture: vec![],
             pcap_files: vec![],
+            log_files: vec![],
+            ladder: None,
             notes: vec![],
         }
     }
@@ -137,6 +147,7 @@ impl CellReport {
     pub fn torn_down(&mut self, t: TornDown) {
         self.phases.teardown_ms = t.ms;
         self.notes.extend(t.notes);
+        self.log_files = t.log_files;
     }
 }
 
@@ -288,6 +299,7 @@ fn own_addrs(cell: &Cell) -> std::collections::BTreeMap<String, Vec<std::net::Ip
 fn record_capture(cell: &Cell, opts: &RunOptions, captured: &Captured, report: &mut CellReport) {
     report.outcome.path = Some(path::build(cell, captured));
     report.capture = captured.raw();
+    report.ladder = Some(ladder::build(cell, captured));
     if let Some(dir) = &opts.pcap_dir {
         let celldir = dir.join(&cell.id);
         match pcap::write(captured, &celldir) {

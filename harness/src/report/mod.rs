@@ -1,13 +1,16 @@
 //! Views of a run's [`crate::batch::Report`]: the per-cell table
 //! ([`table`]), a Markdown table for tickets ([`markdown`]), JUnit XML for
-//! CI systems ([`junit`]), and what changed between two runs ([`diff`]).
+//! CI systems ([`junit`]), a self-contained HTML page with packet ladders
+//! ([`html()`]), and what changed between two runs ([`diff`]).
 //! The JSON report is the batch report itself, serialized.
 
 pub mod diff;
+mod html;
 mod junit;
 mod markdown;
 mod table;
 
+pub use html::html;
 pub use junit::junit;
 pub use markdown::{markdown, why};
 pub use table::table;
