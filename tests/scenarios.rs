@@ -302,7 +302,11 @@ fn flip_trial(
 
 /// The privileged and plain tests beyond the cells.
 fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
-    let privileged_tests: [(&str, support::TestFn); 7] = [
+    let privileged_tests: [(&str, support::TestFn); 8] = [
+        (
+            "builds::strongswan_from_a_prefix_is_named_and_used",
+            support::builds::strongswan_from_a_prefix,
+        ),
         (
             "capture::pcap_files_agree_with_tshark",
             pcap::pcap_agrees_with_tshark,

@@ -118,14 +118,24 @@ fn charon() -> Finding {
             let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
             (!s.is_empty()).then_some(s)
         });
+    let from = if std::env::var_os("VPNLAB_CHARON").is_some() {
+        "VPNLAB_CHARON".to_string()
+    } else if let Some(p) = strongswan::prefix() {
+        format!(
+            "VPNLAB_STRONGSWAN={}, its libraries and plugins mounted over /usr/lib/ipsec",
+            p.display()
+        )
+    } else {
+        "the system's".to_string()
+    };
     finding(
         "strongSwan charon",
         charon.is_file(),
         match (&version, charon.is_file()) {
-            (Some(v), true) => format!("{} ({v})", charon.display()),
-            (None, true) => charon.display().to_string(),
+            (Some(v), true) => format!("{} ({v}; build: {from})", charon.display()),
+            (None, true) => format!("{} (build: {from})", charon.display()),
             _ => format!(
-                "{} not found (set VPNLAB_CHARON to use another)",
+                "{} not found (set VPNLAB_CHARON, or VPNLAB_STRONGSWAN for a prefix, to use another)",
                 charon.display()
             ),
         },
@@ -142,7 +152,11 @@ fn libreswan_pluto() -> Finding {
         what: "libreswan pluto (optional)".into(),
         ok: true,
         detail: match (pluto.is_file(), &certutil) {
-            (true, Some(c)) => format!("{} (NSS databases with {c})", pluto.display()),
+            (true, Some(c)) => format!(
+                "{} (build: prefix {}; NSS databases with {c})",
+                pluto.display(),
+                libreswan::prefix().display()
+            ),
             (true, None) => format!(
                 "{}, but certutil is missing: apt-get install -y libnss3-tools",
                 pluto.display()
@@ -181,7 +195,7 @@ fn vm_mode(esp: Option<bool>) -> Finding {
 }
 
 fn strongswan_plugins() -> Finding {
-    let plugdir = Path::new("/usr/lib/ipsec/plugins");
+    let plugdir = strongswan::plugin_dir();
     let missing: Vec<&str> = strongswan::plugins(crate::model::Backend::KernelLibipsec)
         .into_iter()
         .filter(|p| !plugdir.join(format!("libstrongswan-{p}.so")).is_file())

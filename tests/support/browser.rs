@@ -197,6 +197,7 @@ fn html_report_in(dir: &Path) -> Result<(), Failed> {
 /// flip partner with NAT-T, ESP in UDP is delivered to the server.
 pub fn vm_seed_report_in_chromium(batch: &VmBatch) -> Result<(), Failed> {
     let mut report = batch.report()?;
+    libreswan_builds_named(&report)?;
     report.cells.retain(|c| c.outcome.cell.starts_with("seed-"));
     if report.cells.is_empty() {
         return Err("the VM batch has no seed cells".into());
@@ -205,6 +206,29 @@ pub fn vm_seed_report_in_chromium(batch: &VmBatch) -> Result<(), Failed> {
     let result = vm_seed_in(&dir, &report);
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// The batch's libreswan ends name the build that ran: pluto from the
+/// prefix Debian's package was unpacked into (a second installation, as
+/// `make install DESTDIR=PREFIX` of one's own build would be).
+fn libreswan_builds_named(report: &Report) -> Result<(), Failed> {
+    let pluto = vpnlab::stack::libreswan::tool("pluto")
+        .display()
+        .to_string();
+    let ends: Vec<_> = report
+        .cells
+        .iter()
+        .flat_map(|c| &c.outcome.endpoints)
+        .filter(|e| e.stack.starts_with("Libreswan"))
+        .collect();
+    match ends
+        .iter()
+        .find(|e| e.build.as_deref() != Some(pluto.as_str()))
+    {
+        _ if ends.is_empty() => Err("no libreswan end in the VM batch".into()),
+        Some(e) => Err(format!("{}: build {:?}, not {pluto}", e.node, e.build).into()),
+        None => Ok(()),
+    }
 }
 
 fn vm_seed_in(dir: &Path, report: &Report) -> Result<(), Failed> {

@@ -4,6 +4,7 @@
 //! files.
 
 pub mod browser;
+pub mod builds;
 pub mod cells;
 pub mod cli;
 pub mod layers;

@@ -238,6 +238,7 @@ async fn observe(
             role: e.role,
             stack: s.version().to_string(),
             version: s.version_number().map(str::to_string),
+            build: s.build().map(|p| p.display().to_string()),
             nat_t: e.nat_t,
             state,
             log: vec![],

@@ -63,6 +63,10 @@ pub struct EndpointOutcome {
     /// The version part of `stack` (`5.9.8`), where the driver knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The daemon binary that ran (e.g. a build of one's own under
+    /// `VPNLAB_STRONGSWAN`); not in snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
     /// NAT-T mode asked for.
     pub nat_t: NatT,
     /// SAs as reported by the daemon.
@@ -254,6 +258,7 @@ impl Outcome {
     pub fn redacted(&self) -> Outcome {
         let mut o = self.clone();
         for e in &mut o.endpoints {
+            e.build = None;
             if let Some(v) = e.version.take() {
                 e.stack = e.stack.replacen(&v, VERSION_PLACEHOLDER, 1);
             }
@@ -484,6 +489,7 @@ mod tests {
             role: Role::Initiator,
             stack: "strongSwan".into(),
             version: None,
+            build: None,
             nat_t: NatT::Auto,
             log: vec![],
             state: EndpointState {

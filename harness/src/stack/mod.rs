@@ -208,6 +208,16 @@ impl Running {
         }
     }
 
+    /// The daemon binary this endpoint ran (which build), where vpnlab
+    /// started one; a command stack is the user's own.
+    pub fn build(&self) -> Option<std::path::PathBuf> {
+        match &self.driver {
+            Driver::StrongSwan(_) => Some(strongswan::charon_path()),
+            Driver::Libreswan(_) => Some(libreswan::tool("pluto")),
+            Driver::Command(_) | Driver::Stopped => None,
+        }
+    }
+
     /// The release part of [`Running::version`] (`5.9.8`), where the
     /// daemon says it; a user's own stack names itself.
     pub fn version_number(&self) -> Option<&str> {

@@ -23,11 +23,54 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for one `initiate` (charon gives up earlier: see retransmits).
 const INITIATE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Path of the charon binary (`VPNLAB_CHARON` overrides Debian's location).
+/// Where Debian (and `./configure --prefix=/usr`) puts charon, its
+/// libraries and its plugins.
+const IPSEC_DIR: &str = "/usr/lib/ipsec";
+
+/// A strongSwan installed into a prefix of its own, as `make install
+/// DESTDIR=PREFIX` lays it out (`VPNLAB_STRONGSWAN=PREFIX`).
+pub fn prefix() -> Option<PathBuf> {
+    std::env::var_os("VPNLAB_STRONGSWAN").map(PathBuf::from)
+}
+
+/// Path of the charon binary: `VPNLAB_CHARON`, else the prefix's
+/// (`usr/lib/ipsec/charon` or `usr/libexec/ipsec/charon`), else Debian's.
 pub fn charon_path() -> PathBuf {
-    std::env::var_os("VPNLAB_CHARON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/ipsec/charon"))
+    if let Some(p) = std::env::var_os("VPNLAB_CHARON") {
+        return PathBuf::from(p);
+    }
+    match prefix() {
+        Some(pre) => {
+            let libexec = pre.join("usr/libexec/ipsec/charon");
+            if libexec.is_file() {
+                libexec
+            } else {
+                pre.join("usr/lib/ipsec/charon")
+            }
+        }
+        None => Path::new(IPSEC_DIR).join("charon"),
+    }
+}
+
+/// The plugin directory charon loads from: the prefix's when one is set
+/// (it is mounted where charon was compiled to look), else Debian's.
+pub fn plugin_dir() -> PathBuf {
+    prefix()
+        .map_or_else(|| PathBuf::from(IPSEC_DIR), |p| p.join("usr/lib/ipsec"))
+        .join("plugins")
+}
+
+/// For a prefix: its `usr/lib/ipsec` mounted over `/usr/lib/ipsec` in
+/// charon's private mount namespace, so the charon of a DESTDIR install
+/// finds its own libraries (its run path) and plugins (its compiled-in
+/// plugin directory), not the system's.
+fn prefix_binds() -> Vec<(PathBuf, PathBuf)> {
+    prefix()
+        .map(|p| p.join("usr/lib/ipsec"))
+        .filter(|d| d.is_dir())
+        .map(|d| (d, PathBuf::from(IPSEC_DIR)))
+        .into_iter()
+        .collect()
 }
 
 /// Plugins charon loads, in order. The ESP backend plugin comes first so it
@@ -315,7 +358,10 @@ impl Prepared {
         Spec {
             name: "charon".into(),
             program: charon_path(),
-            binds: vec![(self.work.dir.clone(), "/run".into())],
+            binds: [(self.work.dir.clone(), "/run".into())]
+                .into_iter()
+                .chain(prefix_binds())
+                .collect(),
             env: vec![
                 ("STRONGSWAN_CONF".into(), "/run/strongswan.conf".into()),
                 ("PATH".into(), SYSTEM_PATH.into()),

@@ -111,9 +111,13 @@ fn header(s: &mut String, report: &Report) {
 
 /// Every stack build the cells ran, once.
 fn builds(s: &mut String, cells: &[CellReport]) {
-    let mut seen: Vec<&str> = cells
+    let mut seen: Vec<String> = cells
         .iter()
-        .flat_map(|c| c.outcome.endpoints.iter().map(|e| e.stack.as_str()))
+        .flat_map(|c| c.outcome.endpoints.iter())
+        .map(|e| match &e.build {
+            Some(b) => format!("{} at {b}", e.stack),
+            None => e.stack.clone(),
+        })
         .collect();
     seen.sort_unstable();
     seen.dedup();
