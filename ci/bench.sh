@@ -133,3 +133,14 @@ for i in $(seq "$RUNS"); do
 done
 echo "classification: median $(median <"$TMP/diag") ms, max $(sort -g "$TMP/diag" | tail -1) ms (target <= 5 ms)"
 echo "those cells:    median $(median <"$TMP/diag_cell") ms"
+echo
+echo "== HTML page of a run's report ($RUNS runs each, alternated; baseline: vpnlab diff of the report with itself, i.e. reading it twice)"
+# BENCH_REPORT: a JSON report of the whole suite (ci/run-scenarios.sh
+# --report FILE); without one, the seed and field cells are run for it.
+REPORT=${BENCH_REPORT:-$TMP/suite.json}
+[ -n "${BENCH_REPORT:-}" ] || $VPNLAB run topologies/seed.toml topologies/field --jobs 2 --report "$REPORT" >/dev/null 2>&1 || true
+alternate html "$RUNS" "$VPNLAB html $REPORT --out $TMP/page.html" "$VPNLAB diff $REPORT $REPORT"
+echo "cells: $(grep -c '"elapsed_ms"' "$REPORT"), report $(( $(stat -c %s "$REPORT") / 1024 )) KiB, page $(( $(stat -c %s "$TMP/page.html") / 1024 )) KiB (target <= 5120 KiB for the whole suite)"
+echo "write the page: median $(median <"$TMP/html_a" | ms) (target <= 1000 ms for the whole suite)"
+echo "read it twice:  median $(median <"$TMP/html_b" | ms)"
+echo "ratio page/read: median $(median <"$TMP/html_ratio")"
