@@ -279,10 +279,17 @@ pub fn github_actions_example_holds() -> Result<(), Failed> {
         }
     }
     let nextest = std::fs::read_to_string(root.join(".config/nextest.toml"))?;
-    if !nextest.contains("[profile.ci.junit]\npath = \"junit.xml\"")
-        || !text.contains("path: target/nextest/ci/junit.xml")
-    {
-        return Err("the uploaded JUnit file is not the one nextest's ci profile writes".into());
+    // Both phases' files: the host's (`ci`) and the VM's (`ci-vm`).
+    for profile in ["ci", "ci-vm"] {
+        let writes = format!("[profile.{profile}.junit]\npath = \"junit.xml\"");
+        if !nextest.contains(&writes)
+            || !text.contains(&format!("target/nextest/{profile}/junit.xml"))
+        {
+            return Err(format!(
+                "the uploaded JUnit files are not the ones nextest's {profile} profile writes"
+            )
+            .into());
+        }
     }
     let help = |cmd: &str| -> Result<String, Failed> {
         Ok(String::from_utf8_lossy(&run_vpnlab(&[cmd, "--help"])?.stdout).into_owned())

@@ -30,6 +30,9 @@ pub enum StepError {
     /// A netlink or nft request failed.
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    /// An interface set up did not carry packets in time.
+    #[error("{0} did not carry packets within {1:?} of being set up")]
+    LinkNotUp(String, Duration),
     /// An endpoint could not be asked for its SAs.
     #[error(transparent)]
     Stack(#[from] StackError),
@@ -42,6 +45,10 @@ pub enum StepError {
         source: std::io::Error,
     },
 }
+
+/// How long an interface set up may take to carry packets (the kernel's
+/// link watcher runs within a second).
+const LINK_UP: Duration = Duration::from_secs(3);
 
 /// Run every step of `cell`.
 pub async fn run(
@@ -354,11 +361,40 @@ impl<'a> Stage<'a> {
         match up {
             Some(true) => {
                 link::up(ns, idx, iface).await?;
+                self.carrying(node, iface).await?;
                 self.restore_routes(node, iface).await
             }
             Some(false) => Ok(link::down(ns, idx, iface).await?),
             None => Ok(()),
         }
+    }
+
+    /// Wait until both ends of the wire `node`/`iface` carry packets again
+    /// (bounded by [`LINK_UP`]), so a check right after the step does not
+    /// meet an interface the kernel has not yet activated.
+    async fn carrying(&self, node: &str, iface: &str) -> Result<(), StepError> {
+        let peer = self.cell.links.iter().find_map(|l| {
+            let (a, b) = (&l.a, &l.b);
+            match () {
+                _ if a.node == node && a.iface == iface => Some(b),
+                _ if b.node == node && b.iface == iface => Some(a),
+                _ => None,
+            }
+        });
+        let ends =
+            std::iter::once((node, iface)).chain(peer.map(|p| (p.node.as_str(), p.iface.as_str())));
+        let deadline = tokio::time::Instant::now() + LINK_UP;
+        for (n, i) in ends {
+            let ns = self.topo.node(n);
+            let idx = link::index(ns, i).await?;
+            while !link::carries(ns, idx, i).await? {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StepError::LinkNotUp(format!("{n}:{i}"), LINK_UP));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Taking an interface down deletes the routes through it; the cell's

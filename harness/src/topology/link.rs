@@ -112,6 +112,30 @@ pub async fn up(ns: &Netns, index: u32, name: &str) -> Result<(), TopologyError>
         .map_err(nl(ns, format!("set {name} up")))
 }
 
+/// Whether interface `index` carries packets: operationally up, with its
+/// queueing discipline attached. After carrier comes back the kernel's
+/// link watcher does both, up to a second later; until then the interface
+/// drops every packet it is given (its qdisc is `noop`).
+pub async fn carries(ns: &Netns, index: u32, name: &str) -> Result<bool, TopologyError> {
+    use rtnetlink::packet_route::link::State;
+    let mut links = ns.rtnl.link().get().match_index(index).execute();
+    let Some(msg) = links
+        .try_next()
+        .await
+        .map_err(nl(ns, format!("look up {name}")))?
+    else {
+        return Ok(false);
+    };
+    let a = &msg.attributes;
+    let up = a
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::OperState(State::Up)));
+    let queue = a
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::Qdisc(q) if q != "noop"));
+    Ok(up && queue)
+}
+
 /// Bring interface `index` down.
 pub async fn down(ns: &Netns, index: u32, name: &str) -> Result<(), TopologyError> {
     ns.rtnl
