@@ -10,7 +10,7 @@ use std::process::Command;
 use libtest_mimic::Failed;
 use vpnlab::batch::Report;
 
-use super::{cells::VmBatch, report_of, run_vpnlab, tempdir};
+use super::{cells::VmBatch, in_tempdir, report_of, run_vpnlab};
 
 /// Where Debian's package puts Chromium.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -130,10 +130,7 @@ fn tshark_ike(pcap: &Path, src: &str) -> Result<usize, Failed> {
 /// The seed's block-4500 and masquerade cells, with pcap files and the
 /// HTML report, opened in Chromium.
 pub fn html_report_in_chromium() -> Result<(), Failed> {
-    let dir = tempdir()?;
-    let result = html_report_in(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_tempdir(html_report_in)
 }
 
 fn html_report_in(dir: &Path) -> Result<(), Failed> {
@@ -160,9 +157,10 @@ fn html_report_in(dir: &Path) -> Result<(), Failed> {
     every_cell_present(&dom, &report)?;
     // The seed's addresses: the client's own, and the server's.
     let ends = [("client", "192.168.1.2"), ("server", "203.0.113.2")];
+    let cells = cell_doms(&dom);
     let mut ran = 0;
-    for (name, d) in cell_doms(&dom) {
-        let celldir = pcap.join(&name);
+    for (name, d) in &cells {
+        let celldir = pcap.join(name);
         if !celldir.exists() {
             continue; // not run (unsupported)
         }
@@ -181,11 +179,10 @@ fn html_report_in(dir: &Path) -> Result<(), Failed> {
     if ran != 4 {
         return Err(format!("expected 4 cells that ran, found {ran}").into());
     }
-    let blocked = cell_doms(&dom)
-        .into_iter()
+    let blocked = cells
+        .iter()
         .find(|(n, _)| n == "seed/nat=block-4500,nat_t=auto")
-        .map(|(_, d)| d.to_string())
-        .unwrap_or_default();
+        .map_or("", |(_, d)| *d);
     if !blocked.contains("data-kind=\"ike\" data-end=\"dropped\" data-to=\"gw\"") {
         return Err("block-4500: no IKE arrow ends dropped at gw".into());
     }
@@ -202,10 +199,7 @@ pub fn vm_seed_report_in_chromium(batch: &VmBatch) -> Result<(), Failed> {
     if report.cells.is_empty() {
         return Err("the VM batch has no seed cells".into());
     }
-    let dir = tempdir()?;
-    let result = vm_seed_in(&dir, &report);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_tempdir(|dir| vm_seed_in(dir, &report))
 }
 
 /// The batch's libreswan ends name the build that ran: pluto from the
@@ -244,11 +238,12 @@ fn vm_seed_in(dir: &Path, report: &Report) -> Result<(), Failed> {
     let profile = dir.join("chromium");
     let dom = dom(&page, &profile)?;
     every_cell_present(&dom, report)?;
+    let cells = cell_doms(&dom);
     let cell = |id: &str| {
-        cell_doms(&dom)
-            .into_iter()
+        cells
+            .iter()
             .find(|(n, _)| n == id)
-            .map(|(_, d)| d.to_string())
+            .map(|(_, d)| *d)
             .ok_or_else(|| format!("{id} is not in the page"))
     };
     let off = cell("seed-l2tp/nat=win2000,nat_t=off")?;

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use libtest_mimic::Failed;
 use vpnlab::model::{TunnelExpect, Verdict};
 
-use super::{report_of, tempdir};
+use super::{in_tempdir, report_of};
 
 const CELL: &str = "seed/nat=masquerade,nat_t=auto";
 
@@ -27,10 +27,7 @@ fn with_prefix(prefix: &Path, args: &[&str]) -> Result<Output, Failed> {
 }
 
 pub fn strongswan_from_a_prefix() -> Result<(), Failed> {
-    let dir = tempdir()?;
-    let result = strongswan_in(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_tempdir(strongswan_in)
 }
 
 fn strongswan_in(prefix: &Path) -> Result<(), Failed> {

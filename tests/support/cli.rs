@@ -151,10 +151,7 @@ pub fn check_lists_every_bundled_cell() -> Result<(), Failed> {
 /// (exit 1).
 pub fn junit_and_diff() -> Result<(), Failed> {
     let (text, wrong) = seed_and_wrong()?;
-    let dir = tempdir()?;
-    let result = junit_and_diff_in(&dir, &text, &wrong);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    super::in_tempdir(|dir| junit_and_diff_in(dir, &text, &wrong))
 }
 
 fn junit_and_diff_in(dir: &std::path::Path, right: &str, wrong: &str) -> Result<(), Failed> {

@@ -125,6 +125,15 @@ pub fn run_cell_report(
     Ok((report.cells.remove(0), stderr))
 }
 
+/// Run `f` in a fresh temporary directory, removed afterwards whatever
+/// `f` returned.
+pub fn in_tempdir<T>(f: impl FnOnce(&Path) -> Result<T, Failed>) -> Result<T, Failed> {
+    let dir = tempdir()?;
+    let result = f(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// A fresh directory under the system's temporary directory.
 pub fn tempdir() -> Result<PathBuf, Failed> {
     let nanos = std::time::SystemTime::now()
