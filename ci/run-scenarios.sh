@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/setup.sh
 cargo build --release --quiet
-# Cells this kernel cannot run (kernel ESP or PPP missing) run in one VM
-# boot of the installed distribution kernel; the rest run here.
+# The UML kernel for cells that need kernel ESP or PPP (built once, cached).
+if [ "${VPNLAB_BUILD_UML:-}" = 1 ]; then
+  target/release/vpnlab uml-kernel >/dev/null
+fi
+# Cells this kernel cannot run (kernel ESP or PPP missing) run in a guest
+# kernel (KVM, else UML, else TCG: see `vpnlab run --help`); the rest here.
 exec target/release/vpnlab run --kernel-when-needed auto topologies "$@"

@@ -90,6 +90,32 @@ if ! command -v vng >/dev/null 2>&1; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
+# UML (`--kernel uml`, and `auto` without working KVM): vpnlab builds its own
+# User-Mode Linux kernel from Debian's linux-source-6.1 (see
+# harness/src/batch/vm/uml/kernel.config) and runs it as the unprivileged
+# user vpnlab-uml, in group dip for pppd. The kernel itself is built by
+# `vpnlab uml-kernel` (ci/test.sh, ci/run-scenarios.sh), once, into
+# /var/cache/vpnlab/uml.
+UML_PACKAGES=(linux-source-6.1 bc bison flex make gcc libc6-dev xz-utils binutils)
+if apt-cache show linux-source-6.1 >/dev/null 2>&1 || { apt-get update -qq && apt-cache show linux-source-6.1 >/dev/null 2>&1; }; then
+  uml_missing=()
+  for p in "${UML_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || uml_missing+=("$p")
+  done
+  if [ "${#uml_missing[@]}" -gt 0 ]; then
+    echo "ci/setup.sh: installing ${uml_missing[*]} (to build the UML kernel)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${uml_missing[@]}" >/dev/null
+  fi
+  export VPNLAB_BUILD_UML=1
+else
+  echo "ci/setup.sh: linux-source-6.1 is not available here: no UML; VM cells use qemu"
+fi
+UML_USER=${VPNLAB_UML_USER:-vpnlab-uml}
+if ! id "$UML_USER" >/dev/null 2>&1; then
+  echo "ci/setup.sh: creating the unprivileged user $UML_USER (UML runs as it)"
+  useradd --system --no-create-home --shell /usr/sbin/nologin --groups dip "$UML_USER"
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
     [ -x "$d/cargo" ] && export PATH="$d:$PATH"

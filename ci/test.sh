@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/setup.sh
 
+# vpnlab's UML kernel, built once and cached (about 6 minutes on 2 cores),
+# so the VM phase runs under UML where KVM does not work.
+if [ "${VPNLAB_BUILD_UML:-}" = 1 ]; then
+  cargo build --quiet
+  target/debug/vpnlab uml-kernel >/dev/null
+fi
+
 # Snapshots are compared, never written, by this script.
 export INSTA_UPDATE=no
 

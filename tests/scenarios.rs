@@ -340,6 +340,7 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
         trials.push(l.privilege.gate(Trial::test(name, test)));
     }
     browser_trials(l, trials);
+    uml_trials(l, trials);
     trials.push(Trial::test(
         "cli::invalid_scenario_is_rejected_with_position",
         cli::invalid_rejected,
@@ -369,6 +370,41 @@ fn other_trials(l: &Listing, trials: &mut Vec<Trial>) {
         "snapshots::every_snapshot_belongs_to_a_cell",
         move || support::snapshots::none_unreferenced(&ids),
     ));
+}
+
+/// UML's safety tests (`vm::` in the name: they run with the VM phase).
+/// Without UML ready they are ignored with the reason, or fail with
+/// VPNLAB_REQUIRE_PRIVILEGED=1.
+fn uml_trials(l: &Listing, trials: &mut Vec<Trial>) {
+    let tests: [(&str, support::TestFn); 2] = [
+        (
+            "vm::uml::sigkill_leaves_no_uml_process",
+            support::uml::sigkill_leaves_no_uml_process,
+        ),
+        (
+            "vm::uml::guest_cannot_write_outside_its_share",
+            support::uml::guest_cannot_write_outside_its_share,
+        ),
+    ];
+    let missing = if matches!(l.privilege, Privilege::Yes) {
+        support::uml::not_ready()
+    } else {
+        None
+    };
+    for (name, test) in tests {
+        let t = Trial::test(name, test);
+        trials.push(match &missing {
+            None => l.privilege.gate(t),
+            Some(why) if support::required() => {
+                let why = format!("UML is not ready: {why}");
+                Trial::test(name, move || Err(why.clone().into()))
+            }
+            Some(why) => {
+                eprintln!("{name} ignored: UML is not ready: {why}");
+                t.with_ignored_flag(true)
+            }
+        });
+    }
 }
 
 /// The HTML report in headless Chromium: the host's seed cells, and the

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use vpnlab::batch::{self, vm, Event};
+use vpnlab::batch::{self, Event};
 
 /// Where the batch's events go.
 pub struct Console {
@@ -26,7 +26,9 @@ impl Console {
     pub fn on_stderr() -> Console {
         Console {
             bar: Mutex::new(None),
-            tty: std::io::stderr().is_terminal(),
+            // A guest's console is a terminal, but its lines go to the
+            // host's console one by one: no bar there.
+            tty: std::io::stderr().is_terminal() && batch::vm::guest().is_none(),
             running: Mutex::new(Vec::new()),
         }
     }
@@ -98,16 +100,24 @@ impl batch::Progress for Console {
                     self.show_running(&bar);
                 }
             }
+            Event::UmlBuilding { kernel } => self.line(format!(
+                "building the UML kernel {} (once; about 6 minutes on 2 cores)...",
+                kernel.display()
+            )),
             Event::VmBooting {
                 kernel,
                 accel,
+                why,
+                instances,
                 cells,
             } => self.line(format!(
-                "booting {} under {} for {cells} cells...",
+                "booting {} under {} ({why}){} for {cells} cells...",
                 kernel.display(),
-                match accel {
-                    vm::Accel::Kvm => "KVM",
-                    vm::Accel::Tcg => "TCG (software emulation)",
+                accel.describe(),
+                if instances > 1 {
+                    format!(", {instances} instances")
+                } else {
+                    String::new()
                 }
             )),
             Event::VmConsole(line) => self.line(format!("  vm| {line}")),

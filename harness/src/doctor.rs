@@ -44,7 +44,7 @@ pub fn findings(esp: Option<bool>) -> Vec<Finding> {
     f.extend(tools());
     f.push(charon());
     f.push(libreswan_pluto());
-    f.push(vm_mode(esp));
+    f.extend(vm_mode(esp));
     f.push(strongswan_plugins());
     f
 }
@@ -176,22 +176,57 @@ fn libreswan_pluto() -> Finding {
 }
 
 /// Optional where the kernel has ESP: only cells that need kernel features
-/// this kernel lacks go to a VM.
-fn vm_mode(esp: Option<bool>) -> Finding {
-    match crate::batch::vm::readiness() {
+/// this kernel lacks go to a VM. Either way suffices.
+fn vm_mode(esp: Option<bool>) -> Vec<Finding> {
+    use crate::batch::vm::{qemu, uml};
+    let (q, u) = (qemu::readiness(), uml::readiness());
+    let any = q.is_ok() || u.is_ok() || esp == Some(true);
+    let qemu = match q {
         Ok((vng, kernel)) => finding(
-            "VM mode (--kernel)",
+            "VM mode, qemu (--kernel)",
             true,
             format!("{} with {}", vng.display(), kernel.display()),
             "",
         ),
         Err(e) => Finding {
-            what: "VM mode (--kernel)".into(),
-            ok: esp == Some(true),
+            what: "VM mode, qemu (--kernel)".into(),
+            ok: any,
             detail: e.to_string(),
-            fix: crate::batch::vm::INSTALL.into(),
+            fix: qemu::INSTALL.into(),
         },
-    }
+    };
+    let uml = match u {
+        Ok(r) => finding(
+            "VM mode, UML (--kernel uml)",
+            true,
+            match r.kernel {
+                Ok(k) => format!(
+                    "{} ({}{}), as user {}",
+                    k.path.display(),
+                    k.origin,
+                    k.build_secs
+                        .map_or(String::new(), |s| format!("; its build took {s:.0} s")),
+                    r.user.name
+                ),
+                Err(to) => format!(
+                    "kernel not built yet: `vpnlab uml-kernel` (or the first UML batch) builds {} once, about 6 minutes; as user {}",
+                    to.path().display(),
+                    r.user.name
+                ),
+            },
+            "",
+        ),
+        Err(e) => Finding {
+            what: "VM mode, UML (--kernel uml)".into(),
+            ok: any,
+            fix: match &e {
+                crate::error::VmError::UmlUser { create, .. } => create.clone(),
+                _ => uml::kernel::INSTALL.into(),
+            },
+            detail: e.to_string(),
+        },
+    };
+    vec![qemu, uml]
 }
 
 fn strongswan_plugins() -> Finding {

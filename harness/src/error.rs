@@ -152,6 +152,28 @@ pub enum VmError {
     /// The VM could not be started or gave no report.
     #[error("VM run failed: {0}")]
     Run(String),
+    /// A setting (environment variable) is not understood.
+    #[error("{0}")]
+    Setting(String),
+    /// The UML kernel could not be built.
+    #[error("cannot build the UML kernel: {0}")]
+    UmlBuild(String),
+    /// UML's unprivileged user is missing.
+    #[error("UML runs as the unprivileged user {user}, which does not exist; create it (member of dip, for pppd): {create}")]
+    UmlUser {
+        /// The user's name.
+        user: String,
+        /// The command that creates it.
+        create: String,
+    },
+    /// A file the guest must read is not readable by UML's user.
+    #[error("the UML guest runs as {user} and cannot read {path}: make it readable by others (chmod o+r, and o+x on its directories), or run under qemu (VPNLAB_VM_ACCEL=tcg)")]
+    UmlUnreadable {
+        /// UML's user.
+        user: String,
+        /// The file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// Why a cell could not be run to its outcome (its verdict is then

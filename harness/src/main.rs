@@ -105,10 +105,30 @@ enum Command {
     List {
         /// Scenario files or directories (default: the bundled topologies/).
         paths: Vec<PathBuf>,
+        /// Only the cells that need kernel ESP or PPP (`requires`): those a
+        /// host without them runs in a guest kernel.
+        #[arg(long)]
+        needs_kernel: bool,
     },
     /// Check this machine: privileges, kernel ESP and TUN, nftables,
     /// strongSwan and its plugins; print the command that installs anything missing.
     Doctor,
+    /// Build vpnlab's User-Mode Linux kernel for `--kernel uml`, or find it
+    /// in the cache; print its path.
+    ///
+    /// It is built once (about 6 minutes on 2 cores) from Debian's
+    /// linux-source-6.1 with the configuration vpnlab keeps, and cached in
+    /// /var/cache/vpnlab/uml (VPNLAB_UML_CACHE) under a key of the source's
+    /// version and that configuration. `vpnlab run` builds it too when a
+    /// batch needs it; ci/setup.sh builds it ahead. Needs root.
+    UmlKernel,
+    /// Inside a UML guest: vpnlab as its init (started by the kernel).
+    #[command(hide = true)]
+    UmlGuest {
+        /// What the kernel adds (e.g. `root=98:0`), ignored.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        _kernel_args: Vec<String>,
+    },
 }
 
 /// `vpnlab run`'s arguments.
@@ -161,11 +181,22 @@ struct RunArgs {
     /// Do not capture packets (no path or diagnosis in the outcome).
     #[arg(long, conflicts_with = "pcap")]
     no_capture: bool,
-    /// Run the cells in a VM booting this kernel image (`auto`: the newest
-    /// installed distribution kernel), with virtme-ng and qemu; one boot
-    /// for the whole batch. Gives kernel ESP where the host kernel has none.
-    #[arg(long, value_name = "PATH|auto")]
+    /// Run the cells in a guest kernel, which has the kernel ESP, AH and PPP
+    /// the host's may lack. `uml`: vpnlab's User-Mode Linux kernel, a host
+    /// process at native speed (built once, see `vpnlab uml-kernel`), one
+    /// instance per --jobs. PATH: that kernel image under qemu. `auto`: KVM
+    /// if a KVM guest boots here, else UML if ready, else qemu's software
+    /// emulation (TCG), both qemu ways with the newest installed
+    /// distribution kernel; VPNLAB_VM_ACCEL=kvm|uml|tcg decides instead.
+    #[arg(long, value_name = "PATH|auto|uml")]
     kernel: Option<String>,
+    /// Under UML, run the guest on a virtual clock (time-travel=inf-cpu):
+    /// a guest waiting on a timer skips ahead at once, so retransmits and
+    /// timeouts cost no wall time. Times in the report are then virtual.
+    /// Only for cells whose outcome does not depend on waiting for the
+    /// host; cells known to differ are refused.
+    #[arg(long)]
+    time_travel: bool,
     /// Run here what this machine can run, and only the cells that need
     /// kernel ESP or PPP it lacks in one VM boot of this kernel image
     /// (`auto`: as for --kernel); one table and report. Without VM mode
@@ -263,13 +294,24 @@ fn check(paths: Vec<PathBuf>) -> Result<i32> {
 fn real_main(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Check { paths } => check(paths),
-        Command::List { paths } => {
+        Command::List {
+            paths,
+            needs_kernel,
+        } => {
             for c in load_cells(paths)? {
-                println!("{}", c.id);
+                if !needs_kernel || !c.requires.is_empty() {
+                    println!("{}", c.id);
+                }
             }
             Ok(0)
         }
         Command::Doctor => doctor_cmd(),
+        Command::UmlKernel => uml_kernel_cmd(),
+        Command::UmlGuest { .. } => {
+            // The kernel started us from the share (init=SHARE/vpnlab).
+            let argv0 = PathBuf::from(std::env::args_os().next().unwrap_or_default());
+            vm::uml::guest::init(argv0.parent().unwrap_or(Path::new("/")))
+        }
         Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
         Command::Html { report, out } => {
             write_html(&read_report(&report)?, &out)?;
@@ -292,6 +334,7 @@ fn real_main(cli: Cli) -> Result<i32> {
                 capture: true,
                 pcap_dir: pcap.map(std::path::absolute).transpose()?,
                 logs_dir: None,
+                time_travel: false,
             };
             sandboxed(|| run_cmd(cells, VmPolicy::Never, settings, view))
         }
@@ -316,6 +359,7 @@ fn run(args: RunArgs) -> Result<i32> {
         no_capture,
         kernel,
         kernel_when_needed,
+        time_travel,
     } = args;
     // Validate before anything is created.
     let cells = select(load_cells(paths)?, &filter, &cell)?;
@@ -345,6 +389,7 @@ fn run(args: RunArgs) -> Result<i32> {
         // Resolved now, relative to where vpnlab was started.
         pcap_dir: pcap.map(std::path::absolute).transpose()?,
         logs_dir: logs.map(std::path::absolute).transpose()?,
+        time_travel,
     };
     sandboxed(|| run_cmd(cells, policy, settings, view))
 }
@@ -420,11 +465,21 @@ fn show(summary: &batch::Report, view: &View) -> Result<()> {
     if let Some(vm) = &summary.vm {
         writeln!(
             table,
-            "VM: {} ({}), boot {:.1}s, whole batch {:.1}s",
+            "VM: {} under {}{}, boot {:.1}s, whole batch {:.1}s{}",
             vm.kernel.display(),
-            vm.accel,
+            vm.accel.describe(),
+            if vm.instances > 1 {
+                format!(" ({} instances)", vm.instances)
+            } else {
+                String::new()
+            },
             vm.boot_ms as f64 / 1000.0,
-            vm.total_ms as f64 / 1000.0
+            vm.total_ms as f64 / 1000.0,
+            if vm.virtual_time {
+                "; cell times are virtual (--time-travel)"
+            } else {
+                ""
+            }
         )?;
     }
     match view.format {
@@ -501,6 +556,29 @@ fn write_html(summary: &batch::Report, path: &Path) -> Result<()> {
     let dir = abs.parent().unwrap_or(Path::new("/"));
     std::fs::write(&abs, report::html(summary, dir))
         .with_context(|| format!("cannot write the HTML report {}", path.display()))
+}
+
+/// `vpnlab uml-kernel`: build or find the UML kernel.
+fn uml_kernel_cmd() -> Result<i32> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "vpnlab uml-kernel needs root (it writes {})",
+            vm::uml::kernel::cache_dir().display()
+        );
+    }
+    if let Ok(Err(to)) = vm::uml::kernel::find() {
+        eprintln!(
+            "building the UML kernel into {} (once; about 6 minutes on 2 cores)...",
+            to.path().display()
+        );
+    }
+    let built = vm::uml::kernel::ensure()?;
+    match built.build_secs {
+        Some(s) => eprintln!("UML kernel: {} (build took {s:.0} s)", built.origin),
+        None => eprintln!("UML kernel: {}", built.origin),
+    }
+    println!("{}", built.path.display());
+    Ok(0)
 }
 
 fn doctor_cmd() -> Result<i32> {

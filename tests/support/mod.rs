@@ -11,6 +11,7 @@ pub mod layers;
 pub mod pcap;
 pub mod safety;
 pub mod snapshots;
+pub mod uml;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -30,13 +30,27 @@ pub struct Machine {
     pub in_vm: bool,
 }
 
-/// What VM mode needs, found.
+/// What VM mode needs, found: at least one way is ready.
 #[derive(Debug, Clone)]
 pub struct VmReady {
-    /// virtme-ng's `vng`.
-    pub vng: PathBuf,
-    /// The newest distribution kernel with modules.
-    pub kernel: PathBuf,
+    /// qemu: virtme-ng's `vng` and the newest distribution kernel with
+    /// modules.
+    pub qemu: Option<(PathBuf, PathBuf)>,
+    /// UML: its user exists and its kernel is built or buildable.
+    pub uml: bool,
+}
+
+/// Whether a guest kernel can run here, one way or the other.
+pub fn vm_readiness() -> Result<VmReady, VmError> {
+    match (vm::qemu::readiness(), vm::uml::readiness()) {
+        (Err(q), Err(u)) => Err(VmError::NoKernel(format!(
+            "no way to run a guest kernel: under qemu, {q}; under UML, {u}"
+        ))),
+        (q, u) => Ok(VmReady {
+            qemu: q.ok(),
+            uml: u.is_ok(),
+        }),
+    }
 }
 
 impl Machine {
@@ -52,7 +66,7 @@ impl Machine {
             kernel_esp,
             kernel_ppp: kernel_has_ppp(),
             backend: default_backend(kernel_esp)?,
-            vm: vm::readiness().map(|(vng, kernel)| VmReady { vng, kernel }),
+            vm: vm_readiness(),
             in_vm,
         })
     }
@@ -88,7 +102,9 @@ pub fn default_backend(kernel_esp: bool) -> Result<Backend, BatchError> {
 /// Whether this kernel has PPP (pppd needs `ppp_generic`; in a VM vpnlab
 /// loads it at start).
 pub fn kernel_has_ppp() -> bool {
-    Path::new("/sys/module/ppp_generic").exists()
+    // A module shows in /sys/module; built in (vpnlab's UML kernel), only
+    // its device class does.
+    Path::new("/sys/module/ppp_generic").exists() || Path::new("/sys/class/ppp").exists()
 }
 
 /// Try to install an ESP SA in a throwaway namespace.

@@ -10,6 +10,7 @@
 pub mod machine;
 pub mod plan;
 pub mod sandbox;
+mod uml_batch;
 pub mod vm;
 
 use std::path::{Path, PathBuf};
@@ -45,14 +46,28 @@ pub struct Report {
 /// How a `--kernel` batch ran.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VmInfo {
-    /// Kernel image booted.
+    /// Kernel image booted (the UML kernel binary under UML).
     pub kernel: PathBuf,
-    /// KVM or TCG.
+    /// KVM, UML or TCG.
     pub accel: vm::Accel,
-    /// From launch until vpnlab started inside.
+    /// Why that way was chosen.
+    #[serde(default)]
+    pub why: String,
+    /// Guests run side by side (UML: one per job).
+    #[serde(default = "one")]
+    pub instances: usize,
+    /// The guests ran on UML's virtual clock (`--time-travel`): the cells'
+    /// times are virtual, not wall time.
+    #[serde(default)]
+    pub virtual_time: bool,
+    /// From launch until vpnlab started inside (the slowest guest).
     pub boot_ms: u64,
     /// The whole VM run.
     pub total_ms: u64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// How cells are run and what is kept of them.
@@ -68,6 +83,8 @@ pub struct Settings {
     pub pcap_dir: Option<PathBuf>,
     /// Copy daemon logs under this directory (absolute).
     pub logs_dir: Option<PathBuf>,
+    /// Run UML guests on a virtual clock (`--time-travel`).
+    pub time_travel: bool,
 }
 
 /// Something worth telling the user while a batch runs.
@@ -92,13 +109,22 @@ pub enum Event<'a> {
         /// The finished cell.
         report: &'a CellReport,
     },
+    /// The UML kernel is being built (once; minutes).
+    UmlBuilding {
+        /// Where it will be.
+        kernel: &'a Path,
+    },
     /// A VM is booting for `cells` cells.
     VmBooting {
         /// Kernel image.
         kernel: &'a Path,
-        /// KVM or TCG.
+        /// KVM, UML or TCG.
         accel: vm::Accel,
-        /// Cells it runs.
+        /// Why that way.
+        why: &'a str,
+        /// Guests side by side.
+        instances: usize,
+        /// Cells they run.
         cells: usize,
     },
     /// A line the VM printed (its vpnlab's progress and table).
@@ -223,11 +249,12 @@ async fn run_here(
         capture: settings.capture,
         pcap_dir: settings.pcap_dir.clone(),
         logs_dir: settings.logs_dir.clone(),
-        // Inside a VM (software emulation), everything is ~10x slower.
-        timers: if machine.in_vm {
-            Timers::EMULATED
-        } else {
-            Timers::HOST
+        timers: match vm::guest() {
+            None => Timers::HOST,
+            Some(vm::Guest::Uml | vm::Guest::UmlVirtualTime) => Timers::UML,
+            // Under software emulation (or KVM, which is not told apart
+            // inside), everything may be ~10x slower.
+            Some(vm::Guest::Qemu) => Timers::EMULATED,
         },
     };
     let total = cells.len();
@@ -310,59 +337,120 @@ pub fn selection_args<'a>(
     Ok(args)
 }
 
-/// The guest's `vpnlab run` arguments for `cells` (without `--report`).
+fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> BatchError {
+    let (what, path) = (what.to_string(), path.to_path_buf());
+    move |source| BatchError::Io { what, path, source }
+}
+
+/// The guest's `vpnlab run` arguments for `cells` (without `--report`),
+/// running `jobs` at a time; `out` maps each output directory (pcap, logs)
+/// to where the guest writes it. Also the host directories it writes.
 fn guest_args(
-    cells: &[Cell],
+    cells: &[&Cell],
     settings: &Settings,
+    jobs: usize,
+    out: impl Fn(&Path, &str) -> PathBuf,
 ) -> Result<(Vec<String>, Vec<PathBuf>), BatchError> {
-    let io = |what: &str, path: &Path| {
-        let (what, path) = (what.to_string(), path.to_path_buf());
-        move |source| BatchError::Io { what, path, source }
-    };
     let mut args = selection_args(cells.iter().map(|c| (c.file.as_path(), c.id.as_str())))
-        .map_err(io("resolve the scenario files", Path::new(".")))?;
-    args.extend(["--jobs".into(), settings.jobs.max(1).to_string()]);
+        .map_err(io_err("resolve the scenario files", Path::new(".")))?;
+    args.extend(["--jobs".into(), jobs.max(1).to_string()]);
     if !settings.capture {
         args.push("--no-capture".into());
     }
-    // Directories the guest writes into, shared read-write.
     let mut rw = Vec::new();
-    for (flag, dir) in [
-        ("--pcap", &settings.pcap_dir),
-        ("--logs", &settings.logs_dir),
-    ] {
-        if let Some(p) = dir {
-            std::fs::create_dir_all(p).map_err(io("create", p))?;
-            args.extend([flag.into(), p.to_string_lossy().into_owned()]);
-            rw.push(p.clone());
-        }
+    for (flag, dir) in Outputs::of(settings) {
+        std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let guest = out(dir, &flag[2..]);
+        args.extend([flag.into(), guest.to_string_lossy().into_owned()]);
+        rw.push(guest);
     }
     Ok((args, rw))
 }
 
-/// Boot `kernel` once and run `cells` inside; the guest's report.
+/// The output directories a guest writes into: (flag, host directory).
+struct Outputs;
+
+impl Outputs {
+    fn of(settings: &Settings) -> impl Iterator<Item = (&'static str, &Path)> {
+        [
+            ("--pcap", settings.pcap_dir.as_deref()),
+            ("--logs", settings.logs_dir.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(f, d)| Some((f, d?)))
+    }
+}
+
+/// Run `cells` in a guest kernel, the way [`vm::choose`] picks; the
+/// guests' report.
 async fn run_in_vm(
     kernel: &str,
     cells: &[Cell],
     settings: &Settings,
     progress: &dyn Progress,
 ) -> Result<Report, BatchError> {
-    let vng = vm::vng()?;
-    let kernel = vm::find_kernel(kernel)?;
-    let accel = vm::accel(&vng, &kernel, std::time::Duration::from_secs(15)).await;
-    let (args, rw) = guest_args(cells, settings)?;
+    let spec = vm::KernelSpec::parse(kernel);
+    let mut chosen = vm::choose(&spec).await?;
+    if chosen.accel == vm::Accel::Uml {
+        // UML reads the host's files as its unprivileged user.
+        let user = vm::uml::user()?;
+        if let Err(e) = vm::uml::check_readable(&user, &uml_batch::guest_reads(cells)) {
+            if chosen.explicit {
+                return Err(e.into());
+            }
+            chosen = vm::Chosen {
+                accel: vm::Accel::Tcg,
+                why: format!("{}; but {e}", chosen.why),
+                explicit: false,
+            };
+        }
+    }
+    if settings.time_travel && chosen.accel != vm::Accel::Uml {
+        return Err(BatchError::Setting(format!(
+            "--time-travel needs UML, but {} was chosen ({}): use --kernel uml",
+            chosen.accel.describe(),
+            chosen.why
+        )));
+    }
+    match chosen.accel {
+        vm::Accel::Uml => uml_batch::run(cells, settings, &chosen, progress).await,
+        _ => run_in_qemu(&spec, cells, settings, &chosen, progress).await,
+    }
+}
+
+/// Boot a kernel image under qemu once and run `cells` inside.
+async fn run_in_qemu(
+    spec: &vm::KernelSpec,
+    cells: &[Cell],
+    settings: &Settings,
+    chosen: &vm::Chosen,
+    progress: &dyn Progress,
+) -> Result<Report, BatchError> {
+    let vng = vm::qemu::vng()?;
+    let kernel = match spec {
+        vm::KernelSpec::Image(p) => vm::find_kernel(&p.to_string_lossy())?,
+        _ => vm::find_kernel("auto")?,
+    };
+    let all: Vec<&Cell> = cells.iter().collect();
+    // Output directories are shared read-write as they are.
+    let (args, rw) = guest_args(&all, settings, settings.jobs, |d, _| d.to_path_buf())?;
     progress.event(Event::VmBooting {
         kernel: &kernel,
-        accel,
+        accel: chosen.accel,
+        why: &chosen.why,
+        instances: 1,
         cells: cells.len(),
     });
     let console = |line: &str| progress.event(Event::VmConsole(line));
-    let out = vm::run(&vng, &kernel, accel, &args, &rw, &console).await?;
+    let out = vm::qemu::run(&vng, &kernel, chosen.accel, &args, &rw, &console).await?;
     let mut report: Report = serde_json::from_value(out.report)
         .map_err(|e| BatchError::Vm(vm::VmError::Run(format!("the VM's report: {e}"))))?;
     report.vm = Some(VmInfo {
         kernel,
-        accel,
+        accel: chosen.accel,
+        why: chosen.why.clone(),
+        instances: 1,
+        virtual_time: false,
         boot_ms: out.boot.as_millis() as u64,
         total_ms: out.total.as_millis() as u64,
     });

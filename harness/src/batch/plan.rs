@@ -197,8 +197,8 @@ mod tests {
             },
             vm: if vm {
                 Ok(VmReady {
-                    vng: "/usr/bin/vng".into(),
-                    kernel: "/boot/vmlinuz".into(),
+                    qemu: Some(("/usr/bin/vng".into(), "/boot/vmlinuz".into())),
+                    uml: false,
                 })
             } else {
                 Err(VmError::NoKernel("no kernel here".into()))

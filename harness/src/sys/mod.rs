@@ -14,7 +14,7 @@ pub use ns::{
     enter_node, in_netns, new_netns, private_run_tmpfs, unshare_pid_ns, write_net_sysctl,
 };
 pub use process::{
-    ignore_sigint, pre_exec_die_with_parent, pre_exec_enter_node, pre_exec_sandbox_child,
-    self_status_field, set_pdeathsig_kill,
+    ignore_sigint, pre_exec_as_user, pre_exec_die_with_parent, pre_exec_enter_node,
+    pre_exec_sandbox_child, self_status_field, set_pdeathsig_kill,
 };
 pub use socket::{flush_conntrack, packet_drops, set_dont_fragment};

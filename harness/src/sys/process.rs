@@ -45,6 +45,25 @@ pub fn pre_exec_die_with_parent(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// Make `cmd` run as the unprivileged `uid`/`gid` with `groups`, and die
+/// (SIGKILL) with the thread that spawns it. The death signal is set after
+/// the identity change, which would otherwise clear it.
+pub fn pre_exec_as_user(cmd: &mut tokio::process::Command, uid: u32, gid: u32, groups: Vec<u32>) {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    let groups: Vec<Gid> = groups.into_iter().map(Gid::from_raw).collect();
+    // SAFETY: runs between fork and exec; only raw syscalls on values
+    // prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
+            setgroups(&groups).map_err(io::Error::from)?;
+            setresgid(g, g, g).map_err(io::Error::from)?;
+            setresuid(u, u, u).map_err(io::Error::from)?;
+            set_pdeathsig_kill()
+        });
+    }
+}
+
 /// Make `cmd` (the sandbox's inner process) die with its parent and take
 /// Ctrl-C again (SIG_IGN is inherited from the outer process).
 pub fn pre_exec_sandbox_child(cmd: &mut std::process::Command) {

@@ -1,15 +1,13 @@
-//! `--kernel`: run cells inside a VM that boots a chosen kernel, with
-//! virtme-ng (`vng`) and qemu. The host's root is shared read-only, a
-//! scratch directory is shared read-write for the results, and one boot
-//! serves the whole batch. Inside, vpnlab runs as usual (its own sandbox,
-//! strongSwan on kernel XFRM when the kernel has ESP); the host hands the
-//! report back exactly as a host run would produce it.
+//! The qemu way of `--kernel`: virtme-ng (`vng`) boots a distribution
+//! kernel under KVM or TCG with the host's root shared read-only and the
+//! output directories shared read-write; the guest's vpnlab reads its
+//! command on stdin and writes the report on stdout.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-pub use crate::error::VmError;
+use super::{sh_quote, Accel, Console, VmError, VmRun, BATCH_TIMEOUT};
 
 /// The command that installs everything VM mode needs.
 pub const INSTALL: &str = "apt-get install -y --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static && pip install virtme-ng";
@@ -56,15 +54,6 @@ pub fn find_kernel(spec: &str) -> Result<PathBuf, VmError> {
         ))
     })
 }
-
-/// Settings that concern the host side of VM mode only (or are set anew
-/// inside the guest), so they are not passed into the guest.
-const HOST_ONLY_ENV: &[&str] = &[
-    "VPNLAB_VNG",
-    "VPNLAB_VM_ACCEL",
-    super::machine::IN_VM_ENV,
-    super::sandbox::INNER_ENV,
-];
 
 /// Where `vng` is: `VPNLAB_VNG`, else the PATH, else pip's usual places.
 pub fn vng() -> Result<PathBuf, VmError> {
@@ -118,36 +107,30 @@ pub fn readiness() -> Result<(PathBuf, PathBuf), VmError> {
     Ok((vng, kernel))
 }
 
-/// Hardware acceleration to use. KVM is tried only when asked for
-/// (`VPNLAB_VM_ACCEL=kvm`) or when a bounded probe boot succeeds; on
-/// machines where a KVM guest hangs, the probe times out and TCG is used.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, strum::Display,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum Accel {
-    /// Hardware virtualization.
-    Kvm,
-    /// qemu's software emulation.
-    Tcg,
-}
-
-/// Decide the accelerator: `VPNLAB_VM_ACCEL` (kvm|tcg) wins; otherwise KVM
-/// if /dev/kvm opens and a probe boot answers within `probe`, else TCG.
-pub async fn accel(vng: &Path, kernel: &Path, probe: Duration) -> Accel {
-    match std::env::var("VPNLAB_VM_ACCEL").as_deref() {
-        Ok("kvm") => return Accel::Kvm,
-        Ok("tcg") => return Accel::Tcg,
-        _ => {}
-    }
-    if std::fs::OpenOptions::new()
+/// Whether /dev/kvm opens (a KVM guest may still hang: see [`kvm_works`]).
+pub fn kvm_opens() -> bool {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
-        .is_err()
+        .is_ok()
+}
+
+/// Whether a KVM guest boots here: a probe boot answers within `probe`
+/// (on machines where a KVM guest hangs, it times out).
+pub async fn kvm_works(vng: &Path, kernel: &Path, probe: Duration) -> bool {
+    if !kvm_opens() {
+        return false;
+    }
+    // A probe that times out costs its whole bound, so its answer is kept
+    // until the host reboots (the boot id) or the kernel changes.
+    let key = format!("{} {}", boot_id(), kernel.display());
+    let cache = super::uml::kernel::cache_dir().with_file_name("kvm-probe");
+    if let Some(known) = std::fs::read_to_string(&cache)
+        .ok()
+        .and_then(|t| t.strip_prefix(&key).map(|r| r.trim() == "works"))
     {
-        return Accel::Tcg;
+        return known;
     }
     let mut cmd = tokio::process::Command::new(vng);
     cmd.args(["--run"])
@@ -157,95 +140,23 @@ pub async fn accel(vng: &Path, kernel: &Path, probe: Duration) -> Accel {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    match tokio::time::timeout(probe, cmd.status()).await {
-        Ok(Ok(s)) if s.success() => Accel::Kvm,
-        _ => Accel::Tcg,
+    let works = matches!(tokio::time::timeout(probe, cmd.status()).await, Ok(Ok(s)) if s.success());
+    if let Some(dir) = cache.parent() {
+        let _ = std::fs::create_dir_all(dir);
     }
+    let _ = std::fs::write(
+        &cache,
+        format!("{key} {}\n", if works { "works" } else { "hangs" }),
+    );
+    works
 }
 
-/// Kernel modules a guest needs for cells (a distribution kernel builds
-/// them as modules; a minimal VM does not autoload all of them).
-pub const GUEST_MODULES: &[&str] = &[
-    // PPP layers (L2TP, PPTP) and the PPTP connection-tracking helper.
-    "ppp_generic",
-    "ppp_async",
-    "ppp_synctty",
-    "pppox",
-    "l2tp_core",
-    "l2tp_netlink",
-    "l2tp_ppp",
-    "nf_conntrack_pptp",
-    "nf_nat_pptp",
-    "veth",
-    "tun",
-    "af_packet",
-    "esp4",
-    "ah4",
-    "xfrm_user",
-    "xfrm4_tunnel",
-    "tunnel4",
-    "nf_tables",
-    "nft_chain_nat",
-    "nft_masq",
-    "nft_ct",
-    "nf_conntrack",
-    // ctnetlink: the capture follows a NAT's translations by its events.
-    "nf_conntrack_netlink",
-    "nf_nat",
-    // Crypto, preloaded: autoloading it at the first SA install costs seconds
-    // under emulation, enough to trigger IKE retransmits.
-    "seqiv",
-    "echainiv",
-    "authenc",
-    "gcm",
-    "ghash_generic",
-    "drbg",
-    "jitterentropy_rng",
-];
-
-/// Inside the guest: load [`GUEST_MODULES`] (those built in or missing are
-/// ignored; what is really missing shows up in the cells).
-pub async fn load_guest_modules() {
-    // One modprobe per module: `modprobe -a` gives up at the first module it
-    // cannot find (e.g. one built into this kernel).
-    futures::future::join_all(GUEST_MODULES.iter().map(|m| {
-        tokio::process::Command::new("modprobe")
-            .arg(m)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-    }))
-    .await;
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
-
-/// Quote `s` for a POSIX shell.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// What one VM batch produced.
-pub struct VmRun {
-    /// The JSON report vpnlab wrote inside the VM.
-    pub report: serde_json::Value,
-    /// Wall time from launch until vpnlab started inside (boot overhead).
-    pub boot: Duration,
-    /// Wall time of the whole VM run.
-    pub total: Duration,
-}
-
-/// Upper bound for one VM batch (boot, cells, power-off): a guest that
-/// panics early may never exit.
-pub const BATCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// The line vpnlab prints inside the VM when it starts running cells.
-pub const START_MARK: &str = "vpnlab-vm: running cells";
 
 /// Boot `kernel` and run `vpnlab run ARGS --report -` inside. The report
 /// comes back on the guest's stdout; its stderr (progress, table) and the
@@ -260,7 +171,7 @@ pub async fn run(
     console: &(dyn Fn(&str) + Sync),
 ) -> Result<VmRun, VmError> {
     use tokio::io::AsyncReadExt;
-    let script = guest_script(args)?;
+    let script = guest_script(args, super::Guest::Qemu)?;
     let mut cmd = vng_command(vng, kernel, accel, rw);
     let started = Instant::now();
     let mut child = cmd
@@ -284,7 +195,7 @@ pub async fn run(
         let _ = out.read_to_string(&mut s).await;
         s
     });
-    let mut watch = Console::new(started);
+    let mut watch = Console::new(started, "");
     let waited = tokio::time::timeout(BATCH_TIMEOUT, async {
         watch.follow(err, console).await;
         child.wait().await
@@ -321,20 +232,11 @@ pub async fn run(
 /// run ARGS --report -`. It goes in on the guest's stdin, not on --exec:
 /// --exec travels on the kernel command line, whose 2 KiB limit a long cell
 /// list would overflow (the guest then panics early and never exits).
-fn guest_script(args: &[String]) -> Result<String, VmError> {
+fn guest_script(args: &[String], guest: super::Guest) -> Result<String, VmError> {
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| VmError::Run(format!("cannot find own binary: {e}")))?;
-    let mut inner = vec![
-        "env".to_string(),
-        format!("{}=1", super::machine::IN_VM_ENV),
-    ];
-    // The guest does not inherit our environment: pass on the settings
-    // that choose programs and backends (VPNLAB_LIBRESWAN, VPNLAB_CHARON...).
-    let mut settings: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("VPNLAB_") && !HOST_ONLY_ENV.contains(&k.as_str()))
-        .collect();
-    settings.sort();
-    inner.extend(settings.into_iter().map(|(k, v)| format!("{k}={v}")));
+    let mut inner = vec!["env".to_string()];
+    inner.extend(guest.env().into_iter().map(|(k, v)| format!("{k}={v}")));
     inner.extend([exe.to_string_lossy().into_owned(), "run".into()]);
     inner.extend(args.iter().cloned());
     inner.extend(["--report".into(), "-".into()]);
@@ -358,76 +260,15 @@ fn vng_command(vng: &Path, kernel: &Path, accel: Accel, rw: &[PathBuf]) -> tokio
     }
     // virtme's temporary files (its return-code channel) go to the run's
     // private tmpfs, so a killed run leaves none in /tmp.
-    let tmp = Path::new(super::sandbox::WORKDIR).join("vm-tmp");
+    let tmp = Path::new(crate::batch::sandbox::WORKDIR).join("vm-tmp");
     let _ = std::fs::create_dir_all(&tmp);
     cmd.args(["--exec", "/bin/sh -s"])
         .env("TMPDIR", &tmp)
-        .env_remove(super::sandbox::INNER_ENV)
+        .env_remove(crate::batch::sandbox::INNER_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     crate::sys::pre_exec_die_with_parent(&mut cmd);
     cmd
-}
-
-/// The VM's console as it goes by: when vpnlab started inside (the end of
-/// the boot), and the last lines for error messages.
-struct Console {
-    started: Instant,
-    boot: Option<Duration>,
-    last: std::collections::VecDeque<String>,
-}
-
-impl Console {
-    /// Lines kept for error messages.
-    const TAIL: usize = 40;
-
-    fn new(started: Instant) -> Self {
-        Console {
-            started,
-            boot: None,
-            last: Default::default(),
-        }
-    }
-
-    /// Read the console to its end, handing lines to `console` from the
-    /// start mark on.
-    async fn follow(&mut self, err: tokio::process::ChildStderr, console: &(dyn Fn(&str) + Sync)) {
-        use tokio::io::{AsyncBufReadExt, BufReader};
-        let mut lines = BufReader::new(err).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if self.boot.is_none() && line.contains(START_MARK) {
-                self.boot = Some(self.started.elapsed());
-            }
-            if self.boot.is_some() {
-                console(&line);
-            }
-            self.last.push_back(line);
-            if self.last.len() > Self::TAIL {
-                self.last.pop_front();
-            }
-        }
-    }
-
-    fn tail(&self) -> String {
-        Vec::from(self.last.clone()).join("\n")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_survives_the_shell() {
-        assert_eq!(sh_quote("topologies/seed.toml"), "topologies/seed.toml");
-        assert_eq!(
-            sh_quote("seed/nat=none,nat_t=auto"),
-            "seed/nat=none,nat_t=auto"
-        );
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote(""), "''");
-        assert_eq!(sh_quote("a b"), "'a b'");
-    }
 }

@@ -1,0 +1,307 @@
+//! vpnlab's UML kernel: built once from Debian's `linux-source-6.1` with
+//! the fragment `kernel.config` merged over `make ARCH=um defconfig`, and
+//! cached under a key made of the source's version, the fragment and this
+//! recipe, so a new source or fragment builds anew and nothing else does.
+//!
+//! Why our own: Debian's `user-mode-linux` package lacks the nftables
+//! families a NAT gateway needs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::VmError;
+
+/// The config fragment (every option the cells need, all built in).
+pub const FRAGMENT: &str = include_str!("kernel.config");
+/// Debian's package with the kernel source.
+pub const SOURCE_PACKAGE: &str = "linux-source-6.1";
+/// Where that package puts the source.
+pub const SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
+/// What the build needs, installed.
+pub const INSTALL: &str = "apt-get install -y --no-install-recommends linux-source-6.1 bc bison flex make gcc libc6-dev xz-utils";
+/// Changes whenever the build steps below change what they produce.
+const RECIPE: &str = "vpnlab-uml-1";
+/// A prebuilt kernel to use instead (no build, no cache).
+pub const KERNEL_ENV: &str = "VPNLAB_UML_KERNEL";
+/// Where built kernels are kept.
+pub const CACHE_ENV: &str = "VPNLAB_UML_CACHE";
+
+/// A kernel ready to run.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The stripped `linux` binary.
+    pub path: PathBuf,
+    /// Where it came from: the cache key, or the setting.
+    pub origin: String,
+    /// Seconds its build took, when this cache built it.
+    pub build_secs: Option<f64>,
+}
+
+/// A kernel the cache does not hold yet.
+#[derive(Debug, Clone)]
+pub struct ToBuild {
+    key: String,
+    cache: PathBuf,
+}
+
+impl ToBuild {
+    /// Where the built kernel will be.
+    pub fn path(&self) -> PathBuf {
+        self.cache.join(&self.key).join("linux")
+    }
+}
+
+/// The cache directory.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os(CACHE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/vpnlab/uml"))
+}
+
+/// The kernel to run: `VPNLAB_UML_KERNEL`, else the cached build for the
+/// installed source, else what would be built.
+pub fn find() -> Result<Result<Built, ToBuild>, VmError> {
+    if let Some(p) = std::env::var_os(KERNEL_ENV) {
+        let path = PathBuf::from(p);
+        return if path.is_file() {
+            Ok(Ok(Built {
+                origin: format!("{KERNEL_ENV}={}", path.display()),
+                path,
+                build_secs: None,
+            }))
+        } else {
+            Err(VmError::NoKernel(format!(
+                "{KERNEL_ENV}={}: no such file",
+                path.display()
+            )))
+        };
+    }
+    let version = source_version()?;
+    let key = key(&version);
+    let cache = cache_dir();
+    let path = cache.join(&key).join("linux");
+    if path.is_file() {
+        let build_secs = std::fs::read_to_string(cache.join(&key).join("build-seconds"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        return Ok(Ok(Built {
+            path,
+            origin: format!("{SOURCE_PACKAGE} {version}, cached as {key}"),
+            build_secs,
+        }));
+    }
+    Ok(Err(ToBuild { key, cache }))
+}
+
+/// The installed source package's version.
+fn source_version() -> Result<String, VmError> {
+    let missing = || {
+        VmError::NoKernel(format!(
+            "the UML kernel is built from {SOURCE_PACKAGE}, which is not installed; install it: {INSTALL}"
+        ))
+    };
+    if !Path::new(SOURCE).is_file() {
+        return Err(missing());
+    }
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", SOURCE_PACKAGE])
+        .output()
+        .map_err(|_| missing())?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !v.is_empty() {
+        Ok(v)
+    } else {
+        Err(missing())
+    }
+}
+
+/// The cache key: source version, fragment and recipe.
+fn key(version: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [RECIPE, version, FRAGMENT] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let hex: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("6.1-{hex}")
+}
+
+/// The kernel, built first if the cache lacks it (blocking: minutes).
+/// Concurrent callers wait for one build.
+pub fn ensure() -> Result<Built, VmError> {
+    match find()? {
+        Ok(b) => Ok(b),
+        Err(to) => {
+            let _lock = lock(&to.cache)?;
+            // Another process may have built it while we waited.
+            match find()? {
+                Ok(b) => Ok(b),
+                Err(to) => build(&to),
+            }
+        }
+    }
+}
+
+fn lock(cache: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, VmError> {
+    std::fs::create_dir_all(cache).map_err(|e| fail(format!("{}: {e}", cache.display())))?;
+    let path = cache.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| fail(format!("cannot lock {}: {e}", path.display())))
+}
+
+fn fail(m: String) -> VmError {
+    VmError::UmlBuild(m)
+}
+
+/// Build into the cache: unpack, configure, check the configuration, make,
+/// strip. The tree is removed afterwards (it is 1.5 GB).
+fn build(to: &ToBuild) -> Result<Built, VmError> {
+    let started = Instant::now();
+    let tree = to.cache.join(format!("build-{}", to.key));
+    let log = to.cache.join(format!("{}.build.log", to.key));
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(&tree).map_err(|e| fail(format!("{}: {e}", tree.display())))?;
+    let result = build_in(&tree, &log, to);
+    let _ = std::fs::remove_dir_all(&tree);
+    result?;
+    let secs = started.elapsed().as_secs_f64();
+    let dir = to.cache.join(&to.key);
+    let _ = std::fs::write(dir.join("build-seconds"), format!("{secs:.0}\n"));
+    let _ = std::fs::remove_file(&log);
+    Ok(Built {
+        path: to.path(),
+        origin: format!("{SOURCE_PACKAGE}, built now as {}", to.key),
+        build_secs: Some(secs),
+    })
+}
+
+fn build_in(tree: &Path, log: &Path, to: &ToBuild) -> Result<(), VmError> {
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let fragment = tree.join("vpnlab.config");
+    std::fs::write(&fragment, FRAGMENT).map_err(|e| fail(e.to_string()))?;
+    let frag = fragment.to_string_lossy().into_owned();
+    let steps: [(&str, Vec<&str>); 4] = [
+        ("tar", vec!["xf", SOURCE, "--strip-components=1"]),
+        ("make", vec!["ARCH=um", "defconfig"]),
+        (
+            "scripts/kconfig/merge_config.sh",
+            vec!["-m", ".config", &frag],
+        ),
+        ("make", vec!["ARCH=um", "olddefconfig"]),
+    ];
+    for (prog, args) in &steps {
+        step(tree, log, prog, args)?;
+    }
+    check_config(&tree.join(".config"))?;
+    let j = format!("-j{jobs}");
+    step(tree, log, "make", &["ARCH=um", &j, "linux"])?;
+    let dir = to.cache.join(&to.key);
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    let tmp = dir.join("linux.partial");
+    let tmp_s = tmp.to_string_lossy().into_owned();
+    step(tree, log, "strip", &["-o", &tmp_s, "linux"])?;
+    std::fs::rename(&tmp, to.path()).map_err(|e| fail(e.to_string()))
+}
+
+/// Run one build step in `tree`, its output appended to `log`.
+fn step(tree: &Path, log: &Path, prog: &str, args: &[&str]) -> Result<(), VmError> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| fail(format!("{}: {e}", log.display())))?;
+    let err = out.try_clone().map_err(|e| fail(e.to_string()))?;
+    let status = Command::new(prog)
+        .args(args)
+        .current_dir(tree)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|e| {
+            fail(format!(
+                "cannot run {prog} ({e}); install the build tools: {INSTALL}"
+            ))
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(fail(format!(
+        "`{prog} {}` failed ({status}); the whole log is {}:\n{}",
+        args.join(" "),
+        log.display(),
+        tail.join("\n")
+    )))
+}
+
+/// Every option of the fragment as it ended up after `olddefconfig`: an
+/// option whose dependencies are missing is dropped silently by kconfig.
+fn check_config(config: &Path) -> Result<(), VmError> {
+    let text = std::fs::read_to_string(config).map_err(|e| fail(e.to_string()))?;
+    let have: std::collections::HashSet<&str> = text.lines().collect();
+    let lost: Vec<&str> = wanted(FRAGMENT)
+        .filter(|line| !have.contains(line))
+        .collect();
+    if lost.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "the configuration lost {} of the fragment's options: {}",
+            lost.len(),
+            lost.join(", ")
+        )))
+    }
+}
+
+/// The fragment's settings: `CONFIG_X=y` and `# CONFIG_X is not set`.
+fn wanted(fragment: &str) -> impl Iterator<Item = &str> {
+    fragment.lines().filter(|l| {
+        l.starts_with("CONFIG_") || (l.starts_with("# CONFIG_") && l.ends_with(" is not set"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_changes_with_source_and_fragment_only() {
+        assert_eq!(key("6.1.192-3"), key("6.1.192-3"));
+        assert_ne!(key("6.1.192-3"), key("6.1.193-1"));
+        assert!(key("6.1.192-3").starts_with("6.1-"));
+    }
+
+    #[test]
+    fn the_fragment_asks_for_what_cells_need() {
+        let w: Vec<&str> = wanted(FRAGMENT).collect();
+        for needed in [
+            "CONFIG_HOSTFS=y",
+            "CONFIG_NF_TABLES_INET=y",
+            "CONFIG_NFT_NAT=y",
+            "CONFIG_INET_ESP=y",
+            "CONFIG_INET6_ESP=y",
+            "CONFIG_XFRM_USER=y",
+            "CONFIG_PPPOL2TP=y",
+            "CONFIG_PPTP=y",
+            "CONFIG_UML_TIME_TRAVEL_SUPPORT=y",
+            "# CONFIG_MODULES is not set",
+        ] {
+            assert!(w.contains(&needed), "{needed} missing from kernel.config");
+        }
+    }
+}
