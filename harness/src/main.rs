@@ -375,6 +375,9 @@ fn run(args: RunArgs) -> Result<i32> {
         (None, Some(k)) => VmPolicy::WhenNeeded(k),
         (None, None) => VmPolicy::Never,
     };
+    if time_travel && matches!(policy, VmPolicy::Never) {
+        bail!("--time-travel runs UML guests on a virtual clock: use it with --kernel uml (or --kernel-when-needed uml)");
+    }
     let view = View {
         explain,
         format,

@@ -102,14 +102,6 @@ impl Timers {
         retransmit_tries: 2,
         reply_wait: std::time::Duration::from_millis(400),
     };
-    /// In a UML guest: instructions run natively but every syscall costs
-    /// about 20 µs (ptrace), so a daemon's start is slow while an exchange
-    /// is not: twice the host's margin.
-    pub const UML: Timers = Timers {
-        retransmit_timeout: 1.0,
-        retransmit_tries: 2,
-        reply_wait: std::time::Duration::from_millis(600),
-    };
     /// In a VM under software emulation (about ten times slower): 6 s.
     pub const EMULATED: Timers = Timers {
         retransmit_timeout: 2.0,

@@ -297,7 +297,6 @@ mod tests {
             "CONFIG_INET6_ESP=y",
             "CONFIG_XFRM_USER=y",
             "CONFIG_PPPOL2TP=y",
-            "CONFIG_PPTP=y",
             "CONFIG_UML_TIME_TRAVEL_SUPPORT=y",
             "# CONFIG_MODULES is not set",
         ] {
