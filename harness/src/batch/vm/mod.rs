@@ -339,6 +339,31 @@ impl Console {
         }
     }
 
+    /// Follow `stream` to its end and wait for `child`, bounded by
+    /// [`BATCH_TIMEOUT`]; `who` names the guest in the error. On timeout the
+    /// child is dropped, and kill_on_drop (with the run's PID namespace)
+    /// ends it.
+    pub(crate) async fn follow_to_exit(
+        &mut self,
+        stream: impl tokio::io::AsyncRead + Unpin,
+        child: &mut tokio::process::Child,
+        console: &(dyn Fn(&str) + Sync),
+        who: &str,
+    ) -> Result<std::process::ExitStatus, VmError> {
+        let waited = tokio::time::timeout(BATCH_TIMEOUT, async {
+            self.follow(stream, console).await;
+            child.wait().await
+        })
+        .await;
+        match waited {
+            Ok(s) => s.map_err(|e| VmError::Run(e.to_string())),
+            Err(_) => Err(VmError::Run(format!(
+                "{who} did not finish within {BATCH_TIMEOUT:?}; last console lines:\n{}",
+                self.tail()
+            ))),
+        }
+    }
+
     pub(crate) fn tail(&self) -> String {
         Vec::from(self.last.clone()).join("\n")
     }

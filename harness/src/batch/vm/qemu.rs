@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::{sh_quote, Accel, Console, VmError, VmRun, BATCH_TIMEOUT};
+use super::{sh_quote, Accel, Console, VmError, VmRun};
 
 /// The command that installs everything VM mode needs.
 pub const INSTALL: &str = "apt-get install -y --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static && pip install virtme-ng";
@@ -196,21 +196,9 @@ pub async fn run(
         s
     });
     let mut watch = Console::new(started, "");
-    let waited = tokio::time::timeout(BATCH_TIMEOUT, async {
-        watch.follow(err, console).await;
-        child.wait().await
-    })
-    .await;
-    let status = match waited {
-        Ok(s) => s.map_err(|e| VmError::Run(e.to_string()))?,
-        // kill_on_drop ends vng; the run's PID namespace ends qemu.
-        Err(_) => {
-            return Err(VmError::Run(format!(
-                "the VM did not finish within {BATCH_TIMEOUT:?}; last console lines:\n{}",
-                watch.tail()
-            )))
-        }
-    };
+    let status = watch
+        .follow_to_exit(err, &mut child, console, "the VM")
+        .await?;
     let total = started.elapsed();
     let text = stdout.await.unwrap_or_default();
     // The report is the JSON document on stdout.

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Console, Guest, VmError, VmRun, BATCH_TIMEOUT};
+use super::{Console, Guest, VmError, VmRun};
 
 /// The host user UML runs as, unless `VPNLAB_UML_USER` says otherwise.
 pub const USER: &str = "vpnlab-uml";
@@ -251,23 +251,12 @@ async fn run_one(
         return Err(VmError::Run("UML's output is not piped".into()));
     };
     let mut watch = Console::new(started, &prefix);
-    let waited = tokio::time::timeout(BATCH_TIMEOUT, async {
-        // UML's own complaints (stderr) join the console.
-        let both = tokio::io::AsyncReadExt::chain(out, err);
-        watch.follow(both, console).await;
-        child.wait().await
-    })
-    .await;
-    let status = match waited {
-        Ok(s) => s.map_err(|e| VmError::Run(e.to_string()))?,
-        Err(_) => {
-            return Err(VmError::Run(format!(
-                "UML instance {} did not finish within {BATCH_TIMEOUT:?}; last console lines:\n{}",
-                i + 1,
-                watch.tail()
-            )))
-        }
-    };
+    // UML's own complaints (stderr) join the console.
+    let both = tokio::io::AsyncReadExt::chain(out, err);
+    let who = format!("UML instance {}", i + 1);
+    let status = watch
+        .follow_to_exit(both, &mut child, console, &who)
+        .await?;
     let total = started.elapsed();
     let report = std::fs::read_to_string(dir.join(guest::REPORT))
         .ok()
