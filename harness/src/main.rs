@@ -125,6 +125,8 @@ enum Command {
     /// Inside a UML guest: vpnlab as its init (started by the kernel).
     #[command(hide = true)]
     UmlGuest {
+        /// The instance (its directory in the share).
+        instance: usize,
         /// What the kernel adds (e.g. `root=98:0`), ignored.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         _kernel_args: Vec<String>,
@@ -197,6 +199,10 @@ struct RunArgs {
     /// host; cells known to differ are refused.
     #[arg(long)]
     time_travel: bool,
+    /// Inside a UML guest: claim each cell in this directory, shared with
+    /// the other instances, before running it (set by the host).
+    #[arg(long, hide = true, value_name = "DIR")]
+    claims: Option<PathBuf>,
     /// Run here what this machine can run, and only the cells that need
     /// kernel ESP or PPP it lacks in one VM boot of this kernel image
     /// (`auto`: as for --kernel); one table and report. Without VM mode
@@ -307,10 +313,10 @@ fn real_main(cli: Cli) -> Result<i32> {
         }
         Command::Doctor => doctor_cmd(),
         Command::UmlKernel => uml_kernel_cmd(),
-        Command::UmlGuest { .. } => {
+        Command::UmlGuest { instance, .. } => {
             // The kernel started us from the share (init=SHARE/vpnlab).
             let argv0 = PathBuf::from(std::env::args_os().next().unwrap_or_default());
-            vm::uml::guest::init(argv0.parent().unwrap_or(Path::new("/")))
+            vm::uml::guest::init(argv0.parent().unwrap_or(Path::new("/")), instance)
         }
         Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
         Command::Html { report, out } => {
@@ -335,6 +341,7 @@ fn real_main(cli: Cli) -> Result<i32> {
                 pcap_dir: pcap.map(std::path::absolute).transpose()?,
                 logs_dir: None,
                 time_travel: false,
+                claims: None,
             };
             sandboxed(|| run_cmd(cells, VmPolicy::Never, settings, view))
         }
@@ -360,6 +367,7 @@ fn run(args: RunArgs) -> Result<i32> {
         kernel,
         kernel_when_needed,
         time_travel,
+        claims,
     } = args;
     // Validate before anything is created.
     let cells = select(load_cells(paths)?, &filter, &cell)?;
@@ -393,6 +401,7 @@ fn run(args: RunArgs) -> Result<i32> {
         pcap_dir: pcap.map(std::path::absolute).transpose()?,
         logs_dir: logs.map(std::path::absolute).transpose()?,
         time_travel,
+        claims,
     };
     sandboxed(|| run_cmd(cells, policy, settings, view))
 }

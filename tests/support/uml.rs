@@ -46,6 +46,16 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Resul
     Ok(())
 }
 
+/// The instance a console line says finished a cell in, if it says so
+/// (`  vm| [2] [3/8] PASS        kernel-esp/…`).
+fn finished_in(line: &str) -> Option<String> {
+    let rest = line.split_once("vm| [")?.1;
+    let (instance, rest) = rest.split_once("] [")?;
+    let (count, rest) = rest.split_once("] ")?;
+    (count.contains('/') && rest.split_whitespace().next().is_some_and(|v| v == "PASS"))
+        .then(|| instance.to_string())
+}
+
 /// SIGKILL vpnlab while two UML instances run cells: every UML host
 /// process (one per guest address space) goes with it.
 pub fn sigkill_leaves_no_uml_process() -> Result<(), Failed> {
@@ -81,18 +91,19 @@ pub fn sigkill_leaves_no_uml_process() -> Result<(), Failed> {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut passed = 0;
+    let mut finished = std::collections::BTreeSet::new();
     let started: Result<(), Failed> = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            // A finished cell line from each instance ("[1] [1/4] PASS ...").
-            Ok(l) if l.contains("] [1/") => {
-                passed += 1;
-                if passed == 2 {
-                    break Ok(());
+            // A finished cell line from each instance ("vm| [2] [3/8] PASS ...").
+            Ok(l) => {
+                if let Some(i) = finished_in(&l) {
+                    finished.insert(i);
+                    if finished.len() == 2 {
+                        break Ok(());
+                    }
                 }
             }
-            Ok(_) => {}
             Err(_) => break Err("no cell finished in both UML instances within 60 s".into()),
         }
     };

@@ -85,6 +85,10 @@ pub struct Settings {
     pub logs_dir: Option<PathBuf>,
     /// Run UML guests on a virtual clock (`--time-travel`).
     pub time_travel: bool,
+    /// Inside a UML guest: the directory shared with the other instances
+    /// in which each cell is claimed before it runs; a cell another
+    /// instance claimed is left out of this report.
+    pub claims: Option<PathBuf>,
 }
 
 /// Something worth telling the user while a batch runs.
@@ -252,13 +256,12 @@ async fn run_here(
         capture: settings.capture,
         pcap_dir: settings.pcap_dir.clone(),
         logs_dir: settings.logs_dir.clone(),
-        // In any guest, the timers of the slowest (software emulation):
-        // the daemons' accounts quote them ("6 second timeout exceeded"),
-        // so every way gives the same snapshot.
-        timers: if vm::guest().is_some() {
-            Timers::EMULATED
-        } else {
-            Timers::HOST
+        // The timers of the way the cell runs (a snapshot does not quote
+        // them: the daemons' "6 second timeout exceeded" is redacted).
+        timers: match vm::guest() {
+            None => Timers::HOST,
+            Some(vm::Guest::Qemu) => Timers::EMULATED,
+            Some(vm::Guest::Uml | vm::Guest::UmlVirtualTime) => Timers::UML,
         },
     };
     let total = cells.len();
@@ -270,6 +273,9 @@ async fn run_here(
     // starts; its result is reported first.
     let mut out: Vec<(usize, CellReport, Option<tokio::task::JoinHandle<TornDown>>)> =
         futures::stream::iter(cells.into_iter().enumerate())
+            // Claimed as each cell is about to start, so that the
+            // instances share the cells as they free up.
+            .filter(|(i, _)| std::future::ready(claimed(settings, *i, progress)))
             .map(|(i, h)| {
                 let (opts, notify) = (&opts, &notify);
                 async move {
@@ -307,6 +313,28 @@ async fn run_here(
         })
         .collect();
     (reports, Teardowns(pending))
+}
+
+/// Whether this run takes the `i`th cell: always, unless it shares the
+/// cells with other UML instances and one of them claimed it first (a
+/// claim is a directory: its creation is atomic on the host's file
+/// system, which every instance writes through hostfs).
+fn claimed(settings: &Settings, i: usize, progress: &dyn Progress) -> bool {
+    let Some(dir) = &settings.claims else {
+        return true;
+    };
+    match std::fs::create_dir(dir.join(i.to_string())) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => {
+            // Left to the others; the host reports a cell none ran.
+            progress.event(Event::Warning(&format!(
+                "cannot claim cell {i} in {}: {e}",
+                dir.display()
+            )));
+            false
+        }
+    }
 }
 
 /// Why `cell` cannot run on UML's virtual clock (`--time-travel`), if it

@@ -112,7 +112,7 @@ fn push(out: &mut Vec<String>, line: String) {
 /// other than IKE's (`203.0.113.1[61023]`, `203.0.113.1:61023`), and a
 /// certificate's validity dates.
 pub fn normalize(msg: &str) -> String {
-    let msg = dateless(&super::libreswan::ageless(msg));
+    let msg = dateless(&super::libreswan::timeless(msg));
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg.as_str();
     while let Some(c) = rest.chars().next() {

@@ -102,6 +102,14 @@ impl Timers {
         retransmit_tries: 2,
         reply_wait: std::time::Duration::from_millis(400),
     };
+    /// In User-Mode Linux, where code runs natively but every syscall
+    /// costs about 20 µs (a daemon answers in tens of milliseconds, a
+    /// certificate exchange in up to a second): 3 s.
+    pub const UML: Timers = Timers {
+        retransmit_timeout: 1.0,
+        retransmit_tries: 2,
+        reply_wait: std::time::Duration::from_millis(600),
+    };
     /// In a VM under software emulation (about ten times slower): 6 s.
     pub const EMULATED: Timers = Timers {
         retransmit_timeout: 2.0,

@@ -25,12 +25,12 @@ mod proposals;
 mod status;
 
 pub use conf::{conns, id, ipsec_conf, secrets, unsupported, CONN, CONN_IKEV1};
-pub use status::{
-    ageless, message, notable, parse_algorithms, parse_log, parse_remote_subnets, parse_showstates,
-    parse_trafficstatus, parse_xfrm_states,
-};
 use status::{
     is_child_state, normalize_state, Algorithms, Instance, LogFacts, ShownState, Traffic, XfrmState,
+};
+pub use status::{
+    message, notable, parse_algorithms, parse_log, parse_remote_subnets, parse_showstates,
+    parse_trafficstatus, parse_xfrm_states, timeless,
 };
 
 /// Upper bound for pluto to start listening (it takes 2–3 s in an emulated VM).
@@ -356,7 +356,7 @@ impl Running {
             let last = out
                 .lines()
                 .rfind(|l| !l.trim().is_empty())
-                .map(|l| ageless(message(l)))
+                .map(|l| timeless(message(l)))
                 .unwrap_or_default();
             init.error = Some(if rc == 0 {
                 format!("IKE SA up but no CHILD SA: {last}")

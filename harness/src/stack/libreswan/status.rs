@@ -320,10 +320,16 @@ pub fn message(line: &str) -> &str {
     }
 }
 
-/// `msg` without the state's age pluto gives when it deletes one
-/// (`deleting state (STATE_V2_PARENT_I2) aged 8.66s and …`): it changes
-/// from run to run.
-pub fn ageless(msg: &str) -> String {
+/// `msg` without the times that change from run to run or from way to way:
+/// the state's age pluto gives when it deletes one (`deleting state
+/// (STATE_V2_PARENT_I2) aged 8.66s and …`), and the seconds of a
+/// retransmission timeout (`6 second timeout exceeded`), which are
+/// vpnlab's timers for the machine that ran the cell, not the scenario's.
+pub fn timeless(msg: &str) -> String {
+    secondless(&ageless(msg))
+}
+
+fn ageless(msg: &str) -> String {
     let Some(i) = msg.find(" aged ") else {
         return msg.to_string();
     };
@@ -335,6 +341,21 @@ pub fn ageless(msg: &str) -> String {
         Some(n) => format!("{}{}", &msg[..i], &rest[n + 1..]),
         None => msg.to_string(),
     }
+}
+
+/// `N second timeout exceeded` for any number of seconds.
+fn secondless(msg: &str) -> String {
+    const TAIL: &str = " second timeout exceeded";
+    let Some(i) = msg.find(TAIL) else {
+        return msg.to_string();
+    };
+    let start = msg[..i]
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .len();
+    if start == i {
+        return msg.to_string();
+    }
+    format!("{}N{}", &msg[..start], &msg[i..])
 }
 
 /// Keep whack's lines that explain an exchange and are the same on every
@@ -359,7 +380,7 @@ pub fn notable(line: &str) -> Option<String> {
     ];
     let unstable = ["SPI", "0x", "retransmission; will wait"];
     (KEEP.iter().any(|k| msg.contains(k)) && !unstable.iter().any(|u| msg.contains(u)))
-        .then(|| msg.to_string())
+        .then(|| timeless(msg))
 }
 
 #[cfg(test)]
@@ -390,6 +411,15 @@ mod tests {
             "deleting state (STATE_V2_PARENT_I2) and NOT sending notification"
         );
         assert_eq!(ageless("aged well"), "aged well");
+        // The seconds are the timers of the way the cell ran.
+        assert_eq!(
+            timeless("STATE_V2_PARENT_I1: 6 second timeout exceeded after 2 retransmits."),
+            "STATE_V2_PARENT_I1: N second timeout exceeded after 2 retransmits."
+        );
+        assert_eq!(
+            timeless("a second timeout exceeded"),
+            "a second timeout exceeded"
+        );
         // A responder's two connections (one per IKE version) are told apart.
         let twins = parse_showstates("000 #1: \"vpnlab\"[1] 192.168.1.2:4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA);\n000 #2: \"vpnlab-ikev1\"[1] 192.168.1.2:4500 STATE_MAIN_R3 (ISAKMP SA established);\n");
         assert_eq!(twins[0].instance.conn, "vpnlab");

@@ -1,7 +1,8 @@
 //! Inside a UML guest: vpnlab is its init (PID 1). It mounts what the
-//! guest writes on (the root is the host's, read-only), mounts its share,
-//! runs `vpnlab run` with the job it finds there, writes the exit code next
-//! to the report, and powers the guest off. No modprobe: the kernel has
+//! guest writes on (the root is the host's, read-only), mounts the share,
+//! runs `vpnlab run` with the job it finds in its instance's directory
+//! there, writes the exit code next to the report, and powers the guest
+//! off. No modprobe: the kernel has
 //! everything built in.
 
 use std::path::Path;
@@ -37,34 +38,32 @@ pub enum InitError {
     Job(String),
 }
 
-/// Run as the guest's init; `share` is the share's host path (where this
-/// binary was started from). Never returns: powers off.
-pub fn init(share: &Path) -> ! {
-    let code = match run(share) {
+/// Run as the guest's init for instance `instance`; `share` is the
+/// share's host path (where this binary was started from). Never returns:
+/// powers off.
+pub fn init(share: &Path, instance: usize) -> ! {
+    let dir = super::guest_dir(instance);
+    let code = match run(share, &dir) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vpnlab uml-guest: {e}");
             125
         }
     };
-    let _ = std::fs::write(
-        Path::new(super::GUEST_SHARE).join(EXIT),
-        format!("{code}\n"),
-    );
+    let _ = std::fs::write(dir.join(EXIT), format!("{code}\n"));
     nix::unistd::sync();
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     // Not reached: UML exits on power-off.
     std::process::exit(code)
 }
 
-fn run(share: &Path) -> Result<i32, InitError> {
+fn run(share: &Path, dir: &Path) -> Result<i32, InitError> {
     mounts(share)?;
-    let dir = Path::new(super::GUEST_SHARE);
     let text = std::fs::read_to_string(dir.join(JOB))
         .map_err(|e| InitError::Job(format!("cannot read the job: {e}")))?;
     let job: super::Job =
         serde_json::from_str(&text).map_err(|e| InitError::Job(format!("bad job: {e}")))?;
-    let mut child = Command::new(dir.join("vpnlab"))
+    let mut child = Command::new(Path::new(super::GUEST_SHARE).join("vpnlab"))
         .arg("run")
         .args(&job.args)
         .arg("--report")

@@ -6,11 +6,14 @@
 //! (hostfs does every file access with that user's rights: that is the
 //! boundary, since guest root can mount any host path). The guest's root is
 //! the host's, read-only; its init ([`guest`]) puts tmpfs where the guest
-//! writes, and mounts one read-write directory, its share, through which
-//! the job goes in and the report, pcap files and logs come out.
+//! writes, and mounts one read-write directory, the share, through which
+//! the job goes in and the report, pcap files and logs come out (each
+//! instance under its own number).
 //!
-//! A UML guest has one CPU, so `--jobs N` runs N instances, each with a
-//! share of the cells.
+//! A UML guest has one CPU, so `--jobs N` runs N instances. They take the
+//! cells from one queue: each instance claims a cell in the share's
+//! `claims` directory before it runs it, so an instance that drew short
+//! cells takes more of them.
 
 pub mod guest;
 pub mod kernel;
@@ -27,8 +30,10 @@ use super::{Console, Guest, VmError, VmRun};
 pub const USER: &str = "vpnlab-uml";
 /// Setting for another user.
 pub const USER_ENV: &str = "VPNLAB_UML_USER";
-/// Where a guest sees its share.
+/// Where a guest sees the share.
 pub const GUEST_SHARE: &str = "/tmp/vpnlab-uml";
+/// The share's directory in which the instances claim cells.
+pub const CLAIMS: &str = "claims";
 /// Memory of one instance (only what the guest touches is used).
 const MEMORY: &str = "mem=1536M";
 
@@ -122,7 +127,8 @@ pub struct Job {
 
 /// One instance's work.
 pub struct Instance {
-    /// `vpnlab run` arguments (cells, --jobs, --pcap/--logs in the share).
+    /// `vpnlab run` arguments (cells, --jobs, --claims, --pcap/--logs in
+    /// its directory of the share).
     pub args: Vec<String>,
 }
 
@@ -133,9 +139,19 @@ pub struct Options {
     pub time_travel: bool,
 }
 
-/// The share of instance `i` on the host (in the run's private /run).
-pub fn share(i: usize) -> PathBuf {
-    Path::new(crate::batch::sandbox::WORKDIR).join(format!("uml-{i}"))
+/// The share on the host (in the run's private /run).
+pub fn share() -> PathBuf {
+    Path::new(crate::batch::sandbox::WORKDIR).join("uml")
+}
+
+/// Instance `i`'s directory in the share, on the host.
+pub fn instance_dir(i: usize) -> PathBuf {
+    share().join(i.to_string())
+}
+
+/// Instance `i`'s directory in the share, as its guest sees it.
+pub fn guest_dir(i: usize) -> PathBuf {
+    Path::new(GUEST_SHARE).join(i.to_string())
 }
 
 /// Run every instance at once; each one's run, in order. Whatever the
@@ -148,6 +164,7 @@ pub async fn run(
     opts: Options,
     console: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<VmRun>, VmError> {
+    prepare_share(user, instances.len())?;
     let several = instances.len() > 1;
     let runs = instances.into_iter().enumerate().map(|(i, inst)| {
         let prefix = if several {
@@ -160,27 +177,41 @@ pub async fn run(
     futures::future::join_all(runs).await.into_iter().collect()
 }
 
-/// Prepare instance `i`'s share: the job, a copy of this binary (the
-/// user may not be able to read ours), and UML's own scratch directory.
-fn prepare(i: usize, user: &UmlUser, job: &Job) -> Result<(PathBuf, PathBuf), VmError> {
-    let io = |what: &str, p: &Path, e: std::io::Error| {
-        VmError::Run(format!("cannot {what} {}: {e}", p.display()))
-    };
-    let dir = share(i);
-    let scratch = Path::new(crate::batch::sandbox::WORKDIR).join(format!("uml-{i}.scratch"));
-    for d in [&dir, &scratch] {
-        let _ = std::fs::remove_dir_all(d);
-        std::fs::create_dir_all(d).map_err(|e| io("create", d, e))?;
-        std::os::unix::fs::chown(d, Some(user.uid), Some(user.gid))
-            .map_err(|e| io("chown", d, e))?;
+fn io_err(what: &str, p: &Path, e: std::io::Error) -> VmError {
+    VmError::Run(format!("cannot {what} {}: {e}", p.display()))
+}
+
+/// A fresh directory owned by UML's user.
+fn fresh_dir(d: &Path, user: &UmlUser) -> Result<(), VmError> {
+    let _ = std::fs::remove_dir_all(d);
+    std::fs::create_dir_all(d).map_err(|e| io_err("create", d, e))?;
+    std::os::unix::fs::chown(d, Some(user.uid), Some(user.gid)).map_err(|e| io_err("chown", d, e))
+}
+
+/// The share: a copy of this binary (the user may not be able to read
+/// ours), the empty claims directory and one directory per instance.
+fn prepare_share(user: &UmlUser, instances: usize) -> Result<(), VmError> {
+    let root = share();
+    fresh_dir(&root, user)?;
+    fresh_dir(&root.join(CLAIMS), user)?;
+    for i in 0..instances {
+        fresh_dir(&instance_dir(i), user)?;
     }
     let exe = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| io("find", Path::new("/proc/self/exe"), e))?;
-    let copy = dir.join("vpnlab");
-    std::fs::copy(&exe, &copy).map_err(|e| io("copy vpnlab to", &copy, e))?;
+        .map_err(|e| io_err("find", Path::new("/proc/self/exe"), e))?;
+    let copy = root.join("vpnlab");
+    std::fs::copy(&exe, &copy).map_err(|e| io_err("copy vpnlab to", &copy, e))?;
+    Ok(())
+}
+
+/// Instance `i`'s job in its directory, and UML's own scratch directory.
+fn prepare(i: usize, user: &UmlUser, job: &Job) -> Result<(PathBuf, PathBuf), VmError> {
+    let dir = instance_dir(i);
+    let scratch = Path::new(crate::batch::sandbox::WORKDIR).join(format!("uml-{i}.scratch"));
+    fresh_dir(&scratch, user)?;
     let text = serde_json::to_string(job).map_err(|e| VmError::Run(e.to_string()))?;
     let jf = dir.join(guest::JOB);
-    std::fs::write(&jf, text).map_err(|e| io("write", &jf, e))?;
+    std::fs::write(&jf, text).map_err(|e| io_err("write", &jf, e))?;
     Ok((dir, scratch))
 }
 
@@ -188,7 +219,6 @@ fn prepare(i: usize, user: &UmlUser, job: &Job) -> Result<(PathBuf, PathBuf), Vm
 fn command(
     kernel: &Path,
     user: &UmlUser,
-    dir: &Path,
     scratch: &Path,
     i: usize,
     opts: Options,
@@ -206,12 +236,12 @@ fn command(
     ]);
     cmd.arg(format!("umid=vpnlab-{i}"))
         .arg(format!("uml_dir={}", scratch.display()))
-        .arg(format!("init={}", dir.join("vpnlab").display()));
+        .arg(format!("init={}", share().join("vpnlab").display()));
     if opts.time_travel {
         cmd.arg("time-travel=inf-cpu");
     }
     // Arguments after `--` go to init.
-    cmd.args(["--", guest::SUBCOMMAND]);
+    cmd.args(["--", guest::SUBCOMMAND, &i.to_string()]);
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         // UML's memory file; deleted by UML as soon as it is mapped.
@@ -244,7 +274,7 @@ async fn run_one(
     };
     let (dir, scratch) = prepare(i, user, &job)?;
     let started = Instant::now();
-    let mut child = command(kernel, user, &dir, &scratch, i, opts)
+    let mut child = command(kernel, user, &scratch, i, opts)
         .spawn()
         .map_err(|e| VmError::Run(format!("cannot start {}: {e}", kernel.display())))?;
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
