@@ -456,7 +456,12 @@ async fn run_cmd(
     let machine = Machine::probe().await?;
     if machine.in_vm {
         // The host waits for this line to measure the boot.
-        eprintln!("{} ({} cells)", vm::START_MARK, cells.len());
+        let shared = if settings.claims.is_some() {
+            ", shared with the other instances"
+        } else {
+            ""
+        };
+        eprintln!("{} ({} cells{shared})", vm::START_MARK, cells.len());
     }
     let plan = batch::plan(cells, &machine, &policy);
     let console = console::Console::on_stderr();

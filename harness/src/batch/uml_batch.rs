@@ -50,22 +50,13 @@ pub(super) async fn run(
                 .map_err(|e| BatchError::Setting(format!("the UML kernel build: {e}")))??
         }
     };
-    let n = settings.jobs.clamp(1, cells.len().max(1));
-    let all: Vec<&Cell> = cells.iter().collect();
-    let mut instances = Vec::new();
-    for i in 0..n {
-        let (mut args, _) = guest_args(&all, settings, CELLS_PER_INSTANCE, |_, what| {
-            uml::guest_dir(i).join(what)
-        })?;
-        let claims = Path::new(uml::GUEST_SHARE).join(uml::CLAIMS);
-        args.extend(["--claims".into(), claims.to_string_lossy().into_owned()]);
-        instances.push(uml::Instance { args });
-    }
+    let instances = instances(cells, settings)?;
+    let n = instances.len();
     progress.event(Event::VmBooting {
         kernel: &kernel.path,
         accel: vm::Accel::Uml,
         why: &chosen.why,
-        instances: instances.len(),
+        instances: n,
         cells: cells.len(),
     });
     let started = std::time::Instant::now();
@@ -74,10 +65,40 @@ pub(super) async fn run(
         time_travel: settings.time_travel,
     };
     let runs = uml::run(&kernel.path, &ready.user, instances, opts, &console).await?;
+    let boot = runs.iter().map(|r| r.boot).max().unwrap_or_default();
+    let mut report = join(runs, settings)?;
+    every_cell_once(cells, &report)?;
+    report.vm = Some(VmInfo {
+        kernel: kernel.path.clone(),
+        accel: vm::Accel::Uml,
+        why: chosen.why.clone(),
+        instances: n,
+        virtual_time: settings.time_travel,
+        boot_ms: boot.as_millis() as u64,
+        total_ms: started.elapsed().as_millis() as u64,
+    });
+    Ok(report)
+}
+
+/// One instance per job, each given every cell and the claims directory.
+fn instances(cells: &[Cell], settings: &Settings) -> Result<Vec<uml::Instance>, BatchError> {
+    let all: Vec<&Cell> = cells.iter().collect();
+    let claims = Path::new(uml::GUEST_SHARE).join(uml::CLAIMS);
+    (0..settings.jobs.clamp(1, cells.len().max(1)))
+        .map(|i| {
+            let (mut args, _) = guest_args(&all, settings, CELLS_PER_INSTANCE, |_, what| {
+                uml::guest_dir(i).join(what)
+            })?;
+            args.extend(["--claims".into(), claims.to_string_lossy().into_owned()]);
+            Ok(uml::Instance { args })
+        })
+        .collect()
+}
+
+/// The instances' reports as one, their files brought out.
+fn join(runs: Vec<vm::VmRun>, settings: &Settings) -> Result<Report, BatchError> {
     let mut joined: Option<Report> = None;
-    let mut boot = std::time::Duration::ZERO;
     for (i, run) in runs.into_iter().enumerate() {
-        boot = boot.max(run.boot);
         let mut report: Report = serde_json::from_value(run.report).map_err(|e| {
             BatchError::Vm(vm::VmError::Run(format!(
                 "UML instance {}'s report: {e}",
@@ -98,18 +119,7 @@ pub(super) async fn run(
             }
         }
     }
-    let mut report = joined.ok_or_else(|| BatchError::Setting("no UML instance ran".into()))?;
-    every_cell_once(cells, &report)?;
-    report.vm = Some(VmInfo {
-        kernel: kernel.path.clone(),
-        accel: vm::Accel::Uml,
-        why: chosen.why.clone(),
-        instances: n,
-        virtual_time: settings.time_travel,
-        boot_ms: boot.as_millis() as u64,
-        total_ms: started.elapsed().as_millis() as u64,
-    });
-    Ok(report)
+    joined.ok_or_else(|| BatchError::Setting("no UML instance ran".into()))
 }
 
 /// Whether the instances' reports hold each cell exactly once (a claim

@@ -127,6 +127,35 @@ impl Cell {
         })
     }
 
+    /// How long the cell is known to wait, from its file alone: its
+    /// pauses and the `wait` steps it expects to time out, plus a nominal
+    /// bound for an IKE exchange or PPP negotiation it expects to fail
+    /// (which ends when the stack's timers give up). Only an order for
+    /// sharing cells between guests: the longest start first.
+    pub fn known_wait(&self) -> Duration {
+        let steps: Duration = self
+            .steps
+            .iter()
+            .map(|s| match &s.action {
+                Action::Pause(d) => *d,
+                Action::Wait { timeout, .. }
+                    if self.expect.waits.get(&s.name) == Some(&WaitExpect::Timeout) =>
+                {
+                    *timeout
+                }
+                _ => Duration::ZERO,
+            })
+            .sum();
+        let fails = |e: Option<TunnelExpect>, bound: u64| {
+            Duration::from_secs(if e == Some(TunnelExpect::Down) {
+                bound
+            } else {
+                0
+            })
+        };
+        steps + fails(self.expect.tunnel, 3) + fails(self.expect.ppp, 20)
+    }
+
     /// Whether a step waits for a packet (the capture then keeps live
     /// counts).
     pub fn waits_for_packets(&self) -> bool {

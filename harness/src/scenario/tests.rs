@@ -796,3 +796,21 @@ fn non_addresses_get_one_message_per_form() {
         assert!(e.contains(&want), "missing {want}: {e:?}");
     }
 }
+
+#[test]
+fn known_waits_put_the_cells_that_sit_out_a_bound_first() {
+    let s = parse(Path::new("topologies/seed.toml"), SEED).unwrap();
+    let wait = |id: &str| s.cells.iter().find(|c| c.id == id).unwrap().known_wait();
+    assert_eq!(wait("seed/nat=none,nat_t=auto"), std::time::Duration::ZERO);
+    // UDP 4500 blocked behind NAT: the exchange is expected to fail.
+    assert!(wait("seed/nat=block-4500,nat_t=auto") > std::time::Duration::ZERO);
+    const PROPOSALS: &str = include_str!("../../../topologies/deploy/proposals-interop.toml");
+    let p = parse(
+        Path::new("topologies/deploy/proposals-interop.toml"),
+        PROPOSALS,
+    )
+    .unwrap();
+    // A rekey wait expected to run out counts its whole bound.
+    let most = p.cells.iter().map(|c| c.known_wait()).max().unwrap();
+    assert!(most >= std::time::Duration::from_secs(15), "{most:?}");
+}
