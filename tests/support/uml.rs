@@ -134,9 +134,12 @@ pub fn guest_cannot_write_outside_its_share() -> Result<(), Failed> {
     in_tempdir(|dir| {
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/uml-escape");
         // The scenario in /tmp (which the guest sees through its overlay),
-        // the target outside the guest's tmpfs and overlays.
+        // the target outside the guest's tmpfs and overlays, wherever the
+        // checkout is (under /tmp, a write to the target through the root
+        // would land in the guest's own overlay, not on the host): in
+        // vpnlab's cache directory, which the guest sees read-only.
         let scen = dir.join("scenario");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        let target = Path::new("/var/cache/vpnlab")
             .join(format!("uml-escape-target-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&target);
         std::fs::create_dir_all(&scen)?;
