@@ -28,10 +28,15 @@ PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
           xl2tpd ppp pptpd pptp-linux tayga libxml2-utils
           chromium fonts-liberation)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+# The packages among "$@" that are not installed.
+not_installed() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+mapfile -t missing < <(not_installed "${PACKAGES[@]}")
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "ci/setup.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -98,10 +103,7 @@ fi
 # /var/cache/vpnlab/uml.
 UML_PACKAGES=(linux-source-6.1 bc bison flex make gcc libc6-dev xz-utils binutils)
 if apt-cache show linux-source-6.1 >/dev/null 2>&1 || { apt-get update -qq && apt-cache show linux-source-6.1 >/dev/null 2>&1; }; then
-  uml_missing=()
-  for p in "${UML_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || uml_missing+=("$p")
-  done
+  mapfile -t uml_missing < <(not_installed "${UML_PACKAGES[@]}")
   if [ "${#uml_missing[@]}" -gt 0 ]; then
     echo "ci/setup.sh: installing ${uml_missing[*]} (to build the UML kernel)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${uml_missing[@]}" >/dev/null

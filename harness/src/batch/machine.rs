@@ -66,7 +66,15 @@ impl Machine {
             kernel_esp,
             kernel_ppp: kernel_has_ppp(),
             backend: default_backend(kernel_esp)?,
-            vm: vm_readiness(),
+            // A guest runs its cells itself: looking for ways to boot
+            // another (dpkg-query, the kernel cache) would only cost time.
+            vm: if in_vm {
+                Err(VmError::NoKernel(
+                    "this is a guest already: no guest kernel within a guest".into(),
+                ))
+            } else {
+                vm_readiness()
+            },
             in_vm,
         })
     }

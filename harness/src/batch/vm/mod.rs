@@ -130,27 +130,19 @@ async fn probe(spec: &KernelSpec) -> Chosen {
     } else {
         "no usable /dev/kvm"
     };
-    if *spec == KernelSpec::Auto {
-        match uml::readiness() {
-            Ok(_) => {
-                return Chosen {
-                    accel: Accel::Uml,
-                    why: format!("{no_kvm}; UML is ready"),
-                    explicit: false,
-                }
-            }
-            Err(e) => {
-                return Chosen {
-                    accel: Accel::Tcg,
-                    why: format!("{no_kvm}; UML is not ready ({e})"),
-                    explicit: false,
-                }
-            }
-        }
-    }
+    // UML only for `auto` (a kernel image is for qemu).
+    let uml = (*spec == KernelSpec::Auto).then(uml::readiness);
+    let (accel, why) = match uml {
+        Some(Ok(_)) => (Accel::Uml, format!("{no_kvm}; UML is ready")),
+        Some(Err(e)) => (Accel::Tcg, format!("{no_kvm}; UML is not ready ({e})")),
+        None => (
+            Accel::Tcg,
+            format!("{no_kvm}; a kernel image runs under qemu"),
+        ),
+    };
     Chosen {
-        accel: Accel::Tcg,
-        why: format!("{no_kvm}; a kernel image runs under qemu"),
+        accel,
+        why,
         explicit: false,
     }
 }

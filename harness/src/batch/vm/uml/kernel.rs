@@ -48,9 +48,14 @@ pub struct ToBuild {
 }
 
 impl ToBuild {
+    /// Its directory in the cache.
+    fn dir(&self) -> PathBuf {
+        self.cache.join(&self.key)
+    }
+
     /// Where the built kernel will be.
     pub fn path(&self) -> PathBuf {
-        self.cache.join(&self.key).join("linux")
+        self.dir().join("linux")
     }
 }
 
@@ -177,8 +182,7 @@ fn build(to: &ToBuild) -> Result<Built, VmError> {
     let _ = std::fs::remove_dir_all(&tree);
     result?;
     let secs = started.elapsed().as_secs_f64();
-    let dir = to.cache.join(&to.key);
-    let _ = std::fs::write(dir.join("build-seconds"), format!("{secs:.0}\n"));
+    let _ = std::fs::write(to.dir().join("build-seconds"), format!("{secs:.0}\n"));
     let _ = std::fs::remove_file(&log);
     Ok(Built {
         path: to.path(),
@@ -207,7 +211,7 @@ fn build_in(tree: &Path, log: &Path, to: &ToBuild) -> Result<(), VmError> {
     check_config(&tree.join(".config"))?;
     let j = format!("-j{jobs}");
     step(tree, log, "make", &["ARCH=um", &j, "linux"])?;
-    let dir = to.cache.join(&to.key);
+    let dir = to.dir();
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
     let tmp = dir.join("linux.partial");
     let tmp_s = tmp.to_string_lossy().into_owned();
