@@ -155,14 +155,14 @@ async fn bring_up(
 /// responder installs the SAs only when that message arrives. Wait
 /// (bounded) until every end reports its CHILD SA, so the first probe does
 /// not race the responder. Ends already seen with theirs are not asked
-/// again (a libreswan state query costs a whack, its log and `ip xfrm`).
+/// again (a libreswan state query costs a whack and reads its log).
 async fn wait_installed(stacks: &mut [Running]) -> Result<(), crate::error::StackError> {
     let deadline = Instant::now() + INSTALL_WAIT;
     let mut installed = vec![false; stacks.len()];
     loop {
         for (s, done) in stacks.iter_mut().zip(installed.iter_mut()) {
             if !*done {
-                *done = s.state().await?.child.is_some_and(|c| c.is_up());
+                *done = s.sa_states().await?.child.is_some_and(|c| c.is_up());
             }
         }
         if installed.iter().all(|d| *d) || Instant::now() > deadline {

@@ -96,7 +96,7 @@ impl<'a> Stage<'a> {
     ) -> Stage<'a> {
         let (mut peers, mut child_ids) = (Vec::new(), Vec::new());
         for s in stacks.iter_mut() {
-            let st = s.state().await.ok();
+            let st = s.sa_states().await.ok();
             peers.push(st.as_ref().and_then(remote));
             child_ids.push(st.map(|st| st.ids.children).unwrap_or_default());
         }
@@ -238,7 +238,7 @@ impl<'a> Stage<'a> {
             .collect();
         let mut before = Vec::new();
         for &i in &acting {
-            before.push(self.stacks[i].state().await?.ids);
+            before.push(self.stacks[i].sa_states().await?.ids);
         }
         let topo: &Topology = self.topo;
         let checks = rerun(cell, topo, during, step, self.reply_wait);
@@ -263,7 +263,7 @@ impl<'a> Stage<'a> {
             }
             for (k, &i) in acting.iter().enumerate() {
                 let done = loop {
-                    let st = stacks[i].state().await?;
+                    let st = stacks[i].sa_states().await?;
                     if took_effect(op, &before[k], &st) {
                         break true;
                     }
@@ -311,7 +311,7 @@ impl<'a> Stage<'a> {
         let old_children = self.child_ids[i].clone();
         let stack = &mut self.stacks[i];
         loop {
-            let st = stack.state().await?;
+            let st = stack.sa_states().await?;
             let rekeyed = st.is_up() && st.ids.children.iter().all(|c| !old_children.contains(c));
             if happened(event, &st, start.as_deref()) || (*event == Event::ChildRekeyed && rekeyed)
             {

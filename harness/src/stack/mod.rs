@@ -315,6 +315,17 @@ impl Running {
         }
     }
 
+    /// For a wait that polls: the SAs' states, serials and addresses as
+    /// `state` reports them; what only describes an SA (algorithms,
+    /// selectors, mode and encapsulation) may be left out where asking
+    /// for it costs more (libreswan: two processes).
+    pub async fn sa_states(&mut self) -> Result<EndpointState, StackError> {
+        match &mut self.driver {
+            Driver::Libreswan(s) => s.sa_states().await,
+            _ => self.state().await,
+        }
+    }
+
     /// The endpoint's own account so far: the failure lines of its
     /// daemon's log, normalized ([`account`]). The log outlives a restart,
     /// so the account covers every daemon the cell started.

@@ -117,12 +117,17 @@ pub struct Traffic {
 }
 
 /// Parse `whack --trafficstatus`: `#2: "conn"[1] peer, type=ESP, …,
-/// id='@carol', lease=10.3.0.1/32`.
+/// id='@carol', lease=10.3.0.1/32`. Only lines with a `type=` field count,
+/// so the text may also hold `--showstates`' lines (`#2: … STATE_…`):
+/// one whack asks for both.
 pub fn parse_trafficstatus(text: &str) -> Vec<Traffic> {
     text.lines()
         .filter_map(|line| {
             let line = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
             let (serial, rest) = line.strip_prefix('#')?.split_once(':')?;
+            if !rest.split(", ").any(|f| f.trim().starts_with("type=")) {
+                return None;
+            }
             let lease = rest
                 .split(", ")
                 .find_map(|f| f.trim().strip_prefix("lease="))
@@ -517,6 +522,16 @@ mod tests {
             (2, Some("10.3.0.1/32".parse().unwrap()))
         );
         assert_eq!((t[1].serial, t[1].lease), (4, None));
+        // Beside `--showstates`' lines (one whack asks for both), only the
+        // traffic lines count.
+        let both = "#1: \"vpnlab\"[1] 203.0.113.1:4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA); newest;\n#2: \"vpnlab\"[1] 203.0.113.1:4500 STATE_V2_ESTABLISHED_CHILD_SA (established Child SA); newest; eroute owner;\n#2: \"vpnlab\"[1] 203.0.113.1, type=ESP, add_time=1, inBytes=0, outBytes=0, id='@carol', lease=10.3.0.1/32\n";
+        let t = parse_trafficstatus(both);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].serial, t[0].lease),
+            (2, Some("10.3.0.1/32".parse().unwrap()))
+        );
+        assert_eq!(parse_showstates(both).len(), 2);
         let a = parse_algorithms("000 \"vpnlab\"[1] 203.0.113.1:   IKEv2 algorithm newest: AES_CBC_256-HMAC_SHA2_256-MODP2048\n000 \"vpnlab\"[1] 203.0.113.1:   ESP algorithm newest: AES_CBC_128-HMAC_SHA2_256_128; pfsgroup=<Phase1>\n000 \"vpnlab\":   ESP algorithm wanted: AES_CBC_128\n");
         assert_eq!(
             a.ike,
