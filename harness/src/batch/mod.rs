@@ -211,9 +211,11 @@ pub async fn run(
     if settings.claims.is_some() {
         // Shared with other guests: the longest first, so that no guest
         // is left with a long cell at the end while the others are done.
-        here.sort_by_key(|h| match h {
-            Here::Run(c) => std::cmp::Reverse(c.known_wait()),
-            Here::Report(_) => std::cmp::Reverse(std::time::Duration::ZERO),
+        here.sort_by_key(|h| {
+            std::cmp::Reverse(match h {
+                Here::Run(c) => c.known_wait(),
+                Here::Report(_) => std::time::Duration::ZERO,
+            })
         });
     }
     let (cells, teardowns) = run_here(here, machine, settings, progress).await;

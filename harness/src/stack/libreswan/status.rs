@@ -125,12 +125,13 @@ pub fn parse_trafficstatus(text: &str) -> Vec<Traffic> {
         .filter_map(|line| {
             let line = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
             let (serial, rest) = line.strip_prefix('#')?.split_once(':')?;
-            if !rest.split(", ").any(|f| f.trim().starts_with("type=")) {
+            let fields: Vec<&str> = rest.split(", ").map(str::trim).collect();
+            if !fields.iter().any(|f| f.starts_with("type=")) {
                 return None;
             }
-            let lease = rest
-                .split(", ")
-                .find_map(|f| f.trim().strip_prefix("lease="))
+            let lease = fields
+                .iter()
+                .find_map(|f| f.strip_prefix("lease="))
                 .and_then(|l| l.parse().ok());
             Some(Traffic {
                 serial: serial.parse().ok()?,
