@@ -2,10 +2,12 @@
 //! sockets vpnlab opened inside it (netlink now; ICMP/UDP check sockets on
 //! demand), in the spirit of netavark's `core_utils`.
 
+use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Mutex;
 
 use tokio::process::Command;
 
@@ -19,6 +21,11 @@ pub struct Netns {
     fd: OwnedFd,
     /// rtnetlink handle whose socket was opened inside this namespace.
     pub rtnl: rtnetlink::Handle,
+    /// The namespace's socket tables (`/proc/net/udp`, `tcp`), opened in it
+    /// on first use and read again from the start on every later one: a
+    /// readiness probe polls them, and a thread per read is costly in a UML
+    /// guest.
+    tables: Mutex<Vec<(&'static str, File)>>,
 }
 
 impl Netns {
@@ -43,6 +50,7 @@ impl Netns {
             node: node.to_string(),
             fd,
             rtnl,
+            tables: Mutex::default(),
         })
     }
 
@@ -82,12 +90,13 @@ impl Netns {
     }
 
     /// Whether some socket in this namespace has bound `port` (`proto`:
-    /// `udp` or `tcp`), read from the namespace's own socket table on a
-    /// thread inside it (`/proc/<pid>` would not do: vpnlab's PID namespace
-    /// sees the host's /proc).
+    /// `udp` or `tcp`), read from the namespace's own socket table. The
+    /// table is opened on a thread inside the namespace (`/proc/<pid>` would
+    /// not do: vpnlab's PID namespace sees the host's /proc); an open table
+    /// keeps showing its namespace's sockets.
     pub fn listens(&self, proto: &'static str, port: u16) -> bool {
         let suffix = format!(":{port:04X}");
-        self.run_in(move || std::fs::read_to_string(format!("/proc/thread-self/net/{proto}")))
+        self.socket_table(proto)
             .map(|t| {
                 t.lines().any(|l| {
                     l.split_whitespace()
@@ -96,6 +105,25 @@ impl Netns {
                 })
             })
             .unwrap_or(false)
+    }
+
+    /// The current text of socket table `proto`.
+    fn socket_table(&self, proto: &'static str) -> std::io::Result<String> {
+        use std::io::{Read, Seek};
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let i = match tables.iter().position(|(p, _)| *p == proto) {
+            Some(i) => i,
+            None => {
+                let path = format!("/proc/thread-self/net/{proto}");
+                tables.push((proto, self.run_in(move || File::open(path))?));
+                tables.len() - 1
+            }
+        };
+        let file = &mut tables[i].1;
+        file.rewind()?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok(text)
     }
 
     /// A duplicate of the namespace descriptor, for a driver that runs

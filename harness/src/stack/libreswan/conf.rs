@@ -127,6 +127,8 @@ fn conn(ep: &Endpoint, timers: Timers, name: &str, v: u8) -> String {
 \tretransmit-interval={interval}
 \tretransmit-timeout={give_up}s
 \tkeyingtries=1
+\t# Loaded by pluto's own start-up addconn, before it listens.
+\tauto=add
 ",
         ikev2 = if v == 2 { "yes" } else { "no" },
         auth = auth(ep),

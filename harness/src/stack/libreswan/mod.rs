@@ -1,6 +1,7 @@
 //! libreswan driver: one `pluto` per endpoint, run from a private prefix
 //! (Debian's package conflicts with strongSwan's), configured through a
-//! generated `ipsec.conf` and controlled with `addconn` and `whack`.
+//! generated `ipsec.conf` (its connections `auto=add`, which pluto's own
+//! start-up `addconn` loads) and controlled with `whack`.
 //!
 //! pluto's status output does not say whether NAT was detected, nor from
 //! which local port it speaks; its debug log does, so pluto runs with
@@ -107,6 +108,31 @@ fn logged_release(log: &str) -> Option<String> {
 /// "Libreswan 4.10" (`libreswan` if pluto did not say).
 fn label(release: Option<&str>) -> String {
     release.map_or_else(|| "libreswan".into(), |v| format!("Libreswan {v}"))
+}
+
+/// Whether pluto logged connection `name` (IKE version `v`) as added:
+/// `"vpnlab": added IKEv2 connection`.
+fn added(log: &str, name: &str, v: u8) -> bool {
+    let line = format!("\"{name}\": added IKEv{v} connection");
+    log.lines().any(|l| l.starts_with(&line))
+}
+
+/// What pluto and its start-up addconn said about a connection that was
+/// not added: the connection's log lines (debug lines left out), then
+/// addconn's own errors, which it writes to pluto's stderr.
+fn refusal(log: &str, stderr: &str, name: &str) -> String {
+    let tag = format!("\"{name}\"");
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with(&tag))
+        .chain(stderr.lines().filter(|l| !l.contains("adjusting")))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if said.is_empty() {
+        format!("pluto did not log connection {tag} as added, nor why not")
+    } else {
+        said[said.len().saturating_sub(6)..].join("\n")
+    }
 }
 
 /// An endpoint's pluto, configured but not started.
@@ -313,18 +339,20 @@ impl Running {
         }
     }
 
-    /// Add the connections (two for a responder of either IKE version).
-    /// addconn resolves %defaultroute, so it runs inside the node.
+    /// Check that pluto's start-up `addconn --autoall` added every
+    /// connection (`auto=add`; two for a responder of either IKE version).
+    /// addconn adds them before it tells pluto to listen, so once UDP 500
+    /// is bound pluto has logged each one's fate. (An addconn of our own
+    /// per connection cost a UML guest about 0.1 s of CPU each.)
     pub async fn load(&mut self) -> Result<(), StackError> {
-        for (name, _) in conns(&self.ep) {
-            let args = [
-                "--ctlsocket",
-                "/run/pluto.ctl",
-                "--config",
-                "/run/ipsec.conf",
-                name,
-            ];
-            self.in_node(&tool("addconn"), &args, true).await?;
+        let log = std::fs::read_to_string(self.work.file("pluto.log")).unwrap_or_default();
+        for (name, v) in conns(&self.ep) {
+            if !added(&log, name, v) {
+                let stderr =
+                    std::fs::read_to_string(self.work.file("pluto.stderr")).unwrap_or_default();
+                let why = refusal(&log, &stderr, name);
+                return Err(self.control_err("addconn --autoall (at pluto's start-up)", why));
+            }
         }
         Ok(())
     }
@@ -703,5 +731,26 @@ mod tests {
         assert_eq!(newest(&ikes, SaState::Established).unwrap().serial, 1);
         let only_new = [children[1]];
         assert_eq!(newest(&only_new, SaState::Installed).unwrap().serial, 3);
+    }
+
+    #[test]
+    fn a_connection_counts_as_loaded_only_when_pluto_logged_it_added() {
+        let log = "listening for IKE messages\n\"vpnlab\": added IKEv2 connection\n\"vpnlab-ikev1\": failed to add connection: ike string error\n| debug\n";
+        assert!(added(log, "vpnlab", 2));
+        assert!(!added(log, "vpnlab", 1));
+        assert!(!added(log, "vpnlab-ikev1", 1));
+        assert_eq!(
+            refusal(
+                log,
+                "pluto:  adjusting nssdir to /run/nss\n",
+                "vpnlab-ikev1"
+            ),
+            "\"vpnlab-ikev1\": failed to add connection: ike string error"
+        );
+        assert_eq!(
+            refusal("", "addconn: ERROR: bad line 3\n", "vpnlab"),
+            "addconn: ERROR: bad line 3"
+        );
+        assert!(refusal("", "", "vpnlab").contains("nor why not"));
     }
 }
