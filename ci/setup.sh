@@ -96,13 +96,13 @@ if ! command -v vng >/dev/null 2>&1; then
 fi
 
 # UML (`--kernel uml`, and `auto` without working KVM): vpnlab builds its own
-# User-Mode Linux kernel from Debian's linux-source-6.1 (see
+# User-Mode Linux kernel from Debian's linux-source-6.12 (see
 # harness/src/batch/vm/uml/kernel.config) and runs it as the unprivileged
 # user vpnlab-uml, in group dip for pppd. The kernel itself is built by
 # `vpnlab uml-kernel` (ci/test.sh, ci/run-scenarios.sh), once, into
 # /var/cache/vpnlab/uml.
-UML_PACKAGES=(linux-source-6.1 bc bison flex make gcc libc6-dev xz-utils binutils)
-if apt-cache show linux-source-6.1 >/dev/null 2>&1 || { apt-get update -qq && apt-cache show linux-source-6.1 >/dev/null 2>&1; }; then
+UML_PACKAGES=(linux-source-6.12 bc bison flex make gcc libc6-dev xz-utils binutils)
+if apt-cache show linux-source-6.12 >/dev/null 2>&1 || { apt-get update -qq && apt-cache show linux-source-6.12 >/dev/null 2>&1; }; then
   mapfile -t uml_missing < <(not_installed "${UML_PACKAGES[@]}")
   if [ "${#uml_missing[@]}" -gt 0 ]; then
     echo "ci/setup.sh: installing ${uml_missing[*]} (to build the UML kernel)"
@@ -110,7 +110,7 @@ if apt-cache show linux-source-6.1 >/dev/null 2>&1 || { apt-get update -qq && ap
   fi
   export VPNLAB_BUILD_UML=1
 else
-  echo "ci/setup.sh: linux-source-6.1 is not available here: no UML; VM cells use qemu"
+  echo "ci/setup.sh: linux-source-6.12 is not available here: no UML; VM cells use qemu"
 fi
 UML_USER=${VPNLAB_UML_USER:-vpnlab-uml}
 if ! id "$UML_USER" >/dev/null 2>&1; then

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/setup.sh
 
-# vpnlab's UML kernel, built once and cached (about 6 minutes on 2 cores),
+# vpnlab's UML kernel, built once and cached (about 8 minutes on 2 cores),
 # so the VM phase runs under UML where KVM does not work.
 if [ "${VPNLAB_BUILD_UML:-}" = 1 ]; then
   cargo build --quiet

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 source ci/setup.sh
 cargo build --release --quiet
 V=target/release/vpnlab
-$V uml-kernel >/dev/null
+kernel=$($V uml-kernel)
 paths=("$@")
 [ "${#paths[@]}" -gt 0 ] || paths=(topologies)
 mapfile -t cells < <($V list --needs-kernel "${paths[@]}")
@@ -47,7 +47,7 @@ run tcg
 run uml
 tcg=$(cat "$out/tcg.json.wall"); uml=$(cat "$out/uml.json.wall")
 python3 -c "print(f'UML/TCG wall ratio: {$uml/$tcg:.3f} ({$uml} s against {$tcg} s)')"
-build=$(cat /var/cache/vpnlab/uml/*/build-seconds 2>/dev/null | tail -1 || true)
+build=$(cat "$(dirname "$kernel")/build-seconds" 2>/dev/null || true)
 [ -n "$build" ] && echo "UML kernel build: ${build} s (when it was built)"
 echo "cells whose outcome differs (vpnlab diff tcg uml):"
 $V diff "$out/tcg.json" "$out/uml.json" || true

@@ -209,7 +209,7 @@ fn vm_mode(esp: Option<bool>) -> Vec<Finding> {
                     r.user.name
                 ),
                 Err(to) => format!(
-                    "kernel not built yet: `vpnlab uml-kernel` (or the first UML batch) builds {} once, about 6 minutes; as user {}",
+                    "kernel not built yet: `vpnlab uml-kernel` (or the first UML batch) builds {} once, about 8 minutes; as user {}",
                     to.path().display(),
                     r.user.name
                 ),

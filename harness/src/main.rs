@@ -116,8 +116,8 @@ enum Command {
     /// Build vpnlab's User-Mode Linux kernel for `--kernel uml`, or find it
     /// in the cache; print its path.
     ///
-    /// It is built once (about 6 minutes on 2 cores) from Debian's
-    /// linux-source-6.1 with the configuration vpnlab keeps, and cached in
+    /// It is built once (about 8 minutes on 2 cores) from Debian's
+    /// linux-source-6.12 with the configuration vpnlab keeps, and cached in
     /// /var/cache/vpnlab/uml (VPNLAB_UML_CACHE) under a key of the source's
     /// version and that configuration. `vpnlab run` builds it too when a
     /// batch needs it; ci/setup.sh builds it ahead. Needs root.
@@ -585,7 +585,7 @@ fn uml_kernel_cmd() -> Result<i32> {
     }
     if let Ok(Err(to)) = vm::uml::kernel::find() {
         eprintln!(
-            "building the UML kernel into {} (once; about 6 minutes on 2 cores)...",
+            "building the UML kernel into {} (once; about 8 minutes on 2 cores)...",
             to.path().display()
         );
     }

@@ -13,9 +13,10 @@ use crate::model::Cell;
 
 /// Cells an instance runs at a time. Its one CPU idles while a cell
 /// waits on a timer or for its peer; a second cell fills that time (all
-/// 170 bundled VM cells, `--jobs 2`: 309 s one at a time, 205 s two at a
-/// time). A third gained little (192 s) and stretched IKE exchanges
-/// toward the retransmission timer.
+/// 170 bundled VM cells, `--jobs 2`, 6.1 kernel: 309 s one at a time, 205 s
+/// two at a time). A third (6.12 kernel: 109 s against 123 s) doubles the
+/// median IKE exchange and brings the slowest to 2.5 s, near the 3 s at
+/// which UML's timers give up.
 const CELLS_PER_INSTANCE: usize = 2;
 
 /// The host files the guests read as UML's user: scenario files and
