@@ -101,7 +101,7 @@ impl batch::Progress for Console {
                 }
             }
             Event::UmlBuilding { kernel } => self.line(format!(
-                "building the UML kernel {} (once; about 8 minutes on 2 cores)...",
+                "building the UML kernel {} (once; 6-8 minutes on 2 cores)...",
                 kernel.display()
             )),
             Event::VmBooting {

@@ -179,7 +179,10 @@ fn libreswan_pluto() -> Finding {
 /// this kernel lacks go to a VM. Either way suffices.
 fn vm_mode(esp: Option<bool>) -> Vec<Finding> {
     use crate::batch::vm::{qemu, uml};
-    let (q, u) = (qemu::readiness(), uml::readiness());
+    let (q, u) = (
+        qemu::readiness(),
+        uml::readiness(uml::kernel::Series::V6_12),
+    );
     let any = q.is_ok() || u.is_ok() || esp == Some(true);
     let qemu = match q {
         Ok((vng, kernel)) => finding(
@@ -221,7 +224,7 @@ fn vm_mode(esp: Option<bool>) -> Vec<Finding> {
             ok: any,
             fix: match &e {
                 crate::error::VmError::UmlUser { create, .. } => create.clone(),
-                _ => uml::kernel::INSTALL.into(),
+                _ => uml::kernel::Series::V6_12.install(),
             },
             detail: e.to_string(),
         },

@@ -42,7 +42,10 @@ pub struct VmReady {
 
 /// Whether a guest kernel can run here, one way or the other.
 pub fn vm_readiness() -> Result<VmReady, VmError> {
-    match (vm::qemu::readiness(), vm::uml::readiness()) {
+    match (
+        vm::qemu::readiness(),
+        vm::uml::readiness(vm::uml::kernel::Series::V6_12),
+    ) {
         (Err(q), Err(u)) => Err(VmError::NoKernel(format!(
             "no way to run a guest kernel: under qemu, {q}; under UML, {u}"
         ))),

@@ -41,12 +41,14 @@ pub(super) async fn run(
     chosen: &vm::Chosen,
     progress: &dyn Progress,
 ) -> Result<Report, BatchError> {
-    let ready = uml::readiness()?;
+    // The virtual clock needs its own kernel series (see `Series`).
+    let series = uml::kernel::Series::for_clock(settings.time_travel);
+    let ready = uml::readiness(series)?;
     let kernel = match ready.kernel {
         Ok(k) => k,
         Err(to) => {
             progress.event(Event::UmlBuilding { kernel: &to.path() });
-            tokio::task::spawn_blocking(uml::kernel::ensure)
+            tokio::task::spawn_blocking(move || uml::kernel::ensure(series))
                 .await
                 .map_err(|e| BatchError::Setting(format!("the UML kernel build: {e}")))??
         }

@@ -131,7 +131,7 @@ async fn probe(spec: &KernelSpec) -> Chosen {
         "no usable /dev/kvm"
     };
     // UML only for `auto` (a kernel image is for qemu).
-    let uml = (*spec == KernelSpec::Auto).then(uml::readiness);
+    let uml = (*spec == KernelSpec::Auto).then(|| uml::readiness(uml::kernel::Series::V6_12));
     let (accel, why) = match uml {
         Some(Ok(_)) => (Accel::Uml, format!("{no_kvm}; UML is ready")),
         Some(Err(e)) => (Accel::Tcg, format!("{no_kvm}; UML is not ready ({e})")),
@@ -282,6 +282,11 @@ pub struct VmRun {
 /// panics early may never exit.
 pub const BATCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// Upper bound from a guest's start to its start mark: UML boots in under
+/// a second here, a TCG guest in 20-40 s. A guest that hangs while it
+/// boots fails the batch this soon, with its console's last lines.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
 /// The line vpnlab prints inside the VM when it starts running cells.
 pub const START_MARK: &str = "vpnlab-vm: running cells";
 
@@ -309,15 +314,28 @@ impl Console {
     }
 
     /// Read the console to its end, handing lines to `console` from the
-    /// start mark on.
+    /// start mark on. False if the start mark did not come within
+    /// [`BOOT_TIMEOUT`] (the rest is then not read).
     pub(crate) async fn follow(
         &mut self,
         err: impl tokio::io::AsyncRead + Unpin,
         console: &(dyn Fn(&str) + Sync),
-    ) {
+    ) -> bool {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut lines = BufReader::new(err).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+        let boot_by = tokio::time::Instant::from_std(self.started) + BOOT_TIMEOUT;
+        loop {
+            let next = if self.boot.is_some() {
+                lines.next_line().await
+            } else {
+                match tokio::time::timeout_at(boot_by, lines.next_line()).await {
+                    Ok(next) => next,
+                    Err(_) => return false,
+                }
+            };
+            let Ok(Some(line)) = next else {
+                return true;
+            };
             if self.boot.is_none() && line.contains(START_MARK) {
                 self.boot = Some(self.started.elapsed());
             }
@@ -332,7 +350,8 @@ impl Console {
     }
 
     /// Follow `stream` to its end and wait for `child`, bounded by
-    /// [`BATCH_TIMEOUT`]; `who` names the guest in the error. On timeout the
+    /// [`BOOT_TIMEOUT`] until the start mark and [`BATCH_TIMEOUT`] in all;
+    /// `who` names the guest in the error. On timeout the
     /// child is dropped, and kill_on_drop (with the run's PID namespace)
     /// ends it.
     pub(crate) async fn follow_to_exit(
@@ -343,12 +362,19 @@ impl Console {
         who: &str,
     ) -> Result<std::process::ExitStatus, VmError> {
         let waited = tokio::time::timeout(BATCH_TIMEOUT, async {
-            self.follow(stream, console).await;
-            child.wait().await
+            // A hung boot: no wait for the child, which is then dropped.
+            match self.follow(stream, console).await {
+                true => Some(child.wait().await),
+                false => None,
+            }
         })
         .await;
         match waited {
-            Ok(s) => s.map_err(|e| VmError::Run(e.to_string())),
+            Ok(None) => Err(VmError::Run(format!(
+                "{who} did not start running cells within {BOOT_TIMEOUT:?} of its start (a hung boot?); last console lines:\n{}",
+                self.tail()
+            ))),
+            Ok(Some(s)) => s.map_err(|e| VmError::Run(e.to_string())),
             Err(_) => Err(VmError::Run(format!(
                 "{who} did not finish within {BATCH_TIMEOUT:?}; last console lines:\n{}",
                 self.tail()
@@ -364,6 +390,28 @@ impl Console {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_guest_that_never_reaches_its_start_mark_fails_at_the_boot_bound() {
+        use tokio::io::AsyncWriteExt;
+        // Silent: the bound ends the wait (the clock is paused, so at once).
+        let (_quiet, r) = tokio::io::duplex(64);
+        let mut c = Console::new(std::time::Instant::now(), "");
+        assert!(!c.follow(r, &|_| {}).await);
+        // The mark, then the end of the console: followed to its end.
+        let (mut w, r) = tokio::io::duplex(256);
+        w.write_all(format!("booting\n{START_MARK} (1 cells)\nlast\n").as_bytes())
+            .await
+            .unwrap();
+        drop(w);
+        let mut c = Console::new(std::time::Instant::now(), "");
+        let seen = std::sync::Mutex::new(Vec::new());
+        assert!(
+            c.follow(r, &|l| seen.lock().unwrap().push(l.to_string()))
+                .await
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2, "lines from the mark on");
+    }
 
     #[test]
     fn quoting_survives_the_shell() {

@@ -19,23 +19,63 @@ use crate::error::VmError;
 
 /// The config fragment (every option the cells need, all built in).
 pub const FRAGMENT: &str = include_str!("kernel.config");
-/// The kernel series built (Debian bookworm ships it as a source package
-/// through bookworm-security).
-macro_rules! series {
-    () => {
-        "6.12"
-    };
+/// A kernel series vpnlab builds, each from Debian's source package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Series {
+    /// 6.12 (bookworm-security): what UML runs by default.
+    V6_12,
+    /// 6.1 (bookworm): for `--time-travel` only. Under 6.12,
+    /// `time-travel=inf-cpu` hangs before the kernel prints its first line.
+    V6_1,
 }
-/// Debian's package with the kernel source.
-pub const SOURCE_PACKAGE: &str = concat!("linux-source-", series!());
-/// Where that package puts the source.
-pub const SOURCE: &str = concat!("/usr/src/linux-source-", series!(), ".tar.xz");
-/// What the build needs, installed.
-pub const INSTALL: &str = concat!(
-    "apt-get install -y --no-install-recommends linux-source-",
-    series!(),
-    " bc bison flex make gcc libc6-dev xz-utils"
-);
+
+impl Series {
+    /// The series for a run on the virtual clock or not.
+    pub fn for_clock(virtual_time: bool) -> Self {
+        if virtual_time {
+            Series::V6_1
+        } else {
+            Series::V6_12
+        }
+    }
+
+    /// `6.12`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Series::V6_12 => "6.12",
+            Series::V6_1 => "6.1",
+        }
+    }
+
+    /// Debian's package with the kernel source.
+    pub fn package(self) -> String {
+        format!("linux-source-{}", self.name())
+    }
+
+    /// Where that package puts the source.
+    fn source(self) -> String {
+        format!("/usr/src/linux-source-{}.tar.xz", self.name())
+    }
+
+    /// What the build needs, installed.
+    pub fn install(self) -> String {
+        format!(
+            "apt-get install -y --no-install-recommends {} bc bison flex make gcc libc6-dev xz-utils",
+            self.package()
+        )
+    }
+
+    /// The fragment with this series' own options: 6.1 has named
+    /// nftables objects (ct helper, ct timeout) as an option of its own,
+    /// which 6.12 builds into nf_tables.
+    fn fragment(self) -> String {
+        match self {
+            Series::V6_12 => FRAGMENT.to_string(),
+            Series::V6_1 => format!("{FRAGMENT}CONFIG_NFT_OBJREF=y\n"),
+        }
+    }
+}
+
 /// Changes whenever the build steps below change what they produce.
 const RECIPE: &str = "vpnlab-uml-1";
 /// A prebuilt kernel to use instead (no build, no cache).
@@ -57,6 +97,7 @@ pub struct Built {
 /// A kernel the cache does not hold yet.
 #[derive(Debug, Clone)]
 pub struct ToBuild {
+    series: Series,
     key: String,
     cache: PathBuf,
 }
@@ -80,9 +121,9 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/vpnlab/uml"))
 }
 
-/// The kernel to run: `VPNLAB_UML_KERNEL`, else the cached build for the
-/// installed source, else what would be built.
-pub fn find() -> Result<Result<Built, ToBuild>, VmError> {
+/// The kernel to run: `VPNLAB_UML_KERNEL`, else the cached build of
+/// `series` for the installed source, else what would be built.
+pub fn find(series: Series) -> Result<Result<Built, ToBuild>, VmError> {
     if let Some(p) = std::env::var_os(KERNEL_ENV) {
         let path = PathBuf::from(p);
         return if path.is_file() {
@@ -98,8 +139,8 @@ pub fn find() -> Result<Result<Built, ToBuild>, VmError> {
             )))
         };
     }
-    let version = source_version()?;
-    let key = key(&version);
+    let version = source_version(series)?;
+    let key = key(series, &version);
     let cache = cache_dir();
     let path = cache.join(&key).join("linux");
     if path.is_file() {
@@ -108,25 +149,27 @@ pub fn find() -> Result<Result<Built, ToBuild>, VmError> {
             .and_then(|s| s.trim().parse().ok());
         return Ok(Ok(Built {
             path,
-            origin: format!("{SOURCE_PACKAGE} {version}, cached as {key}"),
+            origin: format!("{} {version}, cached as {key}", series.package()),
             build_secs,
         }));
     }
-    Ok(Err(ToBuild { key, cache }))
+    Ok(Err(ToBuild { series, key, cache }))
 }
 
 /// The installed source package's version.
-fn source_version() -> Result<String, VmError> {
+fn source_version(series: Series) -> Result<String, VmError> {
     let missing = || {
         VmError::NoKernel(format!(
-            "the UML kernel is built from {SOURCE_PACKAGE}, which is not installed; install it: {INSTALL}"
+            "the UML kernel is built from {}, which is not installed; install it: {}",
+            series.package(),
+            series.install()
         ))
     };
-    if !Path::new(SOURCE).is_file() {
+    if !Path::new(&series.source()).is_file() {
         return Err(missing());
     }
     let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${Version}", SOURCE_PACKAGE])
+        .args(["-W", "-f=${Version}", &series.package()])
         .output()
         .map_err(|_| missing())?;
     let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -138,9 +181,9 @@ fn source_version() -> Result<String, VmError> {
 }
 
 /// The cache key: source version, fragment and recipe.
-fn key(version: &str) -> String {
+fn key(series: Series, version: &str) -> String {
     let mut h = Sha256::new();
-    for part in [RECIPE, version, FRAGMENT] {
+    for part in [RECIPE, version, &series.fragment()] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -148,18 +191,18 @@ fn key(version: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("{}-{hex}", series!())
+    format!("{}-{hex}", series.name())
 }
 
 /// The kernel, built first if the cache lacks it (blocking: minutes).
 /// Concurrent callers wait for one build.
-pub fn ensure() -> Result<Built, VmError> {
-    match find()? {
+pub fn ensure(series: Series) -> Result<Built, VmError> {
+    match find(series)? {
         Ok(b) => Ok(b),
         Err(to) => {
             let _lock = lock(&to.cache)?;
             // Another process may have built it while we waited.
-            match find()? {
+            match find(series)? {
                 Ok(b) => Ok(b),
                 Err(to) => build(&to),
             }
@@ -200,7 +243,7 @@ fn build(to: &ToBuild) -> Result<Built, VmError> {
     let _ = std::fs::remove_file(&log);
     Ok(Built {
         path: to.path(),
-        origin: format!("{SOURCE_PACKAGE}, built now as {}", to.key),
+        origin: format!("{}, built now as {}", to.series.package(), to.key),
         build_secs: Some(secs),
     })
 }
@@ -208,10 +251,12 @@ fn build(to: &ToBuild) -> Result<Built, VmError> {
 fn build_in(tree: &Path, log: &Path, to: &ToBuild) -> Result<(), VmError> {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let fragment = tree.join("vpnlab.config");
-    std::fs::write(&fragment, FRAGMENT).map_err(|e| fail(e.to_string()))?;
+    let wanted_config = to.series.fragment();
+    std::fs::write(&fragment, &wanted_config).map_err(|e| fail(e.to_string()))?;
     let frag = fragment.to_string_lossy().into_owned();
+    let source = to.series.source();
     let steps: [(&str, Vec<&str>); 4] = [
-        ("tar", vec!["xf", SOURCE, "--strip-components=1"]),
+        ("tar", vec!["xf", &source, "--strip-components=1"]),
         ("make", vec!["ARCH=um", "defconfig"]),
         (
             "scripts/kconfig/merge_config.sh",
@@ -220,21 +265,21 @@ fn build_in(tree: &Path, log: &Path, to: &ToBuild) -> Result<(), VmError> {
         ("make", vec!["ARCH=um", "olddefconfig"]),
     ];
     for (prog, args) in &steps {
-        step(tree, log, prog, args)?;
+        step(tree, log, prog, args, to.series)?;
     }
-    check_config(&tree.join(".config"))?;
+    check_config(&tree.join(".config"), &wanted_config)?;
     let j = format!("-j{jobs}");
-    step(tree, log, "make", &["ARCH=um", &j, "linux"])?;
+    step(tree, log, "make", &["ARCH=um", &j, "linux"], to.series)?;
     let dir = to.dir();
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
     let tmp = dir.join("linux.partial");
     let tmp_s = tmp.to_string_lossy().into_owned();
-    step(tree, log, "strip", &["-o", &tmp_s, "linux"])?;
+    step(tree, log, "strip", &["-o", &tmp_s, "linux"], to.series)?;
     std::fs::rename(&tmp, to.path()).map_err(|e| fail(e.to_string()))
 }
 
 /// Run one build step in `tree`, its output appended to `log`.
-fn step(tree: &Path, log: &Path, prog: &str, args: &[&str]) -> Result<(), VmError> {
+fn step(tree: &Path, log: &Path, prog: &str, args: &[&str], series: Series) -> Result<(), VmError> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -250,7 +295,8 @@ fn step(tree: &Path, log: &Path, prog: &str, args: &[&str]) -> Result<(), VmErro
         .status()
         .map_err(|e| {
             fail(format!(
-                "cannot run {prog} ({e}); install the build tools: {INSTALL}"
+                "cannot run {prog} ({e}); install the build tools: {}",
+                series.install()
             ))
         })?;
     if status.success() {
@@ -269,10 +315,10 @@ fn step(tree: &Path, log: &Path, prog: &str, args: &[&str]) -> Result<(), VmErro
 
 /// Every option of the fragment as it ended up after `olddefconfig`: an
 /// option whose dependencies are missing is dropped silently by kconfig.
-fn check_config(config: &Path) -> Result<(), VmError> {
+fn check_config(config: &Path, fragment: &str) -> Result<(), VmError> {
     let text = std::fs::read_to_string(config).map_err(|e| fail(e.to_string()))?;
     let have: std::collections::HashSet<&str> = text.lines().collect();
-    let lost: Vec<&str> = wanted(FRAGMENT)
+    let lost: Vec<&str> = wanted(fragment)
         .filter(|line| !have.contains(line))
         .collect();
     if lost.is_empty() {
@@ -298,10 +344,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_changes_with_source_and_fragment_only() {
-        assert_eq!(key("6.12.118-1"), key("6.12.118-1"));
-        assert_ne!(key("6.12.118-1"), key("6.12.119-1"));
-        assert!(key("6.12.118-1").starts_with("6.12-"));
+    fn the_key_changes_with_series_source_and_fragment_only() {
+        let k = |v| key(Series::V6_12, v);
+        assert_eq!(k("6.12.118-1"), k("6.12.118-1"));
+        assert_ne!(k("6.12.118-1"), k("6.12.119-1"));
+        assert!(k("6.12.118-1").starts_with("6.12-"));
+        assert!(key(Series::V6_1, "6.1.192-1").starts_with("6.1-"));
+        assert_eq!(Series::for_clock(true), Series::V6_1);
+        assert!(wanted(&Series::V6_1.fragment()).any(|l| l == "CONFIG_NFT_OBJREF=y"));
+        assert!(!wanted(&Series::V6_12.fragment()).any(|l| l == "CONFIG_NFT_OBJREF=y"));
     }
 
     #[test]

@@ -91,17 +91,17 @@ pub struct Ready {
     pub kernel: Result<kernel::Built, kernel::ToBuild>,
 }
 
-/// Whether UML can run here: its user exists and its kernel is built or
-/// buildable.
-pub fn readiness() -> Result<Ready, VmError> {
+/// Whether UML can run here: its user exists and its kernel (of
+/// `series`) is built or buildable.
+pub fn readiness(series: kernel::Series) -> Result<Ready, VmError> {
     let user = user()?;
-    let kernel = kernel::find()?;
+    let kernel = kernel::find(series)?;
     if kernel.is_err() {
         for tool in ["make", "gcc", "bc", "flex", "bison", "strip"] {
             if !on_path(tool) {
                 return Err(VmError::Missing {
                     what: format!("{tool} (to build the UML kernel)"),
-                    install: kernel::INSTALL.into(),
+                    install: series.install(),
                 });
             }
         }
