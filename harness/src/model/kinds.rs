@@ -166,7 +166,8 @@ pub enum Backend {
 pub enum StackName {
     /// strongSwan's charon, driven over VICI.
     Strongswan,
-    /// libreswan's pluto, driven with addconn and whack.
+    /// libreswan's pluto, driven with whack (its start-up addconn loads the
+    /// connections).
     Libreswan,
     /// A user's own stack through three programs.
     Command,

@@ -383,6 +383,9 @@ impl Console {
     }
 
     pub(crate) fn tail(&self) -> String {
+        if self.last.is_empty() {
+            return "(none)".into();
+        }
         Vec::from(self.last.clone()).join("\n")
     }
 }

@@ -39,7 +39,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound for one `whack --initiate` (pluto gives up earlier: see
 /// `retransmit-timeout`).
 const INITIATE_TIMEOUT: Duration = Duration::from_secs(40);
-/// Upper bound for one status query or `addconn`.
+/// Upper bound for one status query.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The prefix libreswan's package was unpacked into (`VPNLAB_LIBRESWAN`
@@ -92,7 +92,9 @@ async fn bound(ns: &Netns) -> Result<Probe<()>, StackError> {
     Ok(if ns.listens("udp", 500) {
         Probe::Ready(())
     } else {
-        Probe::NotYet("UDP port 500 never bound".into())
+        // pluto listens when its start-up addconn tells it to; an addconn
+        // that fails first (its errors go to pluto's stderr) never does.
+        Probe::NotYet("UDP port 500 never bound (pluto listens once its start-up addconn has run: see pluto's stderr)".into())
     })
 }
 
@@ -118,20 +120,24 @@ fn added(log: &str, name: &str, v: u8) -> bool {
 }
 
 /// What pluto and its start-up addconn said about a connection that was
-/// not added: the connection's log lines (debug lines left out), then
-/// addconn's own errors, which it writes to pluto's stderr.
+/// not added: the connection's last log lines (debug lines left out),
+/// then the last of pluto's stderr, where addconn's errors go; each part
+/// capped on its own, so stderr noise cannot push out pluto's reason.
 fn refusal(log: &str, stderr: &str, name: &str) -> String {
+    fn last<'a>(lines: &[&'a str], n: usize) -> Vec<&'a str> {
+        lines[lines.len().saturating_sub(n)..].to_vec()
+    }
     let tag = format!("\"{name}\"");
-    let said: Vec<&str> = log
+    let own: Vec<&str> = log.lines().filter(|l| l.starts_with(&tag)).collect();
+    let errors: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.starts_with(&tag))
-        .chain(stderr.lines().filter(|l| !l.contains("adjusting")))
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.contains("adjusting") && !l.trim().is_empty())
         .collect();
+    let said = [last(&own, 4), last(&errors, 4)].concat();
     if said.is_empty() {
         format!("pluto did not log connection {tag} as added, nor why not")
     } else {
-        said[said.len().saturating_sub(6)..].join("\n")
+        said.join("\n")
     }
 }
 
@@ -735,7 +741,7 @@ mod tests {
 
     #[test]
     fn a_connection_counts_as_loaded_only_when_pluto_logged_it_added() {
-        let log = "listening for IKE messages\n\"vpnlab\": added IKEv2 connection\n\"vpnlab-ikev1\": failed to add connection: ike string error\n| debug\n";
+        let log = "\"vpnlab\": added IKEv2 connection\n\"vpnlab-ikev1\": failed to add connection: ike string error\n| debug\nlistening for IKE messages\n";
         assert!(added(log, "vpnlab", 2));
         assert!(!added(log, "vpnlab", 1));
         assert!(!added(log, "vpnlab-ikev1", 1));
@@ -752,5 +758,8 @@ mod tests {
             "addconn: ERROR: bad line 3"
         );
         assert!(refusal("", "", "vpnlab").contains("nor why not"));
+        // Much on stderr does not push out pluto's own reason.
+        let noise = "nss: warning\n".repeat(10);
+        assert!(refusal(log, &noise, "vpnlab-ikev1").starts_with("\"vpnlab-ikev1\": failed"));
     }
 }
