@@ -181,7 +181,7 @@ fn vm_mode(esp: Option<bool>) -> Vec<Finding> {
     use crate::batch::vm::{qemu, uml};
     let (q, u) = (
         qemu::readiness(),
-        uml::readiness(uml::kernel::Series::V6_12),
+        uml::readiness(uml::kernel::Series::default()),
     );
     let any = q.is_ok() || u.is_ok() || esp == Some(true);
     let qemu = match q {
@@ -224,7 +224,7 @@ fn vm_mode(esp: Option<bool>) -> Vec<Finding> {
             ok: any,
             fix: match &e {
                 crate::error::VmError::UmlUser { create, .. } => create.clone(),
-                _ => uml::kernel::Series::V6_12.install(),
+                _ => uml::kernel::Series::default().install(),
             },
             detail: e.to_string(),
         },

@@ -116,7 +116,7 @@ enum Command {
     /// Build vpnlab's User-Mode Linux kernel for `--kernel uml`, or find it
     /// in the cache; print its path.
     ///
-    /// It is built once (about 8 minutes on 2 cores) from Debian's
+    /// It is built once (6-8 minutes on 2 cores) from Debian's
     /// linux-source-6.12 with the configuration vpnlab keeps, and cached in
     /// /var/cache/vpnlab/uml (VPNLAB_UML_CACHE) under a key of the source's
     /// version and that configuration. `vpnlab run` builds it too when a

@@ -11,7 +11,7 @@ use super::{in_tempdir, report_of, run_vpnlab};
 
 /// Why UML tests cannot run here, if they cannot.
 pub fn not_ready() -> Option<String> {
-    vpnlab::batch::vm::uml::readiness(vpnlab::batch::vm::uml::kernel::Series::V6_12)
+    vpnlab::batch::vm::uml::readiness(vpnlab::batch::vm::uml::kernel::Series::default())
         .err()
         .map(|e| e.to_string())
 }

@@ -44,7 +44,7 @@ pub struct VmReady {
 pub fn vm_readiness() -> Result<VmReady, VmError> {
     match (
         vm::qemu::readiness(),
-        vm::uml::readiness(vm::uml::kernel::Series::V6_12),
+        vm::uml::readiness(vm::uml::kernel::Series::default()),
     ) {
         (Err(q), Err(u)) => Err(VmError::NoKernel(format!(
             "no way to run a guest kernel: under qemu, {q}; under UML, {u}"

@@ -131,7 +131,7 @@ async fn probe(spec: &KernelSpec) -> Chosen {
         "no usable /dev/kvm"
     };
     // UML only for `auto` (a kernel image is for qemu).
-    let uml = (*spec == KernelSpec::Auto).then(|| uml::readiness(uml::kernel::Series::V6_12));
+    let uml = (*spec == KernelSpec::Auto).then(|| uml::readiness(uml::kernel::Series::default()));
     let (accel, why) = match uml {
         Some(Ok(_)) => (Accel::Uml, format!("{no_kvm}; UML is ready")),
         Some(Err(e)) => (Accel::Tcg, format!("{no_kvm}; UML is not ready ({e})")),

@@ -7,7 +7,7 @@
 //! families a NAT gateway needs. Why 6.12 and not 6.1: a page fault in a
 //! UML guest is a round trip through the host, and under 6.12 (its UML
 //! memory management was reworked after 6.1) a process starts with less
-//! than half the faults, so a cell takes 40-50 % less CPU.
+//! than half the faults, so a libreswan cell takes about 40 % less CPU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,10 +19,14 @@ use crate::error::VmError;
 
 /// The config fragment (every option the cells need, all built in).
 pub const FRAGMENT: &str = include_str!("kernel.config");
+/// What a build needs besides the source package.
+const BUILD_TOOLS: &str = "bc bison flex make gcc libc6-dev xz-utils";
+
 /// A kernel series vpnlab builds, each from Debian's source package.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Series {
     /// 6.12 (bookworm-security): what UML runs by default.
+    #[default]
     V6_12,
     /// 6.1 (bookworm): for `--time-travel` only. Under 6.12,
     /// `time-travel=inf-cpu` hangs before the kernel prints its first line.
@@ -35,7 +39,7 @@ impl Series {
         if virtual_time {
             Series::V6_1
         } else {
-            Series::V6_12
+            Series::default()
         }
     }
 
@@ -60,7 +64,7 @@ impl Series {
     /// What the build needs, installed.
     pub fn install(self) -> String {
         format!(
-            "apt-get install -y --no-install-recommends {} bc bison flex make gcc libc6-dev xz-utils",
+            "apt-get install -y --no-install-recommends {} {BUILD_TOOLS}",
             self.package()
         )
     }
@@ -265,21 +269,21 @@ fn build_in(tree: &Path, log: &Path, to: &ToBuild) -> Result<(), VmError> {
         ("make", vec!["ARCH=um", "olddefconfig"]),
     ];
     for (prog, args) in &steps {
-        step(tree, log, prog, args, to.series)?;
+        step(tree, log, prog, args)?;
     }
     check_config(&tree.join(".config"), &wanted_config)?;
     let j = format!("-j{jobs}");
-    step(tree, log, "make", &["ARCH=um", &j, "linux"], to.series)?;
+    step(tree, log, "make", &["ARCH=um", &j, "linux"])?;
     let dir = to.dir();
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
     let tmp = dir.join("linux.partial");
     let tmp_s = tmp.to_string_lossy().into_owned();
-    step(tree, log, "strip", &["-o", &tmp_s, "linux"], to.series)?;
+    step(tree, log, "strip", &["-o", &tmp_s, "linux"])?;
     std::fs::rename(&tmp, to.path()).map_err(|e| fail(e.to_string()))
 }
 
 /// Run one build step in `tree`, its output appended to `log`.
-fn step(tree: &Path, log: &Path, prog: &str, args: &[&str], series: Series) -> Result<(), VmError> {
+fn step(tree: &Path, log: &Path, prog: &str, args: &[&str]) -> Result<(), VmError> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -295,8 +299,7 @@ fn step(tree: &Path, log: &Path, prog: &str, args: &[&str], series: Series) -> R
         .status()
         .map_err(|e| {
             fail(format!(
-                "cannot run {prog} ({e}); install the build tools: {}",
-                series.install()
+                "cannot run {prog} ({e}); install the build tools: apt-get install -y --no-install-recommends {BUILD_TOOLS}"
             ))
         })?;
     if status.success() {
