@@ -87,9 +87,12 @@ fn binds(work: &Workdir) -> Vec<(PathBuf, PathBuf)> {
     ]
 }
 
-/// One readiness probe: whether UDP 500 is bound in the node.
-async fn bound(ns: &Netns) -> Result<Probe<()>, StackError> {
-    Ok(if ns.listens("udp", 500) {
+/// One readiness probe: whether UDP 500 is bound in the node, in `table`
+/// (`udp` or `udp6`): the family IKE uses there. pluto binds one address
+/// after the other, and a peer whose first IKE message reaches an IPv6
+/// address not bound yet gets an ICMP error (a packet in the snapshot).
+async fn bound(ns: &Netns, table: &'static str) -> Result<Probe<()>, StackError> {
+    Ok(if ns.listens(table, 500) {
         Probe::Ready(())
     } else {
         // pluto listens when its start-up addconn tells it to; an addconn
@@ -174,7 +177,11 @@ impl Prepared {
             source,
         })?;
         let mut daemon = Daemon::spawn(ns, &self.ep.node, self.spec(pluto))?;
-        if let Err(e) = daemon.ready(&READY, || bound(ns)).await {
+        let table = match self.ep.local_addr {
+            Some(a) if a.is_ipv6() => "udp6",
+            _ => "udp",
+        };
+        if let Err(e) = daemon.ready(&READY, || bound(ns, table)).await {
             daemon.stop().await;
             return Err(e);
         }
